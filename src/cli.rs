@@ -1,0 +1,456 @@
+//! The command line: `serve` (the default), `migrate`, `demo` and `seed`.
+//! `main` only parses arguments and calls [`run`].
+
+use std::{net::TcpListener, path::PathBuf};
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use rand::RngCore;
+
+use crate::{
+    config::{self, ApiTokens, ConfigError},
+    core::pseudonym::Pseudonymiser,
+    db::{
+        self,
+        embedded::{EmbeddedOptions, EmbeddedPostgres},
+    },
+    demo,
+    http::{self, AppState},
+};
+
+/// acctstream: streams accounting (authentication event) data out of
+/// PostgreSQL as chunked JSON or CSV.
+#[derive(Debug, Parser)]
+#[command(name = "acctstream", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Args)]
+struct Common {
+    /// PostgreSQL URL. When absent, an embedded PostgreSQL is started under
+    /// the data directory (its server binaries must be installed).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Directory of the embedded PostgreSQL cluster (and of the demo's key
+    /// and token).
+    #[arg(
+        long,
+        env = "ACCTSTREAM_DATA_DIR",
+        global = true,
+        default_value = ".acctstream"
+    )]
+    data_dir: PathBuf,
+    /// Maximum number of database connections.
+    #[arg(
+        long,
+        env = "ACCTSTREAM_POOL_SIZE",
+        global = true,
+        default_value_t = 16
+    )]
+    pool_size: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default). Needs ACCTSTREAM_PSEUDONYM_KEY (or
+    /// ACCTSTREAM_PSEUDONYM_KEY_FILE) and ACCTSTREAM_API_TOKENS.
+    Serve(ServeArgs),
+    /// Apply the migrations in sql/ that are not yet applied, then exit.
+    Migrate,
+    /// Serve with an embedded PostgreSQL and realistic demo data: 30 days of
+    /// events (seeded once, topped up on later runs) plus a live trickle.
+    /// Generates a key and a token once and keeps them in the data directory.
+    Demo(ServeArgs),
+    /// Insert generated events (for benchmarks), then exit.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ACCTSTREAM_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Base URL for links, e.g. https://acct.example.com (default: the
+    /// request's Host).
+    #[arg(long, env = "ACCTSTREAM_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SeedArgs {
+    /// Number of events to insert.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Days the events are spread over, ending at --end.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// End of the seeded span (RFC 3339); default now.
+    #[arg(long)]
+    end: Option<DateTime<Utc>>,
+    /// Seed of the random generator (same seed, same data).
+    #[arg(long, default_value_t = 42)]
+    rng_seed: u64,
+}
+
+/// Anything that stops a subcommand.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A configuration problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The embedded PostgreSQL could not be started.
+    #[error(transparent)]
+    Embedded(#[from] db::embedded::EmbeddedError),
+    /// The database URL is malformed.
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    DatabaseUrl(tokio_postgres::Error),
+    /// The database could not be reached.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(tokio_postgres::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] db::migrate::MigrateError),
+    /// The pool could not be built.
+    #[error(transparent)]
+    Pool(#[from] db::pool::PoolBuildError),
+    /// Seeding the demo data failed.
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
+    /// Binding or serving failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    let context = context.into();
+    move |source| CliError::Io { context, source }
+}
+
+/// Where the data lives: a server named by URL, or our own embedded cluster
+/// (stopped when this is dropped).
+struct Database {
+    config: tokio_postgres::Config,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    async fn open(common: &Common, durable: bool) -> Result<Database, CliError> {
+        if let Some(url) = &common.database_url {
+            let config = url.parse().map_err(CliError::DatabaseUrl)?;
+            return Ok(Database {
+                config,
+                embedded: None,
+            });
+        }
+        let options = EmbeddedOptions {
+            data_dir: common.data_dir.clone(),
+            durable,
+        };
+        tracing::info!(data_dir = %common.data_dir.display(), "starting embedded PostgreSQL");
+        let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
+            .await
+            .map_err(|e| io("starting embedded PostgreSQL")(std::io::Error::other(e)))??;
+        tracing::info!(url = %embedded.url("acctstream"), "embedded PostgreSQL ready");
+        let config = embedded.pg_config("acctstream");
+        let database = Database {
+            config,
+            embedded: Some(embedded),
+        };
+        database.ensure_database().await?;
+        Ok(database)
+    }
+
+    /// The embedded cluster starts with only the `postgres` database.
+    async fn ensure_database(&self) -> Result<(), CliError> {
+        let mut admin = self.config.clone();
+        admin.dbname("postgres");
+        let client = connect(&admin).await?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = 'acctstream'",
+                &[],
+            )
+            .await
+            .map_err(CliError::Connect)?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute("CREATE DATABASE acctstream")
+                .await
+                .map_err(CliError::Connect)?;
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), CliError> {
+        let mut client = connect(&self.config).await?;
+        let applied = db::migrate::run(&mut client).await?;
+        tracing::info!(?applied, "migrations up to date");
+        Ok(())
+    }
+
+    async fn stop(self) {
+        if let Some(embedded) = self.embedded {
+            match tokio::task::spawn_blocking(move || embedded.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(error)) => tracing::warn!(%error, "stopping embedded PostgreSQL"),
+                Err(error) => tracing::warn!(%error, "stopping embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+/// Opens one connection whose driver task runs until the client is dropped.
+pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, CliError> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(CliError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        None => serve(&cli.common, &ServeArgs::parse_env()).await,
+        Some(Command::Serve(args)) => serve(&cli.common, &args).await,
+        Some(Command::Migrate) => {
+            let database = Database::open(&cli.common, true).await?;
+            let result = database.migrate().await;
+            database.stop().await;
+            result
+        }
+        Some(Command::Demo(args)) => run_demo(&cli.common, &args).await,
+        Some(Command::Seed(args)) => seed(&cli.common, &args).await,
+    }
+}
+
+impl ServeArgs {
+    /// `acctstream` without a subcommand serves with the environment's settings.
+    fn parse_env() -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["acctstream"]).args
+    }
+}
+
+async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
+    let pseudonymiser = config::pseudonymiser_from_env()?.ok_or(ConfigError::MissingKey)?;
+    let tokens = ApiTokens::from_env()?;
+    if tokens.is_empty() {
+        return Err(ConfigError::NoTokens.into());
+    }
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(config::parse_public_url)
+        .transpose()?;
+    let database = Database::open(common, true).await?;
+    let result = serve_with(
+        common,
+        args,
+        &database,
+        pseudonymiser,
+        tokens,
+        public_url,
+        None,
+    )
+    .await;
+    database.stop().await;
+    result
+}
+
+async fn serve_with(
+    common: &Common,
+    args: &ServeArgs,
+    database: &Database,
+    pseudonymiser: Pseudonymiser,
+    tokens: ApiTokens,
+    public_url: Option<String>,
+    banner: Option<&dyn Fn(&str)>,
+) -> Result<(), CliError> {
+    database.migrate().await?;
+    let pool = db::pool::build(database.config.clone(), common.pool_size)?;
+    let listener =
+        TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
+    let address = listener
+        .local_addr()
+        .map_err(io("reading the bound address"))?;
+    let state = AppState {
+        pool,
+        pseudonymiser,
+        tokens,
+        public_url,
+    };
+    let server = http::run(listener, state).map_err(io("starting the HTTP server"))?;
+    tracing::info!(%address, "listening");
+    if let Some(banner) = banner {
+        banner(&format!("http://{address}"));
+    }
+    server.await.map_err(io("serving"))
+}
+
+async fn run_demo(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
+    std::fs::create_dir_all(&common.data_dir)
+        .map_err(io(format!("cannot create {}", common.data_dir.display())))?;
+    let pseudonymiser = match config::pseudonymiser_from_env()? {
+        Some(p) => p,
+        None => {
+            let key = read_or_create_secret(&common.data_dir.join("pseudonym.key"))?;
+            Pseudonymiser::new(key.as_bytes()).map_err(|_| ConfigError::EmptyKey)?
+        }
+    };
+    let mut tokens = ApiTokens::from_env()?;
+    let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
+    tokens.add(&token);
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(config::parse_public_url)
+        .transpose()?;
+
+    let database = Database::open(common, true).await?;
+    let result = async {
+        database.migrate().await?;
+        let mut client = connect(&database.config).await?;
+        seed_or_top_up(&mut client).await?;
+        drop(client);
+        let trickle_pool = db::pool::build(database.config.clone(), 1)?;
+        let (stop_trickle, stopped) = tokio::sync::oneshot::channel::<()>();
+        let trickle = tokio::spawn(demo::trickle(trickle_pool, async move {
+            let _ = stopped.await;
+        }));
+        let banner = |base: &str| print_demo_banner(base, &token);
+        let served = serve_with(
+            common,
+            args,
+            &database,
+            pseudonymiser,
+            tokens,
+            public_url,
+            Some(&banner),
+        )
+        .await;
+        let _ = stop_trickle.send(());
+        let _ = trickle.await;
+        served
+    }
+    .await;
+    database.stop().await;
+    result
+}
+
+async fn seed_or_top_up(client: &mut tokio_postgres::Client) -> Result<(), CliError> {
+    let empty = client
+        .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
+        .await
+        .map_err(CliError::Connect)?
+        .is_none();
+    let started = std::time::Instant::now();
+    let progress = |done: u64, total: u64| {
+        eprint!("\r  seeding demo data: {done} / {total} events");
+    };
+    let inserted = if empty {
+        eprintln!("Seeding 30 days of demo data (once; later runs reuse it)...");
+        demo::seed(client, &demo::SeedOptions::default(), progress).await?
+    } else {
+        eprintln!("Topping up demo data to now...");
+        demo::backfill(client, Utc::now(), 30, progress).await?
+    };
+    eprintln!(
+        "\r  {inserted} events inserted in {:.1} s{:20}",
+        started.elapsed().as_secs_f64(),
+        ""
+    );
+    Ok(())
+}
+
+fn print_demo_banner(base: &str, token: &str) {
+    let day = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    println!(
+        r#"
+acctstream demo is running at {base}  (Ctrl-C stops it)
+
+  export T={token}
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/minute?sort=-'
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/hour'
+  curl -H "Authorization: Bearer $T" -H 'Accept: text/csv' '{base}/api/v1/statistics/events/day/{day}' -o day.csv
+"#
+    );
+}
+
+/// Reads a secret kept in the data directory, creating a random one (32
+/// random bytes as hex, file mode 0600) the first time.
+fn read_or_create_secret(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("cannot write {}", path.display())))?;
+    writeln!(file, "{secret}").map_err(io(format!("cannot write {}", path.display())))?;
+    Ok(secret)
+}
+
+async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
+    let database = Database::open(common, true).await?;
+    let result = async {
+        database.migrate().await?;
+        let client = connect(&database.config).await?;
+        let options = demo::SeedOptions {
+            events: args.events,
+            days: args.days,
+            end: args.end.unwrap_or_else(Utc::now),
+            rng_seed: args.rng_seed,
+            ..demo::SeedOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let inserted = demo::seed(&client, &options, |done, total| {
+            eprint!("\r  seeding: {done} / {total} events");
+        })
+        .await?;
+        eprintln!(
+            "\r  {inserted} events inserted in {:.1} s{:20}",
+            started.elapsed().as_secs_f64(),
+            ""
+        );
+        client
+            .batch_execute("VACUUM ANALYZE auth_event")
+            .await
+            .map_err(CliError::Connect)?;
+        Ok(())
+    }
+    .await;
+    database.stop().await;
+    result
+}

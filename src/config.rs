@@ -1,0 +1,238 @@
+//! Every setting the service reads from its environment, in one place.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `DATABASE_URL` | PostgreSQL URL; when absent an embedded cluster is started under the data directory |
+//! | `ACCTSTREAM_DATA_DIR` | data directory of the embedded cluster, demo key and token (default `./.acctstream`) |
+//! | `ACCTSTREAM_BIND` | address to listen on (default `127.0.0.1:8080`) |
+//! | `ACCTSTREAM_PUBLIC_URL` | base URL for links (default: the request's scheme and `Host`) |
+//! | `ACCTSTREAM_PSEUDONYM_KEY` | the pseudonymisation key (its UTF-8 bytes) |
+//! | `ACCTSTREAM_PSEUDONYM_KEY_FILE` | a file holding the key (one trailing newline is ignored) |
+//! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens allowed to read |
+//! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
+//!
+//! Secrets (the key and the tokens) are read from the environment or a file
+//! only, never from the command line, where `ps` would show them.
+
+use std::{fmt, path::Path};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::core::pseudonym::Pseudonymiser;
+
+/// Environment variable holding the pseudonymisation key.
+pub const ENV_PSEUDONYM_KEY: &str = "ACCTSTREAM_PSEUDONYM_KEY";
+/// Environment variable naming a file that holds the pseudonymisation key.
+pub const ENV_PSEUDONYM_KEY_FILE: &str = "ACCTSTREAM_PSEUDONYM_KEY_FILE";
+/// Environment variable holding the comma-separated bearer tokens.
+pub const ENV_API_TOKENS: &str = "ACCTSTREAM_API_TOKENS";
+
+/// A configuration problem that stops the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No key was configured.
+    #[error("no pseudonymisation key: set {ENV_PSEUDONYM_KEY} or {ENV_PSEUDONYM_KEY_FILE}")]
+    MissingKey,
+    /// Both ways of giving the key were used.
+    #[error("set only one of {ENV_PSEUDONYM_KEY} and {ENV_PSEUDONYM_KEY_FILE}, not both")]
+    AmbiguousKey,
+    /// The key is empty.
+    #[error("the pseudonymisation key is empty")]
+    EmptyKey,
+    /// The key file could not be read.
+    #[error("cannot read the pseudonymisation key file {path}: {source}")]
+    KeyFile {
+        /// The file named by the environment.
+        path: String,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// No bearer token was configured, so nobody could read.
+    #[error("no API tokens: set {ENV_API_TOKENS} to a comma-separated list of bearer tokens")]
+    NoTokens,
+    /// A token is unusable.
+    #[error("invalid entry in {ENV_API_TOKENS}: {0}")]
+    BadToken(String),
+    /// The public URL is not an absolute http(s) URL.
+    #[error("ACCTSTREAM_PUBLIC_URL must be an absolute http:// or https:// URL without query or fragment, got {0:?}")]
+    BadPublicUrl(String),
+}
+
+/// Reads the pseudonymisation key from `ACCTSTREAM_PSEUDONYM_KEY` or the file
+/// named by `ACCTSTREAM_PSEUDONYM_KEY_FILE`. Returns `Ok(None)` when neither is set.
+pub fn pseudonymiser_from_env() -> Result<Option<Pseudonymiser>, ConfigError> {
+    let inline = std::env::var(ENV_PSEUDONYM_KEY)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let file = std::env::var(ENV_PSEUDONYM_KEY_FILE)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let key = match (inline, file) {
+        (Some(_), Some(_)) => return Err(ConfigError::AmbiguousKey),
+        (Some(key), None) => key.into_bytes(),
+        (None, Some(path)) => read_key_file(Path::new(&path))?,
+        (None, None) => return Ok(None),
+    };
+    Pseudonymiser::new(&key)
+        .map(Some)
+        .map_err(|_| ConfigError::EmptyKey)
+}
+
+/// Reads a key file: its bytes, less one trailing `\n` or `\r\n`.
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let mut key = std::fs::read(path).map_err(|source| ConfigError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    if key.is_empty() {
+        return Err(ConfigError::EmptyKey);
+    }
+    Ok(key)
+}
+
+/// The bearer tokens allowed to use the API.
+///
+/// Tokens are kept only as SHA-256 digests, and a presented token is compared
+/// against every one of them in constant time, so neither the comparison time
+/// nor a memory dump reveals a token.
+#[derive(Clone, Default)]
+pub struct ApiTokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for ApiTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiTokens({} configured)", self.digests.len())
+    }
+}
+
+impl ApiTokens {
+    /// Parses a comma-separated list. Empty entries are skipped; whitespace
+    /// around entries is trimmed; an entry with inner whitespace is rejected.
+    pub fn parse(list: &str) -> Result<ApiTokens, ConfigError> {
+        let mut tokens = ApiTokens::default();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::BadToken(
+                    "a token contains whitespace or a control character".into(),
+                ));
+            }
+            tokens.add(entry);
+        }
+        Ok(tokens)
+    }
+
+    /// Reads `ACCTSTREAM_API_TOKENS` (absent means none).
+    pub fn from_env() -> Result<ApiTokens, ConfigError> {
+        ApiTokens::parse(&std::env::var(ENV_API_TOKENS).unwrap_or_default())
+    }
+
+    /// Allows one more token.
+    pub fn add(&mut self, token: &str) {
+        self.digests.push(Sha256::digest(token.as_bytes()).into());
+    }
+
+    /// True when no token is configured.
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// True when `presented` is one of the configured tokens. Every configured
+    /// digest is compared, whatever matches, in constant time.
+    pub fn allows(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = subtle::Choice::from(0);
+        for known in &self.digests {
+            found |= known.ct_eq(&digest);
+        }
+        found.into()
+    }
+}
+
+/// Checks and normalises `ACCTSTREAM_PUBLIC_URL`: an absolute http(s) URL,
+/// returned without a trailing slash.
+pub fn parse_public_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::BadPublicUrl(raw.to_owned());
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || raw.contains(['?', '#'])
+        || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly() {
+        let tokens = ApiTokens::parse(" alpha , beta,,").unwrap();
+        assert!(tokens.allows("alpha"));
+        assert!(tokens.allows("beta"));
+        assert!(!tokens.allows("alph"));
+        assert!(!tokens.allows("alphaa"));
+        assert!(!tokens.allows(""));
+        assert!(!format!("{tokens:?}").contains("alpha"));
+    }
+
+    #[test]
+    fn empty_token_list_allows_nothing() {
+        let tokens = ApiTokens::parse("").unwrap();
+        assert!(tokens.is_empty());
+        assert!(!tokens.allows(""));
+    }
+
+    #[test]
+    fn token_with_space_is_rejected() {
+        assert!(ApiTokens::parse("a b").is_err());
+    }
+
+    #[test]
+    fn public_url_is_normalised() {
+        assert_eq!(
+            parse_public_url("https://acct.example.com/").unwrap(),
+            "https://acct.example.com"
+        );
+        assert_eq!(
+            parse_public_url("http://h:8080/base").unwrap(),
+            "http://h:8080/base"
+        );
+        for bad in [
+            "acct.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/?a",
+            "https:///x",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_file_drops_one_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, b"secret\n").unwrap();
+        assert_eq!(read_key_file(&path).unwrap(), b"secret");
+        std::fs::write(&path, b"\n").unwrap();
+        assert!(matches!(read_key_file(&path), Err(ConfigError::EmptyKey)));
+        assert!(matches!(
+            read_key_file(&dir.path().join("missing")),
+            Err(ConfigError::KeyFile { .. })
+        ));
+    }
+}

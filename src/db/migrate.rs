@@ -1,0 +1,122 @@
+//! Migrations: the ordered plain SQL files in `sql/`, each applied exactly once.
+//!
+//! Applied migrations are recorded in `acctstream_migration`. The whole run
+//! holds a transaction-level advisory lock, so two instances starting at
+//! once apply each file once: the second waits, then finds nothing to do.
+
+use tokio_postgres::Client;
+
+/// One migration: its version (the file's numeric prefix), name and SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Numeric prefix of the file name; migrations run in this order.
+    pub version: i32,
+    /// File name, for the record and the logs.
+    pub name: &'static str,
+    /// The SQL text.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. A unit test checks this list against `sql/`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_auth_event.sql",
+    sql: include_str!("../../sql/0001_auth_event.sql"),
+}];
+
+/// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
+const LOCK_KEY: i64 = 0x6163_6374_7374_726d;
+
+/// A migration failed; nothing of that migration was applied.
+#[derive(Debug, thiserror::Error)]
+#[error("migration {name} failed: {source}")]
+pub struct MigrateError {
+    /// The migration (or "bookkeeping").
+    pub name: &'static str,
+    /// The database's answer.
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+/// Applies every migration not yet recorded, each in its own transaction,
+/// and returns the names of those applied now.
+pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError> {
+    let bookkeeping = |source| MigrateError {
+        name: "bookkeeping",
+        source,
+    };
+    let tx = client.transaction().await.map_err(bookkeeping)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(bookkeeping)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS acctstream_migration (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(bookkeeping)?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM acctstream_migration", &[])
+        .await
+        .map_err(bookkeeping)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut done = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let fail = |source| MigrateError {
+            name: migration.name,
+            source,
+        };
+        tx.batch_execute(migration.sql).await.map_err(fail)?;
+        tx.execute(
+            "INSERT INTO acctstream_migration (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await
+        .map_err(fail)?;
+        done.push(migration.name);
+    }
+    tx.commit().await.map_err(bookkeeping)?;
+    Ok(done)
+}
+
+/// True when every known migration is recorded as applied.
+pub async fn is_current(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM acctstream_migration",
+            &[],
+        )
+        .await?;
+    let latest: i32 = row.get(0);
+    Ok(MIGRATIONS.last().map_or(true, |m| latest >= m.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_matches_sql_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(
+            files, listed,
+            "src/db/migrate.rs MIGRATIONS must list every file in sql/"
+        );
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+}

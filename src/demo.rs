@@ -1,0 +1,922 @@
+//! Realistic demo data: a bulk seed, a backfill up to now and a live trickle of new events.
+//!
+//! Events follow a daily rhythm (quiet nights, busy office hours, calm weekends; hours are
+//! UTC), a skewed mix of ten authentication methods, about fifty applications and a user
+//! population with a few heavy users. User ids mix LDAP-style DNs and e-mail addresses,
+//! including a few awkward ones (commas, double quotes, non-ASCII) that exercise encoders.
+//! Everything is deterministic for a given random seed (with the `rand` version we lock).
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+/// The number of events [`SeedOptions::default`] inserts.
+pub const DEFAULT_EVENTS: u64 = 1_200_000;
+/// The number of days [`SeedOptions::default`] spreads events over.
+pub const DEFAULT_DAYS: u32 = 30;
+/// The number of distinct users [`SeedOptions::default`] draws from.
+pub const DEFAULT_USERS: u32 = 20_000;
+/// The random seed [`SeedOptions::default`] uses.
+pub const DEFAULT_RNG_SEED: u64 = 42;
+
+/// The authentication methods as (type, name, relative weight); weights sum to 100.
+const METHODS: [(&str, &str, u32); 10] = [
+    ("PASSWORD", "password.1", 40),
+    ("OAUTH2", "oauth2.1", 18),
+    ("SAML", "saml.1", 12),
+    ("UNREGISTERED.SMTP", "smtp.1", 8),
+    ("TOTP", "totp.1", 7),
+    ("SMS", "sms.1", 5),
+    ("SPNEGO", "kerberos.1", 4),
+    ("FIDO2", "webauthn.1", 3),
+    ("X509", "certificate.1", 2),
+    ("RADIUS", "radius.1", 1),
+];
+
+/// The number of applications events come from.
+const APPLICATIONS: usize = 50;
+/// The Zipf exponent of application popularity.
+const APPLICATION_SKEW: f64 = 1.1;
+/// The Zipf exponent of user activity: a few heavy users, a long tail.
+const USER_SKEW: f64 = 0.9;
+
+/// Relative event rate per UTC hour of a weekday.
+const HOUR_WEIGHTS: [f64; 24] = [
+    0.15, 0.10, 0.08, 0.08, 0.10, 0.25, 0.60, 1.60, 4.00, 6.00, 6.50, 6.00, 4.50, 5.50, 6.00, 5.50,
+    4.50, 3.00, 1.80, 1.20, 0.90, 0.70, 0.50, 0.30,
+];
+/// Weekend traffic relative to weekdays.
+const WEEKEND_FACTOR: f64 = 0.25;
+
+/// User ids that trip up naive CSV, JSON or DN handling, placed at these activity ranks.
+const TRICKY_USERS: [(usize, &str); 5] = [
+    (3, "CN=Müller\\, Jörg,OU=Users,DC=test"),
+    (9, "CN=Anna \"Annie\" Ström,OU=Users,DC=test"),
+    (20, "\"o'neil, pat\"@example.com"),
+    (45, "CN=Łukasz Żółć,OU=Users,DC=test"),
+    (120, "CN=山田 太郎,OU=Users,DC=test"),
+];
+
+const FIRST_NAMES: [&str; 16] = [
+    "Jane", "John", "Aino", "Mikko", "Maria", "Ahmed", "Li", "Sofia", "Pekka", "Emma", "Oskari",
+    "Fatima", "Lars", "Noora", "Carlos", "Yuki",
+];
+const LAST_NAMES: [&str; 16] = [
+    "Doe",
+    "Smith",
+    "Virtanen",
+    "Korhonen",
+    "Nieminen",
+    "Garcia",
+    "Chen",
+    "Khan",
+    "Laine",
+    "Heikkinen",
+    "Johansson",
+    "Rossi",
+    "Novak",
+    "Tanaka",
+    "Silva",
+    "Brown",
+];
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+
+/// Rows per COPY statement (roughly a day of default demo data).
+const COPY_CHUNK_ROWS: u64 = 50_000;
+/// How often `progress` is called.
+const PROGRESS_EVERY: u64 = 100_000;
+
+/// The columns the demo fills, in COPY order.
+const COPY_SQL: &str = "COPY auth_event (occurred_at, auth_method_type, auth_method_name, \
+                        auth_request_origin, user_id) FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 5] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+const INSERT_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
+                          auth_method_name, auth_request_origin, user_id) \
+                          SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], \
+                          $4::text[], $5::text[])";
+
+/// Trickle events per second at the quietest and the busiest hour.
+const TRICKLE_MIN_RATE: f64 = 2.0;
+const TRICKLE_MAX_RATE: f64 = 30.0;
+/// The trickle gives up after this many failed seconds in a row.
+const TRICKLE_MAX_FAILURES: u32 = 60;
+
+/// Everything that can go wrong while generating demo data.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The options cannot produce data.
+    #[error("invalid demo data options: {0}")]
+    InvalidOptions(String),
+    /// The database rejected a statement.
+    #[error("demo data: {action} failed: {detail} (has the auth_event table been migrated?)")]
+    Database {
+        /// What we were doing.
+        action: &'static str,
+        /// The database's explanation.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A timestamp fell outside what chrono can represent.
+    #[error("demo data: timestamp {0} µs after 1970 is out of range; choose a different end time")]
+    TimeOutOfRange(i64),
+    /// The trickle failed too many times in a row.
+    #[error("demo trickle stopped after {failures} failed attempts in a row; last error: {last}")]
+    TrickleFailed {
+        /// How many attempts failed in a row.
+        failures: u32,
+        /// The last error, as text.
+        last: String,
+    },
+}
+
+fn db_err(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DemoError {
+    move |source| DemoError::Database {
+        action,
+        detail: describe(&source),
+        source,
+    }
+}
+
+/// Spells out a tokio-postgres error, whose own Display is often just "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+/// What [`seed`] generates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedOptions {
+    /// How many events to insert.
+    pub events: u64,
+    /// How many days before `end` the events span.
+    pub days: u32,
+    /// The exclusive end of the span; every event is earlier.
+    pub end: DateTime<Utc>,
+    /// How many distinct users generate events.
+    pub users: u32,
+    /// The random seed: equal options give equal data.
+    pub rng_seed: u64,
+}
+
+impl Default for SeedOptions {
+    /// Returns 1.2 million events over the 30 days before now from 20,000 users, seed 42.
+    fn default() -> Self {
+        SeedOptions {
+            events: DEFAULT_EVENTS,
+            days: DEFAULT_DAYS,
+            end: Utc::now(),
+            users: DEFAULT_USERS,
+            rng_seed: DEFAULT_RNG_SEED,
+        }
+    }
+}
+
+/// A stretch of time inside one UTC hour and its expected share of the traffic.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    start_us: i64,
+    end_us: i64,
+    weight: f64,
+}
+
+/// Returns the relative event rate at `t_us` (µs since the epoch), per hour.
+fn rate_weight(t_us: i64) -> f64 {
+    let day = t_us.div_euclid(MICROS_PER_DAY);
+    let hour = t_us.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR;
+    // 1970-01-01 was a Thursday: with Monday = 0 it is day 3.
+    let weekday = (day + 3).rem_euclid(7);
+    let hour_weight = HOUR_WEIGHTS[usize::try_from(hour).unwrap_or(0) % 24];
+    if weekday >= 5 {
+        hour_weight * WEEKEND_FACTOR
+    } else {
+        hour_weight
+    }
+}
+
+/// Splits `[start_us, end_us)` at hour boundaries; with `noise`, each UTC day gets a random
+/// ±15 % factor so days differ.
+fn plan(start_us: i64, end_us: i64, mut noise: Option<&mut StdRng>) -> Vec<Bucket> {
+    let mut buckets = Vec::new();
+    let mut t = start_us;
+    let mut day = i64::MIN;
+    let mut day_factor = 1.0;
+    while t < end_us {
+        let next = (t.div_euclid(MICROS_PER_HOUR) + 1) * MICROS_PER_HOUR;
+        let bucket_end = next.min(end_us);
+        if let Some(rng) = noise.as_deref_mut() {
+            let this_day = t.div_euclid(MICROS_PER_DAY);
+            if this_day != day {
+                day = this_day;
+                day_factor = rng.gen_range(0.85..1.15);
+            }
+        }
+        let share = (bucket_end - t) as f64 / MICROS_PER_HOUR as f64;
+        buckets.push(Bucket {
+            start_us: t,
+            end_us: bucket_end,
+            weight: rate_weight(t) * day_factor * share,
+        });
+        t = bucket_end;
+    }
+    buckets
+}
+
+/// Distributes `total` events over the buckets in proportion to their weights, exactly.
+fn apportion(total: u64, buckets: &[Bucket]) -> Vec<u64> {
+    let sum: f64 = buckets.iter().map(|b| b.weight).sum();
+    if sum <= 0.0 || buckets.is_empty() {
+        return vec![0; buckets.len()];
+    }
+    let mut counts = Vec::with_capacity(buckets.len());
+    let mut cumulative = 0.0;
+    let mut assigned = 0u64;
+    for (i, bucket) in buckets.iter().enumerate() {
+        cumulative += bucket.weight;
+        let target = if i + 1 == buckets.len() {
+            total
+        } else {
+            ((total as f64) * cumulative / sum)
+                .round()
+                .min(total as f64) as u64
+        };
+        let target = target.max(assigned);
+        counts.push(target - assigned);
+        assigned = target;
+    }
+    counts
+}
+
+/// Cumulative Zipf weights for `n` ranks, normalised to end at 1.
+fn zipf_cumulative(n: usize, skew: f64) -> Vec<f64> {
+    let mut cumulative = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for rank in 1..=n {
+        sum += (rank as f64).powf(-skew);
+        cumulative.push(sum);
+    }
+    for c in &mut cumulative {
+        *c /= sum;
+    }
+    cumulative
+}
+
+/// Draws an index from a cumulative distribution ending at 1.
+fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
+    let u: f64 = rng.gen();
+    cumulative
+        .partition_point(|&c| c <= u)
+        .min(cumulative.len().saturating_sub(1))
+}
+
+/// The user population, applications and method mix, plus the random stream drawing from them.
+struct Generator {
+    rng: StdRng,
+    method_table: [u8; 1024],
+    applications: Vec<String>,
+    application_cumulative: Vec<f64>,
+    users: Vec<String>,
+    user_cumulative: Vec<f64>,
+}
+
+impl Generator {
+    /// Builds the population from `population_seed` and draws events from `event_seed`.
+    fn new(population_seed: u64, users: u32, event_seed: u64) -> Generator {
+        let mut population_rng = StdRng::seed_from_u64(population_seed);
+        let user_count = usize::try_from(users).unwrap_or(usize::MAX).max(1);
+
+        // Rank r is the r-th most active user; shuffle numbers so rank and number differ.
+        let mut numbers: Vec<usize> = (1..=user_count).collect();
+        for i in (1..numbers.len()).rev() {
+            let j = population_rng.gen_range(0..=i);
+            numbers.swap(i, j);
+        }
+        let mut user_ids: Vec<String> = numbers
+            .iter()
+            .map(|&n| {
+                if n % 5 < 3 {
+                    let first = FIRST_NAMES[n % FIRST_NAMES.len()];
+                    let last = LAST_NAMES[(n / FIRST_NAMES.len()) % LAST_NAMES.len()];
+                    format!("CN={first} {last} {n},OU=Users,DC=test")
+                } else {
+                    format!("user{n}@example.com")
+                }
+            })
+            .collect();
+        for (rank, id) in TRICKY_USERS {
+            if let Some(slot) = user_ids.get_mut(rank) {
+                *slot = id.to_owned();
+            }
+        }
+
+        let applications = (1..=APPLICATIONS)
+            .map(|n| format!("CN=Appl-{n},CN=Server,OU=System,CN=Ubilogin,DC=test"))
+            .collect();
+
+        let total: u32 = METHODS.iter().map(|m| m.2).sum();
+        let mut method_table = [0u8; 1024];
+        for (slot, entry) in method_table.iter_mut().enumerate() {
+            let point = (slot as f64 + 0.5) / 1024.0 * f64::from(total);
+            let mut cumulative = 0.0;
+            for (i, method) in METHODS.iter().enumerate() {
+                cumulative += f64::from(method.2);
+                if point < cumulative {
+                    *entry = i as u8;
+                    break;
+                }
+            }
+        }
+
+        Generator {
+            rng: StdRng::seed_from_u64(event_seed),
+            method_table,
+            applications,
+            application_cumulative: zipf_cumulative(APPLICATIONS, APPLICATION_SKEW),
+            users: user_ids,
+            user_cumulative: zipf_cumulative(user_count, USER_SKEW),
+        }
+    }
+
+    /// Draws (method, application, user) indices for one event.
+    fn pick(&mut self) -> (usize, usize, usize) {
+        let method = usize::from(self.method_table[(self.rng.next_u32() >> 22) as usize]);
+        let application = sample(&self.application_cumulative, &mut self.rng);
+        let user = sample(&self.user_cumulative, &mut self.rng);
+        (method, application, user)
+    }
+
+    /// Writes `counts[i]` events into `buckets[i]`, in time order, one COPY per ~50k rows.
+    async fn copy(
+        &mut self,
+        client: &tokio_postgres::Client,
+        buckets: &[Bucket],
+        counts: &[u64],
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<u64, DemoError> {
+        let total: u64 = counts.iter().sum();
+        let mut done = 0u64;
+        let mut inserted = 0u64;
+        let mut times: Vec<i64> = Vec::new();
+        let mut index = 0;
+        while index < buckets.len() {
+            let sink = client
+                .copy_in(COPY_SQL)
+                .await
+                .map_err(db_err("starting COPY into auth_event"))?;
+            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+            let mut writer = std::pin::pin!(writer);
+            let mut chunk_rows = 0u64;
+            while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
+                let bucket = buckets[index];
+                let count = counts[index];
+                index += 1;
+                times.clear();
+                let len = bucket.end_us - bucket.start_us;
+                for _ in 0..count {
+                    times.push(bucket.start_us + self.rng.gen_range(0..len));
+                }
+                times.sort_unstable();
+                for &t in &times {
+                    let occurred_at =
+                        DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
+                    let (method, application, user) = self.pick();
+                    let (method_type, method_name, _) = &METHODS[method];
+                    writer
+                        .as_mut()
+                        .write(&[
+                            &occurred_at,
+                            method_type,
+                            method_name,
+                            &self.applications[application],
+                            &self.users[user],
+                        ])
+                        .await
+                        .map_err(db_err("writing COPY data"))?;
+                    done += 1;
+                    if done % PROGRESS_EVERY == 0 {
+                        progress(done, total);
+                    }
+                }
+                chunk_rows += count;
+            }
+            inserted += writer
+                .as_mut()
+                .finish()
+                .await
+                .map_err(db_err("finishing COPY into auth_event"))?;
+        }
+        if done % PROGRESS_EVERY != 0 {
+            progress(done, total);
+        }
+        Ok(inserted)
+    }
+}
+
+/// Inserts `opts.events` events spread over the `opts.days` days before `opts.end`, in time
+/// order, with binary COPY; returns the number of rows inserted.
+///
+/// `progress(done, total)` is called every 100,000 rows and once at the end. Each COPY (about
+/// 50,000 rows) commits on its own, so an interrupted seed leaves the rows copied so far.
+pub async fn seed(
+    client: &tokio_postgres::Client,
+    opts: &SeedOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, DemoError> {
+    if opts.days == 0 {
+        return Err(DemoError::InvalidOptions(
+            "days must be at least 1".to_owned(),
+        ));
+    }
+    if opts.users == 0 {
+        return Err(DemoError::InvalidOptions(
+            "users must be at least 1".to_owned(),
+        ));
+    }
+    if opts.events == 0 {
+        return Ok(0);
+    }
+    let end_us = opts.end.timestamp_micros();
+    let start_us = end_us
+        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
+        .ok_or(DemoError::TimeOutOfRange(end_us))?;
+    let mut generator = Generator::new(opts.rng_seed, opts.users, event_seed(opts.rng_seed));
+    let buckets = plan(start_us, end_us, Some(&mut generator.rng));
+    let counts = apportion(opts.events, &buckets);
+    generator
+        .copy(client, &buckets, &counts, &mut progress)
+        .await
+}
+
+/// Derives the event stream's seed from the population seed.
+fn event_seed(rng_seed: u64) -> u64 {
+    rng_seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// Fills the gap between the newest stored event and `now` (at most the last `max_days` days)
+/// at the rate of the day before the newest event; returns the number of rows inserted.
+///
+/// An empty table gets nothing (use [`seed`] for that); every new event is after the newest
+/// stored one and before `now`. Events come from the default user population.
+pub async fn backfill(
+    client: &tokio_postgres::Client,
+    now: DateTime<Utc>,
+    max_days: u32,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, DemoError> {
+    let row = client
+        .query_one("SELECT max(occurred_at) FROM auth_event", &[])
+        .await
+        .map_err(db_err("finding the newest event"))?;
+    let newest: Option<DateTime<Utc>> =
+        row.try_get(0).map_err(db_err("reading the newest event"))?;
+    let Some(newest) = newest else {
+        return Ok(0);
+    };
+    let now_us = now.timestamp_micros();
+    let newest_us = newest.timestamp_micros();
+    let start_us = (newest_us + 1).max(now_us.saturating_sub(i64::from(max_days) * MICROS_PER_DAY));
+    if start_us >= now_us {
+        return Ok(0);
+    }
+
+    // Measure the recent rate: events in the day up to the newest one, per unit of weight.
+    let reference_start_us = newest_us - MICROS_PER_DAY;
+    let reference_start = DateTime::from_timestamp_micros(reference_start_us)
+        .ok_or(DemoError::TimeOutOfRange(reference_start_us))?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM auth_event WHERE occurred_at > $1 AND occurred_at <= $2",
+            &[&reference_start, &newest],
+        )
+        .await
+        .map_err(db_err("measuring the recent event rate"))?;
+    let recent: i64 = row
+        .try_get(0)
+        .map_err(db_err("reading the recent event rate"))?;
+    let reference_weight: f64 = plan(reference_start_us, newest_us + 1, None)
+        .iter()
+        .map(|b| b.weight)
+        .sum();
+    if reference_weight <= 0.0 {
+        return Ok(0);
+    }
+    let density = recent as f64 / reference_weight;
+
+    let mut generator = Generator::new(DEFAULT_RNG_SEED, DEFAULT_USERS, event_seed(now_us as u64));
+    let buckets = plan(start_us, now_us, Some(&mut generator.rng));
+    let gap_weight: f64 = buckets.iter().map(|b| b.weight).sum();
+    let total = (density * gap_weight).round() as u64;
+    if total == 0 {
+        return Ok(0);
+    }
+    let counts = apportion(total, &buckets);
+    generator
+        .copy(client, &buckets, &counts, &mut progress)
+        .await
+}
+
+/// Returns the trickle's events per second at `t_us`: 2 at the quietest hour, 30 at the busiest.
+fn trickle_rate(t_us: i64) -> f64 {
+    let peak = HOUR_WEIGHTS.iter().copied().fold(0.0, f64::max);
+    TRICKLE_MIN_RATE + (TRICKLE_MAX_RATE - TRICKLE_MIN_RATE) * rate_weight(t_us) / peak
+}
+
+/// One second's worth of trickle events, ready to bind as arrays.
+#[derive(Default)]
+struct TrickleBatch {
+    occurred_at: Vec<DateTime<Utc>>,
+    method_types: Vec<&'static str>,
+    method_names: Vec<&'static str>,
+    origins: Vec<String>,
+    users: Vec<String>,
+}
+
+/// Keeps inserting a few events every second, stamped with the current time, until `shutdown`
+/// resolves; the rate follows the daily rhythm (2–30 per second).
+///
+/// A failed second is logged and retried; after 60 failures in a row the trickle gives up with
+/// [`DemoError::TrickleFailed`].
+pub async fn trickle(
+    pool: deadpool_postgres::Pool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let start_us = Utc::now().timestamp_micros();
+    let mut generator = Generator::new(
+        DEFAULT_RNG_SEED,
+        DEFAULT_USERS,
+        event_seed(start_us as u64).rotate_left(17),
+    );
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    let mut batch = TrickleBatch::default();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let now_us = Utc::now().timestamp_micros();
+        let rate = trickle_rate(now_us) * generator.rng.gen_range(0.6..1.4);
+        let count = (rate.round() as usize).max(1);
+        let mut times: Vec<i64> = (0..count)
+            .map(|_| now_us - generator.rng.gen_range(0..MICROS_PER_SECOND))
+            .collect();
+        times.sort_unstable();
+        batch.occurred_at.clear();
+        batch.method_types.clear();
+        batch.method_names.clear();
+        batch.origins.clear();
+        batch.users.clear();
+        for t in times {
+            let occurred_at =
+                DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
+            let (method, application, user) = generator.pick();
+            batch.occurred_at.push(occurred_at);
+            batch.method_types.push(METHODS[method].0);
+            batch.method_names.push(METHODS[method].1);
+            batch
+                .origins
+                .push(generator.applications[application].clone());
+            batch.users.push(generator.users[user].clone());
+        }
+        let outcome = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            outcome = insert_batch(&pool, &batch) => outcome,
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(last) => {
+                failures += 1;
+                tracing::warn!(error = %last, failures, "demo trickle could not insert events");
+                if failures >= TRICKLE_MAX_FAILURES {
+                    return Err(DemoError::TrickleFailed { failures, last });
+                }
+            }
+        }
+    }
+}
+
+/// Inserts one trickle batch; errors come back as text for the log.
+async fn insert_batch(pool: &deadpool_postgres::Pool, batch: &TrickleBatch) -> Result<(), String> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| format!("cannot get a connection: {e}"))?;
+    let statement = client
+        .prepare_cached(INSERT_SQL)
+        .await
+        .map_err(|e| describe(&e))?;
+    client
+        .execute(
+            &statement,
+            &[
+                &batch.occurred_at,
+                &batch.method_types,
+                &batch.method_names,
+                &batch.origins,
+                &batch.users,
+            ],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+
+    const MIGRATION: &str = include_str!("../sql/0001_auth_event.sql");
+
+    /// One cluster for all demo tests; its postmaster dies with the test process.
+    fn cluster() -> &'static EmbeddedPostgres {
+        static CLUSTER: OnceLock<Result<EmbeddedPostgres, String>> = OnceLock::new();
+        let started = CLUSTER.get_or_init(|| {
+            let data_dir = test_cluster_dir().map_err(|e| e.to_string())?;
+            EmbeddedPostgres::start(EmbeddedOptions {
+                data_dir,
+                durable: false,
+            })
+            .map_err(|e| e.to_string())
+        });
+        match started {
+            Ok(pg) => pg,
+            Err(e) => panic!("cannot start the test cluster: {e}"),
+        }
+    }
+
+    /// Creates a fresh migrated database and returns its connection settings.
+    async fn fresh_database() -> tokio_postgres::Config {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let pg = tokio::task::spawn_blocking(cluster).await.expect("cluster");
+        let name = format!("demo_test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let admin = connect(&pg.pg_config("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let config = pg.pg_config(&name);
+        connect(&config)
+            .await
+            .batch_execute(MIGRATION)
+            .await
+            .expect("migrate");
+        config
+    }
+
+    async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid timestamp")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn apportion_is_exact_and_follows_the_rhythm() {
+        let start = at("2024-03-04T00:00:00Z").timestamp_micros(); // a Monday
+        let buckets = plan(start, start + 7 * MICROS_PER_DAY, None);
+        assert_eq!(buckets.len(), 7 * 24);
+        let counts = apportion(100_000, &buckets);
+        assert_eq!(counts.iter().sum::<u64>(), 100_000);
+        let monday_10 = counts[10];
+        let monday_03 = counts[3];
+        let saturday_10 = counts[5 * 24 + 10];
+        assert!(monday_10 > 20 * monday_03, "{monday_10} vs {monday_03}");
+        assert!(monday_10 > 3 * saturday_10, "{monday_10} vs {saturday_10}");
+    }
+
+    #[test]
+    fn generator_is_deterministic_and_skewed() {
+        let mut a = Generator::new(7, 1_000, 8);
+        let mut b = Generator::new(7, 1_000, 8);
+        let mut method_counts = [0u32; METHODS.len()];
+        let mut user_counts = vec![0u32; 1_000];
+        for _ in 0..50_000 {
+            let picked = a.pick();
+            assert_eq!(picked, b.pick());
+            method_counts[picked.0] += 1;
+            user_counts[picked.2] += 1;
+        }
+        assert!(method_counts.iter().all(|&c| c > 0), "{method_counts:?}");
+        assert!(method_counts[0] > method_counts[1] * 2, "{method_counts:?}");
+        assert!(
+            user_counts[0] > 20 * user_counts[999],
+            "{:?}",
+            &user_counts[..5]
+        );
+        assert_eq!(a.users[3], TRICKY_USERS[0].1);
+    }
+
+    #[tokio::test]
+    async fn seed_inserts_ordered_realistic_events() {
+        let config = fresh_database().await;
+        let client = connect(&config).await;
+        let end = at("2024-05-02T12:34:56.789Z");
+        let opts = SeedOptions {
+            events: 20_000,
+            days: 2,
+            end,
+            users: 500,
+            rng_seed: 1,
+        };
+        let mut calls = Vec::new();
+        let inserted = seed(&client, &opts, |done, total| calls.push((done, total)))
+            .await
+            .expect("seed");
+        assert_eq!(inserted, 20_000);
+        assert_eq!(calls.last(), Some(&(20_000, 20_000)));
+
+        let row = client
+            .query_one(
+                "SELECT count(*), min(occurred_at), max(occurred_at), \
+                        count(DISTINCT auth_method_type), count(DISTINCT auth_request_origin) \
+                 FROM auth_event",
+                &[],
+            )
+            .await
+            .expect("stats");
+        assert_eq!(row.get::<_, i64>(0), 20_000);
+        let min: DateTime<Utc> = row.get(1);
+        let max: DateTime<Utc> = row.get(2);
+        assert!(min >= end - chrono::Duration::days(2), "{min}");
+        assert!(max < end, "{max}");
+        assert!(row.get::<_, i64>(3) >= 10);
+        assert!(row.get::<_, i64>(4) >= 30);
+
+        let unordered: i64 = client
+            .query_one(
+                "SELECT count(*) FROM (SELECT occurred_at < lag(occurred_at) OVER (ORDER BY id) \
+                 AS back FROM auth_event) s WHERE back",
+                &[],
+            )
+            .await
+            .expect("order")
+            .get(0);
+        assert_eq!(unordered, 0, "ids are not in time order");
+
+        let mix = client
+            .query(
+                "SELECT auth_method_type, count(*) FROM auth_event GROUP BY 1 ORDER BY 2 DESC",
+                &[],
+            )
+            .await
+            .expect("mix");
+        assert_eq!(mix[0].get::<_, &str>(0), "PASSWORD");
+        let top: i64 = mix[0].get(1);
+        let bottom: i64 = mix[mix.len() - 1].get(1);
+        assert!(top > 10 * bottom, "{top} vs {bottom}");
+
+        let tricky: i64 = client
+            .query_one(
+                "SELECT count(*) FROM auth_event WHERE user_id LIKE '%\\,%' OR user_id LIKE '%\"%'",
+                &[],
+            )
+            .await
+            .expect("tricky")
+            .get(0);
+        assert!(tricky > 0);
+        let emails: i64 = client
+            .query_one(
+                "SELECT count(*) FROM auth_event WHERE user_id LIKE '%@example.com'",
+                &[],
+            )
+            .await
+            .expect("emails")
+            .get(0);
+        assert!(emails > 1_000 && emails < 19_000, "{emails}");
+
+        // Same options, same data.
+        let again = connect(&fresh_database().await).await;
+        seed(&again, &opts, |_, _| {}).await.expect("seed again");
+        let digest = "SELECT md5(string_agg(occurred_at::text || auth_method_name || \
+                      auth_request_origin || user_id, '|' ORDER BY id)) FROM auth_event";
+        let a: String = client.query_one(digest, &[]).await.expect("digest").get(0);
+        let b: String = again.query_one(digest, &[]).await.expect("digest").get(0);
+        assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn backfill_fills_the_gap_up_to_now_only() {
+        let config = fresh_database().await;
+        let client = connect(&config).await;
+        let now = Utc::now();
+        assert_eq!(
+            backfill(&client, now, 30, |_, _| {}).await.expect("empty"),
+            0
+        );
+
+        let end = now - chrono::Duration::hours(36);
+        let opts = SeedOptions {
+            events: 10_000,
+            days: 2,
+            end,
+            users: 300,
+            rng_seed: 3,
+        };
+        seed(&client, &opts, |_, _| {}).await.expect("seed");
+        let inserted = backfill(&client, now, 30, |_, _| {})
+            .await
+            .expect("backfill");
+        assert!(inserted > 1_000, "{inserted}");
+        let row = client
+            .query_one(
+                "SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event \
+                 WHERE occurred_at >= $1",
+                &[&end],
+            )
+            .await
+            .expect("gap");
+        assert_eq!(row.get::<_, i64>(0) as u64, inserted);
+        let max: DateTime<Utc> = row.get(2);
+        assert!(max < now, "{max} >= {now}");
+        assert!(max > now - chrono::Duration::hours(2), "{max}");
+        // Only the seconds between the newest event and `now` are left to fill.
+        let again = backfill(&client, now, 30, |_, _| {}).await.expect("again");
+        assert!(again < 20, "{again}");
+        let max: DateTime<Utc> = client
+            .query_one("SELECT max(occurred_at) FROM auth_event", &[])
+            .await
+            .expect("max")
+            .get(0);
+        assert!(max < now, "{max} >= {now}");
+        // A newest event at `now` leaves nothing to fill.
+        assert_eq!(
+            backfill(&client, max, 30, |_, _| {}).await.expect("none"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn trickle_inserts_and_stops() {
+        let config = fresh_database().await;
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+            config.clone(),
+            tokio_postgres::NoTls,
+        ))
+        .max_size(1)
+        .build()
+        .expect("pool");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(trickle(pool, async move {
+            let _ = stopped.await;
+        }));
+        let client = connect(&config).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(2_500);
+        let mut count = 0i64;
+        while count == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            count = client
+                .query_one("SELECT count(*) FROM auth_event", &[])
+                .await
+                .expect("count")
+                .get(0);
+        }
+        assert!(count > 0, "nothing inserted within 2.5 s");
+        let _ = stop.send(());
+        let result = tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("trickle stops on shutdown")
+            .expect("trickle task");
+        assert!(result.is_ok(), "{result:?}");
+        let max: DateTime<Utc> = client
+            .query_one("SELECT max(occurred_at) FROM auth_event", &[])
+            .await
+            .expect("max")
+            .get(0);
+        assert!(max <= Utc::now());
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type of the HTTP layer. Every status code an endpoint can
+//! answer with before streaming starts is decided here, and every such
+//! answer is an `ErrorResponse` JSON body:
+//! `{"error": "<code>", "error_description": "<text for a human>"}`.
+//!
+//! 500s are opaque to the client and logged with their cause; an exhausted
+//! pool or an unreachable database is a 503, not a 500.
+
+use actix_web::{
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+use serde::Serialize;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// A machine-readable code (OAuth 2.0 style): `invalid_request`,
+    /// `invalid_token`, `not_found`, `method_not_allowed`, `not_acceptable`,
+    /// `server_error` or `temporarily_unavailable`.
+    pub error: String,
+    /// A sentence for a human.
+    pub error_description: String,
+}
+
+/// Everything that can go wrong before the first byte of a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the text says how.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No bearer token was presented.
+    #[error("A bearer token is required: send 'Authorization: Bearer <token>'.")]
+    MissingToken,
+    /// The bearer token is not one we know.
+    #[error("The bearer token is not valid.")]
+    InvalidToken,
+    /// No such resource.
+    #[error("No resource at this path. See /openapi.yaml for the API.")]
+    NotFound,
+    /// The resource exists but not with this method.
+    #[error("This resource supports only {allow}.")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// No representation the client accepts.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The database cannot be reached or has no free connection.
+    #[error("The database is temporarily unavailable; try again shortly.")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A bug or an unexpected database failure. Logged, never shown.
+    #[error("An internal error occurred.")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// The OAuth-style code sent in `error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NotAcceptable(_) => "not_acceptable",
+            ApiError::Unavailable(_) => "temporarily_unavailable",
+            ApiError::Internal(_) => "server_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, source = ?std::error::Error::source(&**cause), "internal error")
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable")
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            ApiError::MissingToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="acctstream""#));
+            }
+            ApiError::InvalidToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="acctstream", error="invalid_token", error_description="The bearer token is not valid.""#,
+                ));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
+        }
+        response.json(ErrorResponse {
+            error: self.code().to_owned(),
+            error_description: self.to_string(),
+        })
+    }
+}

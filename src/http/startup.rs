@@ -1,0 +1,61 @@
+//! Building and starting the HTTP server. `main` and the tests share
+//! [`run`] and [`routes`], so tests exercise exactly what production serves.
+
+use std::net::TcpListener;
+
+use actix_web::{dev::Server, middleware, web, App, HttpResponse, HttpServer};
+use deadpool_postgres::Pool;
+
+use super::{error::ApiError, events};
+use crate::{config::ApiTokens, core::pseudonym::Pseudonymiser};
+
+/// What every handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The connection pool.
+    pub pool: Pool,
+    /// Keyed pseudonymisation of user IDs.
+    pub pseudonymiser: Pseudonymiser,
+    /// Bearer tokens allowed to read.
+    pub tokens: ApiTokens,
+    /// Base URL for links, when configured (no trailing slash).
+    pub public_url: Option<String>,
+}
+
+/// Registers every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource([
+            "/api/v1/statistics/events/{period}",
+            "/api/v1/statistics/events/{period}/{datetime}",
+        ])
+        .name("events")
+        .route(web::get().to(events::events))
+        .default_service(web::to(get_only)),
+    );
+}
+
+async fn get_only() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "GET" })
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// Starts serving on `listener` (bind port 0 in tests). The returned server
+/// runs until it is awaited to completion; it stops on SIGINT/SIGTERM,
+/// letting in-flight responses finish for up to 30 seconds.
+pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#))
+            .configure(routes)
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,308 @@
+//! The test harness: a private PostgreSQL cluster per test binary, a fresh
+//! migrated database per test, and the real app on port 0.
+
+use std::{
+    net::TcpListener,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
+};
+
+use acctstream::{
+    config::ApiTokens,
+    core::pseudonym::Pseudonymiser,
+    db::{
+        self,
+        embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres},
+    },
+    http::{self, AppState},
+};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+
+/// The bearer token every test app accepts.
+pub const TOKEN: &str = "test-token-0123456789";
+/// The pseudonymisation key of every test app.
+pub const KEY: &str = "test-pseudonym-key";
+
+struct Cluster {
+    pg: EmbeddedPostgres,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+const TEMPLATE: &str = "acctstream_template";
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        // Started on a plain thread: the caller may be inside a runtime.
+        std::thread::spawn(start_cluster)
+            .join()
+            .unwrap_or_else(|_| panic!("starting the test PostgreSQL cluster panicked"))
+    })
+}
+
+fn start_cluster() -> Cluster {
+    let dir = test_cluster_dir()
+        .unwrap_or_else(|e| panic!("cannot create the test cluster directory: {e}"));
+    let pg = EmbeddedPostgres::start(EmbeddedOptions {
+        data_dir: dir,
+        durable: false,
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "the integration tests need the PostgreSQL server binaries (initdb, postgres): \
+             install them, e.g. `apt-get install postgresql`. Starting the test cluster failed: {e}"
+        )
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let admin = connect(&pg.pg_config("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+            .await
+            .expect("create the template database");
+        let mut template = connect(&pg.pg_config(TEMPLATE)).await;
+        db::migrate::run(&mut template)
+            .await
+            .expect("migrate the template database");
+    });
+    Cluster { pg }
+}
+
+/// Opens one connection, its driver task on the current runtime.
+pub async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Pool size of the app.
+    pub pool_size: usize,
+    /// `ACCTSTREAM_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// Where the app's pool connects, when not the test database.
+    pub app_database: Option<tokio_postgres::Config>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            pool_size: 4,
+            public_url: None,
+            app_database: None,
+        }
+    }
+}
+
+/// A running app with its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The port the app listens on.
+    pub port: u16,
+    /// The app's pool (a clone: the same connections the app uses).
+    pub pool: Pool,
+    /// A separate connection to the test database.
+    pub db: tokio_postgres::Client,
+    /// Name of the test database.
+    pub db_name: String,
+    /// Configuration of the test database.
+    pub db_config: tokio_postgres::Config,
+    /// The app's pseudonymiser.
+    pub pseudonymiser: Pseudonymiser,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let stop = self.server.stop(false);
+        drop(actix_web::rt::spawn(stop));
+    }
+}
+
+/// Starts the app on port 0 with a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// Creates a fresh database from the migrated template.
+pub async fn fresh_database() -> (String, tokio_postgres::Config) {
+    let cluster = cluster();
+    let name = format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&cluster.pg.pg_config("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .await
+        .expect("create a test database");
+    let config = cluster.pg.pg_config(&name);
+    (name, config)
+}
+
+/// Starts the app on port 0 with a fresh database and the given options.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let (db_name, db_config) = fresh_database().await;
+    spawn_app_on(db_name, db_config, options).await
+}
+
+/// Starts the app against the given database configuration.
+pub async fn spawn_app_on(
+    db_name: String,
+    db_config: tokio_postgres::Config,
+    options: AppOptions,
+) -> TestApp {
+    let app_database = options.app_database.unwrap_or_else(|| db_config.clone());
+    let pool = db::pool::build(app_database, options.pool_size).expect("build the pool");
+    let pseudonymiser = Pseudonymiser::new(KEY.as_bytes()).expect("a key");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = listener.local_addr().expect("local address").port();
+    let state = AppState {
+        pool: pool.clone(),
+        pseudonymiser: pseudonymiser.clone(),
+        tokens: ApiTokens::parse(TOKEN).expect("tokens"),
+        public_url: options.public_url,
+    };
+    let server = http::run(listener, state).expect("start the app");
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let db = connect(&db_config).await;
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        pool,
+        db,
+        db_name,
+        db_config,
+        pseudonymiser,
+        server: handle,
+    }
+}
+
+/// One event to insert.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub auth_method_type: String,
+    pub auth_method_name: String,
+    pub auth_request_origin: String,
+    pub user_id: String,
+}
+
+/// An ordinary event at `ts` for `user`.
+pub fn event(ts: &str, user: &str) -> NewEvent {
+    NewEvent {
+        occurred_at: ts
+            .parse()
+            .unwrap_or_else(|e| panic!("bad test timestamp {ts}: {e}")),
+        auth_method_type: "PASSWORD".into(),
+        auth_method_name: "password.1".into(),
+        auth_request_origin: "CN=Appl-1,CN=Server,OU=System,CN=Ubilogin,DC=test".into(),
+        user_id: user.into(),
+    }
+}
+
+impl TestApp {
+    /// Inserts events.
+    pub async fn insert(&self, events: &[NewEvent]) {
+        let statement = self
+            .db
+            .prepare(
+                "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                 auth_request_origin, user_id) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await
+            .expect("prepare insert");
+        for e in events {
+            self.db
+                .execute(
+                    &statement,
+                    &[
+                        &e.occurred_at,
+                        &e.auth_method_type,
+                        &e.auth_method_name,
+                        &e.auth_request_origin,
+                        &e.user_id,
+                    ],
+                )
+                .await
+                .expect("insert an event");
+        }
+    }
+
+    /// Inserts `n` events one millisecond apart starting at `start`, server-side.
+    pub async fn insert_many(&self, start: &str, n: i64) {
+        self.db
+            .execute(
+                "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                 auth_request_origin, user_id) \
+                 SELECT $1::timestamptz + i * interval '1 millisecond', 'PASSWORD', 'password.1', \
+                        'CN=Appl-' || (i % 50) || ',CN=Server,OU=System,CN=Ubilogin,DC=test', \
+                        'user' || (i % 997) || '@example.com' \
+                 FROM generate_series(0::bigint, $2::bigint - 1) AS i",
+                &[&start.parse::<DateTime<Utc>>().expect("timestamp"), &n],
+            )
+            .await
+            .expect("insert many events");
+    }
+
+    /// A client with a long timeout (streams can be large).
+    pub fn client(&self) -> awc::Client {
+        awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .finish()
+    }
+
+    /// `GET path` with the test token and extra headers.
+    pub fn get(&self, path: &str) -> awc::ClientRequest {
+        self.client()
+            .get(format!("{}{path}", self.address))
+            .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    }
+
+    /// The pseudonym the app gives `user`.
+    pub fn pseudonym(&self, user: &str) -> String {
+        self.pseudonymiser.pseudonymise(user).as_str().to_owned()
+    }
+
+    /// Number of our event queries the database is running right now.
+    pub async fn running_event_queries(&self) -> i64 {
+        self.db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                 AND state <> 'idle' AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()",
+                &[&self.db_name],
+            )
+            .await
+            .expect("query pg_stat_activity")
+            .get(0)
+    }
+}
+
+/// Reads a whole response body.
+pub async fn body_of<S>(response: &mut awc::ClientResponse<S>) -> Vec<u8>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    response
+        .body()
+        .limit(usize::MAX)
+        .await
+        .expect("read the whole body")
+        .to_vec()
+}

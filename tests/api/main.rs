@@ -1,0 +1,8 @@
+//! Integration tests: the real app on port 0 against a real PostgreSQL
+//! cluster that this test binary starts itself (one cluster per binary, one
+//! fresh database per test).
+
+mod errors;
+mod events;
+mod helpers;
+mod streaming;

@@ -1,0 +1,164 @@
+//! Streaming behaviour: failures after the first byte, client disconnects.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{body_of, spawn_app, TestApp, TOKEN};
+
+const ROWS: i64 = 300_000;
+/// 300,000 events one millisecond apart fill five minutes of 2021-04-10.
+const BIG_WINDOW: &str = "/api/v1/statistics/events/hour/2021-04-10T00";
+
+/// Waits until `check` holds, polling, for at most 10 seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn terminate_event_query(app: &TestApp) {
+    eventually("the event query runs", || async {
+        app.running_event_queries().await == 1
+    })
+    .await;
+    let terminated: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
+            &[&app.db_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+}
+
+#[actix_web::test]
+async fn json_stays_valid_and_reports_a_database_failure_in_band() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
+    let mut response = app.get(BIG_WINDOW).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("chunk")
+        .to_vec();
+    terminate_event_query(&app).await;
+    while let Some(chunk) = response.next().await {
+        body.extend_from_slice(&chunk.expect("JSON ends cleanly, in band"));
+    }
+    let json: Value = serde_json::from_slice(&body).expect("the body is still valid JSON");
+    assert_eq!(json["error"]["error"], "server_error");
+    assert!(json["error"]["error_description"].as_str().unwrap().len() > 10);
+    let events = json["events"].as_array().unwrap().len() as i64;
+    assert!(
+        events < ROWS,
+        "the failure cut the list short ({events} events)"
+    );
+
+    // The app recovers: the broken connection was discarded.
+    let mut again = app
+        .get("/api/v1/statistics/events/minute/2021-04-10T00:00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let json: Value = serde_json::from_slice(&body_of(&mut again).await).unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 60_000);
+}
+
+#[actix_web::test]
+async fn csv_is_truncated_when_the_database_fails() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
+    let mut socket = open_raw(&app, "text/csv").await;
+    let mut received = read_at_least(&mut socket, 64 * 1024).await;
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(contains(&received, b"transfer-encoding: chunked\r\n"));
+    terminate_event_query(&app).await;
+    socket
+        .read_to_end(&mut received)
+        .await
+        .expect("read until the server closes");
+    // A clean end of a chunked body is the zero-length last chunk.
+    assert!(
+        !received.ends_with(b"\r\n0\r\n\r\n"),
+        "the CSV body ended cleanly after a database failure"
+    );
+}
+
+/// Sends a GET for the big window and returns the socket, response unread.
+async fn open_raw(app: &TestApp, accept: &str) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {BIG_WINDOW} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nAccept: {accept}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket
+}
+
+/// Reads at least `n` bytes (the server must not close before).
+async fn read_at_least(socket: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    let mut buffer = vec![0u8; n];
+    let mut read = 0;
+    while read < n {
+        let got = socket.read(&mut buffer[read..]).await.unwrap();
+        assert!(got > 0, "the server closed early");
+        read += got;
+    }
+    buffer
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[actix_web::test]
+async fn client_disconnect_cancels_the_query_and_frees_the_connection() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
+    let socket = {
+        let mut socket = open_raw(&app, "text/csv").await;
+        let head = read_at_least(&mut socket, 64 * 1024).await;
+        assert!(head.starts_with(b"HTTP/1.1 200 OK"));
+        socket
+    };
+    // The server is now blocked on the client: the query is still running.
+    assert_eq!(app.running_event_queries().await, 1);
+    drop(socket);
+
+    eventually("the cancelled query is gone", || async {
+        app.running_event_queries().await == 0
+    })
+    .await;
+    eventually("every connection is back in the pool", || async {
+        let status = app.pool.status();
+        status.available == status.size
+    })
+    .await;
+    // And the pooled connection still works.
+    let mut again = app
+        .get("/api/v1/statistics/events/minute/2021-04-10T00:01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let json: Value = serde_json::from_slice(&body_of(&mut again).await).unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 60_000);
+}
