@@ -264,15 +264,19 @@ async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
         .map(config::parse_public_url)
         .transpose()?;
     let database = Database::open(common, true).await?;
-    let result = serve_with(
-        common,
-        args,
-        &database,
-        pseudonymiser,
-        tokens,
-        public_url,
-        None,
-    )
+    let result = async {
+        database.migrate().await?;
+        serve_with(
+            common,
+            args,
+            &database,
+            pseudonymiser,
+            tokens,
+            public_url,
+            None,
+        )
+        .await
+    }
     .await;
     database.stop().await;
     result
@@ -287,7 +291,6 @@ async fn serve_with(
     public_url: Option<String>,
     banner: Option<&dyn Fn(&str)>,
 ) -> Result<(), CliError> {
-    database.migrate().await?;
     let pool = db::pool::build(database.config.clone(), common.pool_size)?;
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;

@@ -848,6 +848,12 @@ mod tests {
             rng_seed: 3,
         };
         seed(&client, &opts, |_, _| {}).await.expect("seed");
+        let seeded_newest: DateTime<Utc> = client
+            .query_one("SELECT max(occurred_at) FROM auth_event", &[])
+            .await
+            .expect("newest")
+            .get(0);
+        assert!(seeded_newest < end);
         let inserted = backfill(&client, now, 30, |_, _| {})
             .await
             .expect("backfill");
@@ -855,8 +861,8 @@ mod tests {
         let row = client
             .query_one(
                 "SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event \
-                 WHERE occurred_at >= $1",
-                &[&end],
+                 WHERE occurred_at > $1",
+                &[&seeded_newest],
             )
             .await
             .expect("gap");

@@ -615,10 +615,21 @@ impl EmbeddedPostgres {
         }
         prepare_server_command(&mut command, &data_dir, &log, &log_path, run_as)?;
         bind_to_parent(&mut command);
-        let child = spawn_from_spawner_thread(command)?.map_err(|source| EmbeddedError::Spawn {
-            program: binaries.postgres.clone(),
-            source,
-        })?;
+        let spawned = spawn_from_spawner_thread(command).and_then(|result| {
+            result.map_err(|source| EmbeddedError::Spawn {
+                program: binaries.postgres.clone(),
+                source,
+            })
+        });
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                if owns_socket_dir {
+                    let _ = fs::remove_dir_all(&socket_dir);
+                }
+                return Err(e);
+            }
+        };
 
         let mut cluster = EmbeddedPostgres {
             pid: child.id(),

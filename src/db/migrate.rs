@@ -50,7 +50,8 @@ pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError>
         .await
         .map_err(bookkeeping)?;
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS acctstream_migration (
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS acctstream_migration (
              version    integer PRIMARY KEY,
              name       text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
