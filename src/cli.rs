@@ -302,6 +302,7 @@ async fn serve_with(
         pseudonymiser,
         tokens,
         public_url,
+        options: http::AppOptions::default(),
     };
     let server = http::run(listener, state).map_err(io("starting the HTTP server"))?;
     tracing::info!(%address, "listening");

@@ -17,6 +17,19 @@ use crate::{
     db::events,
 };
 
+/// Registers the event-details routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource([
+            "/api/v1/statistics/events/{period}",
+            "/api/v1/statistics/events/{period}/{datetime}",
+        ])
+        .name("events")
+        .route(web::get().to(events))
+        .default_service(web::to(super::startup::get_only)),
+    );
+}
+
 /// The query parameters this endpoint understands; others are ignored.
 #[derive(Debug, Deserialize)]
 struct EventsQuery {

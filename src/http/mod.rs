@@ -7,4 +7,4 @@ pub mod error;
 mod events;
 pub mod startup;
 
-pub use startup::{routes, run, AppState};
+pub use startup::{routes, run, AppOptions, AppState};

@@ -16,26 +16,26 @@ pub struct AppState {
     pub pool: Pool,
     /// Keyed pseudonymisation of user IDs.
     pub pseudonymiser: Pseudonymiser,
-    /// Bearer tokens allowed to read.
+    /// Bearer tokens allowed to use the API.
     pub tokens: ApiTokens,
     /// Base URL for links, when configured (no trailing slash).
     pub public_url: Option<String>,
+    /// Everything else, with defaults (add new settings here).
+    pub options: AppOptions,
 }
 
-/// Registers every route of the API.
+/// Settings of the HTTP layer beyond the essentials. `Default` gives what
+/// `serve` uses when nothing is configured, so tests set only what they test.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {}
+
+/// Registers every route of the API; each endpoint module adds its own.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource([
-            "/api/v1/statistics/events/{period}",
-            "/api/v1/statistics/events/{period}/{datetime}",
-        ])
-        .name("events")
-        .route(web::get().to(events::events))
-        .default_service(web::to(get_only)),
-    );
+    events::configure(cfg);
 }
 
-async fn get_only() -> Result<HttpResponse, ApiError> {
+/// The answer for a known path with an unsupported method.
+pub async fn get_only() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed { allow: "GET" })
 }
 

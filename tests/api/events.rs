@@ -459,3 +459,27 @@ async fn accept_negotiation_over_http() {
     );
     body_of(&mut response).await;
 }
+
+#[actix_web::test]
+async fn concurrent_migrations_apply_each_file_once() {
+    let (_, config) = crate::helpers::fresh_database_unmigrated().await;
+    let mut a = crate::helpers::connect(&config).await;
+    let mut b = crate::helpers::connect(&config).await;
+    let (ra, rb) = tokio::join!(
+        acctstream::db::migrate::run(&mut a),
+        acctstream::db::migrate::run(&mut b)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        ra.len() + rb.len(),
+        acctstream::db::migrate::MIGRATIONS.len(),
+        "{ra:?} {rb:?}"
+    );
+    let recorded: i64 = a
+        .query_one("SELECT count(*) FROM acctstream_migration", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded as usize, acctstream::db::migrate::MIGRATIONS.len());
+    assert!(acctstream::db::migrate::is_current(&a).await.unwrap());
+}

@@ -119,8 +119,6 @@ pub struct TestApp {
     pub db: tokio_postgres::Client,
     /// Name of the test database.
     pub db_name: String,
-    /// Configuration of the test database.
-    pub db_config: tokio_postgres::Config,
     /// The app's pseudonymiser.
     pub pseudonymiser: Pseudonymiser,
     server: actix_web::dev::ServerHandle,
@@ -155,6 +153,23 @@ pub async fn fresh_database() -> (String, tokio_postgres::Config) {
     (name, config)
 }
 
+/// Creates an empty database (no migrations applied).
+pub async fn fresh_database_unmigrated() -> (String, tokio_postgres::Config) {
+    let cluster = cluster();
+    let name = format!(
+        "bare_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&cluster.pg.pg_config("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a database");
+    let config = cluster.pg.pg_config(&name);
+    (name, config)
+}
+
 /// Starts the app on port 0 with a fresh database and the given options.
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let (db_name, db_config) = fresh_database().await;
@@ -177,6 +192,7 @@ pub async fn spawn_app_on(
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(TOKEN).expect("tokens"),
         public_url: options.public_url,
+        options: http::AppOptions::default(),
     };
     let server = http::run(listener, state).expect("start the app");
     let handle = server.handle();
@@ -188,7 +204,6 @@ pub async fn spawn_app_on(
         pool,
         db,
         db_name,
-        db_config,
         pseudonymiser,
         server: handle,
     }

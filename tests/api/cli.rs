@@ -1,0 +1,148 @@
+//! The binary itself: configuration refusals, `--help`, and `serve` with an
+//! embedded PostgreSQL from start to SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_acctstream");
+
+fn acctstream() -> Command {
+    let mut command = Command::new(BIN);
+    for var in [
+        "DATABASE_URL",
+        "ACCTSTREAM_PSEUDONYM_KEY",
+        "ACCTSTREAM_PSEUDONYM_KEY_FILE",
+        "ACCTSTREAM_API_TOKENS",
+        "ACCTSTREAM_DATA_DIR",
+        "ACCTSTREAM_BIND",
+        "ACCTSTREAM_PUBLIC_URL",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = acctstream().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "serve",
+        "migrate",
+        "demo",
+        "seed",
+        "--data-dir",
+        "DATABASE_URL",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_key_or_tokens() {
+    let output = acctstream().arg("serve").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("ACCTSTREAM_PSEUDONYM_KEY"), "{stderr}");
+
+    let output = acctstream()
+        .arg("serve")
+        .env("ACCTSTREAM_PSEUDONYM_KEY", "k")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("ACCTSTREAM_API_TOKENS"), "{stderr}");
+}
+
+#[test]
+fn serve_with_embedded_postgres_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::Builder::new()
+        .prefix("acctstream-cli-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut child = acctstream()
+        .arg("serve")
+        .env("ACCTSTREAM_DATA_DIR", dir.path())
+        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+        .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
+        .env("ACCTSTREAM_API_TOKENS", "cli-token")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        assert!(Instant::now() < deadline, "serve did not start listening");
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line
+            .split("address=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let response = http_get(
+        &address,
+        "/api/v1/statistics/events/day/2021-04-24",
+        "cli-token",
+    );
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains(r#""events":[]"#), "{response}");
+
+    let postmaster_pid = dir.path().join("pgdata/postmaster.pid");
+    assert!(
+        postmaster_pid.exists(),
+        "the embedded cluster runs under the data dir"
+    );
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    assert!(status.success(), "serve exited with {status:?}");
+    assert!(
+        !postmaster_pid.exists(),
+        "the embedded PostgreSQL was not stopped cleanly"
+    );
+    let log = drain.join().unwrap().join("\n");
+    assert!(log.contains("embedded PostgreSQL stopped"), "{log}");
+}
+
+fn http_get(address: &str, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
