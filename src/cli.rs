@@ -6,10 +6,11 @@ use std::{net::TcpListener, path::PathBuf};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use rand::RngCore;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{self, ApiTokens, ConfigError},
-    core::pseudonym::Pseudonymiser,
+    core::{pseudonym::Pseudonymiser, retention::RetentionPolicy},
     db::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
@@ -64,10 +65,19 @@ enum Command {
     Migrate,
     /// Serve with an embedded PostgreSQL and realistic demo data: 30 days of
     /// events (seeded once, topped up on later runs) plus a live trickle.
-    /// Generates a key and a token once and keeps them in the data directory.
-    Demo(ServeArgs),
+    /// Generates a key, a read token and a read+write token once and keeps
+    /// them in the data directory.
+    Demo(DemoArgs),
+    /// Ask a running server's /healthz (for container health checks): exit
+    /// status 0 when it answers 200 within 5 seconds.
+    Healthcheck(HealthcheckArgs),
     /// Insert generated events (for benchmarks), then exit.
     Seed(SeedArgs),
+    /// Run one retention pass now: delete the raw events older than
+    /// ACCTSTREAM_RETENTION_DAYS whole UTC days (the usage reports keep their
+    /// figures), then exit. With --dry-run, only print the cutoff and how
+    /// many events (and from when to when) would be deleted.
+    Purge(PurgeArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -79,6 +89,80 @@ struct ServeArgs {
     /// request's Host).
     #[arg(long, env = "ACCTSTREAM_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Prefix of the report CSV file names, e.g. MyCompany-B2B- (only
+    /// A-Z a-z 0-9 . _ -).
+    #[arg(long, env = "ACCTSTREAM_REPORT_FILENAME_PREFIX", default_value = "")]
+    report_filename_prefix: String,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Seconds in-flight responses may take to finish after SIGTERM/SIGINT
+    /// (a second signal stops at once).
+    #[arg(long, env = "ACCTSTREAM_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    shutdown_grace_seconds: u64,
+    /// Largest accepted ingest request body in bytes (POST /api/v1/events);
+    /// larger bodies are answered 413 and nothing is stored.
+    #[arg(
+        long,
+        env = "ACCTSTREAM_MAX_BODY_BYTES",
+        default_value_t = http::DEFAULT_MAX_BODY_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    max_body_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Number of events seeded over the last 30 days on the first run
+    /// (default 1,200,000; a small number keeps contract tests quick).
+    #[arg(long)]
+    events: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// Address of the server (an unspecified address like 0.0.0.0 means
+    /// this host).
+    #[arg(long, env = "ACCTSTREAM_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+}
+
+/// Retention settings, shared by `serve`, `demo` and `purge`.
+#[derive(Debug, Args, Default)]
+struct RetentionArgs {
+    /// Whole UTC days of raw events kept; older events are deleted (the
+    /// usage reports keep their figures). 0 disables retention.
+    #[arg(long, env = "ACCTSTREAM_RETENTION_DAYS", default_value_t = db::retention::DEFAULT_DAYS)]
+    retention_days: u32,
+    /// Seconds between two retention runs of serve and demo (the first run
+    /// comes shortly after start).
+    #[arg(
+        long,
+        env = "ACCTSTREAM_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    retention_interval_seconds: u64,
+}
+
+impl RetentionArgs {
+    fn options(&self) -> db::retention::RetentionOptions {
+        db::retention::RetentionOptions {
+            policy: RetentionPolicy::new(self.retention_days),
+            interval: std::time::Duration::from_secs(self.retention_interval_seconds),
+            ..db::retention::RetentionOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct PurgeArgs {
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +202,9 @@ pub enum CliError {
     /// The pool could not be built.
     #[error(transparent)]
     Pool(#[from] db::pool::PoolBuildError),
+    /// A retention pass failed.
+    #[error(transparent)]
+    Retention(#[from] db::retention::RetentionError),
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
@@ -235,8 +322,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             database.stop().await;
             result
         }
-        Some(Command::Demo(args)) => run_demo(&cli.common, &args).await,
+        Some(Command::Demo(args)) => run_demo(&cli.common, &args.serve, args.events).await,
+        Some(Command::Healthcheck(args)) => {
+            let bind = args.bind;
+            tokio::task::spawn_blocking(move || {
+                http::ops::healthcheck(&bind, std::time::Duration::from_secs(5))
+            })
+            .await
+            .map_err(|e| io("checking health")(std::io::Error::other(e)))?
+            .map_err(io("the health check failed"))
+        }
         Some(Command::Seed(args)) => seed(&cli.common, &args).await,
+        Some(Command::Purge(args)) => purge(&cli.common, &args).await,
     }
 }
 
@@ -291,28 +388,51 @@ async fn serve_with(
     public_url: Option<String>,
     banner: Option<&dyn Fn(&str)>,
 ) -> Result<(), CliError> {
+    let filename_prefix = config::parse_report_filename_prefix(&args.report_filename_prefix)?;
     let pool = db::pool::build(database.config.clone(), common.pool_size)?;
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
     let address = listener
         .local_addr()
         .map_err(io("reading the bound address"))?;
+    let retention_pool = pool.clone();
     let state = AppState {
         pool,
         pseudonymiser,
         tokens,
         public_url,
-        options: http::AppOptions::default(),
+        options: http::AppOptions {
+            reports: http::reports::ReportOptions { filename_prefix },
+            ops: http::ops::OpsOptions {
+                metrics_token: config::metrics_token_from_env()
+                    .map(|t| http::ops::MetricsToken::new(&t)),
+                shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_seconds),
+            },
+            ingest: http::IngestOptions {
+                max_body_bytes: args.max_body_bytes,
+            },
+            ..http::AppOptions::default()
+        },
     };
     let server = http::run(listener, state).map_err(io("starting the HTTP server"))?;
+    http::ops::stop_on_signals(server.handle());
     tracing::info!(%address, "listening");
+    let stop_retention = CancellationToken::new();
+    let retention = tokio::spawn(db::retention::run_job(
+        retention_pool,
+        args.retention.options(),
+        stop_retention.clone(),
+    ));
     if let Some(banner) = banner {
         banner(&format!("http://{address}"));
     }
-    server.await.map_err(io("serving"))
+    let served = server.await.map_err(io("serving"));
+    stop_retention.cancel();
+    let _ = retention.await;
+    served
 }
 
-async fn run_demo(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
+async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Result<(), CliError> {
     std::fs::create_dir_all(&common.data_dir)
         .map_err(io(format!("cannot create {}", common.data_dir.display())))?;
     let pseudonymiser = match config::pseudonymiser_from_env()? {
@@ -325,6 +445,8 @@ async fn run_demo(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
     let mut tokens = ApiTokens::from_env()?;
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
     tokens.add(&token);
+    let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
+    tokens.add_scoped(&write_token, config::Scope::ReadWrite);
     let public_url = args
         .public_url
         .as_deref()
@@ -335,14 +457,14 @@ async fn run_demo(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
     let result = async {
         database.migrate().await?;
         let mut client = connect(&database.config).await?;
-        seed_or_top_up(&mut client).await?;
+        seed_or_top_up(&mut client, events).await?;
         drop(client);
         let trickle_pool = db::pool::build(database.config.clone(), 1)?;
         let (stop_trickle, stopped) = tokio::sync::oneshot::channel::<()>();
         let trickle = tokio::spawn(demo::trickle(trickle_pool, async move {
             let _ = stopped.await;
         }));
-        let banner = |base: &str| print_demo_banner(base, &token);
+        let banner = |base: &str| print_demo_banner(base, &token, &write_token);
         let served = serve_with(
             common,
             args,
@@ -362,7 +484,10 @@ async fn run_demo(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
     result
 }
 
-async fn seed_or_top_up(client: &mut tokio_postgres::Client) -> Result<(), CliError> {
+async fn seed_or_top_up(
+    client: &mut tokio_postgres::Client,
+    events: Option<u64>,
+) -> Result<(), CliError> {
     let empty = client
         .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
         .await
@@ -374,7 +499,11 @@ async fn seed_or_top_up(client: &mut tokio_postgres::Client) -> Result<(), CliEr
     };
     let inserted = if empty {
         eprintln!("Seeding 30 days of demo data (once; later runs reuse it)...");
-        demo::seed(client, &demo::SeedOptions::default(), progress).await?
+        let mut options = demo::SeedOptions::default();
+        if let Some(events) = events {
+            options.events = events;
+        }
+        demo::seed(client, &options, progress).await?
     } else {
         eprintln!("Topping up demo data to now...");
         demo::backfill(client, Utc::now(), 30, progress).await?
@@ -387,8 +516,10 @@ async fn seed_or_top_up(client: &mut tokio_postgres::Client) -> Result<(), CliEr
     Ok(())
 }
 
-fn print_demo_banner(base: &str, token: &str) {
+fn print_demo_banner(base: &str, token: &str, write_token: &str) {
     let day = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let month = Utc::now().format("%Y-%m");
     println!(
         r#"
 acctstream demo is running at {base}  (Ctrl-C stops it)
@@ -397,6 +528,15 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/minute?sort=-'
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/hour'
   curl -H "Authorization: Bearer $T" -H 'Accept: text/csv' '{base}/api/v1/statistics/events/day/{day}' -o day.csv
+
+  # reports: the previous month's unique users per method, and this month's daily figures
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/accounting/report'
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/accounting/verify/daily-users/{month}?format=csv'
+
+  # ingest (needs the read+write token)
+  export W={write_token}
+  printf '%s\n' '{{"timestamp":"{now}","authMethodType":"PASSWORD","authMethodName":"password.1","authRequestOrigin":"CN=Appl-1,DC=demo","userId":"jane@example.com","eventId":"demo-1"}}' |
+    curl -H "Authorization: Bearer $W" -H 'Content-Type: application/x-ndjson' --data-binary @- '{base}/api/v1/events'
 "#
     );
 }
@@ -452,6 +592,54 @@ async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
             .batch_execute("VACUUM ANALYZE auth_event")
             .await
             .map_err(CliError::Connect)?;
+        Ok(())
+    }
+    .await;
+    database.stop().await;
+    result
+}
+
+/// `acctstream purge [--dry-run]`: one retention pass now, on stdout.
+async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliError> {
+    let options = args.retention.options();
+    let Some(cutoff) = options.policy.cutoff(Utc::now()) else {
+        println!("retention is disabled (ACCTSTREAM_RETENTION_DAYS=0): nothing to delete");
+        return Ok(());
+    };
+    let database = Database::open(common, true).await?;
+    let result = async {
+        // The rollups must hold every event before any is deleted.
+        database.migrate().await?;
+        let pool = db::pool::build(database.config.clone(), 1)?;
+        let cutoff_text = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        println!(
+            "retention: {} days; cutoff {cutoff_text} (events before it are deleted)",
+            options.policy.days()
+        );
+        if args.dry_run {
+            let preview = db::retention::preview(&pool, cutoff).await?;
+            let when = |t: Option<DateTime<Utc>>| {
+                t.map_or_else(String::new, |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                })
+            };
+            match preview.events {
+                0 => println!("dry run: no events would be deleted"),
+                n => println!(
+                    "dry run: {n} events would be deleted, from {} to {}; nothing was deleted",
+                    when(preview.oldest),
+                    when(preview.newest)
+                ),
+            }
+        } else {
+            let outcome =
+                db::retention::purge(&pool, cutoff, &options, &CancellationToken::new()).await?;
+            println!(
+                "deleted {} events in {:.1} s; the usage reports keep their figures",
+                outcome.deleted,
+                outcome.elapsed.as_secs_f64()
+            );
+        }
         Ok(())
     }
     .await;

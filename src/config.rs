@@ -8,8 +8,16 @@
 //! | `ACCTSTREAM_PUBLIC_URL` | base URL for links (default: the request's scheme and `Host`) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY` | the pseudonymisation key (its UTF-8 bytes) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY_FILE` | a file holding the key (one trailing newline is ignored) |
-//! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens allowed to read |
+//! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens: `token` may read, `token:read+write` may also ingest |
 //! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
+//! | `ACCTSTREAM_MAX_BODY_BYTES` | largest ingest request body in bytes (default 64 MiB) |
+//! | `ACCTSTREAM_REPORT_FILENAME_PREFIX` | prefix of the report CSV file names, `[A-Za-z0-9._-]` only (default empty) |
+//! | `ACCTSTREAM_RETENTION_DAYS` | whole UTC days of raw events kept; `0` disables retention (default 180) |
+//! | `ACCTSTREAM_RETENTION_INTERVAL_SECONDS` | time between two retention runs of `serve`/`demo` (default 3600) |
+//! | `ACCTSTREAM_METRICS_TOKEN` | when set, `/metrics` requires `Authorization: Bearer <this token>` |
+//! | `ACCTSTREAM_SHUTDOWN_GRACE_SECONDS` | how long in-flight responses may finish after SIGTERM/SIGINT (default 30) |
+//! | `ACCTSTREAM_LOG_FORMAT` | `json` for one JSON object per log line (default: human-readable) |
+//! | `RUST_LOG` | log level and filter (default `info`) |
 //!
 //! Secrets (the key and the tokens) are read from the environment or a file
 //! only, never from the command line, where `ps` would show them.
@@ -27,6 +35,16 @@ pub const ENV_PSEUDONYM_KEY: &str = "ACCTSTREAM_PSEUDONYM_KEY";
 pub const ENV_PSEUDONYM_KEY_FILE: &str = "ACCTSTREAM_PSEUDONYM_KEY_FILE";
 /// Environment variable holding the comma-separated bearer tokens.
 pub const ENV_API_TOKENS: &str = "ACCTSTREAM_API_TOKENS";
+/// Environment variable holding the token that protects `/metrics`.
+pub const ENV_METRICS_TOKEN: &str = "ACCTSTREAM_METRICS_TOKEN";
+
+/// Reads `ACCTSTREAM_METRICS_TOKEN` (absent or blank means `/metrics` is open).
+pub fn metrics_token_from_env() -> Option<String> {
+    std::env::var(ENV_METRICS_TOKEN)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
 
 /// A configuration problem that stops the service from starting.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +75,17 @@ pub enum ConfigError {
     /// The public URL is not an absolute http(s) URL.
     #[error("ACCTSTREAM_PUBLIC_URL must be an absolute http:// or https:// URL without query or fragment, got {0:?}")]
     BadPublicUrl(String),
+    /// The report file name prefix has characters outside `[A-Za-z0-9._-]`.
+    #[error("ACCTSTREAM_REPORT_FILENAME_PREFIX: {0}, got {1:?}")]
+    BadReportFilenamePrefix(crate::core::report::InvalidPrefix, String),
+}
+
+/// Checks `ACCTSTREAM_REPORT_FILENAME_PREFIX` (empty is allowed).
+pub fn parse_report_filename_prefix(
+    raw: &str,
+) -> Result<crate::core::report::FilenamePrefix, ConfigError> {
+    crate::core::report::FilenamePrefix::parse(raw)
+        .map_err(|e| ConfigError::BadReportFilenamePrefix(e, raw.to_owned()))
 }
 
 /// Reads the pseudonymisation key from `ACCTSTREAM_PSEUDONYM_KEY` or the file
@@ -97,14 +126,30 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(key)
 }
 
-/// The bearer tokens allowed to use the API.
+/// What a bearer token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Read events and reports (an entry without a scope).
+    Read,
+    /// Read, and ingest events (`token:read+write`).
+    ReadWrite,
+}
+
+impl Scope {
+    /// True when this scope may ingest events.
+    pub fn can_write(self) -> bool {
+        self == Scope::ReadWrite
+    }
+}
+
+/// The bearer tokens allowed to use the API, each with its [`Scope`].
 ///
 /// Tokens are kept only as SHA-256 digests, and a presented token is compared
 /// against every one of them in constant time, so neither the comparison time
-/// nor a memory dump reveals a token.
+/// nor a memory dump reveals a token (or which scope matched).
 #[derive(Clone, Default)]
 pub struct ApiTokens {
-    digests: Vec<[u8; 32]>,
+    digests: Vec<([u8; 32], Scope)>,
 }
 
 impl fmt::Debug for ApiTokens {
@@ -114,17 +159,40 @@ impl fmt::Debug for ApiTokens {
 }
 
 impl ApiTokens {
-    /// Parses a comma-separated list. Empty entries are skipped; whitespace
-    /// around entries is trimmed; an entry with inner whitespace is rejected.
+    /// Parses a comma-separated list of `token` (read only) or
+    /// `token:read+write` (read and ingest) entries. Empty entries are
+    /// skipped; whitespace around entries is trimmed. An entry with inner
+    /// whitespace, an empty token or an unknown scope is rejected with an
+    /// error naming the entry's 1-based position in the list, never the token.
     pub fn parse(list: &str) -> Result<ApiTokens, ConfigError> {
         let mut tokens = ApiTokens::default();
-        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(ConfigError::BadToken(
-                    "a token contains whitespace or a control character".into(),
-                ));
+        for (index, entry) in list.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
             }
-            tokens.add(entry);
+            let position = index + 1;
+            if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::BadToken(format!(
+                    "entry {position} contains whitespace or a control character"
+                )));
+            }
+            let (token, scope) = match entry.split_once(':') {
+                None => (entry, Scope::Read),
+                Some((token, "read")) => (token, Scope::Read),
+                Some((token, "read+write")) => (token, Scope::ReadWrite),
+                Some(_) => {
+                    return Err(ConfigError::BadToken(format!(
+                        "entry {position} has an unknown scope: write `token` (read only) \
+                         or `token:read+write`"
+                    )))
+                }
+            };
+            if token.is_empty() {
+                return Err(ConfigError::BadToken(format!(
+                    "entry {position} has an empty token before its scope"
+                )));
+            }
+            tokens.add_scoped(token, scope);
         }
         Ok(tokens)
     }
@@ -134,9 +202,15 @@ impl ApiTokens {
         ApiTokens::parse(&std::env::var(ENV_API_TOKENS).unwrap_or_default())
     }
 
-    /// Allows one more token.
+    /// Allows one more token, read only.
     pub fn add(&mut self, token: &str) {
-        self.digests.push(Sha256::digest(token.as_bytes()).into());
+        self.add_scoped(token, Scope::Read);
+    }
+
+    /// Allows one more token with the given scope.
+    pub fn add_scoped(&mut self, token: &str, scope: Scope) {
+        self.digests
+            .push((Sha256::digest(token.as_bytes()).into(), scope));
     }
 
     /// True when no token is configured.
@@ -144,15 +218,29 @@ impl ApiTokens {
         self.digests.is_empty()
     }
 
-    /// True when `presented` is one of the configured tokens. Every configured
-    /// digest is compared, whatever matches, in constant time.
+    /// True when `presented` is one of the configured tokens (any scope may
+    /// read). Every configured digest is compared, in constant time.
     pub fn allows(&self, presented: &str) -> bool {
+        self.scope_of(presented).is_some()
+    }
+
+    /// The scope of `presented`, or `None` when it is not a configured token.
+    /// Every configured digest is compared, whatever matches, in constant
+    /// time; when a token is listed twice, the wider scope wins.
+    pub fn scope_of(&self, presented: &str) -> Option<Scope> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
-        for known in &self.digests {
-            found |= known.ct_eq(&digest);
+        let mut write = subtle::Choice::from(0);
+        for (known, scope) in &self.digests {
+            let matches = known.ct_eq(&digest);
+            found |= matches;
+            write |= matches & subtle::Choice::from(u8::from(scope.can_write()));
         }
-        found.into()
+        match (bool::from(found), bool::from(write)) {
+            (false, _) => None,
+            (true, false) => Some(Scope::Read),
+            (true, true) => Some(Scope::ReadWrite),
+        }
     }
 }
 
@@ -199,6 +287,35 @@ mod tests {
     #[test]
     fn token_with_space_is_rejected() {
         assert!(ApiTokens::parse("a b").is_err());
+    }
+
+    #[test]
+    fn scopes_are_parsed() {
+        let tokens = ApiTokens::parse("a, b:read+write ,c:read").unwrap();
+        assert_eq!(tokens.scope_of("a"), Some(Scope::Read));
+        assert_eq!(tokens.scope_of("b"), Some(Scope::ReadWrite));
+        assert_eq!(tokens.scope_of("c"), Some(Scope::Read));
+        assert_eq!(tokens.scope_of("b:read+write"), None);
+        assert_eq!(tokens.scope_of("d"), None);
+        assert!(tokens.allows("b"));
+        // The same token listed read-only and read+write can write.
+        let twice = ApiTokens::parse("x,x:read+write").unwrap();
+        assert_eq!(twice.scope_of("x"), Some(Scope::ReadWrite));
+    }
+
+    #[test]
+    fn bad_scope_names_the_entry_not_the_token() {
+        let message = ApiTokens::parse("first,,secret-token:admin")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("entry 3"), "{message}");
+        assert!(!message.contains("secret-token"), "{message}");
+        assert!(!message.contains("admin"), "{message}");
+        for bad in ["t:write", "t:", "t:read+write:x", "t:READ+WRITE"] {
+            assert!(ApiTokens::parse(bad).is_err(), "{bad}");
+        }
+        let empty = ApiTokens::parse(":read+write").unwrap_err().to_string();
+        assert!(empty.contains("entry 1"), "{empty}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   authentication, the error type that decides every status code, and the
 //!   streaming response body.
 //! - [`config`]: every setting the service reads from the environment.
+//! - [`metrics`]: the Prometheus metrics every worker shares (framework-free).
 //! - [`cli`]: the `serve`, `migrate`, `demo` and `seed` subcommands.
 //! - [`demo`]: realistic demo data and the live trickle of new events.
 
@@ -21,3 +22,4 @@ pub mod core;
 pub mod db;
 pub mod demo;
 pub mod http;
+pub mod metrics;

@@ -3,18 +3,33 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = acctstream::cli::Cli::parse();
     match acctstream::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("acctstream: {error}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, human-readable by default or one JSON object per line
+/// with `ACCTSTREAM_LOG_FORMAT=json`; `RUST_LOG` sets the level (default info).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("ACCTSTREAM_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().flatten_event(true).init(),
+        Ok("" | "text" | "human") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                format = other,
+                "ACCTSTREAM_LOG_FORMAT must be json or text; logging as text"
+            );
         }
     }
 }

@@ -3,6 +3,9 @@
 //! unit-tested on its own.
 
 pub mod encode;
+pub mod ingest;
 pub mod negotiate;
 pub mod pseudonym;
+pub mod report;
+pub mod retention;
 pub mod window;

@@ -23,11 +23,14 @@ use deadpool_postgres::{Object, Pool, PoolError};
 use futures_util::Stream;
 use tokio_postgres::{types::ToSql, NoTls, Row, RowStream};
 
-use crate::core::{
-    encode::{EventEncoder, EventRecord, CHUNK_TARGET},
-    negotiate::OutputFormat,
-    pseudonym::{PseudonymCache, Pseudonymiser},
-    window::{Direction, NavigationLinks, Window},
+use crate::{
+    core::{
+        encode::{EventEncoder, EventRecord, CHUNK_TARGET},
+        negotiate::OutputFormat,
+        pseudonym::{PseudonymCache, Pseudonymiser},
+        window::{Direction, NavigationLinks, Window},
+    },
+    metrics::StreamTally,
 };
 
 const SELECT_ASC: &str = "SELECT occurred_at, auth_method_type, auth_method_name, \
@@ -72,13 +75,15 @@ impl OpenError {
 pub struct StreamError(#[source] tokio_postgres::Error);
 
 /// Checks out a connection and starts the window's query. Nothing is sent
-/// to the client until this has succeeded.
+/// to the client until this has succeeded. `tally` receives the stream's
+/// figures (rows, how it ended); see [`crate::metrics::Metrics::stream`].
 pub async fn open(
     pool: &Pool,
     window: &Window,
     format: OutputFormat,
     links: &NavigationLinks,
     pseudonymiser: &Pseudonymiser,
+    tally: StreamTally,
 ) -> Result<EventStream, OpenError> {
     let client = pool.get().await.map_err(OpenError::Unavailable)?;
     let sql = match window.direction() {
@@ -101,6 +106,7 @@ pub async fn open(
         rows_sent: 0,
         state: State::Streaming,
         error: None,
+        tally,
     })
 }
 
@@ -131,6 +137,8 @@ pub struct EventStream {
     /// The database error that aborts a CSV body, held until the rows
     /// buffered before it are out.
     error: Option<tokio_postgres::Error>,
+    /// Metrics and the request log's row count.
+    tally: StreamTally,
 }
 
 impl EventStream {
@@ -158,6 +166,7 @@ impl EventStream {
 
     fn chunk(&mut self) -> Poll<Option<Result<Bytes, StreamError>>> {
         self.flush_timer = None;
+        self.tally.set_rows(self.rows_sent);
         Poll::Ready(Some(Ok(self.encoder.take())))
     }
 
@@ -167,6 +176,7 @@ impl EventStream {
             rows = self.rows_sent,
             "database error while streaming events"
         );
+        self.tally.aborted_by_database();
         // The connection may be broken; do not hand it back to the pool.
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
@@ -249,9 +259,11 @@ impl Stream for EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        self.tally.set_rows(self.rows_sent);
         let Some(client) = self.client.take() else {
             return;
         };
+        self.tally.aborted_by_client();
         // Unfinished: the client went away mid-stream. Cancel the query so the
         // backend stops, and give the connection back only when it is idle.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -18,11 +18,23 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A unit test checks this list against `sql/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_auth_event.sql",
-    sql: include_str!("../../sql/0001_auth_event.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_auth_event.sql",
+        sql: include_str!("../../sql/0001_auth_event.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_event_id.sql",
+        sql: include_str!("../../sql/0002_event_id.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_usage_rollups.sql",
+        sql: include_str!("../../sql/0003_usage_rollups.sql"),
+    },
+];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
 const LOCK_KEY: i64 = 0x6163_6374_7374_726d;

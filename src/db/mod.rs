@@ -7,5 +7,8 @@
 
 pub mod embedded;
 pub mod events;
+pub mod ingest;
 pub mod migrate;
 pub mod pool;
+pub mod reports;
+pub mod retention;

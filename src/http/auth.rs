@@ -3,11 +3,27 @@
 use actix_web::{http::header, HttpRequest};
 
 use super::error::ApiError;
-use crate::config::ApiTokens;
+use crate::config::{ApiTokens, Scope};
 
 /// Accepts the request when its `Authorization: Bearer <token>` names a
-/// configured token (scheme case-insensitive, RFC 6750).
+/// configured token (scheme case-insensitive, RFC 6750). Any scope may read.
 pub fn require_token(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiError> {
+    authenticate(req, tokens).map(|_| ())
+}
+
+/// Accepts the request when its bearer token is configured with the
+/// `read+write` scope. A valid read-only token is a 403 `insufficient_scope`;
+/// a missing or unknown token is the same 401 as for reading.
+pub fn require_write(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiError> {
+    if authenticate(req, tokens)?.can_write() {
+        Ok(())
+    } else {
+        Err(ApiError::InsufficientScope)
+    }
+}
+
+/// The scope of the request's bearer token.
+fn authenticate(req: &HttpRequest, tokens: &ApiTokens) -> Result<Scope, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::MissingToken);
     };
@@ -16,9 +32,5 @@ pub fn require_token(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiErr
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::MissingToken);
     }
-    if tokens.allows(token.trim()) {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidToken)
-    }
+    tokens.scope_of(token.trim()).ok_or(ApiError::InvalidToken)
 }

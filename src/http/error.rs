@@ -16,8 +16,9 @@ use serde::Serialize;
 #[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ErrorResponse {
     /// A machine-readable code (OAuth 2.0 style): `invalid_request`,
-    /// `invalid_token`, `not_found`, `method_not_allowed`, `not_acceptable`,
-    /// `server_error` or `temporarily_unavailable`.
+    /// `invalid_token`, `insufficient_scope`, `not_found`,
+    /// `method_not_allowed`, `not_acceptable`, `unsupported_media_type`,
+    /// `payload_too_large`, `server_error` or `temporarily_unavailable`.
     pub error: String,
     /// A sentence for a human.
     pub error_description: String,
@@ -35,6 +36,10 @@ pub enum ApiError {
     /// The bearer token is not one we know.
     #[error("The bearer token is not valid.")]
     InvalidToken,
+    /// The bearer token is valid but may not do this (e.g. a read-only
+    /// token used to ingest).
+    #[error("This bearer token may only read; ingesting events needs a token with the read+write scope.")]
+    InsufficientScope,
     /// No such resource.
     #[error("No resource at this path. See /openapi.yaml for the API.")]
     NotFound,
@@ -47,6 +52,12 @@ pub enum ApiError {
     /// No representation the client accepts.
     #[error("{0}")]
     NotAcceptable(String),
+    /// The request body's `Content-Type` is not one this resource reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body is larger than the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The database cannot be reached or has no free connection.
     #[error("The database is temporarily unavailable; try again shortly.")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -61,9 +72,12 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
+            ApiError::InsufficientScope => "insufficient_scope",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable(_) => "not_acceptable",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "temporarily_unavailable",
             ApiError::Internal(_) => "server_error",
         }
@@ -75,9 +89,12 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +120,12 @@ impl ResponseError for ApiError {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     r#"Bearer realm="acctstream", error="invalid_token", error_description="The bearer token is not valid.""#,
+                ));
+            }
+            ApiError::InsufficientScope => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="acctstream", error="insufficient_scope", error_description="Ingesting events needs a token with the read+write scope.""#,
                 ));
             }
             ApiError::MethodNotAllowed { allow } => {

@@ -8,7 +8,7 @@ use actix_web::{
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{auth::require_token, error::ApiError, AppState};
+use super::{auth::require_token, error::ApiError, telemetry::stream_tally, AppState};
 use crate::{
     core::{
         negotiate::{negotiate, NegotiationError, OutputFormat},
@@ -17,17 +17,19 @@ use crate::{
     db::events,
 };
 
-/// Registers the event-details routes.
+/// Registers the event-details routes (one resource per template, so that
+/// logs and metrics name the template that matched).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource([
-            "/api/v1/statistics/events/{period}",
-            "/api/v1/statistics/events/{period}/{datetime}",
-        ])
-        .name("events")
-        .route(web::get().to(events))
-        .default_service(web::to(super::startup::get_only)),
-    );
+    for path in [
+        "/api/v1/statistics/events/{period}",
+        "/api/v1/statistics/events/{period}/{datetime}",
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(web::get().to(events))
+                .default_service(web::to(super::startup::get_only)),
+        );
+    }
 }
 
 /// The query parameters this endpoint understands; others are ignored.
@@ -62,12 +64,20 @@ pub async fn events(
         .links(&base_url(&req, state.public_url.as_deref()))
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
 
-    let stream = events::open(&state.pool, &window, format, &links, &state.pseudonymiser)
-        .await
-        .map_err(|e| match e.is_unavailable() {
-            true => ApiError::Unavailable(Box::new(e)),
-            false => ApiError::Internal(Box::new(e)),
-        })?;
+    let tally = stream_tally(&req, &state, "events", format.as_str());
+    let stream = events::open(
+        &state.pool,
+        &window,
+        format,
+        &links,
+        &state.pseudonymiser,
+        tally,
+    )
+    .await
+    .map_err(|e| match e.is_unavailable() {
+        true => ApiError::Unavailable(Box::new(e)),
+        false => ApiError::Internal(Box::new(e)),
+    })?;
 
     let mut response = HttpResponse::Ok();
     response

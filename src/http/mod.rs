@@ -3,8 +3,14 @@
 //! their input into core types, then hand over to [`crate::db`].
 
 mod auth;
+pub mod docs;
 pub mod error;
 mod events;
+mod ingest;
+pub mod ops;
+pub mod reports;
 pub mod startup;
+pub mod telemetry;
 
+pub use ingest::{IngestOptions, IngestResponse, DEFAULT_MAX_BODY_BYTES};
 pub use startup::{routes, run, AppOptions, AppState};

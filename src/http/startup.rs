@@ -27,11 +27,24 @@ pub struct AppState {
 /// Settings of the HTTP layer beyond the essentials. `Default` gives what
 /// `serve` uses when nothing is configured, so tests set only what they test.
 #[derive(Clone, Debug, Default)]
-pub struct AppOptions {}
+pub struct AppOptions {
+    /// The metrics every worker records into and `/metrics` shows.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `/metrics` protection and the shutdown grace period.
+    pub ops: super::ops::OpsOptions,
+    /// The report endpoints' settings.
+    pub reports: super::reports::ReportOptions,
+    /// The ingest endpoint's settings (body size limit).
+    pub ingest: super::IngestOptions,
+}
 
 /// Registers every route of the API; each endpoint module adds its own.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     events::configure(cfg);
+    super::ingest::configure(cfg);
+    super::docs::configure(cfg);
+    super::ops::configure(cfg);
+    super::reports::configure(cfg);
 }
 
 /// The answer for a known path with an unsupported method.
@@ -44,17 +57,27 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 /// Starts serving on `listener` (bind port 0 in tests). The returned server
-/// runs until it is awaited to completion; it stops on SIGINT/SIGTERM,
-/// letting in-flight responses finish for up to 30 seconds.
+/// runs until it is awaited to completion or stopped through its handle;
+/// a graceful stop lets in-flight responses finish for up to
+/// `options.ops.shutdown_grace`. Signals are the caller's business (see
+/// [`super::ops::stop_on_signals`]), so tests never install handlers.
+///
+/// Responses are compressed when the client asks (`Accept-Encoding`), and
+/// every request is logged and counted once its body is done.
 pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    super::docs::init()?;
+    let grace = state.options.ops.shutdown_grace;
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#))
+            .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(super::telemetry::middleware))
             .configure(routes)
             .default_service(web::to(not_found))
     })
+    .shutdown_timeout(grace.as_secs())
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

@@ -21,8 +21,10 @@ use acctstream::{
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
-/// The bearer token every test app accepts.
+/// The bearer token every test app accepts (read only).
 pub const TOKEN: &str = "test-token-0123456789";
+/// The read+write (ingest) token every test app accepts.
+pub const WRITE_TOKEN: &str = "test-write-token-0123456789";
 /// The pseudonymisation key of every test app.
 pub const KEY: &str = "test-pseudonym-key";
 
@@ -95,6 +97,8 @@ pub struct AppOptions {
     pub public_url: Option<String>,
     /// Where the app's pool connects, when not the test database.
     pub app_database: Option<tokio_postgres::Config>,
+    /// The app's own options (`AppState::options`).
+    pub http: http::AppOptions,
 }
 
 impl Default for AppOptions {
@@ -103,6 +107,7 @@ impl Default for AppOptions {
             pool_size: 4,
             public_url: None,
             app_database: None,
+            http: http::AppOptions::default(),
         }
     }
 }
@@ -153,6 +158,11 @@ pub async fn fresh_database() -> (String, tokio_postgres::Config) {
     (name, config)
 }
 
+/// A libpq URL of the test database `name` (for driving the binary).
+pub fn database_url(name: &str) -> String {
+    cluster().pg.url(name)
+}
+
 /// Creates an empty database (no migrations applied).
 pub async fn fresh_database_unmigrated() -> (String, tokio_postgres::Config) {
     let cluster = cluster();
@@ -190,9 +200,9 @@ pub async fn spawn_app_on(
     let state = AppState {
         pool: pool.clone(),
         pseudonymiser: pseudonymiser.clone(),
-        tokens: ApiTokens::parse(TOKEN).expect("tokens"),
+        tokens: ApiTokens::parse(&format!("{TOKEN},{WRITE_TOKEN}:read+write")).expect("tokens"),
         public_url: options.public_url,
-        options: http::AppOptions::default(),
+        options: options.http,
     };
     let server = http::run(listener, state).expect("start the app");
     let handle = server.handle();

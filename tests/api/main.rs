@@ -3,7 +3,13 @@
 //! fresh database per test).
 
 mod cli;
+mod docs;
 mod errors;
 mod events;
 mod helpers;
+mod ingest;
+mod ops;
+mod reports;
+mod shutdown;
 mod streaming;
+mod telemetry;

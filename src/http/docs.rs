@@ -1,0 +1,205 @@
+//! The API's own documentation, served without a token: the OpenAPI
+//! document as YAML (`/openapi.yaml`, the repository's file byte for byte)
+//! and as JSON (`/v3/api-docs`, converted once at start-up), and Swagger UI
+//! at `/swagger-ui/` (`/` and `/swagger-ui` redirect there).
+//!
+//! Swagger UI's files are vendored under `static/swagger-ui/` (see its
+//! `VERSION`) and compiled into the binary, so the UI works without internet
+//! access; only `index.html` and `swagger-initializer.js` there are ours.
+
+use std::sync::OnceLock;
+
+use actix_web::{
+    http::header::{self, CacheControl, CacheDirective},
+    web, HttpRequest, HttpResponse,
+};
+use bytes::Bytes;
+
+use super::{error::ApiError, startup::get_only};
+
+/// The OpenAPI document, exactly as in the repository.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+/// The `Content-Type` of `/openapi.yaml` (RFC 9512).
+pub const YAML_CONTENT_TYPE: &str = "application/yaml";
+
+/// How long browsers may cache the vendored Swagger UI files.
+const ASSET_MAX_AGE: u32 = 7 * 24 * 3600;
+
+/// The security policy of the Swagger UI page: everything from this origin;
+/// inline styles only because Swagger UI's React components use them.
+const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self' data:; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// One file of the Swagger UI.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($name:literal, $type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $type,
+            body: include_bytes!(concat!("../../static/swagger-ui/", $name)),
+        }
+    };
+}
+
+/// Every file under `/swagger-ui/`, by name.
+const ASSETS: &[Asset] = &[
+    asset!("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+    asset!("swagger-initializer.js", "text/javascript; charset=utf-8"),
+    asset!("swagger-ui.css", "text/css; charset=utf-8"),
+    asset!("index.css", "text/css; charset=utf-8"),
+    asset!("favicon-32x32.png", "image/png"),
+    asset!("favicon-16x16.png", "image/png"),
+    asset!("LICENSE", "text/plain; charset=utf-8"),
+    asset!("NOTICE", "text/plain; charset=utf-8"),
+    asset!(
+        "swagger-ui-bundle.js.LICENSE.txt",
+        "text/plain; charset=utf-8"
+    ),
+    asset!("VERSION", "text/plain; charset=utf-8"),
+];
+
+/// Swagger UI's page.
+const INDEX_HTML: &[u8] = include_bytes!("../../static/swagger-ui/index.html");
+
+static API_DOCS_JSON: OnceLock<Result<Bytes, String>> = OnceLock::new();
+
+/// The OpenAPI document as JSON, converted from the YAML on first use.
+pub fn api_docs_json() -> Result<Bytes, String> {
+    API_DOCS_JSON
+        .get_or_init(|| {
+            // Through the YAML value, which keeps the document's key order
+            // (Swagger UI lists paths in that order).
+            let mut value: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(OPENAPI_YAML).map_err(|e| e.to_string())?;
+            value.apply_merge().map_err(|e| e.to_string())?;
+            serde_json::to_vec(&value)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+/// Converts the document once, at start-up: a server whose embedded spec
+/// does not parse refuses to start.
+pub fn init() -> std::io::Result<()> {
+    api_docs_json()
+        .map(drop)
+        .map_err(|e| std::io::Error::other(format!("openapi.yaml does not parse: {e}")))
+}
+
+/// Registers the documentation routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let get = |path: &'static str, route: actix_web::Route| {
+        web::resource(path)
+            .route(route)
+            .default_service(web::to(get_only))
+    };
+    cfg.service(get("/", web::get().to(root)))
+        .service(get("/openapi.yaml", web::get().to(openapi_yaml)))
+        .service(get("/v3/api-docs", web::get().to(openapi_json)))
+        .service(get("/swagger-ui", web::get().to(swagger_ui_slash)))
+        .service(get("/swagger-ui/", web::get().to(swagger_ui_index)))
+        .service(get("/swagger-ui/{asset}", web::get().to(swagger_ui_asset)));
+}
+
+fn redirect(status: actix_web::http::StatusCode, to: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+/// `/` is the documentation.
+async fn root() -> HttpResponse {
+    redirect(actix_web::http::StatusCode::FOUND, "/swagger-ui/")
+}
+
+/// Swagger UI's relative links need the trailing slash.
+async fn swagger_ui_slash() -> HttpResponse {
+    redirect(
+        actix_web::http::StatusCode::MOVED_PERMANENTLY,
+        "/swagger-ui/",
+    )
+}
+
+fn no_cache() -> CacheControl {
+    CacheControl(vec![CacheDirective::NoCache])
+}
+
+async fn openapi_yaml() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(YAML_CONTENT_TYPE)
+        .insert_header(no_cache())
+        .body(OPENAPI_YAML)
+}
+
+async fn openapi_json() -> Result<HttpResponse, ApiError> {
+    let json = api_docs_json().map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(no_cache())
+        .body(json))
+}
+
+async fn swagger_ui_index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(no_cache())
+        .insert_header((header::CONTENT_SECURITY_POLICY, UI_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(INDEX_HTML)
+}
+
+async fn swagger_ui_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("asset").unwrap_or_default();
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or(ApiError::NotFound)?;
+    let cache = if asset.name == "swagger-initializer.js" {
+        no_cache()
+    } else {
+        CacheControl(vec![
+            CacheDirective::Public,
+            CacheDirective::MaxAge(ASSET_MAX_AGE),
+        ])
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(asset.content_type)
+        .insert_header(cache)
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(asset.body))
+}
+
+/// Names of the files served under `/swagger-ui/{asset}` (for the spec test).
+pub fn asset_names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|a| a.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_converts_to_json() {
+        let json = api_docs_json().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(value["paths"].is_object());
+        assert!(value["openapi"].as_str().unwrap().starts_with("3."));
+    }
+
+    #[test]
+    fn every_asset_is_non_empty() {
+        for asset in ASSETS {
+            assert!(!asset.body.is_empty(), "{}", asset.name);
+        }
+        assert!(!INDEX_HTML.is_empty());
+    }
+}

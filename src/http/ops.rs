@@ -1,0 +1,266 @@
+//! Operations endpoints: `GET /healthz` (the process answers), `GET /readyz`
+//! (the database answers and is migrated) and `GET /metrics` (Prometheus),
+//! plus graceful shutdown on SIGTERM/SIGINT.
+//!
+//! None of them needs an API token; `/metrics` needs its own token when
+//! `ACCTSTREAM_METRICS_TOKEN` is set.
+
+use std::{fmt, time::Duration};
+
+use actix_web::{
+    dev::ServerHandle,
+    http::header::{self, CacheControl, CacheDirective},
+    web, HttpRequest, HttpResponse,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{error::ApiError, startup::get_only, AppState};
+use crate::{db, metrics::PoolSample};
+
+/// How long `/readyz` may take before it answers 503.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The default time in-flight responses get to finish after a stop signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Settings of the operations endpoints and of shutdown.
+#[derive(Clone, Debug)]
+pub struct OpsOptions {
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<MetricsToken>,
+    /// How long in-flight responses may run after a stop signal before the
+    /// server closes their connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for OpsOptions {
+    fn default() -> Self {
+        OpsOptions {
+            metrics_token: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// The token that protects `/metrics`, kept only as its SHA-256 digest and
+/// compared in constant time.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    /// Keeps the digest of `token`.
+    pub fn new(token: &str) -> MetricsToken {
+        MetricsToken(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// True when `presented` is the token.
+    pub fn allows(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0.ct_eq(&digest).into()
+    }
+}
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+/// Registers `/healthz`, `/readyz` and `/metrics`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, handler) in [
+        ("/healthz", web::get().to(healthz)),
+        ("/readyz", web::get().to(readyz)),
+        ("/metrics", web::get().to(metrics)),
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(handler)
+                .default_service(web::to(get_only)),
+        );
+    }
+}
+
+/// The body of a healthy `/healthz` or `/readyz`.
+#[derive(Debug, Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+fn ok() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(Status { status: "ok" })
+}
+
+/// The process is alive and serving; the database is not consulted.
+async fn healthz() -> HttpResponse {
+    ok()
+}
+
+/// Why the service is not ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the readiness query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("the database schema is not migrated to the version this build needs")]
+    NotMigrated,
+    #[error("the database did not answer within {READY_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Ready when a pooled connection answers and every migration is applied.
+/// A connection to a server that went away is not reused (the pool checks
+/// `is_closed` when recycling), so readiness recovers when the database does.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let check = async {
+        let client = state.pool.get().await?;
+        match db::migrate::is_current(&client).await? {
+            true => Ok(()),
+            false => Err(NotReady::NotMigrated),
+        }
+    };
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(ok()),
+        Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(e))),
+        Err(_) => Err(ApiError::Unavailable(Box::new(NotReady::Timeout))),
+    }
+}
+
+/// The Prometheus exposition, with the pool sampled now.
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &state.options.ops.metrics_token {
+        let presented = bearer(&req)?;
+        if !token.allows(presented) {
+            return Err(ApiError::InvalidToken);
+        }
+    }
+    let status = state.pool.status();
+    let metrics = &state.options.metrics;
+    metrics.sample_pool(PoolSample {
+        max_size: status.max_size,
+        size: status.size,
+        available: status.available,
+        waiting: status.waiting,
+    });
+    let body = metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .body(body))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(ApiError::MissingToken),
+    }
+}
+
+/// Stops the server gracefully on the first SIGTERM or SIGINT (no new
+/// connections; in-flight responses get the grace period), and at once on
+/// a second one. Call it from within a Tokio runtime, once per process.
+pub fn stop_on_signals(server: ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for stop signals");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = first,
+            "stopping: no new connections; in-flight responses may finish (a second signal stops at once)"
+        );
+        let graceful = server.stop(true);
+        tokio::select! {
+            () = graceful => {}
+            _ = term.recv() => {
+                tracing::warn!("second stop signal: closing every connection now");
+                server.stop(false).await;
+            }
+            _ = int.recv() => {
+                tracing::warn!("second stop signal: closing every connection now");
+                server.stop(false).await;
+            }
+        }
+    });
+}
+
+/// Asks the server listening on `bind` for `/healthz` (the `healthcheck`
+/// subcommand, for container health checks). An unspecified address such
+/// as `0.0.0.0:8080` means this host's loopback. `Ok` only for a 200.
+pub fn healthcheck(bind: &str, timeout: Duration) -> std::io::Result<()> {
+    use std::{
+        io::{Error, Read, Write},
+        net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs},
+    };
+    let mut address = bind
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::other(format!("{bind} names no address")))?;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    let mut socket = TcpStream::connect_timeout(&address, timeout)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    write!(
+        socket,
+        "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < 12 {
+        let n = socket.read(&mut head[len..])?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let status_line = String::from_utf8_lossy(&head[..len]);
+    match status_line.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        Some(status) => Err(Error::other(format!("/healthz answered {status}"))),
+        None => Err(Error::other("/healthz gave no HTTP answer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_token_matches_exactly() {
+        let token = MetricsToken::new("s3cret");
+        assert!(token.allows("s3cret"));
+        assert!(!token.allows("s3cre"));
+        assert!(!token.allows(""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,20 @@
+// acctstream's own Swagger UI set-up (the rest of this directory is the
+// unmodified swagger-ui-dist package). It loads the spec the service serves
+// itself; nothing is fetched from anywhere else.
+window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: new URL("../v3/api-docs", window.location.href).href,
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "BaseLayout",
+    // "Try it out" is on from the start; the Authorize button takes a bearer
+    // token, which survives a page reload.
+    tryItOutEnabled: true,
+    persistAuthorization: true,
+    displayRequestDuration: true,
+    // No online validator badge: it would call a third-party service.
+    validatorUrl: null,
+  });
+};

@@ -1,0 +1,559 @@
+//! The served documentation: the spec is the repository's file, Swagger UI
+//! works from the service alone, and the spec and the routes the app
+//! registers describe the same set of (method, path) operations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{
+    dev::Service,
+    http::{header, Method},
+    test as actix_test, web, App, HttpRequest, HttpResponse,
+};
+use serde_json::Value;
+
+use crate::helpers::{body_of, spawn_app};
+
+fn repository_spec() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("read openapi.yaml")
+}
+
+#[actix_web::test]
+async fn served_spec_is_the_repository_file_in_yaml_and_json() {
+    let app = spawn_app().await;
+    let client = app.client();
+
+    let mut yaml = client
+        .get(format!("{}/openapi.yaml", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(yaml.status(), 200);
+    assert_eq!(
+        yaml.headers().get(header::CONTENT_TYPE).unwrap(),
+        "application/yaml"
+    );
+    let served = body_of(&mut yaml).await;
+    assert!(
+        served == repository_spec().as_bytes(),
+        "/openapi.yaml differs from the repository's openapi.yaml"
+    );
+
+    let mut json = client
+        .get(format!("{}/v3/api-docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 200);
+    assert_eq!(
+        json.headers().get(header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
+    let text = String::from_utf8(body_of(&mut json).await).unwrap();
+    let served: Value = serde_json::from_str(&text).unwrap();
+    let expected: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    assert_eq!(served, expected);
+    // The JSON keeps the YAML's order of paths (Swagger UI lists them so).
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    let paths_at = text.find(r#""paths":{"#).unwrap();
+    let mut last = paths_at;
+    for path in yaml["paths"].as_mapping().unwrap().keys() {
+        let key = format!(
+            "{}:{{",
+            serde_json::to_string(path.as_str().unwrap()).unwrap()
+        );
+        let at = paths_at + text[paths_at..].find(&key).unwrap();
+        assert!(at > last, "{key} is out of order in /v3/api-docs");
+        last = at;
+    }
+}
+
+#[actix_web::test]
+async fn swagger_ui_is_served_by_the_service_alone() {
+    let app = spawn_app().await;
+    // No redirect following: check each hop.
+    let client = awc::Client::builder().disable_redirects().finish();
+    let get = |path: &str| client.get(format!("{}{path}", app.address)).send();
+
+    let root = get("/").await.unwrap();
+    assert_eq!(root.status(), 302);
+    assert_eq!(
+        root.headers().get(header::LOCATION).unwrap(),
+        "/swagger-ui/"
+    );
+    let no_slash = get("/swagger-ui").await.unwrap();
+    assert_eq!(no_slash.status(), 301);
+    assert_eq!(
+        no_slash.headers().get(header::LOCATION).unwrap(),
+        "/swagger-ui/"
+    );
+
+    let mut page = get("/swagger-ui/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    let html = String::from_utf8(body_of(&mut page).await).unwrap();
+
+    // Every file the page loads comes from the service, with its type.
+    let mut loaded = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for piece in html.split(attribute).skip(1) {
+            loaded.push(piece.split('"').next().unwrap().to_owned());
+        }
+    }
+    assert!(
+        loaded.contains(&"swagger-ui-bundle.js".to_owned()),
+        "{html}"
+    );
+    assert!(
+        loaded.contains(&"swagger-initializer.js".to_owned()),
+        "{html}"
+    );
+    for file in &loaded {
+        assert!(
+            !file.contains("://") && !file.starts_with("//"),
+            "{file} is not ours"
+        );
+        let mut response = get(&format!("/swagger-ui/{file}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{file}");
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let expected = match file.rsplit('.').next().unwrap() {
+            "js" => "text/javascript",
+            "css" => "text/css",
+            "png" => "image/png",
+            other => panic!("unexpected file type {other}"),
+        };
+        assert!(content_type.starts_with(expected), "{file}: {content_type}");
+        let body = body_of(&mut response).await;
+        let vendored = std::fs::read(format!(
+            "{}/static/swagger-ui/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert!(body == vendored, "{file} differs from static/swagger-ui");
+        if file != "swagger-initializer.js" {
+            let cache = response.headers().get(header::CACHE_CONTROL).unwrap();
+            assert!(cache.to_str().unwrap().contains("max-age="), "{file}");
+        }
+    }
+
+    // The initializer loads our own spec and keeps the pasted token.
+    let mut init = get("/swagger-ui/swagger-initializer.js").await.unwrap();
+    let init = String::from_utf8(body_of(&mut init).await).unwrap();
+    assert!(init.contains("../v3/api-docs"), "{init}");
+    assert!(init.contains("persistAuthorization: true"), "{init}");
+    assert!(
+        !init.contains("http"),
+        "the initializer names no other host"
+    );
+
+    let unknown = get("/swagger-ui/nope.js").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+/// Every (method, path template) the app routes, found by walking
+/// actix-web's resource map (its `Debug` output: actix exposes no other
+/// listing) and probing each template with each method.
+async fn registered_operations() -> BTreeSet<(String, String)> {
+    let app = actix_test::init_service(
+        App::new()
+            .configure(acctstream::http::routes)
+            .wrap_fn(|req, srv| {
+                let matched = req.match_pattern();
+                let call = srv.call(req);
+                async move {
+                    let mut response = call.await?;
+                    if let Some(pattern) = matched {
+                        response.headers_mut().insert(
+                            header::HeaderName::from_static("x-test-matched"),
+                            header::HeaderValue::from_str(&pattern).unwrap(),
+                        );
+                    }
+                    Ok(response)
+                }
+            })
+            .default_service(web::to(|req: HttpRequest| async move {
+                HttpResponse::NotFound().body(format!("{:?}", req.resource_map()))
+            })),
+    )
+    .await;
+
+    let probe = actix_test::TestRequest::get()
+        .uri("/__no_such_route__/__probe__")
+        .to_request();
+    let response = actix_test::call_service(&app, probe).await;
+    let map = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    let templates = templates_in_resource_map(&map);
+    assert!(
+        templates.contains("/healthz")
+            && templates.contains("/api/v1/statistics/events/{period}/{datetime}"),
+        "walking the resource map found only {templates:?}; has actix-web's Debug output changed?"
+    );
+
+    let mut operations = BTreeSet::new();
+    for template in &templates {
+        let path = sample_path(template);
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            let request = actix_test::TestRequest::default()
+                .method(method.clone())
+                .uri(&path)
+                .to_request();
+            let response = actix_test::call_service(&app, request).await;
+            let matched = response
+                .headers()
+                .get("x-test-matched")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(
+                matched.as_deref(),
+                Some(template.as_str()),
+                "{method} {path} did not reach {template}"
+            );
+            if response.status() != 405 {
+                operations.insert((method.as_str().to_lowercase(), template.clone()));
+            }
+        }
+    }
+    operations
+}
+
+/// A concrete path for a template: each `{name}` or `{name:regex}` becomes
+/// a plain segment.
+fn sample_path(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').unwrap() + open;
+        out.push_str("x1");
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `{name:regex}` → `{name}`, as OpenAPI writes it.
+fn openapi_template(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..=open]);
+        let close = rest[open..].find('}').unwrap() + open;
+        let name = &rest[open + 1..close];
+        out.push_str(name.split(':').next().unwrap());
+        out.push('}');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[actix_web::test]
+async fn every_route_is_in_the_spec_and_every_spec_path_is_routed() {
+    let registered: BTreeSet<(String, String)> = registered_operations()
+        .await
+        .into_iter()
+        .map(|(m, t)| (m, openapi_template(&t)))
+        .collect();
+
+    let spec: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+
+    let undocumented: Vec<_> = registered.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&registered).collect();
+    assert!(
+        undocumented.is_empty() && unrouted.is_empty(),
+        "routes missing from openapi.yaml: {undocumented:?}\n\
+         openapi.yaml operations the app does not route: {unrouted:?}"
+    );
+}
+
+/// The leaf resource templates in the `Debug` rendering of actix-web's
+/// `ResourceMap`: nodes nest through `nodes: Some([...])`, each with a
+/// `pattern: ResourceDef { .., patterns: Single("..") | List([..]) }`;
+/// a leaf has `nodes: None`. Scopes prefix their children's patterns.
+fn templates_in_resource_map(debug: &str) -> BTreeSet<String> {
+    let value = DebugParser::new(debug).value();
+    let mut out = BTreeSet::new();
+    collect_templates(&value, "", &mut out);
+    out
+}
+
+fn collect_templates(node: &Dbg, prefix: &str, out: &mut BTreeSet<String>) {
+    let Dbg::Struct(name, fields) = node else {
+        return;
+    };
+    assert_eq!(name, "ResourceMap");
+    let patterns = match fields.get("pattern") {
+        Some(Dbg::Struct(_, def)) => match def.get("patterns") {
+            Some(Dbg::Tuple(kind, items)) if kind == "Single" => vec![items[0].string()],
+            Some(Dbg::Tuple(kind, items)) if kind == "List" => match &items[0] {
+                Dbg::List(list) => list.iter().map(Dbg::string).collect(),
+                other => panic!("unexpected List contents {other:?}"),
+            },
+            other => panic!("unexpected patterns {other:?}"),
+        },
+        other => panic!("unexpected pattern {other:?}"),
+    };
+    match fields.get("nodes") {
+        Some(Dbg::Tuple(kind, items)) if kind == "Some" => {
+            let Dbg::List(children) = &items[0] else {
+                panic!("nodes is not a list");
+            };
+            for pattern in &patterns {
+                for child in children {
+                    collect_templates(child, &format!("{prefix}{pattern}"), out);
+                }
+            }
+        }
+        Some(Dbg::Ident(none)) if none == "None" => {
+            for pattern in &patterns {
+                out.insert(format!("{prefix}{pattern}"));
+            }
+        }
+        other => panic!("unexpected nodes {other:?}"),
+    }
+}
+
+/// A value of Rust's `Debug` output.
+#[derive(Debug)]
+enum Dbg {
+    Str(String),
+    Ident(String),
+    Struct(String, BTreeMap<String, Dbg>),
+    Tuple(String, Vec<Dbg>),
+    List(Vec<Dbg>),
+    /// A map (`named`, which the walk skips: its values repeat nodes).
+    Map,
+}
+
+impl Dbg {
+    fn string(&self) -> String {
+        match self {
+            Dbg::Str(s) => s.clone(),
+            other => panic!("expected a string, got {other:?}"),
+        }
+    }
+}
+
+struct DebugParser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> DebugParser<'a> {
+    fn new(text: &'a str) -> Self {
+        DebugParser {
+            text: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn skip_space(&mut self) {
+        while self.at < self.text.len() && self.text[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> u8 {
+        self.skip_space();
+        self.text.get(self.at).copied().unwrap_or(0)
+    }
+
+    fn expect(&mut self, byte: u8) {
+        assert_eq!(
+            self.peek() as char,
+            byte as char,
+            "at byte {} of the resource map",
+            self.at
+        );
+        self.at += 1;
+    }
+
+    fn value(&mut self) -> Dbg {
+        match self.peek() {
+            b'"' => Dbg::Str(self.string()),
+            b'[' => {
+                self.at += 1;
+                Dbg::List(self.sequence(b']'))
+            }
+            b'(' => {
+                self.at += 1;
+                Dbg::Tuple(String::new(), self.sequence(b')'))
+            }
+            b'{' => {
+                self.at += 1;
+                while self.peek() != b'}' {
+                    self.value();
+                    self.expect(b':');
+                    self.value();
+                    if self.peek() == b',' {
+                        self.at += 1;
+                    }
+                }
+                self.at += 1;
+                Dbg::Map
+            }
+            _ => {
+                let ident = self.ident();
+                match self.peek() {
+                    b'{' => {
+                        self.at += 1;
+                        let mut fields = BTreeMap::new();
+                        while self.peek() != b'}' {
+                            if self.text[self.at..].starts_with(b"..") {
+                                self.at += 2; // `finish_non_exhaustive`
+                                continue;
+                            }
+                            let name = self.ident();
+                            self.expect(b':');
+                            fields.insert(name, self.value());
+                            if self.peek() == b',' {
+                                self.at += 1;
+                            }
+                        }
+                        self.at += 1;
+                        Dbg::Struct(ident, fields)
+                    }
+                    b'(' => {
+                        self.at += 1;
+                        Dbg::Tuple(ident, self.sequence(b')'))
+                    }
+                    _ => Dbg::Ident(ident),
+                }
+            }
+        }
+    }
+
+    fn sequence(&mut self, close: u8) -> Vec<Dbg> {
+        let mut items = Vec::new();
+        while self.peek() != close {
+            items.push(self.value());
+            if self.peek() == b',' {
+                self.at += 1;
+            }
+        }
+        self.at += 1;
+        items
+    }
+
+    fn ident(&mut self) -> String {
+        self.skip_space();
+        let start = self.at;
+        while self.at < self.text.len()
+            && (self.text[self.at].is_ascii_alphanumeric() || b"_-.+".contains(&self.text[self.at]))
+        {
+            self.at += 1;
+        }
+        assert!(
+            self.at > start,
+            "unexpected {:?} at byte {} of the resource map",
+            self.text.get(self.at).map(|b| *b as char),
+            self.at
+        );
+        String::from_utf8_lossy(&self.text[start..self.at]).into_owned()
+    }
+
+    fn string(&mut self) -> String {
+        self.expect(b'"');
+        let mut out = Vec::new();
+        while self.text[self.at] != b'"' {
+            if self.text[self.at] == b'\\' {
+                self.at += 1;
+                match self.text[self.at] {
+                    b'n' => out.push(b'\n'),
+                    b't' => out.push(b'\t'),
+                    b'r' => out.push(b'\r'),
+                    b'0' => out.push(0),
+                    b'u' => {
+                        // \u{XXXX}
+                        let end = self.at
+                            + self.text[self.at..]
+                                .iter()
+                                .position(|b| *b == b'}')
+                                .unwrap();
+                        let hex = std::str::from_utf8(&self.text[self.at + 2..end]).unwrap();
+                        let c = char::from_u32(u32::from_str_radix(hex, 16).unwrap()).unwrap();
+                        out.extend_from_slice(c.to_string().as_bytes());
+                        self.at = end;
+                    }
+                    other => out.push(other),
+                }
+            } else {
+                out.push(self.text[self.at]);
+            }
+            self.at += 1;
+        }
+        self.at += 1;
+        String::from_utf8(out).unwrap()
+    }
+}
+
+#[test]
+fn debug_parser_reads_nested_values() {
+    let text = r#"ResourceMap { pattern: ResourceDef { id: 0, is_prefix: false, name: Some("x"), patterns: List(["/a/{b}", "/c\"d"]), segments: [Const("/a"), Var("b")], pat_type: Dynamic(Regex("^/a/(?P<b>[^/]+)$"), ["b"]) }, named: {"x": Weak}, parent: RefCell { value: (Weak) }, nodes: None }"#;
+    let templates = templates_in_resource_map(text);
+    assert_eq!(
+        templates,
+        BTreeSet::from(["/a/{b}".to_owned(), "/c\"d".to_owned()])
+    );
+    assert_eq!(sample_path("/a/{b}/c/{d:\\d+}"), "/a/x1/c/x1");
+    assert_eq!(openapi_template("/a/{b}/c/{d:\\d+}"), "/a/{b}/c/{d}");
+}
+
+#[actix_web::test]
+async fn resource_map_walk_sees_scopes_and_lists() {
+    let app = actix_test::init_service(
+        App::new()
+            .service(
+                web::scope("/s")
+                    .service(web::resource("/r/{id}").to(HttpResponse::Ok))
+                    .service(web::resource(["/a", "/b/{x:\\d+}"]).to(HttpResponse::Ok)),
+            )
+            .service(web::resource("/top").to(HttpResponse::Ok))
+            .default_service(web::to(|req: HttpRequest| async move {
+                HttpResponse::NotFound().body(format!("{:?}", req.resource_map()))
+            })),
+    )
+    .await;
+    let probe = actix_test::TestRequest::get().uri("/nothing").to_request();
+    let map = actix_test::read_body(actix_test::call_service(&app, probe).await).await;
+    let templates = templates_in_resource_map(std::str::from_utf8(&map).unwrap());
+    assert_eq!(
+        templates,
+        BTreeSet::from([
+            "/s/r/{id}".to_owned(),
+            "/s/a".to_owned(),
+            "/s/b/{x:\\d+}".to_owned(),
+            "/top".to_owned(),
+        ])
+    );
+}

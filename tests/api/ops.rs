@@ -1,0 +1,386 @@
+//! Operations endpoints: health, readiness that follows the database, and
+//! metrics that move with the traffic.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use acctstream::{
+    db::{
+        self,
+        embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres},
+    },
+    http::{
+        self,
+        ops::{MetricsToken, OpsOptions},
+    },
+};
+use actix_web::http::header;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{
+    body_of, connect, fresh_database_unmigrated, spawn_app, spawn_app_on, spawn_app_with,
+    AppOptions, TestApp, TOKEN,
+};
+
+/// Polls `check` for up to 20 seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET path` without a token; returns the status and the body.
+async fn get_plain(app: &TestApp, path: &str) -> (u16, Vec<u8>) {
+    let mut response = app
+        .client()
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, body_of(&mut response).await)
+}
+
+#[actix_web::test]
+async fn healthz_answers_without_a_token_or_database() {
+    // The pool points at a server that does not exist.
+    let mut nowhere = tokio_postgres::Config::new();
+    nowhere
+        .host_path("/nonexistent-acctstream-socket-dir")
+        .user("x")
+        .dbname("x");
+    let app = spawn_app_with(AppOptions {
+        app_database: Some(nowhere),
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, body) = get_plain(&app, "/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+    let (status, body) = get_plain(&app, "/readyz").await;
+    assert_eq!(status, 503);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+#[actix_web::test]
+async fn readyz_needs_the_migrations() {
+    let (name, config) = fresh_database_unmigrated().await;
+    let app = spawn_app_on(name, config.clone(), AppOptions::default()).await;
+    let (status, body) = get_plain(&app, "/readyz").await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+
+    let mut client = connect(&config).await;
+    db::migrate::run(&mut client).await.unwrap();
+    let (status, body) = get_plain(&app, "/readyz").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+}
+
+fn start_cluster(dir: std::path::PathBuf) -> EmbeddedPostgres {
+    EmbeddedPostgres::start(EmbeddedOptions {
+        data_dir: dir,
+        durable: false,
+    })
+    .expect("start a private PostgreSQL")
+}
+
+#[actix_web::test]
+async fn readyz_follows_the_database_down_and_up_again_without_a_restart() {
+    // A cluster of our own: the shared one must not be stopped.
+    let dir = test_cluster_dir().unwrap();
+    let pg = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || start_cluster(dir))
+            .await
+            .unwrap()
+    };
+    let config = pg.pg_config("postgres");
+    {
+        let mut client = connect(&config).await;
+        db::migrate::run(&mut client).await.unwrap();
+    }
+    let app = spawn_app_on("postgres".into(), config.clone(), AppOptions::default()).await;
+    let (status, _) = get_plain(&app, "/readyz").await;
+    assert_eq!(status, 200);
+    // A pooled connection now exists; it must not be trusted once the server is gone.
+    assert!(app.pool.status().size >= 1);
+
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = get_plain(&app, "/readyz").await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "readiness took {:?} to answer",
+        started.elapsed()
+    );
+    let (status, _) = get_plain(&app, "/healthz").await;
+    assert_eq!(status, 200, "liveness does not depend on the database");
+
+    let pg = tokio::task::spawn_blocking(move || start_cluster(dir))
+        .await
+        .unwrap();
+    eventually("readiness recovers", || async {
+        get_plain(&app, "/readyz").await.0 == 200
+    })
+    .await;
+    drop(app);
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The samples of an OpenMetrics exposition: `name{labels}` → value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
+    let mut response = app
+        .client()
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers().get(header::CONTENT_TYPE).unwrap();
+    assert!(content_type
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = String::from_utf8(body_of(&mut response).await).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    parse_metrics(&text)
+}
+
+fn value(metrics: &BTreeMap<String, f64>, sample: &str) -> f64 {
+    metrics.get(sample).copied().unwrap_or(0.0)
+}
+
+const DAY: &str = "/api/v1/statistics/events/day/2021-04-24";
+const WINDOW_ROUTE: &str = "/api/v1/statistics/events/{period}/{datetime}";
+
+#[actix_web::test]
+async fn metrics_follow_requests_rows_and_streams() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-24T00:00:00Z", 1500).await;
+
+    for accept in ["application/json", "text/csv"] {
+        let mut response = app
+            .get(DAY)
+            .insert_header(("Accept", accept))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        body_of(&mut response).await;
+    }
+    assert_eq!(get_plain(&app, "/healthz").await.0, 200);
+    assert_eq!(get_plain(&app, "/no/such/thing").await.0, 404);
+    let unauthorized = app
+        .client()
+        .get(format!("{}{DAY}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let m = metrics(&app).await;
+    let requests = |route: &str, status: u16| {
+        value(
+            &m,
+            &format!(
+                r#"acctstream_http_requests_total{{method="GET",route="{route}",status="{status}"}}"#
+            ),
+        )
+    };
+    assert_eq!(requests(WINDOW_ROUTE, 200), 2.0, "{m:#?}");
+    assert_eq!(requests(WINDOW_ROUTE, 401), 1.0);
+    assert_eq!(requests("/healthz", 200), 1.0);
+    assert_eq!(requests("unmatched", 404), 1.0);
+    assert!(
+        !m.keys()
+            .any(|k| k.contains("2021-04-24") || k.contains("/no/such")),
+        "a raw path became a label"
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                r#"acctstream_http_request_duration_seconds_count{{method="GET",route="{WINDOW_ROUTE}"}}"#
+            )
+        ),
+        3.0
+    );
+    for format in ["json", "csv"] {
+        assert_eq!(
+            value(
+                &m,
+                &format!(
+                    r#"acctstream_rows_streamed_total{{resource="events",format="{format}"}}"#
+                )
+            ),
+            1500.0,
+            "{format}"
+        );
+    }
+    assert_eq!(
+        value(&m, r#"acctstream_streams_in_progress{resource="events"}"#),
+        0.0
+    );
+    assert_eq!(value(&m, "acctstream_db_pool_max_size"), 4.0);
+    assert!(value(&m, "acctstream_db_pool_size") >= 1.0);
+    assert_eq!(value(&m, "acctstream_db_pool_waiting"), 0.0);
+}
+
+const BIG_HOUR: &str = "/api/v1/statistics/events/hour/2021-04-10T00";
+
+async fn open_raw(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket
+}
+
+async fn read_at_least(socket: &mut tokio::net::TcpStream, n: usize) {
+    let mut buffer = vec![0u8; n];
+    let mut read = 0;
+    while read < n {
+        let got = socket.read(&mut buffer[read..]).await.unwrap();
+        assert!(got > 0, "the server closed early");
+        read += got;
+    }
+}
+
+#[actix_web::test]
+async fn metrics_count_streams_cut_short_by_the_client_or_the_database() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-10T00:00:00Z", 300_000).await;
+    let sample = |reason: &str| {
+        format!(r#"acctstream_streams_aborted_total{{resource="events",reason="{reason}"}}"#)
+    };
+    let in_progress = r#"acctstream_streams_in_progress{resource="events"}"#;
+
+    // The client goes away mid-stream.
+    let mut socket = open_raw(&app, BIG_HOUR).await;
+    read_at_least(&mut socket, 64 * 1024).await;
+    let during = metrics(&app).await;
+    assert_eq!(value(&during, in_progress), 1.0);
+    assert_eq!(value(&during, "acctstream_db_pool_in_use"), 1.0);
+    drop(socket);
+    eventually("the disconnect is counted", || async {
+        let m = metrics(&app).await;
+        value(&m, &sample("client_disconnect")) == 1.0 && value(&m, in_progress) == 0.0
+    })
+    .await;
+    let m = metrics(&app).await;
+    let rows = value(
+        &m,
+        r#"acctstream_rows_streamed_total{resource="events",format="json"}"#,
+    );
+    assert!(rows > 0.0 && rows < 300_000.0, "rows {rows}");
+    assert_eq!(value(&m, &sample("database_error")), 0.0);
+
+    // The database fails mid-stream.
+    let mut socket = open_raw(&app, BIG_HOUR).await;
+    read_at_least(&mut socket, 64 * 1024).await;
+    let terminated: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
+            &[&app.db_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(terminated, 1);
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).await.unwrap();
+    eventually("the database failure is counted", || async {
+        let m = metrics(&app).await;
+        value(&m, &sample("database_error")) == 1.0 && value(&m, in_progress) == 0.0
+    })
+    .await;
+    assert_eq!(
+        value(&metrics(&app).await, &sample("client_disconnect")),
+        1.0
+    );
+}
+
+#[actix_web::test]
+async fn metrics_token_protects_metrics_when_set() {
+    let app = spawn_app_with(AppOptions {
+        http: http::AppOptions {
+            ops: OpsOptions {
+                metrics_token: Some(MetricsToken::new("metrics-secret")),
+                ..OpsOptions::default()
+            },
+            ..http::AppOptions::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let url = format!("{}/metrics", app.address);
+    let client = app.client();
+
+    let mut missing = client.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert!(missing.headers().contains_key(header::WWW_AUTHENTICATE));
+    let body: Value = serde_json::from_slice(&body_of(&mut missing).await).unwrap();
+    assert_eq!(body["error"], "invalid_token");
+
+    let api_token = client
+        .get(&url)
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api_token.status(),
+        401,
+        "an API token is not the metrics token"
+    );
+
+    let mut ok = client
+        .get(&url)
+        .insert_header(("Authorization", "Bearer metrics-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = String::from_utf8(body_of(&mut ok).await).unwrap();
+    assert!(text.contains("acctstream_http_requests_total"), "{text}");
+}

@@ -1,0 +1,960 @@
+//! The accounting reports, their rollups and retention: figures against an
+//! independent count over `auth_event`, ordering, representations, the
+//! default month, late events, reports surviving a purge, strict dates, and
+//! counters that stay exact under concurrent inserts.
+
+use std::{
+    collections::BTreeMap,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use acctstream::{
+    core::{report::FilenamePrefix, retention::RetentionPolicy},
+    db::{self, retention::RetentionOptions},
+    http::{self, reports::ReportOptions},
+};
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{
+    body_of, connect, database_url, event, fresh_database_unmigrated, spawn_app, spawn_app_with,
+    AppOptions, NewEvent, TestApp,
+};
+
+const REPORT: &str = "/api/v1/accounting/report";
+const DAILY: &str = "/api/v1/accounting/verify/daily-users";
+const DAY_EVENTS: &str = "/api/v1/accounting/verify/events";
+
+fn ev(ts: &str, method: &str, user: &str) -> NewEvent {
+    NewEvent {
+        auth_method_type: method.into(),
+        auth_method_name: format!("{}.1", method.to_lowercase()),
+        ..event(ts, user)
+    }
+}
+
+/// A response header as text ("" when absent).
+fn header<'a>(headers: &'a awc::http::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("visible ASCII"))
+        .unwrap_or_default()
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Vec<u8>, awc::http::header::HeaderMap) {
+    let mut response = app.get(path).send().await.expect("request");
+    let body = body_of(&mut response).await;
+    (response.status().as_u16(), body, response.headers().clone())
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let (status, body, _) = get(app, path).await;
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {path}: bad JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
+async fn get_csv(app: &TestApp, path: &str) -> String {
+    let (status, body, headers) = get(app, path).await;
+    assert_eq!(status, 200, "GET {path}");
+    assert_eq!(header(&headers, "content-type"), "text/csv; charset=utf-8");
+    String::from_utf8(body).expect("UTF-8 CSV")
+}
+
+/// Per-method distinct users of `[from, to)`, counted from the raw events.
+async fn independent_month(app: &TestApp, from: &str, to: &str) -> (BTreeMap<String, i64>, i64) {
+    let from: DateTime<Utc> = from.parse().unwrap();
+    let to: DateTime<Utc> = to.parse().unwrap();
+    let rows = app
+        .db
+        .query(
+            "SELECT auth_method_type, count(DISTINCT user_id) FROM auth_event \
+             WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY 1",
+            &[&from, &to],
+        )
+        .await
+        .unwrap();
+    let per_method = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let total: i64 = app
+        .db
+        .query_one(
+            "SELECT count(DISTINCT user_id) FROM auth_event WHERE occurred_at >= $1 AND occurred_at < $2",
+            &[&from, &to],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (per_method, total)
+}
+
+fn report_rows(json: &Value) -> Vec<(String, i64)> {
+    json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["authMethodType"].as_str().unwrap().to_owned(),
+                r["userCount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// March 2021: alice uses PASSWORD and OAUTH2 (so Total < sum), boundaries
+/// on both sides, and an event whose local date is March but UTC is February.
+fn march_events() -> Vec<NewEvent> {
+    vec![
+        ev("2021-02-28T23:59:59.999999Z", "SAML", "before"),
+        ev("2021-03-01T00:30:00+02:00", "SAML", "local-march"),
+        ev("2021-03-01T00:00:00Z", "PASSWORD", "alice"),
+        ev("2021-03-02T10:00:00Z", "PASSWORD", "alice"),
+        ev("2021-03-05T10:00:00Z", "PASSWORD", "bob"),
+        ev("2021-03-05T11:00:00Z", "PASSWORD", "carol"),
+        ev("2021-03-06T09:00:00Z", "OAUTH2", "alice"),
+        ev("2021-03-06T09:00:00Z", "OAUTH2", "dave"),
+        ev("2021-03-07T09:00:00Z", "SAML", "erin"),
+        ev("2021-03-31T23:59:59.999999Z", "SAML", "frank"),
+        ev("2021-03-20T08:00:00Z", "TOTP", "bob"),
+        ev("2021-04-01T00:00:00Z", "TOTP", "after"),
+    ]
+}
+
+#[actix_web::test]
+async fn accounting_report_matches_an_independent_count() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    assert_eq!(json["month"], "2021-03");
+    let rows = report_rows(&json);
+    // Most used first, ties by name.
+    assert_eq!(
+        rows,
+        [
+            ("PASSWORD".to_owned(), 3),
+            ("OAUTH2".to_owned(), 2),
+            ("SAML".to_owned(), 2),
+            ("TOTP".to_owned(), 1),
+        ]
+    );
+    let (independent, total) =
+        independent_month(&app, "2021-03-01T00:00:00Z", "2021-04-01T00:00:00Z").await;
+    assert_eq!(
+        rows.iter().cloned().collect::<BTreeMap<_, _>>(),
+        independent
+    );
+    assert_eq!(json["total"], total);
+    assert_eq!(total, 6, "alice, bob, carol, dave, erin, frank");
+    let sum: i64 = rows.iter().map(|r| r.1).sum();
+    assert_ne!(sum, total, "Total is distinct users, not the sum");
+    // The neighbours got their own figures.
+    let feb = get_json(&app, &format!("{REPORT}/2021-02")).await;
+    assert_eq!(report_rows(&feb), [("SAML".to_owned(), 2)]);
+    assert_eq!(feb["total"], 2);
+    let apr = get_json(&app, &format!("{REPORT}/2021-04")).await;
+    assert_eq!(apr["total"], 1);
+}
+
+#[actix_web::test]
+async fn accounting_report_csv_shape_headers_and_file_name() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let expected = "Month,Authentication Method,User Count\r\n\
+                    2021-03,PASSWORD,3\r\n\
+                    2021-03,OAUTH2,2\r\n\
+                    2021-03,SAML,2\r\n\
+                    2021-03,TOTP,1\r\n\
+                    2021-03,Total,6\r\n";
+    let (status, body, headers) = get(&app, &format!("{REPORT}/2021-03?format=csv")).await;
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), expected);
+    assert_eq!(header(&headers, "content-type"), "text/csv; charset=utf-8");
+    assert_eq!(
+        header(&headers, "content-disposition"),
+        "attachment; filename=\"accounting-report-2021-03.csv\""
+    );
+    assert_eq!(header(&headers, "vary"), "Accept");
+    // By Accept, too.
+    let mut response = app
+        .get(&format!("{REPORT}/2021-03"))
+        .insert_header(("Accept", "text/csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_of(&mut response).await, expected.as_bytes());
+    // JSON has no attachment.
+    let (_, _, headers) = get(&app, &format!("{REPORT}/2021-03")).await;
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    assert!(headers.get("content-disposition").is_none());
+}
+
+#[actix_web::test]
+async fn file_names_carry_the_configured_prefix() {
+    let app = spawn_app_with(AppOptions {
+        http: http::AppOptions {
+            reports: ReportOptions {
+                filename_prefix: FilenamePrefix::parse("MyCompany-B2B-").unwrap(),
+            },
+            ..http::AppOptions::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    app.insert(&march_events()).await;
+    for (path, name) in [
+        (
+            format!("{REPORT}/2021-03?format=csv"),
+            "MyCompany-B2B-accounting-report-2021-03.csv",
+        ),
+        (
+            format!("{DAILY}/2021-03?format=csv"),
+            "MyCompany-B2B-daily-users-2021-03.csv",
+        ),
+        (
+            format!("{DAY_EVENTS}/2021-03-05?format=csv"),
+            "MyCompany-B2B-events-day-2021-03-05.csv",
+        ),
+    ] {
+        let (status, _, headers) = get(&app, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&headers, "content-disposition"),
+            format!("attachment; filename=\"{name}\"").as_str()
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_month_without_data_is_empty_not_an_error() {
+    let app = spawn_app().await;
+    let json = get_json(&app, &format!("{REPORT}/2019-01")).await;
+    assert_eq!(json, json!({"month": "2019-01", "rows": [], "total": 0}));
+    assert_eq!(
+        get_csv(&app, &format!("{REPORT}/2019-01?format=csv")).await,
+        "Month,Authentication Method,User Count\r\n2019-01,Total,0\r\n"
+    );
+    let daily = get_json(&app, &format!("{DAILY}/2019-01")).await;
+    assert_eq!(daily, json!({"month": "2019-01", "rows": []}));
+}
+
+#[actix_web::test]
+async fn default_month_is_the_previous_calendar_month() {
+    let app = spawn_app().await;
+    let now = Utc::now();
+    let this_month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap();
+    let previous = this_month - Months::new(1);
+    let at = |d: NaiveDate, h: u32| d.and_hms_opt(h, 0, 0).unwrap().and_utc().to_rfc3339();
+    app.insert(&[
+        ev(&at(previous, 1), "PASSWORD", "u1"),
+        ev(&at(previous + chrono::Days::new(1), 1), "OAUTH2", "u1"),
+        ev(&at(previous + chrono::Days::new(2), 1), "OAUTH2", "u2"),
+        // This month's and the month before's do not count.
+        ev(&at(this_month, 0), "PASSWORD", "u3"),
+        ev(&at(previous - chrono::Days::new(1), 23), "SAML", "u4"),
+    ])
+    .await;
+    let json = get_json(&app, REPORT).await;
+    assert_eq!(json["month"], previous.format("%Y-%m").to_string());
+    assert_eq!(
+        report_rows(&json),
+        [("OAUTH2".to_owned(), 2), ("PASSWORD".to_owned(), 1)]
+    );
+    assert_eq!(json["total"], 2);
+    let (status, _, headers) = get(&app, &format!("{REPORT}?format=csv")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-disposition"),
+        format!(
+            "attachment; filename=\"accounting-report-{}.csv\"",
+            previous.format("%Y-%m")
+        )
+        .as_str()
+    );
+}
+
+/// Per (day, method) distinct users of March 2021 from the raw events.
+async fn independent_daily(app: &TestApp) -> Vec<(String, String, i64)> {
+    app.db
+        .query(
+            "SELECT to_char((occurred_at AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD'), auth_method_type, \
+             count(DISTINCT user_id) FROM auth_event \
+             WHERE occurred_at >= '2021-03-01T00:00:00Z' AND occurred_at < '2021-04-01T00:00:00Z' \
+             GROUP BY 1, 2 ORDER BY 1, 3 DESC, auth_method_type COLLATE \"C\"",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn daily_rows(json: &Value) -> Vec<(String, String, i64)> {
+    json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["date"].as_str().unwrap().to_owned(),
+                r["authMethodType"].as_str().unwrap().to_owned(),
+                r["userCount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn daily_users_by_date_then_count_then_name() {
+    let app = spawn_app().await;
+    let mut events = march_events();
+    events.extend([
+        ev("2021-03-05T12:00:00Z", "SAML", "zed"),
+        ev("2021-03-05T13:00:00Z", "OAUTH2", "zed"),
+        ev("2021-03-05T14:00:00Z", "PASSWORD", "bob"),
+    ]);
+    app.insert(&events).await;
+    let json = get_json(&app, &format!("{DAILY}/2021-03")).await;
+    assert_eq!(json["month"], "2021-03");
+    let rows = daily_rows(&json);
+    assert_eq!(rows, independent_daily(&app).await);
+    let day5: Vec<_> = rows.iter().filter(|r| r.0 == "2021-03-05").collect();
+    assert_eq!(
+        day5,
+        [
+            &("2021-03-05".to_owned(), "PASSWORD".to_owned(), 2),
+            &("2021-03-05".to_owned(), "OAUTH2".to_owned(), 1),
+            &("2021-03-05".to_owned(), "SAML".to_owned(), 1),
+        ]
+    );
+    let csv = get_csv(&app, &format!("{DAILY}/2021-03?format=csv")).await;
+    let mut expected = String::from("Date,Authentication Method,User Count\r\n");
+    for (date, method, count) in &rows {
+        expected.push_str(&format!("{date},{method},{count}\r\n"));
+    }
+    assert_eq!(csv, expected);
+    assert!(csv.starts_with(
+        "Date,Authentication Method,User Count\r\n2021-03-01,PASSWORD,1\r\n2021-03-02,PASSWORD,1\r\n"
+    ));
+}
+
+#[actix_web::test]
+async fn late_events_update_their_day_and_month() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let before_daily = daily_rows(&get_json(&app, &format!("{DAILY}/2021-03")).await);
+    assert!(!before_daily.iter().any(|r| r.0 == "2021-03-03"));
+    // Arrive "later" for days long past: a new user, a known user on a new
+    // day and with a new method, and a known (day, method, user) again.
+    app.insert(&[
+        ev("2021-03-03T08:00:00Z", "PASSWORD", "grace"),
+        ev("2021-03-03T09:00:00Z", "PASSWORD", "alice"),
+        ev("2021-03-03T10:00:00Z", "FIDO2", "alice"),
+        ev("2021-03-05T10:30:00Z", "PASSWORD", "bob"),
+    ])
+    .await;
+    let daily = daily_rows(&get_json(&app, &format!("{DAILY}/2021-03")).await);
+    assert_eq!(daily, independent_daily(&app).await);
+    let day3: Vec<_> = daily.iter().filter(|r| r.0 == "2021-03-03").collect();
+    assert_eq!(
+        day3,
+        [
+            &("2021-03-03".to_owned(), "PASSWORD".to_owned(), 2),
+            &("2021-03-03".to_owned(), "FIDO2".to_owned(), 1),
+        ]
+    );
+    let month = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    let (independent, total) =
+        independent_month(&app, "2021-03-01T00:00:00Z", "2021-04-01T00:00:00Z").await;
+    assert_eq!(
+        report_rows(&month).into_iter().collect::<BTreeMap<_, _>>(),
+        independent
+    );
+    assert_eq!(month["total"], total);
+    assert_eq!(total, 7, "grace is new, alice is not");
+    assert_eq!(report_rows(&month)[0], ("PASSWORD".to_owned(), 4));
+}
+
+fn acctstream() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_acctstream"));
+    for var in [
+        "DATABASE_URL",
+        "ACCTSTREAM_PSEUDONYM_KEY",
+        "ACCTSTREAM_PSEUDONYM_KEY_FILE",
+        "ACCTSTREAM_API_TOKENS",
+        "ACCTSTREAM_DATA_DIR",
+        "ACCTSTREAM_RETENTION_DAYS",
+        "ACCTSTREAM_RETENTION_INTERVAL_SECONDS",
+        "ACCTSTREAM_REPORT_FILENAME_PREFIX",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+async fn purge(app: &TestApp, args: &[&str]) -> String {
+    let url = database_url(&app.db_name);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        acctstream()
+            .arg("purge")
+            .args(&args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "purge failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+async fn event_count(app: &TestApp) -> i64 {
+    app.db
+        .query_one("SELECT count(*) FROM auth_event", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[actix_web::test]
+async fn reports_survive_retention() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let stored = event_count(&app).await;
+    let report = get(&app, &format!("{REPORT}/2021-03?format=csv")).await.1;
+    let report_json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    let daily = get_json(&app, &format!("{DAILY}/2021-03")).await;
+    let day = get_json(&app, &format!("{DAY_EVENTS}/2021-03-05")).await;
+    assert_eq!(day["events"].as_array().unwrap().len(), 2);
+
+    // A dry run deletes nothing and says what it would do.
+    let dry = purge(&app, &["--dry-run"]).await;
+    assert!(dry.contains("cutoff"), "{dry}");
+    assert!(
+        dry.contains(&format!("{stored} events would be deleted")),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("from 2021-02-28T22:30:00Z to 2021-04-01T00:00:00Z"),
+        "{dry}"
+    );
+    assert_eq!(event_count(&app).await, stored);
+
+    // All these events are far older than 180 days.
+    let done = purge(&app, &[]).await;
+    assert!(done.contains(&format!("deleted {stored} events")), "{done}");
+    assert_eq!(event_count(&app).await, 0);
+
+    assert_eq!(
+        get(&app, &format!("{REPORT}/2021-03?format=csv")).await.1,
+        report
+    );
+    assert_eq!(
+        get_json(&app, &format!("{REPORT}/2021-03")).await,
+        report_json
+    );
+    assert_eq!(get_json(&app, &format!("{DAILY}/2021-03")).await, daily);
+    let day = get_json(&app, &format!("{DAY_EVENTS}/2021-03-05")).await;
+    assert_eq!(day["events"], json!([]));
+    let details = get_json(&app, "/api/v1/statistics/events/day/2021-03-05").await;
+    assert_eq!(details["events"], json!([]));
+    // And once more: nothing left.
+    let again = purge(&app, &["--dry-run"]).await;
+    assert!(again.contains("no events would be deleted"), "{again}");
+}
+
+#[actix_web::test]
+async fn purge_with_retention_disabled_deletes_nothing() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let stored = event_count(&app).await;
+    let url = database_url(&app.db_name);
+    let output = tokio::task::spawn_blocking(move || {
+        acctstream()
+            .args(["purge"])
+            .env("DATABASE_URL", url)
+            .env("ACCTSTREAM_RETENTION_DAYS", "0")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("retention is disabled"), "{stdout}");
+    assert_eq!(event_count(&app).await, stored);
+}
+
+#[actix_web::test]
+async fn purge_deletes_in_batches_only_before_the_cutoff() {
+    let app = spawn_app().await;
+    // Ten old events sharing one timestamp (the batches continue by id),
+    // and three recent ones.
+    let old: Vec<NewEvent> = (0..10)
+        .map(|i| ev("2021-03-05T10:00:00Z", "PASSWORD", &format!("old{i}")))
+        .collect();
+    app.insert(&old).await;
+    app.insert_many("2021-03-06T00:00:00Z", 7).await;
+    let recent = Utc::now().to_rfc3339();
+    app.insert(&[
+        ev(&recent, "PASSWORD", "new1"),
+        ev(&recent, "SAML", "new2"),
+        ev(&recent, "SAML", "new1"),
+    ])
+    .await;
+    let options = RetentionOptions {
+        policy: RetentionPolicy::new(1),
+        batch_rows: 3,
+        batch_pause: Duration::from_millis(1),
+        ..RetentionOptions::default()
+    };
+    let cutoff = options.policy.cutoff(Utc::now()).unwrap();
+    let preview = db::retention::preview(&app.pool, cutoff).await.unwrap();
+    assert_eq!(preview.events, 17);
+    let outcome = db::retention::purge(&app.pool, cutoff, &options, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.deleted, 17);
+    assert_eq!(
+        outcome.batches, 7,
+        "6 batches of at most 3, then an empty one"
+    );
+    assert!(!outcome.interrupted);
+    assert_eq!(event_count(&app).await, 3);
+    // A cancelled pass stops before its first batch.
+    let cancelled = CancellationToken::new();
+    cancelled.cancel();
+    let outcome = db::retention::purge(&app.pool, Utc::now(), &options, &cancelled)
+        .await
+        .unwrap();
+    assert!(outcome.interrupted);
+    assert_eq!(outcome.deleted, 0);
+    assert_eq!(event_count(&app).await, 3);
+}
+
+#[actix_web::test]
+async fn background_job_purges_and_stops_on_shutdown() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let recent = Utc::now().to_rfc3339();
+    app.insert(&[ev(&recent, "PASSWORD", "new")]).await;
+    let stop = CancellationToken::new();
+    let job = tokio::spawn(db::retention::run_job(
+        app.pool.clone(),
+        RetentionOptions {
+            policy: RetentionPolicy::new(1),
+            first_run_delay: Duration::from_millis(10),
+            interval: Duration::from_secs(3600),
+            ..RetentionOptions::default()
+        },
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while event_count(&app).await > 1 {
+        assert!(Instant::now() < deadline, "the job did not purge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(event_count(&app).await, 1, "the recent event stays");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("the job stops on shutdown")
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn verify_events_streams_exactly_the_utc_day() {
+    let app = spawn_app().await;
+    app.insert(&[
+        ev("2021-03-09T23:59:59.999999Z", "PASSWORD", "before"),
+        ev("2021-03-10T00:00:00Z", "PASSWORD", "first"),
+        ev("2021-03-10T12:00:00+02:00", "OAUTH2", "middle"),
+        ev("2021-03-10T23:59:59.999999Z", "SAML", "last"),
+        ev("2021-03-11T00:00:00Z", "PASSWORD", "after"),
+    ])
+    .await;
+    let json = get_json(&app, &format!("{DAY_EVENTS}/2021-03-10")).await;
+    let events = json["events"].as_array().unwrap();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["timestamp"].as_str().unwrap(),
+                e["userId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (first, middle, last) = (
+        app.pseudonym("first"),
+        app.pseudonym("middle"),
+        app.pseudonym("last"),
+    );
+    assert_eq!(
+        got,
+        [
+            ("2021-03-10T00:00:00", first.as_str()),
+            ("2021-03-10T10:00:00", middle.as_str()),
+            ("2021-03-10T23:59:59.999999", last.as_str()),
+        ]
+    );
+    // The same as the event-details day window, links included.
+    let details = get_json(&app, "/api/v1/statistics/events/day/2021-03-10").await;
+    assert_eq!(json, details);
+    assert!(json["links"]["self"]
+        .as_str()
+        .unwrap()
+        .ends_with("/api/v1/statistics/events/day/2021-03-10"));
+    let (status, body, headers) = get(&app, &format!("{DAY_EVENTS}/2021-03-10?format=csv")).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(body).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("Timestamp,Authentication Method Type,"));
+    assert_eq!(
+        header(&headers, "content-disposition"),
+        "attachment; filename=\"events-day-2021-03-10.csv\""
+    );
+    assert!(header(&headers, "link").contains("rel=\"next\""));
+}
+
+#[actix_web::test]
+async fn malformed_or_impossible_dates_are_400() {
+    let app = spawn_app().await;
+    for (path, form) in [
+        (format!("{REPORT}/2021-13"), "YYYY-MM"),
+        (format!("{REPORT}/2021-3"), "YYYY-MM"),
+        (format!("{REPORT}/2021-03-01"), "YYYY-MM"),
+        (format!("{REPORT}/0000-01"), "YYYY-MM"),
+        (format!("{DAILY}/2021-13"), "YYYY-MM"),
+        (format!("{DAILY}/2021-3"), "YYYY-MM"),
+        (format!("{DAILY}/March"), "YYYY-MM"),
+        (format!("{DAY_EVENTS}/2021-02-30"), "YYYY-MM-DD"),
+        (format!("{DAY_EVENTS}/2021-13-01"), "YYYY-MM-DD"),
+        (format!("{DAY_EVENTS}/2021-3-01"), "YYYY-MM-DD"),
+        (format!("{DAY_EVENTS}/2021-03"), "YYYY-MM-DD"),
+    ] {
+        let (status, body, headers) = get(&app, &path).await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(header(&headers, "content-type"), "application/json");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"], "invalid_request", "{path}");
+        let description = error["error_description"].as_str().unwrap();
+        assert!(description.contains(form), "{path}: {description}");
+    }
+    // A bad format value is a 400 too, and nothing acceptable a 406.
+    let (status, _, _) = get(&app, &format!("{REPORT}/2021-03?format=xml")).await;
+    assert_eq!(status, 400);
+    let response = app
+        .get(&format!("{DAILY}/2021-03"))
+        .insert_header(("Accept", "text/html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 406);
+}
+
+#[actix_web::test]
+async fn reports_need_a_token_and_only_get() {
+    let app = spawn_app().await;
+    for path in [
+        REPORT.to_owned(),
+        format!("{REPORT}/2021-03"),
+        format!("{DAILY}/2021-03"),
+        format!("{DAY_EVENTS}/2021-03-01"),
+        // Authentication comes before validation.
+        format!("{REPORT}/2021-13"),
+    ] {
+        let mut response = app
+            .client()
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(response.headers().contains_key("www-authenticate"));
+        let error: Value = serde_json::from_slice(&body_of(&mut response).await).unwrap();
+        assert_eq!(error["error"], "invalid_token");
+        let response = app
+            .client()
+            .get(format!("{}{path}", app.address))
+            .insert_header(("Authorization", "Bearer wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let response = app
+            .client()
+            .post(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        assert_eq!(header(response.headers(), "allow"), "GET");
+    }
+}
+
+/// Every rollup counter against `count(DISTINCT …)` over the raw events, and
+/// every counter against the size of its set.
+async fn assert_rollups_exact(db: &tokio_postgres::Client) {
+    let mismatches: i64 = db
+        .query_one(
+            "WITH daily AS ( \
+                 SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, auth_method_type, \
+                        count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1, 2), \
+             monthly AS ( \
+                 SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, \
+                        auth_method_type, count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1, 2), \
+             total AS ( \
+                 SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, \
+                        count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1) \
+             SELECT \
+               (SELECT count(*) FROM daily d FULL JOIN usage_daily_count c \
+                  ON c.day = d.day AND c.auth_method_type = d.auth_method_type \
+                  WHERE c.user_count IS DISTINCT FROM d.n) \
+             + (SELECT count(*) FROM monthly m FULL JOIN usage_monthly_count c \
+                  ON c.month = m.month AND c.auth_method_type = m.auth_method_type \
+                  WHERE c.user_count IS DISTINCT FROM m.n) \
+             + (SELECT count(*) FROM total t FULL JOIN usage_monthly_total c \
+                  ON c.month = t.month WHERE c.user_count IS DISTINCT FROM t.n) \
+             + (SELECT count(*) FROM (SELECT day, auth_method_type, count(*) AS n \
+                  FROM usage_daily_user GROUP BY 1, 2) s FULL JOIN usage_daily_count c \
+                  USING (day, auth_method_type) WHERE c.user_count IS DISTINCT FROM s.n) \
+             + (SELECT count(*) FROM (SELECT month, count(*) AS n FROM usage_monthly_any \
+                  GROUP BY 1) s FULL JOIN usage_monthly_total c USING (month) \
+                  WHERE c.user_count IS DISTINCT FROM s.n)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mismatches, 0, "rollups differ from the raw events");
+}
+
+#[actix_web::test]
+async fn concurrent_inserts_keep_counters_exact() {
+    let app = spawn_app().await;
+    let config: tokio_postgres::Config = database_url(&app.db_name).parse().unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..6u32 {
+        // One connection per worker, all inserting at once.
+        let client = connect(&config).await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..15u32 {
+                // Overlapping users, days (across a month boundary) and
+                // methods; half the workers insert in reverse order.
+                let mut times = Vec::new();
+                let mut methods = Vec::new();
+                let mut users = Vec::new();
+                for i in 0..60u32 {
+                    let day = (i + round + worker) % 5; // Feb 26 .. Mar 2
+                    let t = NaiveDate::from_ymd_opt(2021, 2, 26).unwrap()
+                        + chrono::Days::new(u64::from(day));
+                    times.push(
+                        t.and_hms_opt((i * 7 + worker) % 24, i % 60, 0)
+                            .unwrap()
+                            .and_utc(),
+                    );
+                    methods.push(["PASSWORD", "OAUTH2", "SAML"][((i + round) % 3) as usize]);
+                    users.push(format!("user{}", (i * 13 + round * 7 + worker) % 40));
+                }
+                if worker % 2 == 1 {
+                    times.reverse();
+                    methods.reverse();
+                    users.reverse();
+                }
+                client
+                    .execute(
+                        "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                         auth_request_origin, user_id) \
+                         SELECT t, m, 'x', 'CN=Appl-1', u \
+                         FROM unnest($1::timestamptz[], $2::text[], $3::text[]) AS r(t, m, u)",
+                        &[&times, &methods, &users],
+                    )
+                    .await
+                    .expect("no deadlock, no unique violation");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(event_count(&app).await, 6 * 15 * 60);
+    assert_rollups_exact(&app.db).await;
+}
+
+#[actix_web::test]
+async fn a_waiting_insert_counts_a_key_once_whether_the_first_commits_or_aborts() {
+    let app = spawn_app().await;
+    let insert = "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                  auth_request_origin, user_id) \
+                  VALUES ('2021-03-05T10:00:00Z', 'PASSWORD', 'p', 'a', $1)";
+    for commit in [true, false] {
+        let user = if commit { "committed" } else { "aborted" };
+        let mut first = app.pool.get().await.unwrap();
+        let tx = first.transaction().await.unwrap();
+        tx.execute(insert, &[&user]).await.unwrap();
+        let pool = app.pool.clone();
+        let second = tokio::spawn(async move {
+            let client = pool.get().await.unwrap();
+            client.execute(insert, &[&user]).await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "the second insert waits for the first"
+        );
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the second insert goes on")
+            .unwrap();
+        assert_rollups_exact(&app.db).await;
+    }
+    let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    assert_eq!(json["total"], 2);
+}
+
+#[actix_web::test]
+async fn migration_backfills_existing_events() {
+    let (_, config) = fresh_database_unmigrated().await;
+    let mut client = connect(&config).await;
+    // Apply everything before the rollups by hand, as an older release would.
+    client
+        .batch_execute(
+            "CREATE TABLE acctstream_migration (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for m in db::migrate::MIGRATIONS
+        .iter()
+        .filter(|m| m.name < "0003_usage_rollups.sql")
+    {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO acctstream_migration (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) \
+             SELECT timestamptz '2021-02-27T00:00:00Z' + i * interval '37 minutes', \
+                    (ARRAY['PASSWORD','OAUTH2','SAML'])[1 + i % 3], 'x', 'y', 'user' || (i % 23) \
+             FROM generate_series(0, 999) AS i",
+        )
+        .await
+        .unwrap();
+    let applied = db::migrate::run(&mut client).await.unwrap();
+    assert!(applied.contains(&"0003_usage_rollups.sql"), "{applied:?}");
+    assert_rollups_exact(&client).await;
+    let days: i64 = client
+        .query_one("SELECT count(DISTINCT day) FROM usage_daily_count", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(days > 20, "{days}");
+    // And the trigger takes over from there.
+    client
+        .batch_execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) \
+             VALUES ('2021-03-01T12:00:00Z', 'FIDO2', 'x', 'y', 'user1'), \
+                    ('2021-03-01T12:00:00Z', 'PASSWORD', 'x', 'y', 'newcomer')",
+        )
+        .await
+        .unwrap();
+    assert_rollups_exact(&client).await;
+}
+
+#[actix_web::test]
+async fn retention_never_changes_rollups() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    let snapshot = "SELECT md5(string_agg(day::text || auth_method_type || user_count, ',' \
+                    ORDER BY day, auth_method_type)) FROM usage_daily_count";
+    let before: String = app.db.query_one(snapshot, &[]).await.unwrap().get(0);
+    app.db
+        .batch_execute("DELETE FROM auth_event")
+        .await
+        .unwrap();
+    let after: String = app.db.query_one(snapshot, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn purge_is_documented_in_help() {
+    let output = acctstream().arg("--help").output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("purge"), "{text}");
+    let output = acctstream().args(["purge", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "--dry-run",
+        "ACCTSTREAM_RETENTION_DAYS",
+        "--retention-days",
+        "[default: 180]",
+    ] {
+        assert!(text.contains(word), "purge --help lacks {word}:\n{text}");
+    }
+    let output = acctstream().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "ACCTSTREAM_REPORT_FILENAME_PREFIX",
+        "ACCTSTREAM_RETENTION_INTERVAL_SECONDS",
+    ] {
+        assert!(text.contains(word), "serve --help lacks {word}:\n{text}");
+    }
+}
+
+#[actix_web::test]
+async fn serve_refuses_a_bad_file_name_prefix() {
+    let app = spawn_app().await;
+    let url = database_url(&app.db_name);
+    let output = tokio::task::spawn_blocking(move || {
+        acctstream()
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("ACCTSTREAM_PSEUDONYM_KEY", "k")
+            .env("ACCTSTREAM_API_TOKENS", "t")
+            .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+            .env("ACCTSTREAM_REPORT_FILENAME_PREFIX", "a/b")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ACCTSTREAM_REPORT_FILENAME_PREFIX"),
+        "{stderr}"
+    );
+}
