@@ -2,7 +2,7 @@
 # Contract tests: runs schemathesis (pinned, from PyPI) against a demo
 # instance of the service with a small data set, using the spec the service
 # serves itself. Zero failures is the bar. Used by .ci/run; run it locally
-# the same way: `scripts/contract-test.sh` (needs python3 with venv and pip,
+# the same way: `.ci/contract-test.sh` (needs python3 with venv and pip,
 # and the PostgreSQL server binaries like the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,11 +68,12 @@ fi
 # From a scratch directory: schemathesis and Hypothesis keep state in the
 # working directory, which must not land in the repository.
 schemathesis="$PWD/$venv/bin/schemathesis"
-# Serializers for the NDJSON and CSV ingest bodies (scripts/schemathesis_hooks.py).
-export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
+config="$PWD/.ci/schemathesis.toml"
+# Serializers for the NDJSON and CSV ingest bodies (.ci/schemathesis_hooks.py).
+export PYTHONPATH="$PWD/.ci${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
 mkdir -p "$data-work"
 cd "$data-work"
-"$schemathesis" --no-color run "http://127.0.0.1:$PORT/openapi.yaml" \
+"$schemathesis" --config-file "$config" --no-color run "http://127.0.0.1:$PORT/openapi.yaml" \
     --checks all \
     --max-examples 100 \
     --seed "$SEED" \
