@@ -95,6 +95,16 @@ struct ServeArgs {
     report_filename_prefix: String,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Milliseconds between two runs of the job that rolls newly inserted
+    /// events up into the usage report counters (reports also bring them up
+    /// to date before answering, so this only bounds their work).
+    #[arg(
+        long,
+        env = "ACCTSTREAM_ROLLUP_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    rollup_interval_ms: u64,
     /// Seconds in-flight responses may take to finish after SIGTERM/SIGINT
     /// (a second signal stops at once).
     #[arg(long, env = "ACCTSTREAM_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -205,6 +215,9 @@ pub enum CliError {
     /// A retention pass failed.
     #[error(transparent)]
     Retention(#[from] db::retention::RetentionError),
+    /// Bringing the usage rollups up to date failed.
+    #[error(transparent)]
+    Rollup(#[from] db::rollup::RollupError),
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
@@ -396,6 +409,7 @@ async fn serve_with(
         .local_addr()
         .map_err(io("reading the bound address"))?;
     let retention_pool = pool.clone();
+    let rollup_pool = pool.clone();
     let state = AppState {
         pool,
         pseudonymiser,
@@ -423,12 +437,20 @@ async fn serve_with(
         args.retention.options(),
         stop_retention.clone(),
     ));
+    let stop_rollup = CancellationToken::new();
+    let rollup = tokio::spawn(db::rollup::run_job(
+        rollup_pool,
+        std::time::Duration::from_millis(args.rollup_interval_ms),
+        stop_rollup.clone(),
+    ));
     if let Some(banner) = banner {
         banner(&format!("http://{address}"));
     }
     let served = server.await.map_err(io("serving"));
     stop_retention.cancel();
+    stop_rollup.cancel();
     let _ = retention.await;
+    let _ = rollup.await;
     served
 }
 
@@ -513,6 +535,14 @@ async fn seed_or_top_up(
         started.elapsed().as_secs_f64(),
         ""
     );
+    // Roll the seeded events up now, so the first report answers at once.
+    let rolled = db::rollup::catch_up(client, db::rollup::Mode::Complete)
+        .await
+        .map_err(db::rollup::RollupError::Query)?;
+    eprintln!(
+        "  usage rollups brought up to date in {:.1} s",
+        rolled.elapsed.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -570,7 +600,7 @@ async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate().await?;
-        let client = connect(&database.config).await?;
+        let mut client = connect(&database.config).await?;
         let options = demo::SeedOptions {
             events: args.events,
             days: args.days,
@@ -587,6 +617,14 @@ async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
             "\r  {inserted} events inserted in {:.1} s{:20}",
             started.elapsed().as_secs_f64(),
             ""
+        );
+        let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
+            .await
+            .map_err(db::rollup::RollupError::Query)?;
+        eprintln!(
+            "  usage rollups brought up to date in {:.1} s ({} event ids)",
+            rolled.elapsed.as_secs_f64(),
+            rolled.ids
         );
         client
             .batch_execute("VACUUM ANALYZE auth_event")

@@ -14,6 +14,7 @@
 //! | `ACCTSTREAM_REPORT_FILENAME_PREFIX` | prefix of the report CSV file names, `[A-Za-z0-9._-]` only (default empty) |
 //! | `ACCTSTREAM_RETENTION_DAYS` | whole UTC days of raw events kept; `0` disables retention (default 180) |
 //! | `ACCTSTREAM_RETENTION_INTERVAL_SECONDS` | time between two retention runs of `serve`/`demo` (default 3600) |
+//! | `ACCTSTREAM_ROLLUP_INTERVAL_MS` | time between two runs of the usage-rollup catch-up job of `serve`/`demo` (default 1000) |
 //! | `ACCTSTREAM_METRICS_TOKEN` | when set, `/metrics` requires `Authorization: Bearer <this token>` |
 //! | `ACCTSTREAM_SHUTDOWN_GRACE_SECONDS` | how long in-flight responses may finish after SIGTERM/SIGINT (default 30) |
 //! | `ACCTSTREAM_LOG_FORMAT` | `json` for one JSON object per log line (default: human-readable) |

@@ -19,6 +19,7 @@
 //! | `acctstream_db_pool_waiting` | | requests waiting for a connection (sampled at scrape) |
 //! | `acctstream_db_pool_max_size` | | the pool's limit |
 //! | `acctstream_ingest_events_total` | `outcome` | ingested events: `accepted` or `rejected` |
+//! | `acctstream_ingest_requests_total` | `path` | ingest requests stored, by write path: `copy` (straight COPY) or `merge` (replayed through the deduplicating insert) |
 
 use std::{
     fmt,
@@ -84,6 +85,12 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Labels of the ingest request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     // 1 ms to about 65 s, doubling.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -115,6 +122,7 @@ pub struct Metrics {
     pool_waiting: Gauge,
     pool_max_size: Gauge,
     ingest: Family<OutcomeLabels, Counter>,
+    ingest_paths: Family<PathLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -144,6 +152,7 @@ impl Metrics {
             pool_waiting: Gauge::default(),
             pool_max_size: Gauge::default(),
             ingest: Family::default(),
+            ingest_paths: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -196,6 +205,11 @@ impl Metrics {
             "Ingested events, by outcome (accepted, rejected)",
             metrics.ingest.clone(),
         );
+        registry.register(
+            "ingest_requests",
+            "Ingest requests stored, by write path (copy: straight COPY; merge: replayed through the deduplicating insert)",
+            metrics.ingest_paths.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -238,6 +252,12 @@ impl Metrics {
                 outcome: "rejected",
             })
             .inc_by(events);
+    }
+
+    /// Counts one stored ingest request by the path that wrote it: `copy` or
+    /// `merge`.
+    pub fn ingest_request(&self, path: &'static str) {
+        self.ingest_paths.get_or_create(&PathLabels { path }).inc();
     }
 
     /// Records the pool's state; called just before encoding.
@@ -507,7 +527,18 @@ mod tests {
         });
         metrics.ingest_accepted(10);
         metrics.ingest_rejected(3);
+        metrics.ingest_request("copy");
+        metrics.ingest_request("copy");
+        metrics.ingest_request("merge");
         let text = metrics.encode().unwrap();
+        assert_eq!(
+            line_value(&text, r#"acctstream_ingest_requests_total{path="copy"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            line_value(&text, r#"acctstream_ingest_requests_total{path="merge"}"#),
+            Some(1.0)
+        );
         assert_eq!(line_value(&text, "acctstream_db_pool_size "), Some(5.0));
         assert_eq!(line_value(&text, "acctstream_db_pool_in_use "), Some(3.0));
         assert_eq!(line_value(&text, "acctstream_db_pool_waiting "), Some(1.0));

@@ -8,4 +8,5 @@ pub mod negotiate;
 pub mod pseudonym;
 pub mod report;
 pub mod retention;
+pub mod rollup;
 pub mod window;

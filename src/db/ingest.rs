@@ -1,34 +1,57 @@
 //! Writing an ingest body into `auth_event`: parse while streaming, in one
 //! transaction, so a request is stored whole or not at all.
 //!
-//! 1. Check out a connection and begin a transaction; make sure this
-//!    session's staging table `pg_temp.acctstream_ingest` exists (it is
-//!    created once per connection, `ON COMMIT DELETE ROWS`).
-//! 2. `COPY acctstream_ingest FROM STDIN (FORMAT binary)`: every chunk of the
-//!    body is parsed as it arrives and its events are encoded straight into
-//!    the COPY buffer, which goes to PostgreSQL in pieces of about
-//!    [`SEND_AT`] bytes. Memory stays bounded whatever the body's size.
-//! 3. One `INSERT INTO auth_event … SELECT … ORDER BY occurred_at, seq
-//!    ON CONFLICT (event_id) DO NOTHING`: a single statement, so statement
-//!    triggers see the request as one batch; events whose `event_id` is
-//!    already stored are skipped; when the body repeats an `event_id`, only
-//!    its first occurrence is inserted. (Rows are inserted in time order, so
-//!    the first occurrence wins by itself when the body is in time order, the
-//!    usual case; otherwise a window function picks it, at the cost of one
-//!    more sort. Without any `event_id` nothing can conflict.)
-//! 4. Commit.
+//! Two paths, the first of which is tried for every request:
 //!
-//! Any error before the commit (an invalid record, a body that is too large
-//! or broken off, a database failure) drops the transaction, which rolls it
+//! **`copy`, the fast path** (one transaction). The body is parsed as it
+//! arrives and its events are encoded as binary COPY tuples straight into
+//! `COPY auth_event … FROM STDIN (FORMAT binary)`, in pieces of about
+//! [`SEND_AT`] bytes, so parsing overlaps PostgreSQL's work and memory stays
+//! bounded. Events go in body order (the events API orders by
+//! `(occurred_at, id)` anyway). At the same time the (decoded) body bytes are
+//! spooled to an anonymous temporary file ([`tempfile::tempfile`]: unlinked at
+//! creation, visible to no other process, removed by the OS when closed), and
+//! every `eventId` is remembered as a 64-bit keyed hash ([`SeenIds`]). The fast
+//! path is abandoned, and its transaction rolled back, when
+//! - an `eventId` repeats within the request (the first occurrence must win,
+//!   which a plain COPY cannot do), or
+//! - the COPY hits the unique constraint on `event_id` (SQLSTATE 23505): the
+//!   ID is stored already, or a concurrent request stored it first (COPY
+//!   waits for that request's transaction, then fails).
+//!
+//! **`merge`, the exact path** (a second transaction on the same connection),
+//! fed the spooled body:
+//! 1. `COPY pg_temp.acctstream_ingest FROM STDIN (FORMAT binary)` into this
+//!    session's staging table (created once per connection,
+//!    `ON COMMIT DELETE ROWS`).
+//! 2. One `INSERT INTO auth_event … SELECT … ORDER BY occurred_at, seq
+//!    ON CONFLICT (event_id) DO NOTHING`: events whose `event_id` is already
+//!    stored are skipped; when the body repeats an `event_id`, only its first
+//!    occurrence is inserted. (Rows are inserted in time order, so the first
+//!    occurrence wins by itself when the body is in time order, the usual
+//!    case; otherwise a window function picks it, at the cost of one more
+//!    sort. Without any `event_id` nothing can conflict.)
+//! 3. Commit; the answer gives the exact `inserted` and `duplicates`.
+//!
+//! A retry of a stored batch thus costs one failed fast attempt plus the
+//! merge. Validation is the same parser on both paths, so an invalid record
+//! gets the same 400 whichever path finds it.
+//!
+//! Any error before a commit (an invalid record, a body that is too large or
+//! broken off, a database failure) drops the transaction, which rolls it
 //! back: nothing of the request is stored.
+
+use std::{io, time::Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Pool, PoolError};
+use deadpool_postgres::{Object as Client, Pool, PoolError};
 use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_postgres::error::SqlState;
+use tokio_util::io::ReaderStream;
 
-use crate::core::ingest::{Event, IngestFormat, IngestParser, RecordError};
+use crate::core::ingest::{Event, IngestFormat, IngestParser, RecordError, SeenIds};
 
 /// The COPY buffer is sent to PostgreSQL whenever it holds this much.
 pub const SEND_AT: usize = 256 * 1024;
@@ -47,6 +70,19 @@ const PREPARE_SQL: &str = "SET LOCAL client_min_messages = warning; \
          user_id             text        NOT NULL, \
          event_id            text \
      ) ON COMMIT DELETE ROWS";
+
+/// The fast path: events straight into `auth_event`, in body order.
+const DIRECT_COPY_SQL: &str = "COPY auth_event (occurred_at, auth_method_type, \
+     auth_method_name, auth_request_origin, user_id, event_id) FROM STDIN (FORMAT binary)";
+
+/// The unique constraint on `auth_event.event_id` (sql/0002_event_id.sql).
+const EVENT_ID_CONSTRAINT: &str = "auth_event_event_id_key";
+
+/// The spool file is written through a buffer of this size (the body
+/// arrives in much smaller pieces).
+const SPOOL_BUFFER: usize = 1024 * 1024;
+/// The spool file is read back in pieces of this size.
+const SPOOL_READ: usize = 256 * 1024;
 
 const COPY_SQL: &str = "COPY acctstream_ingest (seq, occurred_at, auth_method_type, \
      auth_method_name, auth_request_origin, user_id, event_id) FROM STDIN (FORMAT binary)";
@@ -82,10 +118,29 @@ const INSERT_DEDUP_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method
 
 /// The binary COPY signature, flags and header extension length.
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-/// Columns per COPY tuple.
-const COPY_COLUMNS: i16 = 7;
 /// PostgreSQL's epoch (2000-01-01T00:00:00Z) in Unix microseconds.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// Which way a request's events were written (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestPath {
+    /// Binary COPY straight into `auth_event`: no `eventId` was stored
+    /// already or repeated in the request.
+    Copy,
+    /// The spooled body replayed through the staging table and
+    /// `INSERT … ON CONFLICT (event_id) DO NOTHING`.
+    Merge,
+}
+
+impl IngestPath {
+    /// The name used in metrics and logs: `copy` or `merge`.
+    pub fn label(self) -> &'static str {
+        match self {
+            IngestPath::Copy => "copy",
+            IngestPath::Merge => "merge",
+        }
+    }
+}
 
 /// What a successful ingest did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +150,8 @@ pub struct IngestSummary {
     /// Events inserted; the rest had an `eventId` already stored (or repeated
     /// earlier in the body).
     pub inserted: u64,
+    /// The path that wrote them.
+    pub path: IngestPath,
 }
 
 impl IngestSummary {
@@ -126,6 +183,10 @@ pub enum IngestError<E> {
     /// Any other database failure.
     #[error("database error while ingesting: {0}")]
     Database(#[source] tokio_postgres::Error),
+    /// The body could not be spooled to, or read back from, its temporary
+    /// file.
+    #[error("cannot spool the request body to a temporary file: {0}")]
+    Spool(#[source] io::Error),
 }
 
 impl<E> From<tokio_postgres::Error> for IngestError<E> {
@@ -143,9 +204,12 @@ impl<E> From<tokio_postgres::Error> for IngestError<E> {
     }
 }
 
-/// Encodes events as binary COPY tuples of `acctstream_ingest`.
+/// Encodes events as binary COPY tuples: of `acctstream_ingest` (with a
+/// sequence number first) or of `auth_event` (without).
 struct CopyEncoder {
     buffer: BytesMut,
+    /// Tuples start with the event's sequence number (the staging table).
+    with_seq: bool,
     /// Some event had an `eventId`.
     with_ids: bool,
     /// The timestamps so far never decreased.
@@ -154,11 +218,22 @@ struct CopyEncoder {
 }
 
 impl CopyEncoder {
-    fn new() -> CopyEncoder {
+    /// An encoder for the staging table `acctstream_ingest`.
+    fn staging() -> CopyEncoder {
+        CopyEncoder::new(true)
+    }
+
+    /// An encoder for `auth_event` ([`DIRECT_COPY_SQL`]).
+    fn direct() -> CopyEncoder {
+        CopyEncoder::new(false)
+    }
+
+    fn new(with_seq: bool) -> CopyEncoder {
         let mut buffer = BytesMut::with_capacity(SEND_AT + 16 * 1024);
         buffer.put_slice(COPY_HEADER);
         CopyEncoder {
             buffer,
+            with_seq,
             with_ids: false,
             in_time_order: true,
             last: None,
@@ -171,10 +246,14 @@ impl CopyEncoder {
         }
         self.last = Some(event.occurred_at);
         let buffer = &mut self.buffer;
-        buffer.put_i16(COPY_COLUMNS);
-        buffer.put_i32(8);
-        // Sequence numbers count records of a body at most MAX_BODY bytes long.
-        buffer.put_i64(i64::try_from(seq).unwrap_or(i64::MAX));
+        if self.with_seq {
+            buffer.put_i16(7);
+            buffer.put_i32(8);
+            // Sequence numbers count records of a body at most MAX_BODY bytes long.
+            buffer.put_i64(i64::try_from(seq).unwrap_or(i64::MAX));
+        } else {
+            buffer.put_i16(6);
+        }
         buffer.put_i32(8);
         // Timestamps come from RFC 3339 text (years 0000-9999): no overflow.
         buffer.put_i64(event.occurred_at.timestamp_micros() - PG_EPOCH_UNIX_MICROS);
@@ -197,6 +276,11 @@ impl CopyEncoder {
 
     fn take(&mut self) -> Bytes {
         self.buffer.split().freeze()
+    }
+
+    /// Appends the end-of-data marker.
+    fn end(&mut self) {
+        self.buffer.put_i16(-1);
     }
 
     /// The insert statement for what was encoded.
@@ -238,8 +322,49 @@ pub async fn ingest<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    let failed = |error| IngestFailure { error, received: 0 };
+    let started = Instant::now();
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| failed(IngestError::Unavailable(e)))?;
+    let mut spool = Spool::create()
+        .await
+        .map_err(|e| failed(IngestError::Spool(e)))?;
+
     let mut parser = IngestParser::new(format);
-    store(pool, &mut parser, body)
+    let fallback = match copy_directly(&mut client, &mut parser, &mut spool, body).await {
+        Ok(Direct::Stored(summary)) => {
+            tracing::debug!(
+                path = "copy",
+                received = summary.received,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "ingest transaction committed"
+            );
+            return Ok(summary);
+        }
+        Ok(Direct::Fallback(reason)) => reason,
+        Err(error) => {
+            return Err(IngestFailure {
+                error,
+                received: parser.received(),
+            })
+        }
+    };
+    tracing::debug!(
+        reason = fallback.describe(),
+        copy_ms = started.elapsed().as_millis() as u64,
+        "ingest falls back to the merge path"
+    );
+
+    // Replay the spooled body through the exact path.
+    let mut parser = IngestParser::new(format);
+    let replay = match spool.replay().await {
+        Ok(replay) => replay,
+        Err(e) => return Err(failed(IngestError::Spool(e))),
+    };
+    let mut replay = replay.map(|chunk| chunk.map_err(IngestError::Spool));
+    merge(&mut client, &mut parser, &mut replay)
         .await
         .map_err(|error| IngestFailure {
             error,
@@ -247,24 +372,163 @@ where
         })
 }
 
-async fn store<S, E>(
-    pool: &Pool,
+/// Why the fast path gave way to the merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fallback {
+    /// An `eventId` occurred twice in the request.
+    RepeatedInRequest,
+    /// An `eventId` was stored already (or by a concurrent request).
+    AlreadyStored,
+}
+
+impl Fallback {
+    fn describe(self) -> &'static str {
+        match self {
+            Fallback::RepeatedInRequest => "an eventId repeats within the request",
+            Fallback::AlreadyStored => "an eventId is stored already",
+        }
+    }
+}
+
+/// How the fast path ended without an error.
+enum Direct {
+    /// Committed.
+    Stored(IngestSummary),
+    /// Rolled back; the body is spooled in full for the merge.
+    Fallback(Fallback),
+}
+
+/// The fast path: the whole body parsed, spooled and copied straight into
+/// `auth_event` in one transaction, committed unless an `eventId` repeats in
+/// the request or is stored already.
+async fn copy_directly<S, E>(
+    client: &mut Client,
+    parser: &mut IngestParser,
+    spool: &mut Spool,
+    body: &mut S,
+) -> Result<Direct, IngestError<E>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let tx = client.transaction().await?;
+    let copied = {
+        let sink = tx.copy_in::<_, Bytes>(DIRECT_COPY_SQL).await?;
+        let mut sink = std::pin::pin!(sink);
+        let mut batch = DirectBatch::new();
+        loop {
+            let Some(chunk) = body.next().await else {
+                parser
+                    .finish(|_, event| batch.push(event))
+                    .map_err(IngestError::Invalid)?;
+                break;
+            };
+            let chunk = chunk.map_err(IngestError::Body)?;
+            spool.write(&chunk).await.map_err(IngestError::Spool)?;
+            parser
+                .feed(&chunk, |_, event| batch.push(event))
+                .map_err(IngestError::Invalid)?;
+            if batch.repeated {
+                break;
+            }
+            if batch.encoder.buffer.len() >= SEND_AT {
+                sink.send(batch.encoder.take()).await?;
+            }
+        }
+        if batch.repeated {
+            // Dropping the sink aborts the COPY (CopyFail).
+            None
+        } else {
+            batch.encoder.end();
+            sink.send(batch.encoder.take()).await?;
+            Some(sink.as_mut().finish().await)
+        }
+    };
+    let fallback = match copied {
+        None => Fallback::RepeatedInRequest,
+        Some(Ok(copied)) => {
+            debug_assert_eq!(copied, parser.received());
+            return match tx.commit().await {
+                Ok(()) => Ok(Direct::Stored(IngestSummary {
+                    received: parser.received(),
+                    inserted: parser.received(),
+                    path: IngestPath::Copy,
+                })),
+                // Only a deferred constraint could fail here; the rollback
+                // has happened, and the body is spooled in full.
+                Err(e) if is_event_id_conflict(&e) => Ok(Direct::Fallback(Fallback::AlreadyStored)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        Some(Err(e)) if is_event_id_conflict(&e) => Fallback::AlreadyStored,
+        Some(Err(e)) => return Err(e.into()),
+    };
+    // Release the rows (and their unique keys) at once, then read the rest
+    // of the body into the spool for the replay.
+    tx.rollback().await?;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(IngestError::Body)?;
+        spool.write(&chunk).await.map_err(IngestError::Spool)?;
+    }
+    Ok(Direct::Fallback(fallback))
+}
+
+/// The fast path's COPY buffer, and the check that no `eventId` repeats.
+struct DirectBatch {
+    encoder: CopyEncoder,
+    seen: SeenIds,
+    /// An `eventId` repeated: nothing more is encoded.
+    repeated: bool,
+}
+
+impl DirectBatch {
+    fn new() -> DirectBatch {
+        DirectBatch {
+            encoder: CopyEncoder::direct(),
+            seen: SeenIds::new(),
+            repeated: false,
+        }
+    }
+
+    fn push(&mut self, event: &Event<'_>) {
+        if self.repeated {
+            return;
+        }
+        if event.event_id.is_some_and(|id| !self.seen.insert(id)) {
+            self.repeated = true;
+            return;
+        }
+        self.encoder.push(0, event);
+    }
+}
+
+/// The COPY into `auth_event` met an `event_id` that is stored already (or
+/// was stored by a transaction that committed while this one waited).
+fn is_event_id_conflict(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && error
+            .as_db_error()
+            .and_then(|db| db.constraint())
+            .is_some_and(|name| name == EVENT_ID_CONSTRAINT)
+}
+
+/// The exact path: staging COPY, then one deduplicating insert.
+async fn merge<S, E>(
+    client: &mut Client,
     parser: &mut IngestParser,
     body: &mut S,
 ) -> Result<IngestSummary, IngestError<E>>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    S: Stream<Item = Result<Bytes, IngestError<E>>> + Unpin,
 {
-    let started = std::time::Instant::now();
-    let mut client = pool.get().await.map_err(IngestError::Unavailable)?;
+    let started = Instant::now();
     let tx = client.transaction().await?;
     tx.batch_execute(PREPARE_SQL).await?;
     let sink = tx.copy_in::<_, Bytes>(COPY_SQL).await?;
     let mut sink = std::pin::pin!(sink);
 
-    let mut encoder = CopyEncoder::new();
+    let mut encoder = CopyEncoder::staging();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(IngestError::Body)?;
+        let chunk = chunk?;
         parser
             .feed(&chunk, |seq, event| encoder.push(seq, event))
             .map_err(IngestError::Invalid)?;
@@ -275,7 +539,7 @@ where
     parser
         .finish(|seq, event| encoder.push(seq, event))
         .map_err(IngestError::Invalid)?;
-    encoder.buffer.put_i16(-1);
+    encoder.end();
     sink.send(encoder.take()).await?;
     let staged = sink.as_mut().finish().await?;
     let received = parser.received();
@@ -290,6 +554,7 @@ where
     let inserting = started.elapsed() - staging;
     tx.commit().await?;
     tracing::debug!(
+        path = "merge",
         received,
         inserted,
         staging_ms = staging.as_millis() as u64,
@@ -297,7 +562,44 @@ where
         committing_ms = (started.elapsed() - staging - inserting).as_millis() as u64,
         "ingest transaction committed"
     );
-    Ok(IngestSummary { received, inserted })
+    Ok(IngestSummary {
+        received,
+        inserted,
+        path: IngestPath::Merge,
+    })
+}
+
+/// The request body's bytes (after any `Content-Encoding` is decoded), kept
+/// for a replay through the merge path in an anonymous temporary file:
+/// unlinked at creation (never visible in the file system), private to this
+/// process, and removed by the OS when the handle is dropped. Written through
+/// a buffer by tokio's file I/O (blocking writes on tokio's blocking pool), so
+/// memory stays bounded whatever the body's size.
+struct Spool {
+    file: BufWriter<tokio::fs::File>,
+}
+
+impl Spool {
+    async fn create() -> io::Result<Spool> {
+        let file = tokio::task::spawn_blocking(tempfile::tempfile)
+            .await
+            .map_err(io::Error::other)??;
+        Ok(Spool {
+            file: BufWriter::with_capacity(SPOOL_BUFFER, tokio::fs::File::from_std(file)),
+        })
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.file.write_all(chunk).await
+    }
+
+    /// The spooled bytes, from the start.
+    async fn replay(mut self) -> io::Result<ReaderStream<tokio::fs::File>> {
+        self.file.flush().await?;
+        let mut file = self.file.into_inner();
+        file.seek(io::SeekFrom::Start(0)).await?;
+        Ok(ReaderStream::with_capacity(file, SPOOL_READ))
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +608,7 @@ mod tests {
 
     #[test]
     fn copy_tuples_have_the_binary_layout() {
-        let mut encoder = CopyEncoder::new();
+        let mut encoder = CopyEncoder::staging();
         let at = "2000-01-01T00:00:01Z".parse().unwrap();
         encoder.push(
             3,
@@ -335,6 +637,50 @@ mod tests {
     }
 
     #[test]
+    fn direct_tuples_have_no_sequence_number() {
+        let at = "2000-01-01T00:00:01Z".parse().unwrap();
+        let event = |id| Event {
+            occurred_at: at,
+            auth_method_type: "T",
+            auth_method_name: "n",
+            auth_request_origin: "o",
+            user_id: "u",
+            event_id: id,
+        };
+        let mut batch = DirectBatch::new();
+        batch.push(&event(Some("a")));
+        batch.push(&event(None));
+        batch.push(&event(None));
+        assert!(!batch.repeated);
+        let mut expected = COPY_HEADER.to_vec();
+        for id in [Some(&b"a"[..]), None, None] {
+            expected.extend_from_slice(&[0, 6, 0, 0, 0, 8]);
+            expected.extend_from_slice(&1_000_000i64.to_be_bytes());
+            for text in [&b"T"[..], b"n", b"o", b"u"] {
+                expected.extend_from_slice(&(text.len() as i32).to_be_bytes());
+                expected.extend_from_slice(text);
+            }
+            match id {
+                Some(id) => {
+                    expected.extend_from_slice(&(id.len() as i32).to_be_bytes());
+                    expected.extend_from_slice(id);
+                }
+                None => expected.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(&batch.encoder.buffer[..], &expected[..]);
+
+        // A repeated ID stops the batch: nothing more is encoded.
+        let before = batch.encoder.buffer.len();
+        batch.push(&event(Some("a")));
+        assert!(batch.repeated);
+        batch.push(&event(Some("b")));
+        assert_eq!(batch.encoder.buffer.len(), before);
+        batch.encoder.end();
+        assert_eq!(&batch.encoder.take()[before..], &[0xff, 0xff]);
+    }
+
+    #[test]
     fn the_insert_fits_the_body() {
         let event = |at: &str, id: Option<&'static str>| Event {
             occurred_at: at.parse().unwrap(),
@@ -344,7 +690,7 @@ mod tests {
             user_id: "u",
             event_id: id,
         };
-        let mut encoder = CopyEncoder::new();
+        let mut encoder = CopyEncoder::staging();
         encoder.push(1, &event("2021-04-10T00:00:01Z", None));
         encoder.push(2, &event("2021-04-10T00:00:01Z", Some("a")));
         encoder.push(3, &event("2021-04-10T00:00:02Z", None));

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_usage_rollups.sql",
         sql: include_str!("../../sql/0003_usage_rollups.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_rollup_queue.sql",
+        sql: include_str!("../../sql/0004_rollup_queue.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

@@ -12,3 +12,4 @@ pub mod migrate;
 pub mod pool;
 pub mod reports;
 pub mod retention;
+pub mod rollup;

@@ -8,6 +8,12 @@
 //! batches. Inserts never wait for it (they touch other rows) and readers are
 //! never blocked (MVCC). The usage rollups are not touched: there is no
 //! delete trigger, so reports keep their figures.
+//!
+//! A raw event is never deleted before it is rolled up: a pass first brings
+//! the rollups up to date ([`crate::db::rollup::catch_up`], waiting mode),
+//! and every batch (and the dry run's count) also skips the ids of any queue
+//! row still visible, since a transaction may commit between the catch-up
+//! and a batch. Such events are deleted by a later pass.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +21,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, PoolError};
 use tokio_util::sync::CancellationToken;
 
+use super::rollup::{self, RollupError};
 use crate::core::retention::RetentionPolicy;
 
 /// Default days of raw events kept.
@@ -28,32 +35,49 @@ pub const DEFAULT_BATCH_ROWS: i64 = 5_000;
 /// Default pause between two batches.
 pub const DEFAULT_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
-/// The first batch: the oldest rows before the cutoff.
-const FIRST_BATCH_SQL: &str = "\
+/// Excludes events not yet rolled up (covered by a queued range).
+macro_rules! rolled_up {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM usage_rollup_queue q WHERE auth_event.id BETWEEN q.lo AND q.hi)"
+    };
+}
+
+/// The first batch: the oldest rolled-up rows before the cutoff.
+const FIRST_BATCH_SQL: &str = concat!(
+    "\
     WITH batch AS ( \
-        SELECT id, occurred_at FROM auth_event WHERE occurred_at < $1 \
+        SELECT id, occurred_at FROM auth_event WHERE occurred_at < $1 AND ",
+    rolled_up!(),
+    " \
         ORDER BY occurred_at, id LIMIT $2 \
     ), gone AS ( \
         DELETE FROM auth_event e USING batch b WHERE e.id = b.id RETURNING e.id \
     ) \
     SELECT (SELECT count(*) FROM gone), occurred_at, id FROM batch \
-    ORDER BY occurred_at DESC, id DESC LIMIT 1";
+    ORDER BY occurred_at DESC, id DESC LIMIT 1"
+);
 
-/// The following batches: the oldest rows after the last key of the
-/// previous batch.
-const NEXT_BATCH_SQL: &str = "\
+/// The following batches: the oldest rolled-up rows after the last key of
+/// the previous batch.
+const NEXT_BATCH_SQL: &str = concat!(
+    "\
     WITH batch AS ( \
         SELECT id, occurred_at FROM auth_event \
-        WHERE occurred_at < $1 AND (occurred_at, id) > ($3, $4) \
+        WHERE occurred_at < $1 AND (occurred_at, id) > ($3, $4) AND ",
+    rolled_up!(),
+    " \
         ORDER BY occurred_at, id LIMIT $2 \
     ), gone AS ( \
         DELETE FROM auth_event e USING batch b WHERE e.id = b.id RETURNING e.id \
     ) \
     SELECT (SELECT count(*) FROM gone), occurred_at, id FROM batch \
-    ORDER BY occurred_at DESC, id DESC LIMIT 1";
+    ORDER BY occurred_at DESC, id DESC LIMIT 1"
+);
 
-const PREVIEW_SQL: &str = "\
-    SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event WHERE occurred_at < $1";
+const PREVIEW_SQL: &str = concat!(
+    "SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event WHERE occurred_at < $1 AND ",
+    rolled_up!()
+);
 
 /// How retention runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +117,9 @@ pub enum RetentionError {
     /// A statement failed.
     #[error("retention query failed: {0}")]
     Query(#[source] tokio_postgres::Error),
+    /// Bringing the rollups up to date first failed (nothing was deleted).
+    #[error(transparent)]
+    Rollup(#[from] RollupError),
 }
 
 /// What a dry run found.
@@ -119,8 +146,11 @@ pub struct PurgeOutcome {
     pub interrupted: bool,
 }
 
-/// Counts the events before `cutoff`, deleting nothing.
+/// Counts the events before `cutoff` that [`purge`] would delete, deleting
+/// nothing: like a pass, it brings the rollups up to date first and counts
+/// only events rolled up.
 pub async fn preview(pool: &Pool, cutoff: DateTime<Utc>) -> Result<PurgePreview, RetentionError> {
+    rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
     let client = pool.get().await.map_err(RetentionError::Unavailable)?;
     let row = client
         .query_one(PREVIEW_SQL, &[&cutoff])
@@ -134,9 +164,26 @@ pub async fn preview(pool: &Pool, cutoff: DateTime<Utc>) -> Result<PurgePreview,
 }
 
 /// Deletes every event before `cutoff`, batch by batch, checking out a
-/// connection per batch (none is held during the pauses). Stops early,
-/// between batches, once `cancel` is cancelled.
+/// connection per batch (none is held during the pauses), after bringing the
+/// rollups up to date. Stops early, between batches, once `cancel` is
+/// cancelled.
 pub async fn purge(
+    pool: &Pool,
+    cutoff: DateTime<Utc>,
+    options: &RetentionOptions,
+    cancel: &CancellationToken,
+) -> Result<PurgeOutcome, RetentionError> {
+    let started = Instant::now();
+    rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
+    let mut outcome = purge_rolled_up(pool, cutoff, options, cancel).await?;
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+/// Deletes the events before `cutoff` that are already rolled up (not
+/// covered by a queued range), in batches like [`purge`], without catching
+/// up first.
+pub async fn purge_rolled_up(
     pool: &Pool,
     cutoff: DateTime<Utc>,
     options: &RetentionOptions,

@@ -1,7 +1,10 @@
 //! `POST /api/v1/events`: producers push events. The body is parsed while it
-//! streams into the database (see [`crate::db::ingest`]); a request is stored
-//! whole or not at all, and events whose `eventId` is already stored are
-//! skipped, so retrying a request is safe.
+//! streams into the database (see [`crate::db::ingest`]: a direct COPY when
+//! no `eventId` is stored already or repeated, otherwise a replay of the
+//! spooled body through a deduplicating insert); a request is stored whole or
+//! not at all, and events whose `eventId` is already stored are skipped, so
+//! retrying a request is safe. Each stored request's path is logged and
+//! counted (`acctstream_ingest_requests_total{path}`).
 
 use std::{
     pin::Pin,
@@ -95,8 +98,10 @@ async fn ingest(
     match db_ingest::ingest(&state.pool, format, &mut body).await {
         Ok(summary) => {
             metrics.ingest_accepted(summary.received);
+            metrics.ingest_request(summary.path.label());
             tracing::info!(
                 format = format.media_type(),
+                path = summary.path.label(),
                 received = summary.received,
                 inserted = summary.inserted,
                 duplicates = summary.duplicates(),
@@ -198,6 +203,7 @@ fn api_error(error: IngestError<BodyError>, limit: u64) -> ApiError {
             ApiError::Unavailable(Box::new(e))
         }
         IngestError::Database(e) => ApiError::Internal(Box::new(e)),
+        IngestError::Spool(e) => ApiError::Internal(Box::new(e)),
     }
 }
 

@@ -730,9 +730,188 @@ async fn compressed_bodies_are_decoded() {
     let users: Vec<String> = stored(&app).await.into_iter().map(|r| r.4).collect();
     assert_eq!(users, ["gz-1", "gz-2"]);
 
+    // A retry is replayed from the spooled (decoded) body.
+    let mut response = send("gzip").await.expect("POST");
+    assert_eq!(response.status(), 200);
+    let retry: IngestResponse =
+        serde_json::from_slice(&body_of(&mut response).await).expect("JSON");
+    assert_eq!((retry.inserted, retry.duplicates), (0, 2));
+
     let mut response = send("compress").await.expect("POST");
     assert_eq!(response.status(), 415);
     let error: ErrorResponse = serde_json::from_slice(&body_of(&mut response).await).unwrap();
     assert!(error.error_description.contains("Content-Encoding"));
     assert_eq!(count(&app).await, 2);
+}
+
+/// How many stored ingest requests took `path` (`copy` or `merge`), from
+/// `/metrics`.
+async fn requests_by_path(app: &TestApp, path: &str) -> u64 {
+    let mut response = app
+        .client()
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8(body_of(&mut response).await).expect("UTF-8");
+    let prefix = format!(r#"acctstream_ingest_requests_total{{path="{path}"}} "#);
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
+}
+
+/// NDJSON events `i` in `ids`, one second apart from 2021-04-10T00:00:00Z
+/// on, with IDs `{prefix}{i}` and users `{user}{i}`.
+fn batch(prefix: &str, user: &str, ids: std::ops::Range<u32>) -> String {
+    ids.map(|i| {
+        let ts = DateTime::from_timestamp(1_618_012_800 + i64::from(i), 0).unwrap();
+        object(
+            &ts.to_rfc3339(),
+            &format!("{user}{i}"),
+            Some(&format!("{prefix}{i}")),
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+#[actix_web::test]
+async fn a_fresh_batch_is_copied_and_its_retry_merged() {
+    let app = spawn_app().await;
+    let body = batch("p-", "u", 0..40);
+    let first = post(&app, NDJSON, body.clone()).await.summary();
+    assert_eq!(
+        (first.received, first.inserted, first.duplicates),
+        (40, 40, 0)
+    );
+    assert_eq!(requests_by_path(&app, "copy").await, 1);
+    assert_eq!(requests_by_path(&app, "merge").await, 0);
+    // The fast path inserts in body order.
+    let rows = stored(&app).await;
+    assert_eq!(rows.len(), 40);
+    assert!(rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.5.as_deref() == Some(format!("p-{i}").as_str())));
+
+    // The retry fails on the unique key, rolls back and is replayed exactly.
+    let retry = post(&app, NDJSON, body).await.summary();
+    assert_eq!(
+        (retry.received, retry.inserted, retry.duplicates),
+        (40, 0, 40)
+    );
+    assert_eq!(requests_by_path(&app, "copy").await, 1);
+    assert_eq!(requests_by_path(&app, "merge").await, 1);
+    assert_eq!(stored(&app).await, rows);
+
+    // Events without an ID never conflict: always the fast path.
+    let anonymous = object("2021-04-10T00:00:00Z", "anon", None);
+    let twice = format!("{anonymous}\n{anonymous}\n");
+    assert_eq!(post(&app, NDJSON, twice).await.summary().inserted, 2);
+    assert_eq!(requests_by_path(&app, "copy").await, 2);
+}
+
+#[actix_web::test]
+async fn a_batch_mixing_new_and_stored_ids_gets_exact_counts() {
+    let app = spawn_app().await;
+    let stored_first = post(&app, NDJSON, batch("m-", "old", 0..10))
+        .await
+        .summary();
+    assert_eq!(stored_first.inserted, 10);
+
+    // IDs 5..20 as CSV (5..10 stored already, with other content), plus two
+    // events without an ID.
+    let mut csv =
+        String::from("timestamp,authMethodType,authMethodName,authRequestOrigin,userId,eventId\n");
+    for i in 5..20 {
+        csv.push_str(&format!(
+            "2021-04-11T00:00:{i:02}Z,OTP,otp.1,o,new{i},m-{i}\n"
+        ));
+    }
+    csv.push_str("2021-04-11T00:01:00Z,OTP,otp.1,o,nobody,\n");
+    csv.push_str("2021-04-11T00:01:01Z,OTP,otp.1,o,nobody,\n");
+    let mixed = post(&app, CSV, csv).await.summary();
+    assert_eq!(
+        (mixed.received, mixed.inserted, mixed.duplicates),
+        (17, 12, 5)
+    );
+    assert_eq!(requests_by_path(&app, "merge").await, 1);
+
+    let rows = stored(&app).await;
+    assert_eq!(rows.len(), 22);
+    let user_of = |id: &str| {
+        rows.iter()
+            .find(|r| r.5.as_deref() == Some(id))
+            .map(|r| r.4.clone())
+    };
+    // The stored events keep their content; the new ones are in.
+    assert_eq!(user_of("m-5").as_deref(), Some("old5"));
+    assert_eq!(user_of("m-9").as_deref(), Some("old9"));
+    assert_eq!(user_of("m-10").as_deref(), Some("new10"));
+    assert_eq!(user_of("m-19").as_deref(), Some("new19"));
+    assert_eq!(rows.iter().filter(|r| r.4 == "nobody").count(), 2);
+}
+
+#[actix_web::test]
+async fn a_late_repeat_in_a_large_body_falls_back_and_keeps_the_first() {
+    let app = spawn_app().await;
+    // Over 256 KiB of events go to the COPY before the repeat is seen.
+    let mut body = batch("big-", "u", 0..4_000);
+    assert!(body.len() > 600_000);
+    body.push('\n');
+    body.push_str(&object("2021-04-10T00:00:00Z", "late", Some("big-7")));
+    let summary = post(&app, NDJSON, body).await.summary();
+    assert_eq!(
+        (summary.received, summary.inserted, summary.duplicates),
+        (4_001, 4_000, 1)
+    );
+    assert_eq!(requests_by_path(&app, "copy").await, 0);
+    assert_eq!(requests_by_path(&app, "merge").await, 1);
+    let row = app
+        .db
+        .query_one(
+            "SELECT count(*), count(DISTINCT event_id), \
+             (SELECT user_id FROM auth_event WHERE event_id = 'big-7') FROM auth_event",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 4_000);
+    assert_eq!(row.get::<_, i64>(1), 4_000);
+    assert_eq!(row.get::<_, String>(2), "u7");
+}
+
+#[actix_web::test]
+async fn a_bad_record_late_in_a_large_body_stores_nothing() {
+    let app = spawn_app().await;
+    app.insert(&[event("2021-04-09T12:00:00Z", "existing")])
+        .await;
+    let good = batch("late-", "u", 0..3_000);
+    let bad = object("2021-04-10T00:00:01Z", "", None);
+    // On the fast path (COPY data already sent), after an in-request repeat
+    // (found by the replay), and after an already stored ID.
+    let repeat = object("2021-04-10T00:00:00Z", "r", Some("late-1"));
+    for (body, line) in [
+        (format!("{good}\n{bad}\n"), "Line 3001"),
+        (format!("{good}\n{repeat}\n{bad}\n"), "Line 3002"),
+    ] {
+        let error = post(&app, NDJSON, body).await.error(400);
+        assert!(
+            error.error_description.contains(line) && error.error_description.contains("`userId`"),
+            "{}",
+            error.error_description
+        );
+        assert_eq!(count(&app).await, 1);
+    }
+    assert_eq!(
+        post(&app, NDJSON, good.clone()).await.summary().inserted,
+        3_000
+    );
+    let error = post(&app, NDJSON, format!("{good}\n{bad}\n"))
+        .await
+        .error(400);
+    assert!(error.error_description.contains("Line 3001"));
+    assert_eq!(count(&app).await, 3_001);
+    assert_eq!(requests_by_path(&app, "copy").await, 1);
+    assert_eq!(requests_by_path(&app, "merge").await, 0);
 }

@@ -797,11 +797,29 @@ async fn concurrent_inserts_keep_counters_exact() {
         task.await.unwrap();
     }
     assert_eq!(event_count(&app).await, 6 * 15 * 60);
+    caught_up(&app).await;
     assert_rollups_exact(&app.db).await;
 }
 
+/// Brings the rollups up to date, as a report or a retention pass does.
+async fn caught_up(app: &TestApp) -> db::rollup::CatchUp {
+    db::rollup::catch_up_pool(&app.pool, db::rollup::Mode::Complete)
+        .await
+        .expect("catch-up")
+}
+
+async fn queued(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM usage_rollup_queue", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// With the rollups off the insert path, a second insert of the same (day,
+/// method, user) no longer waits for the first transaction; the key is still
+/// counted once whether the first commits or aborts.
 #[actix_web::test]
-async fn a_waiting_insert_counts_a_key_once_whether_the_first_commits_or_aborts() {
+async fn inserts_of_one_key_do_not_wait_and_count_once_whether_the_first_commits_or_aborts() {
     let app = spawn_app().await;
     let insert = "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
                   auth_request_origin, user_id) \
@@ -816,24 +834,303 @@ async fn a_waiting_insert_counts_a_key_once_whether_the_first_commits_or_aborts(
             let client = pool.get().await.unwrap();
             client.execute(insert, &[&user]).await.unwrap();
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !second.is_finished(),
-            "the second insert waits for the first"
-        );
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the second insert does not wait for the first")
+            .unwrap();
+        // A catch-up while the first is open counts the second's event.
+        caught_up(&app).await;
+        assert_rollups_exact(&app.db).await;
         if commit {
             tx.commit().await.unwrap();
         } else {
             tx.rollback().await.unwrap();
         }
-        tokio::time::timeout(Duration::from_secs(10), second)
-            .await
-            .expect("the second insert goes on")
-            .unwrap();
+        caught_up(&app).await;
         assert_rollups_exact(&app.db).await;
     }
     let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
     assert_eq!(json["total"], 2);
+    assert_eq!(queued(&app.db).await, 0);
+}
+
+/// The ids of transaction A are below B's, but A commits after B and after a
+/// catch-up has run: A's own queue row makes the next catch-up count it.
+#[actix_web::test]
+async fn a_transaction_committing_after_a_later_one_is_still_counted() {
+    let app = spawn_app().await;
+    let insert = "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                  auth_request_origin, user_id) \
+                  SELECT '2021-03-05T10:00:00Z', 'PASSWORD', 'p', 'a', $1 || i \
+                  FROM generate_series(1, 3) AS i";
+    let mut a = app.pool.get().await.unwrap();
+    let tx_a = a.transaction().await.unwrap();
+    tx_a.execute(insert, &[&"a"]).await.unwrap();
+    let mut b = app.pool.get().await.unwrap();
+    let tx_b = b.transaction().await.unwrap();
+    tx_b.execute(insert, &[&"b"]).await.unwrap();
+    tx_b.commit().await.unwrap();
+    let first = caught_up(&app).await;
+    assert_eq!(first.ranges, 1, "only B's queue row is visible");
+    assert_eq!(queued(&app.db).await, 0);
+    let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    assert_eq!(json["total"], 3);
+    tx_a.commit().await.unwrap();
+    assert_eq!(queued(&app.db).await, 1, "A's row commits with its events");
+    // The report catches up by itself.
+    let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    assert_eq!(json["total"], 6);
+    assert_eq!(queued(&app.db).await, 0);
+    assert_rollups_exact(&app.db).await;
+}
+
+#[actix_web::test]
+async fn rolled_back_and_empty_inserts_queue_nothing() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    caught_up(&app).await;
+    let before = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    let mut client = app.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+         auth_request_origin, user_id) \
+         VALUES ('2021-03-05T10:00:00Z', 'NEWMETHOD', 'p', 'a', 'ghost')",
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    // A statement inserting no rows, in a session that has used the
+    // sequence and in one that has not.
+    let empty = "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                 auth_request_origin, user_id) \
+                 SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, \
+                 user_id FROM auth_event WHERE false";
+    client.execute(empty, &[]).await.unwrap();
+    let (_, config) = (app.db_name.clone(), database_url(&app.db_name));
+    let fresh = connect(&config.parse().unwrap()).await;
+    fresh.execute(empty, &[]).await.unwrap();
+    assert_eq!(queued(&app.db).await, 0);
+    assert_eq!(caught_up(&app).await.steps, 0);
+    assert_eq!(get_json(&app, &format!("{REPORT}/2021-03")).await, before);
+    assert_rollups_exact(&app.db).await;
+}
+
+/// Several connections inserting overlapping users and days in explicit
+/// transactions, some rolled back, while the background job and reports
+/// catch up concurrently: the figures equal an independent count.
+#[actix_web::test]
+async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
+    let app = spawn_app().await;
+    let config: tokio_postgres::Config = database_url(&app.db_name).parse().unwrap();
+    let stop = CancellationToken::new();
+    let job = tokio::spawn(db::rollup::run_job(
+        app.pool.clone(),
+        Duration::from_millis(5),
+        stop.clone(),
+    ));
+    let mut tasks = Vec::new();
+    for worker in 0..5u32 {
+        let mut client = connect(&config).await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..12u32 {
+                let tx = client.transaction().await.unwrap();
+                for part in 0..2u32 {
+                    tx.execute(
+                        "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                         auth_request_origin, user_id) \
+                         SELECT timestamptz '2021-02-27T00:00:00Z' \
+                                + ((i * 7 + $1::bigint) % 96) * interval '1 hour', \
+                                (ARRAY['PASSWORD','OAUTH2','SAML'])[1 + (i + $2::bigint) % 3], 'x', 'y', \
+                                'user' || ((i * 13 + $2 * 7 + $1) % 40) \
+                         FROM generate_series(1, 40) AS i",
+                        &[&i64::from(worker), &i64::from(round * 2 + part)],
+                    )
+                    .await
+                    .expect("no deadlock");
+                }
+                if (round + worker) % 4 == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    // Reports (each catching up, waiting) while the inserts run.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = app.pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    db::reports::accounting_report(
+                        &pool,
+                        acctstream::core::report::ReportMonth::parse("2021-03").unwrap(),
+                    )
+                    .await
+                    .expect("report during inserts");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks.into_iter().chain(readers) {
+        task.await.unwrap();
+    }
+    stop.cancel();
+    job.await.unwrap();
+    let committed = (0..5u32)
+        .flat_map(|w| (0..12u32).map(move |r| (w, r)))
+        .filter(|(w, r)| (r + w) % 4 != 0)
+        .count() as i64;
+    assert_eq!(event_count(&app).await, committed * 80);
+    for month in ["2021-02", "2021-03"] {
+        let (from, to) = match month {
+            "2021-02" => ("2021-02-01T00:00:00Z", "2021-03-01T00:00:00Z"),
+            _ => ("2021-03-01T00:00:00Z", "2021-04-01T00:00:00Z"),
+        };
+        let json = get_json(&app, &format!("{REPORT}/{month}")).await;
+        let (independent, total) = independent_month(&app, from, to).await;
+        assert_eq!(
+            report_rows(&json).into_iter().collect::<BTreeMap<_, _>>(),
+            independent
+        );
+        assert_eq!(json["total"], total);
+    }
+    assert_eq!(queued(&app.db).await, 0);
+    assert_rollups_exact(&app.db).await;
+}
+
+#[actix_web::test]
+async fn retention_never_deletes_events_not_rolled_up() {
+    let app = spawn_app().await;
+    let options = RetentionOptions {
+        policy: RetentionPolicy::new(1),
+        batch_rows: 4,
+        batch_pause: Duration::from_millis(1),
+        ..RetentionOptions::default()
+    };
+    let cutoff = options.policy.cutoff(Utc::now()).unwrap();
+    // Rolled up: deletable.
+    app.insert(&[ev("2021-03-01T10:00:00Z", "PASSWORD", "rolled")])
+        .await;
+    caught_up(&app).await;
+    // Not rolled up yet (queued only).
+    app.insert(&march_events()).await;
+    assert!(queued(&app.db).await > 0);
+    let outcome =
+        db::retention::purge_rolled_up(&app.pool, cutoff, &options, &CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(outcome.deleted, 1);
+    let stored = event_count(&app).await;
+    assert_eq!(stored, march_events().len() as i64);
+    let (independent, total) =
+        independent_month(&app, "2021-03-01T00:00:00Z", "2021-04-01T00:00:00Z").await;
+    // A full pass catches up first, then deletes everything old.
+    let outcome = db::retention::purge(&app.pool, cutoff, &options, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.deleted, stored as u64);
+    assert_eq!(event_count(&app).await, 0);
+    let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+    let rows: BTreeMap<_, _> = report_rows(&json).into_iter().collect();
+    // "rolled" (PASSWORD, March) is counted too.
+    let mut expected = independent;
+    *expected.entry("PASSWORD".to_owned()).or_default() += 1;
+    assert_eq!(rows, expected);
+    assert_eq!(json["total"], total + 1);
+}
+
+#[actix_web::test]
+async fn the_background_job_drains_the_queue_by_itself() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    app.insert_many("2021-03-06T00:00:00Z", 5_000).await;
+    assert!(queued(&app.db).await > 0);
+    let stop = CancellationToken::new();
+    let job = tokio::spawn(db::rollup::run_job(
+        app.pool.clone(),
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while queued(&app.db).await > 0 {
+        assert!(Instant::now() < deadline, "the job did not drain the queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Exact without any report having caught up.
+    assert_rollups_exact(&app.db).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("the job stops on shutdown")
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn a_large_range_is_rolled_up_in_bounded_steps() {
+    let app = spawn_app().await;
+    let n = db::rollup::MAX_IDS_PER_STEP as i64 + 1_000;
+    app.insert_many("2021-03-06T00:00:00Z", n).await;
+    assert_eq!(queued(&app.db).await, 1);
+    let done = caught_up(&app).await;
+    assert_eq!(done.steps, 2, "{done:?}");
+    assert_eq!(done.ranges, 1);
+    assert_eq!(done.ids, n as u64);
+    assert_eq!(queued(&app.db).await, 0);
+    assert_rollups_exact(&app.db).await;
+}
+
+/// A database that ran 0003 (the insert trigger) migrates to the queue with
+/// its rollups current and an empty queue.
+#[actix_web::test]
+async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
+    let (_, config) = fresh_database_unmigrated().await;
+    let mut client = connect(&config).await;
+    client
+        .batch_execute(
+            "CREATE TABLE acctstream_migration (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for m in db::migrate::MIGRATIONS.iter().filter(|m| m.version <= 3) {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO acctstream_migration (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .unwrap();
+    }
+    let insert = "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+                  auth_request_origin, user_id) \
+                  SELECT timestamptz '2021-02-27T00:00:00Z' + i * interval '37 minutes', \
+                         (ARRAY['PASSWORD','OAUTH2','SAML'])[1 + i % 3], 'x', 'y', 'user' || (i % 23) \
+                  FROM generate_series(0, 499) AS i";
+    client.batch_execute(insert).await.unwrap();
+    assert_rollups_exact(&client).await;
+    let applied = db::migrate::run(&mut client).await.unwrap();
+    assert_eq!(applied, ["0004_rollup_queue.sql"]);
+    assert_eq!(queued(&client).await, 0);
+    assert_rollups_exact(&client).await;
+    client.batch_execute(insert).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) VALUES ('2021-03-02T00:00:00Z', 'FIDO2', 'x', 'y', 'new')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued(&client).await, 2);
+    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
+        .await
+        .unwrap();
+    assert_eq!(queued(&client).await, 0);
+    assert_rollups_exact(&client).await;
 }
 
 #[actix_web::test]
@@ -873,6 +1170,7 @@ async fn migration_backfills_existing_events() {
         .unwrap();
     let applied = db::migrate::run(&mut client).await.unwrap();
     assert!(applied.contains(&"0003_usage_rollups.sql"), "{applied:?}");
+    assert!(applied.contains(&"0004_rollup_queue.sql"), "{applied:?}");
     assert_rollups_exact(&client).await;
     let days: i64 = client
         .query_one("SELECT count(DISTINCT day) FROM usage_daily_count", &[])
@@ -880,7 +1178,7 @@ async fn migration_backfills_existing_events() {
         .unwrap()
         .get(0);
     assert!(days > 20, "{days}");
-    // And the trigger takes over from there.
+    // And the queue and the catch-up take over from there.
     client
         .batch_execute(
             "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
@@ -890,6 +1188,9 @@ async fn migration_backfills_existing_events() {
         )
         .await
         .unwrap();
+    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
+        .await
+        .unwrap();
     assert_rollups_exact(&client).await;
 }
 
@@ -897,6 +1198,7 @@ async fn migration_backfills_existing_events() {
 async fn retention_never_changes_rollups() {
     let app = spawn_app().await;
     app.insert(&march_events()).await;
+    caught_up(&app).await;
     let snapshot = "SELECT md5(string_agg(day::text || auth_method_type || user_count, ',' \
                     ORDER BY day, auth_method_type)) FROM usage_daily_count";
     let before: String = app.db.query_one(snapshot, &[]).await.unwrap().get(0);

@@ -26,12 +26,14 @@
 
 mod csv;
 mod json;
+mod repeats;
 
 use std::{borrow::Cow, fmt};
 
 use chrono::{DateTime, Timelike, Utc};
 
 pub use self::json::ArrayParser;
+pub use self::repeats::SeenIds;
 
 /// Longest accepted value of the required string fields, in characters.
 pub const MAX_TEXT_CHARS: usize = 1_000;

@@ -1,0 +1,198 @@
+//! The rollup catch-up: bringing the usage rollups up to date with the
+//! committed events, off the insert path.
+//!
+//! Every insert into `auth_event` queues the id range it may have used in
+//! `usage_rollup_queue`, in the same transaction (see
+//! `sql/0004_rollup_queue.sql`). [`catch_up`] takes queued rows in queue
+//! order, locked `FOR UPDATE`, and in one transaction per step rolls up one
+//! contiguous id range of at most [`MAX_IDS_PER_STEP`] ids
+//! (`usage_rollup_range`, a primary-key range scan) and deletes or shortens
+//! the queue rows it covered (planned by [`crate::core::rollup::plan_step`]).
+//!
+//! Two modes:
+//! - [`Mode::Complete`] (reports, retention, `seed`): waits for rows another
+//!   runner holds, so when it returns every event committed before it
+//!   started is in the rollups;
+//! - [`Mode::SkipLocked`] (the background job): skips rows another runner
+//!   holds, never waiting.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Pool, PoolError};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::rollup::{plan_step, QueuedRange};
+
+/// Most event ids rolled up in one transaction: bounds its duration, locks
+/// and memory (a bigger queued range is split over several).
+pub const MAX_IDS_PER_STEP: u64 = 200_000;
+/// Queue rows looked at per step.
+const ROWS_PER_STEP: i64 = 1_000;
+/// Default time between two runs of the background job.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(1_000);
+/// A run that rolled up at least this many ids is logged at info level.
+const LARGE_RUN_IDS: u64 = 100_000;
+
+const PENDING_SQL: &str = "SELECT max(id) FROM usage_rollup_queue";
+const TAKE_SQL: &str = "SELECT id, lo, hi FROM usage_rollup_queue WHERE id <= $1 \
+                        ORDER BY id LIMIT $2 FOR UPDATE";
+const TAKE_SKIP_LOCKED_SQL: &str = "SELECT id, lo, hi FROM usage_rollup_queue WHERE id <= $1 \
+                                    ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED";
+const ROLLUP_SQL: &str = "SELECT usage_rollup_range($1, $2)";
+const DELETE_SQL: &str = "DELETE FROM usage_rollup_queue WHERE id = ANY($1)";
+const SHORTEN_SQL: &str = "UPDATE usage_rollup_queue SET lo = $2 WHERE id = ANY($1)";
+
+/// Whether a catch-up waits for queue rows another runner holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Wait: on return, every event committed before the call is rolled up.
+    Complete,
+    /// Skip rows another runner holds (the background job).
+    SkipLocked,
+}
+
+/// What a catch-up did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CatchUp {
+    /// Transactions (steps) that rolled something up.
+    pub steps: u64,
+    /// Queue rows finished (deleted).
+    pub ranges: u64,
+    /// Event ids covered (an upper bound on the events rolled up).
+    pub ids: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why a catch-up failed. Nothing is lost: a failed step rolls back and its
+/// queue rows stay for the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    /// No connection could be had.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] PoolError),
+    /// A statement failed.
+    #[error("rollup catch-up failed: {0}")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl RollupError {
+    /// True when the database cannot be reached right now.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RollupError::Unavailable(_) => true,
+            RollupError::Query(e) => e.is_closed(),
+        }
+    }
+}
+
+/// Rolls up every queued range visible when called, on `client`. Returns at
+/// once (one index lookup) when the queue is empty.
+pub async fn catch_up(client: &mut Client, mode: Mode) -> Result<CatchUp, tokio_postgres::Error> {
+    let started = Instant::now();
+    let mut done = CatchUp::default();
+    // Rows queued later are not ours to wait for: this bound makes a run
+    // finish under a steady stream of inserts.
+    let Some(last) = client
+        .query_one(PENDING_SQL, &[])
+        .await?
+        .try_get::<_, Option<i64>>(0)?
+    else {
+        return Ok(done);
+    };
+    let take = match mode {
+        Mode::Complete => TAKE_SQL,
+        Mode::SkipLocked => TAKE_SKIP_LOCKED_SQL,
+    };
+    loop {
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(take, &[&last, &ROWS_PER_STEP])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(QueuedRange {
+                    id: row.try_get(0)?,
+                    lo: row.try_get(1)?,
+                    hi: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let Some(plan) = plan_step(&rows, MAX_IDS_PER_STEP) else {
+            tx.commit().await?;
+            break;
+        };
+        tx.execute(ROLLUP_SQL, &[&plan.lo, &plan.hi]).await?;
+        if !plan.delete.is_empty() {
+            tx.execute(DELETE_SQL, &[&plan.delete]).await?;
+        }
+        if !plan.shorten.is_empty() {
+            tx.execute(SHORTEN_SQL, &[&plan.shorten, &(plan.hi + 1)])
+                .await?;
+        }
+        tx.commit().await?;
+        done.steps += 1;
+        done.ranges += plan.delete.len() as u64;
+        done.ids += plan.ids();
+    }
+    done.elapsed = started.elapsed();
+    Ok(done)
+}
+
+/// [`catch_up`] on a connection from `pool`.
+pub async fn catch_up_pool(pool: &Pool, mode: Mode) -> Result<CatchUp, RollupError> {
+    let mut client = pool.get().await.map_err(RollupError::Unavailable)?;
+    catch_up(&mut client, mode)
+        .await
+        .map_err(RollupError::Query)
+}
+
+/// One run of the background job, logged (debug; info when large).
+pub async fn run_once(pool: &Pool) -> Result<CatchUp, RollupError> {
+    let result = catch_up_pool(pool, Mode::SkipLocked).await;
+    match &result {
+        Ok(done) if done.ids >= LARGE_RUN_IDS => tracing::info!(
+            steps = done.steps,
+            ranges = done.ranges,
+            ids = done.ids,
+            elapsed_ms = done.elapsed.as_millis() as u64,
+            "rollup catch-up: {} event ids rolled up",
+            done.ids
+        ),
+        Ok(done) => tracing::debug!(
+            steps = done.steps,
+            ranges = done.ranges,
+            ids = done.ids,
+            elapsed_ms = done.elapsed.as_millis() as u64,
+            "rollup catch-up"
+        ),
+        Err(error) => tracing::warn!(
+            error = %error,
+            "rollup catch-up failed; retrying at the next interval"
+        ),
+    }
+    result
+}
+
+/// The background job: a catch-up every `interval` until `cancel` is
+/// cancelled. Cancelling abandons a run in progress: its current step rolls
+/// back and its queue rows stay for the next start.
+pub async fn run_job(pool: Pool, interval: Duration, cancel: CancellationToken) {
+    tracing::info!(
+        interval_ms = interval.as_millis() as u64,
+        "rollup job started"
+    );
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            // Errors are logged by run_once.
+            _ = run_once(&pool) => {}
+        }
+    }
+    tracing::info!("rollup job stopped");
+}
