@@ -84,6 +84,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::db::events::OpenError> for ApiError {
+    /// A stream that could not be opened: 503 when the database is out of
+    /// reach or the pool is exhausted, else an opaque 500.
+    fn from(error: crate::db::events::OpenError) -> ApiError {
+        if error.is_unavailable() {
+            ApiError::Unavailable(Box::new(error))
+        } else {
+            ApiError::Internal(Box::new(error))
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -73,11 +73,7 @@ pub async fn events(
         &state.pseudonymiser,
         tally,
     )
-    .await
-    .map_err(|e| match e.is_unavailable() {
-        true => ApiError::Unavailable(Box::new(e)),
-        false => ApiError::Internal(Box::new(e)),
-    })?;
+    .await?;
 
     let mut response = HttpResponse::Ok();
     response

@@ -169,11 +169,7 @@ async fn day_events(
         &state.pseudonymiser,
         tally,
     )
-    .await
-    .map_err(|e| match e.is_unavailable() {
-        true => ApiError::Unavailable(Box::new(e)),
-        false => ApiError::Internal(Box::new(e)),
-    })?;
+    .await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &prefix.day_events(day))
         .insert_header((header::LINK, link_header(&links)))

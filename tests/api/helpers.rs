@@ -331,3 +331,41 @@ where
         .expect("read the whole body")
         .to_vec()
 }
+
+/// Polls `check` every 50 ms until it holds; fails after 20 seconds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl TestApp {
+    /// Waits until the app runs exactly one event query, then terminates its
+    /// backend: the database fails mid-stream.
+    pub async fn terminate_event_query(&self) {
+        eventually("the event query runs", || async {
+            self.running_event_queries().await == 1
+        })
+        .await;
+        let terminated: i64 = self
+            .db
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
+                &[&self.db_name],
+            )
+            .await
+            .expect("terminate the event query")
+            .get(0);
+        assert_eq!(terminated, 1, "exactly one event query was running");
+    }
+}

@@ -21,23 +21,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    body_of, connect, fresh_database_unmigrated, spawn_app, spawn_app_on, spawn_app_with,
-    AppOptions, TestApp, TOKEN,
+    body_of, connect, eventually, fresh_database_unmigrated, spawn_app, spawn_app_on,
+    spawn_app_with, AppOptions, TestApp, TOKEN,
 };
-
-/// Polls `check` for up to 20 seconds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `GET path` without a token; returns the status and the body.
 async fn get_plain(app: &TestApp, path: &str) -> (u16, Vec<u8>) {
     let mut response = app
@@ -316,17 +302,7 @@ async fn metrics_count_streams_cut_short_by_the_client_or_the_database() {
     // The database fails mid-stream.
     let mut socket = open_raw(&app, BIG_HOUR).await;
     read_at_least(&mut socket, 64 * 1024).await;
-    let terminated: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
-            &[&app.db_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
+    app.terminate_event_query().await;
     let mut rest = Vec::new();
     socket.read_to_end(&mut rest).await.unwrap();
     eventually("the database failure is counted", || async {

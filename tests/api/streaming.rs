@@ -1,47 +1,14 @@
 //! Streaming behaviour: failures after the first byte, client disconnects.
 
-use std::time::{Duration, Instant};
-
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{body_of, spawn_app, TestApp, TOKEN};
+use crate::helpers::{body_of, eventually, spawn_app, TestApp, TOKEN};
 
 const ROWS: i64 = 300_000;
 /// 300,000 events one millisecond apart fill five minutes of 2021-04-10.
 const BIG_WINDOW: &str = "/api/v1/statistics/events/hour/2021-04-10T00";
-
-/// Waits until `check` holds, polling, for at most 10 seconds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn terminate_event_query(app: &TestApp) {
-    eventually("the event query runs", || async {
-        app.running_event_queries().await == 1
-    })
-    .await;
-    let terminated: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
-            &[&app.db_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
-}
 
 #[actix_web::test]
 async fn json_stays_valid_and_reports_a_database_failure_in_band() {
@@ -55,7 +22,7 @@ async fn json_stays_valid_and_reports_a_database_failure_in_band() {
         .expect("a first chunk")
         .expect("chunk")
         .to_vec();
-    terminate_event_query(&app).await;
+    app.terminate_event_query().await;
     while let Some(chunk) = response.next().await {
         body.extend_from_slice(&chunk.expect("JSON ends cleanly, in band"));
     }
@@ -87,7 +54,7 @@ async fn csv_is_truncated_when_the_database_fails() {
     let mut received = read_at_least(&mut socket, 64 * 1024).await;
     assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(contains(&received, b"transfer-encoding: chunked\r\n"));
-    terminate_event_query(&app).await;
+    app.terminate_event_query().await;
     socket
         .read_to_end(&mut received)
         .await

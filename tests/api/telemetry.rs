@@ -312,26 +312,6 @@ async fn a_big_compressed_stream_starts_at_once_and_arrives_in_pieces() {
         "first chunk after {first:?} of {total:?}: the body was buffered"
     );
 }
-
-async fn terminate_event_query(app: &crate::helpers::TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.running_event_queries().await != 1 {
-        assert!(Instant::now() < deadline, "the event query never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let terminated: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
-            &[&app.db_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
-}
-
 #[actix_web::test]
 async fn compressed_streams_keep_the_mid_stream_failure_rules() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -353,7 +333,7 @@ async fn compressed_streams_keep_the_mid_stream_failure_rules() {
     let head = String::from_utf8_lossy(&received[..512]).to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    terminate_event_query(&app).await;
+    app.terminate_event_query().await;
     socket.read_to_end(&mut received).await.unwrap();
     assert!(
         !received.ends_with(b"\r\n0\r\n\r\n"),
@@ -374,7 +354,7 @@ async fn compressed_streams_keep_the_mid_stream_failure_rules() {
     let mut body = Vec::new();
     let first = response.next().await.unwrap().unwrap();
     body.extend_from_slice(&first);
-    terminate_event_query(&app).await;
+    app.terminate_event_query().await;
     while let Some(chunk) = response.next().await {
         body.extend_from_slice(&chunk.unwrap());
     }
