@@ -16,10 +16,14 @@ async fn main() -> std::process::ExitCode {
 
 /// Logs go to stderr, human-readable by default or one JSON object per line
 /// with `ACCTSTREAM_LOG_FORMAT=json`; `RUST_LOG` sets the level (default info).
+/// Colours only on a terminal, and never with `NO_COLOR` set.
 fn init_logging() {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match std::env::var("ACCTSTREAM_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().flatten_event(true).init(),
