@@ -15,7 +15,7 @@ use actix_web::{
 };
 use bytes::Bytes;
 
-use super::{error::ApiError, startup::get_only};
+use super::{error::ApiError, startup::get_resource};
 
 /// The OpenAPI document, exactly as in the repository.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -97,17 +97,18 @@ pub fn init() -> std::io::Result<()> {
 
 /// Registers the documentation routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get = |path: &'static str, route: actix_web::Route| {
-        web::resource(path)
-            .route(route)
-            .default_service(web::to(get_only))
-    };
-    cfg.service(get("/", web::get().to(root)))
-        .service(get("/openapi.yaml", web::get().to(openapi_yaml)))
-        .service(get("/v3/api-docs", web::get().to(openapi_json)))
-        .service(get("/swagger-ui", web::get().to(swagger_ui_slash)))
-        .service(get("/swagger-ui/", web::get().to(swagger_ui_index)))
-        .service(get("/swagger-ui/{asset}", web::get().to(swagger_ui_asset)));
+    cfg.service(get_resource("/", web::get().to(root)))
+        .service(get_resource("/openapi.yaml", web::get().to(openapi_yaml)))
+        .service(get_resource("/v3/api-docs", web::get().to(openapi_json)))
+        .service(get_resource("/swagger-ui", web::get().to(swagger_ui_slash)))
+        .service(get_resource(
+            "/swagger-ui/",
+            web::get().to(swagger_ui_index),
+        ))
+        .service(get_resource(
+            "/swagger-ui/{asset}",
+            web::get().to(swagger_ui_asset),
+        ));
 }
 
 fn redirect(status: actix_web::http::StatusCode, to: &'static str) -> HttpResponse {

@@ -24,11 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/api/v1/statistics/events/{period}",
         "/api/v1/statistics/events/{period}/{datetime}",
     ] {
-        cfg.service(
-            web::resource(path)
-                .route(web::get().to(events))
-                .default_service(web::to(super::startup::get_only)),
-        );
+        cfg.service(super::startup::get_resource(path, web::get().to(events)));
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{error::ApiError, startup::get_only, AppState};
+use super::{error::ApiError, startup::get_resource, AppState};
 use crate::{db, metrics::PoolSample};
 
 /// How long `/readyz` may take before it answers 503.
@@ -75,11 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/readyz", web::get().to(readyz)),
         ("/metrics", web::get().to(metrics)),
     ] {
-        cfg.service(
-            web::resource(path)
-                .route(handler)
-                .default_service(web::to(get_only)),
-        );
+        cfg.service(get_resource(path, handler));
     }
 }
 

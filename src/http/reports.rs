@@ -42,26 +42,21 @@ pub struct ReportOptions {
 /// Registers the report routes (one resource per template, so that logs and
 /// metrics name the template that matched).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use super::startup::get_resource;
     for path in [
         "/api/v1/accounting/report",
         "/api/v1/accounting/report/{month}",
     ] {
-        cfg.service(
-            web::resource(path)
-                .route(web::get().to(accounting_report))
-                .default_service(web::to(super::startup::get_only)),
-        );
+        cfg.service(get_resource(path, web::get().to(accounting_report)));
     }
-    cfg.service(
-        web::resource("/api/v1/accounting/verify/daily-users/{month}")
-            .route(web::get().to(daily_users))
-            .default_service(web::to(super::startup::get_only)),
-    )
-    .service(
-        web::resource("/api/v1/accounting/verify/events/{day}")
-            .route(web::get().to(day_events))
-            .default_service(web::to(super::startup::get_only)),
-    );
+    cfg.service(get_resource(
+        "/api/v1/accounting/verify/daily-users/{month}",
+        web::get().to(daily_users),
+    ))
+    .service(get_resource(
+        "/api/v1/accounting/verify/events/{day}",
+        web::get().to(day_events),
+    ));
 }
 
 /// The query parameters the reports understand; others are ignored.

@@ -47,8 +47,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     super::reports::configure(cfg);
 }
 
+/// A resource at `path` answering GET with `handler`, and 405 `method_not_allowed`
+/// (with `Allow: GET`) to any other method.
+pub fn get_resource(path: &str, handler: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(handler)
+        .default_service(web::to(get_only))
+}
+
 /// The answer for a known path with an unsupported method.
-pub async fn get_only() -> Result<HttpResponse, ApiError> {
+async fn get_only() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed { allow: "GET" })
 }
 
