@@ -369,3 +369,37 @@ impl TestApp {
         assert_eq!(terminated, 1, "exactly one event query was running");
     }
 }
+
+impl TestApp {
+    /// Opens a raw connection and sends `GET path` with the test token and
+    /// `headers`, leaving the response unread: the test sets the pace of
+    /// reading (or disconnects).
+    pub async fn open_raw(&self, path: &str, headers: &[(&str, &str)]) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt as _;
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to the app");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        socket
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        socket
+    }
+}
+
+/// Reads exactly `n` bytes of a raw response (the server must not close before).
+pub async fn read_bytes(socket: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = vec![0u8; n];
+    socket
+        .read_exact(&mut buffer)
+        .await
+        .expect("the server closed early");
+    buffer
+}

@@ -18,12 +18,13 @@ use acctstream::{
 };
 use actix_web::http::header;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::helpers::{
-    body_of, connect, eventually, fresh_database_unmigrated, spawn_app, spawn_app_on,
+    body_of, connect, eventually, fresh_database_unmigrated, read_bytes, spawn_app, spawn_app_on,
     spawn_app_with, AppOptions, TestApp, TOKEN,
 };
+
 /// `GET path` without a token; returns the status and the body.
 async fn get_plain(app: &TestApp, path: &str) -> (u16, Vec<u8>) {
     let mut response = app
@@ -249,27 +250,6 @@ async fn metrics_follow_requests_rows_and_streams() {
 
 const BIG_HOUR: &str = "/api/v1/statistics/events/hour/2021-04-10T00";
 
-async fn open_raw(app: &TestApp, path: &str) -> tokio::net::TcpStream {
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    socket
-}
-
-async fn read_at_least(socket: &mut tokio::net::TcpStream, n: usize) {
-    let mut buffer = vec![0u8; n];
-    let mut read = 0;
-    while read < n {
-        let got = socket.read(&mut buffer[read..]).await.unwrap();
-        assert!(got > 0, "the server closed early");
-        read += got;
-    }
-}
-
 #[actix_web::test]
 async fn metrics_count_streams_cut_short_by_the_client_or_the_database() {
     let app = spawn_app().await;
@@ -280,8 +260,8 @@ async fn metrics_count_streams_cut_short_by_the_client_or_the_database() {
     let in_progress = r#"acctstream_streams_in_progress{resource="events"}"#;
 
     // The client goes away mid-stream.
-    let mut socket = open_raw(&app, BIG_HOUR).await;
-    read_at_least(&mut socket, 64 * 1024).await;
+    let mut socket = app.open_raw(BIG_HOUR, &[("Connection", "close")]).await;
+    read_bytes(&mut socket, 64 * 1024).await;
     let during = metrics(&app).await;
     assert_eq!(value(&during, in_progress), 1.0);
     assert_eq!(value(&during, "acctstream_db_pool_in_use"), 1.0);
@@ -300,8 +280,8 @@ async fn metrics_count_streams_cut_short_by_the_client_or_the_database() {
     assert_eq!(value(&m, &sample("database_error")), 0.0);
 
     // The database fails mid-stream.
-    let mut socket = open_raw(&app, BIG_HOUR).await;
-    read_at_least(&mut socket, 64 * 1024).await;
+    let mut socket = app.open_raw(BIG_HOUR, &[("Connection", "close")]).await;
+    read_bytes(&mut socket, 64 * 1024).await;
     app.terminate_event_query().await;
     let mut rest = Vec::new();
     socket.read_to_end(&mut rest).await.unwrap();

@@ -2,9 +2,9 @@
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
-use crate::helpers::{body_of, eventually, spawn_app, TestApp, TOKEN};
+use crate::helpers::{body_of, eventually, read_bytes, spawn_app};
 
 const ROWS: i64 = 300_000;
 /// 300,000 events one millisecond apart fill five minutes of 2021-04-10.
@@ -50,8 +50,8 @@ async fn json_stays_valid_and_reports_a_database_failure_in_band() {
 async fn csv_is_truncated_when_the_database_fails() {
     let app = spawn_app().await;
     app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
-    let mut socket = open_raw(&app, "text/csv").await;
-    let mut received = read_at_least(&mut socket, 64 * 1024).await;
+    let mut socket = app.open_raw(BIG_WINDOW, &[("Accept", "text/csv")]).await;
+    let mut received = read_bytes(&mut socket, 64 * 1024).await;
     assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(contains(&received, b"transfer-encoding: chunked\r\n"));
     app.terminate_event_query().await;
@@ -66,30 +66,6 @@ async fn csv_is_truncated_when_the_database_fails() {
     );
 }
 
-/// Sends a GET for the big window and returns the socket, response unread.
-async fn open_raw(app: &TestApp, accept: &str) -> tokio::net::TcpStream {
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
-    let request = format!(
-        "GET {BIG_WINDOW} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nAccept: {accept}\r\n\r\n"
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    socket
-}
-
-/// Reads at least `n` bytes (the server must not close before).
-async fn read_at_least(socket: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
-    let mut buffer = vec![0u8; n];
-    let mut read = 0;
-    while read < n {
-        let got = socket.read(&mut buffer[read..]).await.unwrap();
-        assert!(got > 0, "the server closed early");
-        read += got;
-    }
-    buffer
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -101,8 +77,8 @@ async fn client_disconnect_cancels_the_query_and_frees_the_connection() {
     let app = spawn_app().await;
     app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
     let socket = {
-        let mut socket = open_raw(&app, "text/csv").await;
-        let head = read_at_least(&mut socket, 64 * 1024).await;
+        let mut socket = app.open_raw(BIG_WINDOW, &[("Accept", "text/csv")]).await;
+        let head = read_bytes(&mut socket, 64 * 1024).await;
         assert!(head.starts_with(b"HTTP/1.1 200 OK"));
         socket
     };

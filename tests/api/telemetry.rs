@@ -314,22 +314,16 @@ async fn a_big_compressed_stream_starts_at_once_and_arrives_in_pieces() {
 }
 #[actix_web::test]
 async fn compressed_streams_keep_the_mid_stream_failure_rules() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let app = spawn_app().await;
     app.insert_many("2021-04-10T00:00:00Z", 300_000).await;
     let big = "/api/v1/statistics/events/hour/2021-04-10T00";
 
     // CSV, gzip: cut off without the last chunk, never a clean end.
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
-    let request = format!(
-        "GET {big} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Accept: text/csv\r\nAccept-Encoding: gzip\r\n\r\n"
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut received = vec![0u8; 64 * 1024];
-    socket.read_exact(&mut received).await.unwrap();
+    let mut socket = app
+        .open_raw(big, &[("Accept", "text/csv"), ("Accept-Encoding", "gzip")])
+        .await;
+    let mut received = crate::helpers::read_bytes(&mut socket, 64 * 1024).await;
     let head = String::from_utf8_lossy(&received[..512]).to_ascii_lowercase();
     assert!(head.contains("content-encoding: gzip"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
