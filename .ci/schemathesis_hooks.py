@@ -2,7 +2,8 @@
 
 `POST /api/v1/events` takes an array of `IngestEvent` objects as JSON, as
 NDJSON (one object per line) or as CSV (a header row, then one row per
-event). openapi.yaml describes all three with the same array schema;
+event); `POST /api/v1/client-events` the same with `IngestClientEvent`
+objects. openapi.yaml describes all three with the same array schema;
 schemathesis knows how to send JSON only, so these hooks turn a generated
 array into the other two wire formats. Load them with
 `PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks`.
@@ -19,7 +20,33 @@ import json
 
 import schemathesis
 
-FIELDS = ["timestamp", "authMethodType", "authMethodName", "authRequestOrigin", "userId", "eventId"]
+# Per ingest path: the fields in order, and which are required.
+# Fields whose JSON values are integers (CSV carries them as decimal text).
+INTEGERS = {
+    "channel", "categoryCode", "typeCode", "subTypeCode", "vlan", "rssi",
+    "associationTimestamp", "authenticationTimestamp", "networkTimestamp",
+    "failureCode", "subFailureCode", "dhcpLatency", "aaaLatency", "dnsLatency",
+}
+# Fields that take an integer or a string.
+INTEGER_OR_STRING = {"/api/v1/client-events": {"timestamp"}}
+
+KINDS = {
+    "/api/v1/events": (
+        ["timestamp", "authMethodType", "authMethodName", "authRequestOrigin", "userId", "eventId"],
+        {"timestamp", "authMethodType", "authMethodName", "authRequestOrigin", "userId"},
+    ),
+    "/api/v1/client-events": (
+        [
+            "timestamp", "macAddress", "eventType", "protocol", "ssid", "bssid", "channel",
+            "associatedAPName", "categoryCode", "typeCode", "subTypeCode", "category",
+            "eventDescription", "subEventDescription", "vlan", "ip", "rssi",
+            "associationTimestamp", "authenticationTimestamp", "networkTimestamp",
+            "failureCode", "failure", "subFailureCode", "subFailure", "dhcpLatency",
+            "aaaLatency", "dnsLatency", "eventId",
+        ],
+        {"timestamp", "macAddress", "eventType"},
+    ),
+}
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -29,16 +56,31 @@ def to_ndjson(ctx, value):
     return "".join(json.dumps(item) + "\n" for item in value).encode()
 
 
-def _cell(value):
-    return value if isinstance(value, str) else None
+def _cell(value, integer=False):
+    """The CSV text of a value: strings as they are, integers in decimal
+    where the field takes integers; None for what CSV cannot carry."""
+    if isinstance(value, str):
+        return value
+    if integer and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _path(ctx):
+    case = getattr(ctx, "case", None)
+    operation = getattr(case, "operation", None)
+    return getattr(operation, "path", "/api/v1/events")
 
 
 @schemathesis.serializer("text/csv")
 def to_csv(ctx, value):
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         return json.dumps(value).encode()
-    # No events: the header alone (every column, eventId included).
-    columns = [f for f in FIELDS if not value or any(f in item for item in value)]
+    path = _path(ctx)
+    fields, required = KINDS.get(path, KINDS["/api/v1/events"])
+    integers = (INTEGERS | INTEGER_OR_STRING.get(path, set())) if path != "/api/v1/events" else set()
+    # No events: the header alone (every column, optional ones included).
+    columns = [f for f in fields if not value or any(f in item for item in value)]
     columns += sorted({k for item in value for k in item} - set(columns))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -48,15 +90,18 @@ def to_csv(ctx, value):
         representable = True
         for column in columns:
             v = item.get(column)
-            if column == "eventId" and v is None:
-                row.append("")  # an empty cell means no ID
-            elif column not in item or _cell(v) is None or (column == "eventId" and v == ""):
-                # A missing required value, a non-string, or an empty ID
-                # (which CSV would read as none): not representable.
+            cell = _cell(v, column in integers)
+            optional = column in fields and column not in required
+            if optional and v is None:
+                row.append("")  # an empty cell of an optional field means none
+            elif column not in item or cell is None or (optional and v == ""):
+                # A missing required value, a value CSV cannot carry, or an
+                # empty optional value (which CSV would read as none): not
+                # representable.
                 representable = False
-                row.append("" if _cell(v) is None else v)
+                row.append("" if cell is None else cell)
             else:
-                row.append(v)
+                row.append(cell)
         if not representable:
             row.append("")
         writer.writerow(row)

@@ -118,6 +118,16 @@ struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     max_body_bytes: u64,
+    /// What CSV downloads do with text cells that start like a spreadsheet
+    /// formula (=, +, -, @, tab, CR): `quote` prefixes them with ', `off`
+    /// writes every value exactly.
+    #[arg(
+        long,
+        env = "ACCTSTREAM_CSV_FORMULA_GUARD",
+        default_value = "quote",
+        value_parser = ["quote", "off"]
+    )]
+    csv_formula_guard: String,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +199,10 @@ struct SeedArgs {
     /// Seed of the random generator (same seed, same data).
     #[arg(long, default_value_t = 42)]
     rng_seed: u64,
+    /// Number of Wi-Fi client events to insert besides (over the same span;
+    /// their pseudonyms are recorded when ACCTSTREAM_PSEUDONYM_KEY is set).
+    #[arg(long, default_value_t = 0)]
+    client_events: u64,
 }
 
 /// Anything that stops a subcommand.
@@ -425,6 +439,7 @@ async fn serve_with(
             ingest: http::IngestOptions {
                 max_body_bytes: args.max_body_bytes,
             },
+            csv_formula_guard: args.csv_formula_guard.parse().unwrap_or_default(),
             ..http::AppOptions::default()
         },
     };
@@ -468,7 +483,7 @@ async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Res
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
     tokens.add(&token);
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
-    tokens.add_scoped(&write_token, config::Scope::ReadWrite);
+    tokens.add_scoped(&write_token, config::Scope::READ_WRITE);
     let public_url = args
         .public_url
         .as_deref()
@@ -479,13 +494,18 @@ async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Res
     let result = async {
         database.migrate().await?;
         let mut client = connect(&database.config).await?;
-        seed_or_top_up(&mut client, events).await?;
+        seed_or_top_up(&mut client, events, &pseudonymiser).await?;
         drop(client);
-        let trickle_pool = db::pool::build(database.config.clone(), 1)?;
-        let (stop_trickle, stopped) = tokio::sync::oneshot::channel::<()>();
-        let trickle = tokio::spawn(demo::trickle(trickle_pool, async move {
-            let _ = stopped.await;
-        }));
+        let trickle_pool = db::pool::build(database.config.clone(), 2)?;
+        let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let trickle = tokio::spawn(demo::trickle(trickle_pool.clone(), stopped()));
+        let client_trickle = tokio::spawn(demo::client::trickle(trickle_pool, stopped()));
         let banner = |base: &str| print_demo_banner(base, &token, &write_token);
         let served = serve_with(
             common,
@@ -497,8 +517,9 @@ async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Res
             Some(&banner),
         )
         .await;
-        let _ = stop_trickle.send(());
+        let _ = stop_trickle.send(true);
         let _ = trickle.await;
+        let _ = client_trickle.await;
         served
     }
     .await;
@@ -509,6 +530,7 @@ async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Res
 async fn seed_or_top_up(
     client: &mut tokio_postgres::Client,
     events: Option<u64>,
+    pseudonymiser: &Pseudonymiser,
 ) -> Result<(), CliError> {
     let empty = client
         .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
@@ -525,13 +547,22 @@ async fn seed_or_top_up(
         if let Some(events) = events {
             options.events = events;
         }
-        demo::seed(client, &options, progress).await?
+        let inserted = demo::seed(client, &options, progress).await?;
+        let client_events = options.events / demo::client::EVENTS_PER_AUTH_EVENT;
+        (
+            inserted,
+            demo::client::seed(client, &options, client_events, Some(pseudonymiser)).await?,
+        )
     } else {
         eprintln!("Topping up demo data to now...");
-        demo::backfill(client, Utc::now(), 30, progress).await?
+        (
+            demo::backfill(client, Utc::now(), 30, progress).await?,
+            demo::client::backfill(client, Utc::now(), 30, pseudonymiser).await?,
+        )
     };
+    let (inserted, client_events) = inserted;
     eprintln!(
-        "\r  {inserted} events inserted in {:.1} s{:20}",
+        "\r  {inserted} authentication events and {client_events} Wi-Fi client events inserted in {:.1} s{:20}",
         started.elapsed().as_secs_f64(),
         ""
     );
@@ -618,6 +649,25 @@ async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
             started.elapsed().as_secs_f64(),
             ""
         );
+        if args.client_events > 0 {
+            let started = std::time::Instant::now();
+            let pseudonymiser = config::pseudonymiser_from_env()?;
+            let inserted = demo::client::seed(
+                &client,
+                &options,
+                args.client_events,
+                pseudonymiser.as_ref(),
+            )
+            .await?;
+            eprintln!(
+                "  {inserted} Wi-Fi client events inserted in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            client
+                .batch_execute("VACUUM ANALYZE client_event")
+                .await
+                .map_err(CliError::Connect)?;
+        }
         let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
             .await
             .map_err(db::rollup::RollupError::Query)?;

@@ -127,19 +127,56 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(key)
 }
 
-/// What a bearer token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Read events and reports (an entry without a scope).
-    Read,
-    /// Read, and ingest events (`token:read+write`).
-    ReadWrite,
+/// What a bearer token may do. Every token may read (pseudonymised data);
+/// `write` may also ingest; `identities` sees raw identities (user ids, MAC
+/// and IP addresses) instead of pseudonyms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// May ingest (`token:read+write`).
+    pub write: bool,
+    /// Sees raw identities (`token:read+identities`).
+    pub identities: bool,
 }
 
 impl Scope {
+    /// Read only (an entry without a scope, or `token:read`).
+    pub const READ: Scope = Scope {
+        write: false,
+        identities: false,
+    };
+    /// Read and ingest (`token:read+write`).
+    pub const READ_WRITE: Scope = Scope {
+        write: true,
+        identities: false,
+    };
+
     /// True when this scope may ingest events.
     pub fn can_write(self) -> bool {
-        self == Scope::ReadWrite
+        self.write
+    }
+
+    /// True when this scope sees raw identities.
+    pub fn can_see_identities(self) -> bool {
+        self.identities
+    }
+
+    /// Parses `read`, optionally joined by `+` with `write` and/or
+    /// `identities` (any order, each once).
+    pub fn parse(text: &str) -> Option<Scope> {
+        let mut scope = Scope::READ;
+        let mut read = false;
+        for part in text.split('+') {
+            let flag = match part {
+                "read" => &mut read,
+                "write" => &mut scope.write,
+                "identities" => &mut scope.identities,
+                _ => return None,
+            };
+            if std::mem::replace(flag, true) {
+                return None;
+            }
+        }
+        read.then_some(scope)
     }
 }
 
@@ -178,15 +215,17 @@ impl ApiTokens {
                 )));
             }
             let (token, scope) = match entry.split_once(':') {
-                None => (entry, Scope::Read),
-                Some((token, "read")) => (token, Scope::Read),
-                Some((token, "read+write")) => (token, Scope::ReadWrite),
-                Some(_) => {
-                    return Err(ConfigError::BadToken(format!(
-                        "entry {position} has an unknown scope: write `token` (read only) \
-                         or `token:read+write`"
-                    )))
-                }
+                None => (entry, Scope::READ),
+                Some((token, scope)) => match Scope::parse(scope) {
+                    Some(scope) => (token, scope),
+                    None => {
+                        return Err(ConfigError::BadToken(format!(
+                            "entry {position} has an unknown scope: write `token` (read only), \
+                             `token:read+write`, `token:read+identities` or \
+                             `token:read+write+identities`"
+                        )))
+                    }
+                },
             };
             if token.is_empty() {
                 return Err(ConfigError::BadToken(format!(
@@ -205,7 +244,7 @@ impl ApiTokens {
 
     /// Allows one more token, read only.
     pub fn add(&mut self, token: &str) {
-        self.add_scoped(token, Scope::Read);
+        self.add_scoped(token, Scope::READ);
     }
 
     /// Allows one more token with the given scope.
@@ -232,16 +271,17 @@ impl ApiTokens {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
         let mut write = subtle::Choice::from(0);
+        let mut identities = subtle::Choice::from(0);
         for (known, scope) in &self.digests {
             let matches = known.ct_eq(&digest);
             found |= matches;
-            write |= matches & subtle::Choice::from(u8::from(scope.can_write()));
+            write |= matches & subtle::Choice::from(u8::from(scope.write));
+            identities |= matches & subtle::Choice::from(u8::from(scope.identities));
         }
-        match (bool::from(found), bool::from(write)) {
-            (false, _) => None,
-            (true, false) => Some(Scope::Read),
-            (true, true) => Some(Scope::ReadWrite),
-        }
+        bool::from(found).then_some(Scope {
+            write: bool::from(write),
+            identities: bool::from(identities),
+        })
     }
 }
 
@@ -293,15 +333,31 @@ mod tests {
     #[test]
     fn scopes_are_parsed() {
         let tokens = ApiTokens::parse("a, b:read+write ,c:read").unwrap();
-        assert_eq!(tokens.scope_of("a"), Some(Scope::Read));
-        assert_eq!(tokens.scope_of("b"), Some(Scope::ReadWrite));
-        assert_eq!(tokens.scope_of("c"), Some(Scope::Read));
+        assert_eq!(tokens.scope_of("a"), Some(Scope::READ));
+        assert_eq!(tokens.scope_of("b"), Some(Scope::READ_WRITE));
+        assert_eq!(tokens.scope_of("c"), Some(Scope::READ));
         assert_eq!(tokens.scope_of("b:read+write"), None);
         assert_eq!(tokens.scope_of("d"), None);
         assert!(tokens.allows("b"));
         // The same token listed read-only and read+write can write.
         let twice = ApiTokens::parse("x,x:read+write").unwrap();
-        assert_eq!(twice.scope_of("x"), Some(Scope::ReadWrite));
+        assert_eq!(twice.scope_of("x"), Some(Scope::READ_WRITE));
+        // The identities scope, alone or with write, in any order.
+        let all = ApiTokens::parse("i:read+identities,w:identities+read+write").unwrap();
+        assert_eq!(
+            all.scope_of("i"),
+            Some(Scope {
+                write: false,
+                identities: true
+            })
+        );
+        assert_eq!(
+            all.scope_of("w"),
+            Some(Scope {
+                write: true,
+                identities: true
+            })
+        );
     }
 
     #[test]
@@ -312,7 +368,15 @@ mod tests {
         assert!(message.contains("entry 3"), "{message}");
         assert!(!message.contains("secret-token"), "{message}");
         assert!(!message.contains("admin"), "{message}");
-        for bad in ["t:write", "t:", "t:read+write:x", "t:READ+WRITE"] {
+        for bad in [
+            "t:write",
+            "t:",
+            "t:read+write:x",
+            "t:READ+WRITE",
+            "t:read+read",
+            "t:identities",
+            "t:read+audit",
+        ] {
             assert!(ApiTokens::parse(bad).is_err(), "{bad}");
         }
         let empty = ApiTokens::parse(":read+write").unwrap_err().to_string();

@@ -15,6 +15,8 @@
 //! - [`metrics`]: the Prometheus metrics every worker shares (framework-free).
 //! - [`cli`]: the `serve`, `migrate`, `demo` and `seed` subcommands.
 //! - [`demo`]: realistic demo data and the live trickle of new events.
+//! - [`kinds`]: the description of each kind of accounting record
+//!   (authentication events, Wi-Fi client events), all the pipeline knows of them.
 
 pub mod cli;
 pub mod config;
@@ -22,4 +24,5 @@ pub mod core;
 pub mod db;
 pub mod demo;
 pub mod http;
+pub mod kinds;
 pub mod metrics;

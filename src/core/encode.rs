@@ -1,16 +1,25 @@
-//! Streaming encoders that turn events into chunks of a JSON or CSV body.
+//! Streaming encoders that turn records of any kind into chunks of a JSON,
+//! CSV or NDJSON body, driven by the kind's column list.
 //!
 //! The encoder appends to an internal buffer; the streaming layer calls
-//! [`EventEncoder::take`] whenever [`EventEncoder::buffered`] reaches
-//! [`CHUNK_TARGET`] and once more after [`EventEncoder::finish`].
-
-use std::io;
+//! [`RecordEncoder::take`] whenever [`RecordEncoder::buffered`] reaches
+//! [`CHUNK_TARGET`] and once more after [`RecordEncoder::finish`]. A row is
+//! written as [`RecordEncoder::begin_row`], one [`RecordEncoder::value`] per
+//! column in the kind's order, [`RecordEncoder::end_row`]: no allocation per
+//! row.
+//!
+//! - JSON: `{"links":{"self":…,"prev":…,"next":…},"<envelope>":[{…},…]}`.
+//! - CSV: a header row of the columns' CSV names, then one RFC 4180 row per
+//!   record (CRLF, fields quoted only when needed). Text cells that a
+//!   spreadsheet would run as a formula are neutralised ([`FormulaGuard`]).
+//! - NDJSON: one JSON object per record and line, no envelope.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
+use crate::core::identity::Shown;
+use crate::core::kind::{ColumnType, Kind};
 use crate::core::negotiate::OutputFormat;
-use crate::core::pseudonym::Pseudonym;
 use crate::core::window::NavigationLinks;
 
 /// The buffer size at which the streaming layer should take a chunk.
@@ -19,239 +28,363 @@ pub const CHUNK_TARGET: usize = 32 * 1024;
 /// The capacity reserved for each chunk: the target plus room for the row that crosses it.
 const CHUNK_CAPACITY: usize = CHUNK_TARGET + 8 * 1024;
 
-/// The staging buffer of the `csv` writer; records are flushed out of it after every row.
-const CSV_STAGING_CAPACITY: usize = 4 * 1024;
+/// What CSV bodies do with text cells that start like a spreadsheet formula
+/// (`=`, `+`, `-`, `@`, a tab or a carriage return): OWASP's "CSV injection".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FormulaGuard {
+    /// Prefix such cells with `'`, so spreadsheets show them as text (the default).
+    #[default]
+    Quote,
+    /// Write every value exactly (for programs that must round-trip).
+    Off,
+}
 
-/// The header row of the CSV body (written without quotes, followed by CRLF).
-pub const CSV_HEADER: &str = "Timestamp,Authentication Method Type,Authentication Method Name,Authentication Request Origin,Pseudonymised User ID";
+impl std::str::FromStr for FormulaGuard {
+    type Err = String;
 
-/// One authentication event, borrowed from the database row it came from.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "quote" => Ok(FormulaGuard::Quote),
+            "off" => Ok(FormulaGuard::Off),
+            _ => Err("expected `quote` or `off`".to_owned()),
+        }
+    }
+}
+
+/// True for a value a spreadsheet would evaluate as a formula.
+fn looks_like_formula(value: &[u8]) -> bool {
+    matches!(
+        value.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
+}
+
+/// One value of a record, borrowed from the row it came from.
 #[derive(Clone, Copy, Debug)]
-pub struct EventRecord<'a> {
-    /// When the authentication happened.
-    pub occurred_at: DateTime<Utc>,
-    /// The type of authentication method, e.g. `password`.
-    pub auth_method_type: &'a str,
-    /// The name of the authentication method.
-    pub auth_method_name: &'a str,
-    /// Where the authentication request came from.
-    pub auth_request_origin: &'a str,
-    /// The pseudonymised user; raw user ids cannot reach an encoder.
-    pub user: &'a Pseudonym,
+pub enum Value<'a> {
+    /// SQL NULL: `null` in JSON, an empty CSV cell.
+    Null,
+    /// Text.
+    Text(&'a str),
+    /// An integer.
+    Integer(i64),
+    /// A float (non-finite values are written as null).
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// A point in time.
+    Timestamp(DateTime<Utc>),
+    /// A personal identifier, as an identity writer showed it.
+    Identity(Shown<'a>),
 }
 
-/// An `io::Write` that appends to a `BytesMut` and never fails.
-struct BytesWriter(BytesMut);
-
-impl io::Write for BytesWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-enum Sink {
-    Json { buf: BytesWriter, first: bool },
-    Csv(Box<CsvSink>),
-}
-
-/// The `csv` writer owns the buffer; `take` swaps in a fresh writer to get it back.
-struct CsvSink {
-    writer: csv::Writer<BytesWriter>,
-    builder: csv::WriterBuilder,
-}
-
-/// Encodes a window's events incrementally into JSON or CSV.
+/// Encodes one listing of records incrementally.
 ///
-/// The output is always well-formed up to the last completed call: JSON bodies are
-/// `{"links":{...},"events":[...]}` and CSV bodies are a header row followed by one
-/// CRLF-terminated RFC 4180 row per event.
-pub struct EventEncoder {
-    sink: Sink,
+/// The output is always well-formed up to the last completed row.
+pub struct RecordEncoder {
+    format: OutputFormat,
+    buf: BytesMut,
+    guard: FormulaGuard,
+    /// The JSON key of each column with its leading `{` or `,` and trailing `:`.
+    keys: Vec<Box<[u8]>>,
+    /// The CSV formula guard applies to each column.
+    guarded: Vec<bool>,
+    /// Rows begun so far.
+    rows: u64,
+    /// The next column of the current row.
+    column: usize,
     closed: bool,
 }
 
-impl std::fmt::Debug for EventEncoder {
+impl std::fmt::Debug for RecordEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventEncoder")
-            .field("format", &self.format())
+        f.debug_struct("RecordEncoder")
+            .field("format", &self.format)
             .field("buffered", &self.buffered())
             .field("closed", &self.closed)
             .finish()
     }
 }
 
-impl EventEncoder {
-    /// Creates an encoder and writes the body's prefix.
-    ///
-    /// JSON: `{"links":{"self":"…","prev":"…","next":"…"},"events":[`; CSV: the header row and CRLF.
-    pub fn new(format: OutputFormat, links: &NavigationLinks) -> Self {
-        let mut buf = BytesWriter(BytesMut::with_capacity(CHUNK_CAPACITY));
-        let sink = match format {
+/// What a JSON body says before its records.
+#[derive(Clone, Copy, Debug)]
+pub enum JsonHead<'a> {
+    /// A window: `"links":{"self":…,"prev":…,"next":…}`.
+    Links(&'a NavigationLinks),
+    /// An offset-paged list: `"previousLink":…,"nextLink":…` (each a URL or
+    /// null) and, when counted, `"totalCount":…`.
+    Paged {
+        /// The previous page, if any.
+        previous: Option<&'a str>,
+        /// The next page, if any.
+        next: Option<&'a str>,
+        /// Every record of the list, when asked for.
+        total: Option<i64>,
+    },
+}
+
+impl RecordEncoder {
+    /// Creates an encoder for `kind` and writes the body's prefix: JSON the
+    /// head and the envelope's opening, CSV the header row, NDJSON nothing.
+    pub fn new(kind: &Kind, format: OutputFormat, head: JsonHead<'_>, guard: FormulaGuard) -> Self {
+        let mut buf = BytesMut::with_capacity(CHUNK_CAPACITY);
+        match format {
             OutputFormat::Json => {
-                buf.0.put_slice(br#"{"links":{"self":"#);
-                write_json_str(&mut buf, &links.self_link);
-                buf.0.put_slice(br#","prev":"#);
-                write_json_str(&mut buf, &links.prev);
-                buf.0.put_slice(br#","next":"#);
-                write_json_str(&mut buf, &links.next);
-                buf.0.put_slice(br#"},"events":["#);
-                Sink::Json { buf, first: true }
+                match head {
+                    JsonHead::Links(links) => {
+                        buf.put_slice(br#"{"links":{"self":"#);
+                        write_json_str(&mut buf, &links.self_link);
+                        buf.put_slice(br#","prev":"#);
+                        write_json_str(&mut buf, &links.prev);
+                        buf.put_slice(br#","next":"#);
+                        write_json_str(&mut buf, &links.next);
+                        buf.put_slice(b"},");
+                    }
+                    JsonHead::Paged {
+                        previous,
+                        next,
+                        total,
+                    } => {
+                        for (key, link) in
+                            [("{\"previousLink\":", previous), (",\"nextLink\":", next)]
+                        {
+                            buf.put_slice(key.as_bytes());
+                            match link {
+                                Some(url) => write_json_str(&mut buf, url),
+                                None => buf.put_slice(b"null"),
+                            }
+                        }
+                        if let Some(total) = total {
+                            buf.put_slice(b",\"totalCount\":");
+                            buf.put_slice(itoa::Buffer::new().format(total).as_bytes());
+                        }
+                        buf.put_u8(b',');
+                    }
+                }
+                write_json_str(&mut buf, kind.envelope);
+                buf.put_slice(b":[");
             }
             OutputFormat::Csv => {
-                buf.0.put_slice(CSV_HEADER.as_bytes());
-                buf.0.put_slice(b"\r\n");
-                let mut builder = csv::WriterBuilder::new();
-                builder
-                    .terminator(csv::Terminator::CRLF)
-                    .quote_style(csv::QuoteStyle::Necessary)
-                    .has_headers(false)
-                    .buffer_capacity(CSV_STAGING_CAPACITY);
-                let writer = builder.from_writer(buf);
-                Sink::Csv(Box::new(CsvSink { writer, builder }))
+                for (i, column) in kind.columns.iter().enumerate() {
+                    if i > 0 {
+                        buf.put_u8(b',');
+                    }
+                    write_csv_field(&mut buf, column.csv.as_bytes());
+                }
+                buf.put_slice(b"\r\n");
             }
-        };
-        EventEncoder {
-            sink,
+            OutputFormat::Ndjson => {}
+        }
+        let keys = kind
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let mut key = BytesMut::new();
+                key.put_u8(if i == 0 { b'{' } else { b',' });
+                write_json_str(&mut key, column.json);
+                key.put_u8(b':');
+                key.to_vec().into_boxed_slice()
+            })
+            .collect();
+        let guarded = kind
+            .columns
+            .iter()
+            .map(|c| matches!(c.ty, ColumnType::Text | ColumnType::Identity(_)))
+            .collect();
+        RecordEncoder {
+            format,
+            buf,
+            guard,
+            keys,
+            guarded,
+            rows: 0,
+            column: 0,
             closed: false,
         }
     }
 
     /// Returns the format this encoder writes.
     pub fn format(&self) -> OutputFormat {
-        match self.sink {
-            Sink::Json { .. } => OutputFormat::Json,
-            Sink::Csv(_) => OutputFormat::Csv,
-        }
+        self.format
     }
 
-    /// Appends one event. Events pushed after [`finish`](Self::finish) or [`fail`](Self::fail) are ignored.
-    ///
-    /// JSON objects have the keys `timestamp`, `authMethodType`, `authMethodName`,
-    /// `authRequestOrigin` and `userId`, in that order.
-    pub fn push(&mut self, event: &EventRecord<'_>) {
+    /// Starts a record. Records begun after [`finish`](Self::finish) or
+    /// [`fail`](Self::fail) are ignored, value by value.
+    pub fn begin_row(&mut self) {
+        self.column = 0;
         if self.closed {
             return;
         }
-        match &mut self.sink {
-            Sink::Json { buf, first } => {
-                if !*first {
-                    buf.0.put_u8(b',');
+        if self.format == OutputFormat::Json && self.rows > 0 {
+            self.buf.put_u8(b',');
+        }
+        self.rows += 1;
+    }
+
+    /// Writes the value of the next column.
+    pub fn value(&mut self, value: Value<'_>) {
+        let column = self.column;
+        self.column += 1;
+        if self.closed || column >= self.keys.len() {
+            return;
+        }
+        let buf = &mut self.buf;
+        if self.format == OutputFormat::Csv {
+            if column > 0 {
+                buf.put_u8(b',');
+            }
+            let guard = self.guard == FormulaGuard::Quote && self.guarded[column];
+            match value {
+                Value::Null => {}
+                Value::Text(text) => write_csv_text(buf, text.as_bytes(), guard),
+                Value::Identity(shown) if shown.is_pseudonym() => {
+                    buf.put_slice(shown.as_str().as_bytes())
                 }
-                *first = false;
-                buf.0.put_slice(br#"{"timestamp":""#);
-                write_timestamp(&mut buf.0, event.occurred_at);
-                buf.0.put_slice(br#"","authMethodType":"#);
-                write_json_str(buf, event.auth_method_type);
-                buf.0.put_slice(br#","authMethodName":"#);
-                write_json_str(buf, event.auth_method_name);
-                buf.0.put_slice(br#","authRequestOrigin":"#);
-                write_json_str(buf, event.auth_request_origin);
-                buf.0.put_slice(br#","userId":""#);
-                buf.0.put_slice(event.user.as_bytes());
-                buf.0.put_slice(br#""}"#);
+                Value::Identity(shown) => write_csv_text(buf, shown.as_str().as_bytes(), guard),
+                Value::Integer(n) => buf.put_slice(itoa::Buffer::new().format(n).as_bytes()),
+                Value::Float(x) if x.is_finite() => {
+                    buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes())
+                }
+                Value::Float(_) => {}
+                Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
+                Value::Timestamp(t) => write_timestamp(buf, t),
             }
-            Sink::Csv(csv) => {
-                let (ts, len) = encode_timestamp(event.occurred_at);
-                let record: [&[u8]; 5] = [
-                    &ts[..len],
-                    event.auth_method_type.as_bytes(),
-                    event.auth_method_name.as_bytes(),
-                    event.auth_request_origin.as_bytes(),
-                    event.user.as_bytes(),
-                ];
-                // Writing into memory cannot fail and every record has five fields, so
-                // neither call can return an error. Flushing moves the row out of the
-                // writer's staging buffer so that `buffered` is exact.
-                let _ = csv.writer.write_record(record);
-                let _ = csv.writer.flush();
+            return;
+        }
+        buf.put_slice(&self.keys[column]);
+        match value {
+            Value::Null => buf.put_slice(b"null"),
+            Value::Text(text) => write_json_str(buf, text),
+            Value::Identity(shown) => write_json_str(buf, shown.as_str()),
+            Value::Integer(n) => buf.put_slice(itoa::Buffer::new().format(n).as_bytes()),
+            Value::Float(x) if x.is_finite() => {
+                buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes())
             }
+            Value::Float(_) => buf.put_slice(b"null"),
+            Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
+            Value::Timestamp(t) => {
+                buf.put_u8(b'"');
+                write_timestamp(buf, t);
+                buf.put_u8(b'"');
+            }
+        }
+    }
+
+    /// Ends the record.
+    pub fn end_row(&mut self) {
+        if self.closed {
+            return;
+        }
+        match self.format {
+            OutputFormat::Csv => self.buf.put_slice(b"\r\n"),
+            OutputFormat::Json => self.buf.put_u8(b'}'),
+            OutputFormat::Ndjson => self.buf.put_slice(b"}\n"),
         }
     }
 
     /// Returns the number of bytes encoded but not yet taken.
     pub fn buffered(&self) -> usize {
-        match &self.sink {
-            Sink::Json { buf, .. } => buf.0.len(),
-            Sink::Csv(csv) => csv.writer.get_ref().0.len(),
-        }
+        self.buf.len()
     }
 
     /// Splits off everything buffered so far as one chunk (which may be empty).
     pub fn take(&mut self) -> Bytes {
-        match &mut self.sink {
-            Sink::Json { buf, .. } => {
-                let chunk = buf.0.split().freeze();
-                buf.0.reserve(CHUNK_CAPACITY);
-                chunk
-            }
-            Sink::Csv(csv) => {
-                let fresh = csv
-                    .builder
-                    .from_writer(BytesWriter(BytesMut::with_capacity(CHUNK_CAPACITY)));
-                let old = std::mem::replace(&mut csv.writer, fresh);
-                match old.into_inner() {
-                    Ok(BytesWriter(buf)) => buf.freeze(),
-                    // Unreachable: flushing into memory cannot fail. Keep the old writer
-                    // (and its bytes) rather than losing them.
-                    Err(err) => {
-                        csv.writer = err.into_inner();
-                        Bytes::new()
-                    }
-                }
-            }
-        }
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK_CAPACITY);
+        chunk
     }
 
-    /// Writes the end of the body: `]}` for JSON, nothing for CSV.
+    /// Writes the end of the body: `]}` for JSON, nothing for CSV and NDJSON.
     pub fn finish(&mut self) {
         if self.closed {
             return;
         }
         self.closed = true;
-        if let Sink::Json { buf, .. } = &mut self.sink {
-            buf.0.put_slice(b"]}");
+        if self.format == OutputFormat::Json {
+            self.buf.put_slice(b"]}");
         }
     }
 
     /// Records a failure that happened after the first byte was sent.
     ///
-    /// JSON: closes the events array and appends
-    /// `,"error":{"error":"server_error","error_description":<description>}}` so that the body
-    /// stays valid JSON, and returns `true`. CSV cannot express the failure, so nothing is
-    /// written and `false` is returned: the caller must abort the transfer so that the client
-    /// sees a truncated body. Also returns `false` if the body was already finished.
+    /// JSON: closes the array and appends
+    /// `,"error":{"error":"server_error","error_description":<description>}}` so that the
+    /// body stays valid JSON; NDJSON: a last line
+    /// `{"error":"server_error","error_description":<description>}`; both return `true`.
+    /// CSV cannot express the failure, so nothing is written and `false` is returned: the
+    /// caller must abort the transfer so that the client sees a truncated body. Also
+    /// returns `false` if the body was already finished.
     pub fn fail(&mut self, description: &str) -> bool {
         if self.closed {
             return false;
         }
         self.closed = true;
-        match &mut self.sink {
-            Sink::Json { buf, .. } => {
-                buf.0
-                    .put_slice(br#"],"error":{"error":"server_error","error_description":"#);
+        let buf = &mut self.buf;
+        match self.format {
+            OutputFormat::Json => {
+                buf.put_slice(br#"],"error":{"error":"server_error","error_description":"#);
                 write_json_str(buf, description);
-                buf.0.put_slice(b"}}");
+                buf.put_slice(b"}}");
                 true
             }
-            Sink::Csv(_) => false,
+            OutputFormat::Ndjson => {
+                buf.put_slice(br#"{"error":"server_error","error_description":"#);
+                write_json_str(buf, description);
+                buf.put_slice(b"}\n");
+                true
+            }
+            OutputFormat::Csv => false,
         }
     }
 }
 
-/// Writes `s` as a quoted, escaped JSON string.
-fn write_json_str(buf: &mut BytesWriter, s: &str) {
-    // Serialising a string into a `BytesWriter` (which never fails) cannot fail.
-    let _ = serde_json::to_writer(buf, s);
+/// Writes `s` as a quoted, escaped JSON string (non-ASCII as it is).
+pub fn write_json_str(buf: &mut BytesMut, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        buf.reserve(s.len() + 2);
+        buf.put_u8(b'"');
+        buf.put_slice(s.as_bytes());
+        buf.put_u8(b'"');
+        return;
+    }
+    // Serialising a string into memory cannot fail.
+    let _ = serde_json::to_writer((&mut *buf).writer(), s);
+}
+
+/// Writes one CSV field, quoted (with quotes doubled) only when it holds a
+/// comma, a quote or a line break: what the `csv` crate's
+/// `QuoteStyle::Necessary` writes (a property test checks they agree).
+pub fn write_csv_field(buf: &mut BytesMut, value: &[u8]) {
+    if !value
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        buf.put_slice(value);
+        return;
+    }
+    buf.reserve(value.len() + 8);
+    buf.put_u8(b'"');
+    for part in value.split_inclusive(|&b| b == b'"') {
+        buf.put_slice(part);
+        if part.last() == Some(&b'"') {
+            buf.put_u8(b'"');
+        }
+    }
+    buf.put_u8(b'"');
+}
+
+/// Writes a text cell, with a leading `'` when `guard` is on and the value
+/// would run as a spreadsheet formula.
+pub fn write_csv_text(buf: &mut BytesMut, value: &[u8], guard: bool) {
+    if guard && looks_like_formula(value) {
+        let mut guarded = Vec::with_capacity(value.len() + 1);
+        guarded.push(b'\'');
+        guarded.extend_from_slice(value);
+        write_csv_field(buf, &guarded);
+    } else {
+        write_csv_field(buf, value);
+    }
 }
 
 /// The longest timestamp: `+262143-12-31T23:59:60.999999` (29 bytes).
@@ -337,15 +470,44 @@ pub fn format_timestamp(ts: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::identity::{IdentityPolicy, IdentityType, IdentityWriter};
+    use crate::core::kind::{Column, TimeModel};
     use crate::core::pseudonym::Pseudonymiser;
     use chrono::{NaiveDate, TimeZone};
-    use serde_json::{json, Value};
+    use serde_json::{json, Value as Json};
+
+    static COLUMNS: [Column; 6] = [
+        Column::new("timestamp", "Timestamp", ColumnType::Timestamp, "at"),
+        Column::new("name", "Name, Full", ColumnType::Text, "name"),
+        Column::new("count", "Count", ColumnType::Integer, "n").nullable(),
+        Column::new("ratio", "Ratio", ColumnType::Float, "r").nullable(),
+        Column::new("ok", "OK", ColumnType::Boolean, "ok"),
+        Column::new(
+            "userId",
+            "Pseudonymised User ID",
+            ColumnType::Identity(IdentityType::User),
+            "u",
+        ),
+    ];
+    static KIND: Kind = Kind {
+        name: "things",
+        path: "/api/v1/statistics/things",
+        envelope: "things",
+        file_name: "things",
+        schema: "Thing",
+        table: "thing",
+        id_column: "id",
+        time: TimeModel::Instant { column: "at" },
+        columns: &COLUMNS,
+        filters: &[],
+        ingest: None,
+    };
 
     fn links() -> NavigationLinks {
         NavigationLinks {
-            self_link: "http://h/api/v1/statistics/events/day/2021-04-10".into(),
-            prev: "http://h/api/v1/statistics/events/day/2021-04-09".into(),
-            next: "http://h/api/v1/statistics/events/day/2021-04-11".into(),
+            self_link: "http://h/x/day/2021-04-10".into(),
+            prev: "http://h/x/day/2021-04-09".into(),
+            next: "http://h/x/day/2021-04-11".into(),
         }
     }
 
@@ -359,18 +521,18 @@ mod tests {
 
     struct Row {
         at: DateTime<Utc>,
-        kind: String,
         name: String,
-        origin: String,
-        user: Pseudonym,
+        count: Option<i64>,
+        ratio: Option<f64>,
+        ok: bool,
+        user: String,
     }
 
-    fn rows(values: &[(&str, &str, &str)]) -> Vec<Row> {
-        let p = Pseudonymiser::new(b"k").unwrap();
-        values
+    fn rows(names: &[&str]) -> Vec<Row> {
+        names
             .iter()
             .enumerate()
-            .map(|(i, (kind, name, origin))| Row {
+            .map(|(i, name)| Row {
                 at: ts(
                     2021,
                     4,
@@ -380,25 +542,38 @@ mod tests {
                     (i % 60) as u32,
                     (i % 1000) as u32 * 1_000_000,
                 ),
-                kind: kind.to_string(),
                 name: name.to_string(),
-                origin: origin.to_string(),
-                user: p.pseudonymise(&format!("user-{i}")),
+                count: (i % 3 != 0).then_some(i as i64 - 5),
+                ratio: (i % 2 == 0).then_some(i as f64 / 4.0),
+                ok: i % 2 == 1,
+                user: format!("user-{i}"),
             })
             .collect()
     }
 
-    fn encode(format: OutputFormat, rows: &[Row], take_every_row: bool) -> Vec<u8> {
-        let mut enc = EventEncoder::new(format, &links());
+    fn policy() -> IdentityPolicy {
+        IdentityPolicy::Pseudonymise(Pseudonymiser::new(b"k").unwrap())
+    }
+
+    fn encode_with(
+        format: OutputFormat,
+        rows: &[Row],
+        take_every_row: bool,
+        guard: FormulaGuard,
+        policy: &IdentityPolicy,
+    ) -> Vec<u8> {
+        let mut enc = RecordEncoder::new(&KIND, format, JsonHead::Links(&links()), guard);
+        let mut ids = IdentityWriter::new(policy);
         let mut body = Vec::new();
         for r in rows {
-            enc.push(&EventRecord {
-                occurred_at: r.at,
-                auth_method_type: &r.kind,
-                auth_method_name: &r.name,
-                auth_request_origin: &r.origin,
-                user: &r.user,
-            });
+            enc.begin_row();
+            enc.value(Value::Timestamp(r.at));
+            enc.value(Value::Text(&r.name));
+            enc.value(r.count.map_or(Value::Null, Value::Integer));
+            enc.value(r.ratio.map_or(Value::Null, Value::Float));
+            enc.value(Value::Boolean(r.ok));
+            enc.value(Value::Identity(ids.show(IdentityType::User, &r.user)));
+            enc.end_row();
             if take_every_row {
                 body.extend_from_slice(&enc.take());
                 assert_eq!(enc.buffered(), 0);
@@ -409,88 +584,111 @@ mod tests {
         body
     }
 
-    fn links_json() -> Value {
-        json!({
-            "self": "http://h/api/v1/statistics/events/day/2021-04-10",
-            "prev": "http://h/api/v1/statistics/events/day/2021-04-09",
-            "next": "http://h/api/v1/statistics/events/day/2021-04-11",
-        })
+    fn encode(format: OutputFormat, rows: &[Row], take_every_row: bool) -> Vec<u8> {
+        encode_with(format, rows, take_every_row, FormulaGuard::Off, &policy())
     }
 
-    fn expected_json_events(rows: &[Row]) -> Value {
-        Value::Array(
-            rows.iter()
-                .map(|r| {
-                    json!({
-                        "timestamp": format_timestamp(r.at),
-                        "authMethodType": r.kind,
-                        "authMethodName": r.name,
-                        "authRequestOrigin": r.origin,
-                        "userId": r.user.as_str(),
-                    })
+    fn expected_objects(rows: &[Row]) -> Vec<Json> {
+        let p = Pseudonymiser::new(b"k").unwrap();
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "timestamp": format_timestamp(r.at),
+                    "name": r.name,
+                    "count": r.count,
+                    "ratio": r.ratio,
+                    "ok": r.ok,
+                    "userId": p.pseudonymise(&r.user).as_str(),
                 })
-                .collect(),
-        )
+            })
+            .collect()
     }
 
-    const TRICKY: &[(&str, &str, &str)] = &[
-        ("password", "a,b", "say \"hi\""),
-        ("cr\rhere", "lf\nhere", "crlf\r\nhere"),
-        ("tab\there", "Müller, Jörg 東京", "emoji 🦀🎉"),
-        ("ctrl\u{1}x", "back\\slash", ""),
-        ("\"", ",", "\u{7f}\u{2028}"),
-        (" leading and trailing ", "=1+1", "'"),
+    const TRICKY: &[&str] = &[
+        "a,b",
+        "say \"hi\"",
+        "cr\rhere",
+        "lf\nhere",
+        "crlf\r\nhere",
+        "tab\there",
+        "Müller, Jörg 東京",
+        "emoji 🦀🎉",
+        "ctrl\u{1}x",
+        "back\\slash",
+        "",
+        "\"",
+        ",",
+        "\u{7f}\u{2028}",
+        " leading and trailing ",
+        "=1+1",
+        "'",
     ];
 
     #[test]
-    fn empty_json_window() {
-        for take_every_row in [false, true] {
-            let body = encode(OutputFormat::Json, &[], take_every_row);
-            let v: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v, json!({ "links": links_json(), "events": [] }));
+    fn json_round_trips_with_links_and_envelope() {
+        for names in [&["a", "b", "c"][..], TRICKY] {
+            let rs = rows(names);
+            for take_every_row in [false, true] {
+                let body = encode(OutputFormat::Json, &rs, take_every_row);
+                let v: Json = serde_json::from_slice(&body).unwrap();
+                assert_eq!(
+                    v,
+                    json!({
+                        "links": {"self": "http://h/x/day/2021-04-10", "prev": "http://h/x/day/2021-04-09", "next": "http://h/x/day/2021-04-11"},
+                        "things": expected_objects(&rs),
+                    })
+                );
+            }
         }
         let body = encode(OutputFormat::Json, &[], false);
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
-            r#"{"links":{"self":"http://h/api/v1/statistics/events/day/2021-04-10","prev":"http://h/api/v1/statistics/events/day/2021-04-09","next":"http://h/api/v1/statistics/events/day/2021-04-11"},"events":[]}"#
+            r#"{"links":{"self":"http://h/x/day/2021-04-10","prev":"http://h/x/day/2021-04-09","next":"http://h/x/day/2021-04-11"},"things":[]}"#
+        );
+        // Key order and layout of one object.
+        let body = encode(OutputFormat::Json, &rows(&["a"]), false);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains(r#""things":[{"timestamp":"2021-04-10T00:00:00","name":"a","count":null,"ratio":0.0,"ok":false,"userId":""#),
+            "{text}"
+        );
+        let body = encode(OutputFormat::Json, &rows(TRICKY), false);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.contains("Müller, Jörg 東京") && text.contains(r"ctrl\u0001x"));
+    }
+
+    #[test]
+    fn paged_head() {
+        let mut enc = RecordEncoder::new(
+            &KIND,
+            OutputFormat::Json,
+            JsonHead::Paged {
+                previous: None,
+                next: Some("http://h/x?offset=2"),
+                total: Some(7),
+            },
+            FormulaGuard::Quote,
+        );
+        enc.finish();
+        assert_eq!(
+            &enc.take()[..],
+            br#"{"previousLink":null,"nextLink":"http://h/x?offset=2","totalCount":7,"things":[]}"#
         );
     }
 
     #[test]
-    fn json_rows_round_trip() {
-        let three = rows(&[
-            ("password", "ldap", "web"),
-            ("otp", "totp", "vpn"),
-            ("saml", "idp", "sso"),
-        ]);
-        let tricky = rows(TRICKY);
-        for rows in [&three, &tricky] {
-            for take_every_row in [false, true] {
-                let body = encode(OutputFormat::Json, rows, take_every_row);
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(
-                    v,
-                    json!({ "links": links_json(), "events": expected_json_events(rows) })
-                );
-            }
-        }
-        // Key order and layout of one object.
-        let body = encode(OutputFormat::Json, &three[..1], false);
+    fn ndjson_is_one_object_per_line() {
+        let rs = rows(TRICKY);
+        let body = encode(OutputFormat::Ndjson, &rs, true);
         let text = std::str::from_utf8(&body).unwrap();
-        let expected = format!(
-            r#""events":[{{"timestamp":"2021-04-10T00:00:00","authMethodType":"password","authMethodName":"ldap","authRequestOrigin":"web","userId":"{}"}}]}}"#,
-            three[0].user.as_str()
-        );
-        assert!(text.ends_with(&expected), "{text}");
-        // Non-ASCII passes through unescaped; control characters are escaped.
-        let body = encode(OutputFormat::Json, &tricky, false);
-        let text = std::str::from_utf8(&body).unwrap();
-        assert!(text.contains("Müller, Jörg 東京") && text.contains("🦀"));
-        assert!(
-            text.contains(r"ctrl\u0001x")
-                && text.contains(r"cr\rhere")
-                && text.contains(r"tab\there")
-        );
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        assert_eq!(lines.len(), rs.len());
+        let parsed: Vec<Json> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed, expected_objects(&rs));
+        assert!(encode(OutputFormat::Ndjson, &[], false).is_empty());
     }
 
     fn parse_csv(body: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
@@ -506,130 +704,194 @@ mod tests {
     }
 
     #[test]
-    fn csv_header_only_when_empty() {
-        for take_every_row in [false, true] {
-            let body = encode(OutputFormat::Csv, &[], take_every_row);
-            assert_eq!(body, format!("{CSV_HEADER}\r\n").into_bytes());
-            let (header, records) = parse_csv(&body);
-            assert_eq!(header.len(), 5);
-            assert_eq!(header[0], "Timestamp");
-            assert_eq!(header[4], "Pseudonymised User ID");
-            assert!(records.is_empty());
-        }
-    }
-
-    #[test]
-    fn csv_rows_round_trip() {
-        let three = rows(&[
-            ("password", "ldap", "web"),
-            ("otp", "totp", "vpn"),
-            ("saml", "idp", "sso"),
-        ]);
-        let tricky = rows(TRICKY);
-        for rows in [&three, &tricky] {
+    fn csv_round_trips() {
+        let empty = encode(OutputFormat::Csv, &[], false);
+        assert_eq!(
+            empty,
+            b"Timestamp,\"Name, Full\",Count,Ratio,OK,Pseudonymised User ID\r\n".to_vec()
+        );
+        let p = Pseudonymiser::new(b"k").unwrap();
+        for names in [&["a", "b", "c"][..], TRICKY] {
+            let rs = rows(names);
             for take_every_row in [false, true] {
-                let body = encode(OutputFormat::Csv, rows, take_every_row);
+                let body = encode(OutputFormat::Csv, &rs, take_every_row);
                 let (header, records) = parse_csv(&body);
-                assert_eq!(header.join(","), CSV_HEADER);
-                let expected: Vec<Vec<String>> = rows
+                assert_eq!(header[1], "Name, Full");
+                let expected: Vec<Vec<String>> = rs
                     .iter()
                     .map(|r| {
                         vec![
                             format_timestamp(r.at),
-                            r.kind.clone(),
                             r.name.clone(),
-                            r.origin.clone(),
-                            r.user.as_str().to_string(),
+                            r.count.map(|n| n.to_string()).unwrap_or_default(),
+                            r.ratio.map(|x| format!("{x:?}")).unwrap_or_default(),
+                            r.ok.to_string(),
+                            p.pseudonymise(&r.user).as_str().to_owned(),
                         ]
                     })
                     .collect();
                 assert_eq!(records, expected);
             }
         }
-        let body = encode(OutputFormat::Csv, &three, false);
+        let body = encode(OutputFormat::Csv, &rows(&["a,b", "x"]), false);
         let text = std::str::from_utf8(&body).unwrap();
-        // Every line ends with CRLF, and there are no bare LFs.
-        assert!(text.ends_with("\r\n"));
-        assert_eq!(text.matches("\r\n").count(), 4);
-        assert_eq!(text.matches('\n').count(), 4);
-        assert!(text.starts_with(&format!(
-            "{CSV_HEADER}\r\n2021-04-10T00:00:00,password,ldap,web,"
-        )));
-        // Quoting: only fields that need it, with quotes doubled.
-        let body = encode(OutputFormat::Csv, &tricky[..1], false);
-        let text = std::str::from_utf8(&body).unwrap();
-        assert!(text.contains(r#",password,"a,b","say ""hi""","#), "{text}");
+        assert_eq!(text.matches("\r\n").count(), 3);
+        assert_eq!(text.matches('\n').count(), 3);
+        assert!(text.contains(",\"a,b\","), "{text}");
     }
 
     #[test]
-    fn fail_keeps_json_valid() {
-        let rs = rows(&[("password", "ldap", "web"), ("otp", "totp", "vpn")]);
-        let mut enc = EventEncoder::new(OutputFormat::Json, &links());
-        let mut body = enc.take().to_vec();
-        for r in &rs {
-            enc.push(&EventRecord {
-                occurred_at: r.at,
-                auth_method_type: &r.kind,
-                auth_method_name: &r.name,
-                auth_request_origin: &r.origin,
-                user: &r.user,
-            });
+    fn csv_formula_guard() {
+        let cases: &[(&str, &str)] = &[
+            ("=1+1", "'=1+1"),
+            ("+SUM(A1)", "'+SUM(A1)"),
+            ("-2+3", "'-2+3"),
+            ("@cmd", "'@cmd"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+            ),
+            ("say \"hi\", ok", "\"say \"\"hi\"\", ok\""),
+            ("a=b", "a=b"),
+            ("", ""),
+        ];
+        for (value, guarded) in cases {
+            let rs = rows(&[value]);
+            for (guard, expected) in [(FormulaGuard::Quote, *guarded), (FormulaGuard::Off, "")] {
+                let body = encode_with(OutputFormat::Csv, &rs, false, guard, &policy());
+                let text = String::from_utf8(body).unwrap();
+                let row = text.split_once("\r\n").unwrap().1;
+                let cell = &row["2021-04-10T00:00:00,".len()..];
+                if guard == FormulaGuard::Quote {
+                    assert!(
+                        cell.starts_with(&format!("{expected},")),
+                        "{value:?}: {cell:?}"
+                    );
+                } else {
+                    let (_, records) = parse_csv(text.as_bytes());
+                    assert_eq!(records[0][1], *value);
+                }
+            }
+            // JSON is never guarded.
+            let body = encode_with(
+                OutputFormat::Json,
+                &rs,
+                false,
+                FormulaGuard::Quote,
+                &policy(),
+            );
+            let v: Json = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["things"][0]["name"], *value);
         }
+        // Numbers and pseudonyms are never touched (a negative count stays a number).
+        let body = encode_with(
+            OutputFormat::Csv,
+            &rows(&["a", "b"]),
+            false,
+            FormulaGuard::Quote,
+            &policy(),
+        );
+        assert!(String::from_utf8(body).unwrap().contains(",-4,"));
+        // Raw identities are text a device chose: guarded.
+        let mut rs = rows(&["a"]);
+        rs[0].user = "=cmd".into();
+        let body = encode_with(
+            OutputFormat::Csv,
+            &rs,
+            false,
+            FormulaGuard::Quote,
+            &IdentityPolicy::Reveal,
+        );
+        assert!(String::from_utf8(body).unwrap().ends_with(",'=cmd\r\n"));
+    }
+
+    #[test]
+    fn fail_keeps_json_and_ndjson_valid_and_asks_csv_to_abort() {
+        let rs = rows(&["a", "b"]);
+        let mut enc = RecordEncoder::new(
+            &KIND,
+            OutputFormat::Json,
+            JsonHead::Links(&links()),
+            FormulaGuard::Quote,
+        );
+        let mut body = enc.take().to_vec();
+        enc.begin_row();
+        enc.value(Value::Timestamp(rs[0].at));
+        enc.value(Value::Text("x"));
+        enc.value(Value::Null);
+        enc.value(Value::Null);
+        enc.value(Value::Boolean(true));
+        enc.value(Value::Null);
+        enc.end_row();
         assert!(enc.fail("database \"connection\" lost\n"));
-        // Later calls change nothing.
         enc.finish();
         assert!(!enc.fail("again"));
-        enc.push(&EventRecord {
-            occurred_at: rs[0].at,
-            auth_method_type: "x",
-            auth_method_name: "x",
-            auth_request_origin: "x",
-            user: &rs[0].user,
-        });
+        enc.begin_row();
+        enc.value(Value::Text("ignored"));
+        enc.end_row();
         body.extend_from_slice(&enc.take());
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let v: Json = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["error"], "server_error");
         assert_eq!(
             v["error"]["error_description"],
             "database \"connection\" lost\n"
         );
-        assert_eq!(v["events"], expected_json_events(&rs));
-        assert_eq!(v["links"], links_json());
-    }
+        assert_eq!(v["things"].as_array().unwrap().len(), 1);
 
-    #[test]
-    fn fail_on_csv_asks_for_abort() {
-        let mut enc = EventEncoder::new(OutputFormat::Csv, &links());
+        let mut enc = RecordEncoder::new(
+            &KIND,
+            OutputFormat::Ndjson,
+            JsonHead::Links(&links()),
+            FormulaGuard::Quote,
+        );
+        assert!(enc.fail("boom"));
+        let body = enc.take();
+        let v: Json = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "server_error", "error_description": "boom"})
+        );
+        assert!(body.ends_with(b"\n"));
+
+        let mut enc = RecordEncoder::new(
+            &KIND,
+            OutputFormat::Csv,
+            JsonHead::Links(&links()),
+            FormulaGuard::Quote,
+        );
         let before = enc.buffered();
         assert!(!enc.fail("boom"));
         assert_eq!(enc.buffered(), before);
-        enc.finish();
-        assert_eq!(enc.take(), Bytes::from(format!("{CSV_HEADER}\r\n")));
     }
 
     #[test]
     fn take_drains_and_chunks_concatenate() {
-        let many: Vec<(&str, &str, &str)> = (0..2000)
-            .map(|_| ("password", "ldap, \"main\"", "web"))
-            .collect();
-        let rs = rows(&many);
-        for format in [OutputFormat::Json, OutputFormat::Csv] {
-            let mut enc = EventEncoder::new(format, &links());
+        let names: Vec<&str> = (0..2000).map(|_| "ldap, \"main\"").collect();
+        let rs = rows(&names);
+        for format in [OutputFormat::Json, OutputFormat::Csv, OutputFormat::Ndjson] {
+            let mut enc = RecordEncoder::new(
+                &KIND,
+                format,
+                JsonHead::Links(&links()),
+                FormulaGuard::Quote,
+            );
+            let mut ids = IdentityWriter::new(&policy());
             assert_eq!(enc.format(), format);
-            assert!(enc.buffered() > 0);
             let mut chunks = Vec::new();
             for r in &rs {
-                enc.push(&EventRecord {
-                    occurred_at: r.at,
-                    auth_method_type: &r.kind,
-                    auth_method_name: &r.name,
-                    auth_request_origin: &r.origin,
-                    user: &r.user,
-                });
+                enc.begin_row();
+                enc.value(Value::Timestamp(r.at));
+                enc.value(Value::Text(&r.name));
+                enc.value(r.count.map_or(Value::Null, Value::Integer));
+                enc.value(r.ratio.map_or(Value::Null, Value::Float));
+                enc.value(Value::Boolean(r.ok));
+                enc.value(Value::Identity(ids.show(IdentityType::User, &r.user)));
+                enc.end_row();
                 if enc.buffered() >= CHUNK_TARGET {
                     let chunk = enc.take();
                     assert!(chunk.len() >= CHUNK_TARGET);
-                    assert_eq!(enc.buffered(), 0);
                     chunks.push(chunk);
                 }
             }
@@ -637,8 +899,7 @@ mod tests {
             enc.finish();
             chunks.push(enc.take());
             assert!(enc.take().is_empty());
-            let body: Vec<u8> = chunks.concat();
-            assert_eq!(body, encode(format, &rs, false), "{format:?}");
+            assert_eq!(chunks.concat(), encode(format, &rs, false), "{format:?}");
         }
     }
 
@@ -713,18 +974,25 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_strings_round_trip(fields in proptest::collection::vec(("\\PC*|[,\"\r\n\t ]*", "\\PC*", ".*"), 0..8)) {
-            let values: Vec<(&str, &str, &str)> = fields.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
-            let rs = rows(&values);
-            let v: Value = serde_json::from_slice(&encode(OutputFormat::Json, &rs, false)).unwrap();
-            proptest::prop_assert_eq!(&v["events"], &expected_json_events(&rs));
-            let (_, records) = parse_csv(&encode(OutputFormat::Csv, &rs, true));
-            proptest::prop_assert_eq!(records.len(), rs.len());
-            for (rec, r) in records.iter().zip(&rs) {
-                proptest::prop_assert_eq!(&rec[1], &r.kind);
-                proptest::prop_assert_eq!(&rec[2], &r.name);
-                proptest::prop_assert_eq!(&rec[3], &r.origin);
-            }
+        fn csv_fields_match_the_csv_crate(value in "\\PC*|[,\"\r\n\t =+-]*") {
+            let mut ours = BytesMut::new();
+            write_csv_field(&mut ours, value.as_bytes());
+            let mut writer = csv::WriterBuilder::new()
+                .quote_style(csv::QuoteStyle::Necessary)
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(Vec::new());
+            writer.write_record([value.as_str(), "x"]).unwrap();
+            let theirs = writer.into_inner().unwrap();
+            let mut expected = ours.to_vec();
+            expected.extend_from_slice(b",x\r\n");
+            proptest::prop_assert_eq!(expected, theirs);
+        }
+
+        #[test]
+        fn json_strings_match_serde(value in "\\PC*|[\"\\\\\u{0}-\u{1f}]*") {
+            let mut ours = BytesMut::new();
+            write_json_str(&mut ours, &value);
+            proptest::prop_assert_eq!(ours.to_vec(), serde_json::to_vec(&value).unwrap());
         }
     }
 }

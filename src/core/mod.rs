@@ -3,10 +3,13 @@
 //! unit-tested on its own.
 
 pub mod encode;
+pub mod identity;
 pub mod ingest;
+pub mod kind;
 pub mod negotiate;
 pub mod pseudonym;
 pub mod report;
 pub mod retention;
 pub mod rollup;
+pub mod summary;
 pub mod window;

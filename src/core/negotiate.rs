@@ -1,9 +1,10 @@
-//! Content negotiation between JSON and CSV (RFC 9110 §12.5.1).
+//! Content negotiation between JSON, CSV and NDJSON (RFC 9110 §12.5.1).
 //!
 //! The `format` query parameter, when present, overrides the `Accept` header.
 //! Otherwise each supported media type gets the quality of the most specific
 //! media range that matches it; the highest quality wins, ties go to the type
-//! whose matching range comes first, and a complete tie goes to JSON.
+//! whose matching range comes first, and a complete tie goes to JSON, then
+//! CSV, then NDJSON (so `*/*` and `application/*` mean JSON).
 
 /// The representation of a statistics response body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,6 +13,8 @@ pub enum OutputFormat {
     Json,
     /// `text/csv`: a header row followed by one row per event (RFC 4180).
     Csv,
+    /// `application/x-ndjson`: one JSON object per line, no envelope.
+    Ndjson,
 }
 
 impl OutputFormat {
@@ -20,6 +23,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Json => "application/json",
             OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Ndjson => "application/x-ndjson",
         }
     }
 
@@ -28,6 +32,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Json => "json",
             OutputFormat::Csv => "csv",
+            OutputFormat::Ndjson => "ndjson",
         }
     }
 
@@ -36,22 +41,24 @@ impl OutputFormat {
         match self {
             OutputFormat::Json => ("application", "json"),
             OutputFormat::Csv => ("text", "csv"),
+            OutputFormat::Ndjson => ("application", "x-ndjson"),
         }
     }
 }
 
 /// The media types this service can produce, in order of preference on a tie.
-pub const SUPPORTED_MEDIA_TYPES: &[&str] = &["application/json", "text/csv"];
+pub const SUPPORTED_MEDIA_TYPES: &[&str] =
+    &["application/json", "text/csv", "application/x-ndjson"];
 
 /// The reasons negotiation can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NegotiationError {
     /// The `format` query parameter is present but is neither `csv` nor `json`.
-    #[error("Valid values for format: csv, json.")]
+    #[error("Valid values for format: csv, json, ndjson.")]
     InvalidFormatParam,
     /// The `Accept` header excludes every supported media type.
     #[error(
-        "None of the requested media types is available. Supported media types: application/json, text/csv."
+        "None of the requested media types is available. Supported media types: application/json, text/csv, application/x-ndjson."
     )]
     NotAcceptable,
 }
@@ -69,6 +76,8 @@ pub fn negotiate(
             Ok(OutputFormat::Json)
         } else if format.eq_ignore_ascii_case("csv") {
             Ok(OutputFormat::Csv)
+        } else if format.eq_ignore_ascii_case("ndjson") {
+            Ok(OutputFormat::Ndjson)
         } else {
             Err(NegotiationError::InvalidFormatParam)
         };
@@ -93,7 +102,7 @@ pub fn negotiate(
 
     let mut best: Option<(OutputFormat, u16, usize)> = None;
     // Json is considered first so that it wins a complete tie.
-    for format in [OutputFormat::Json, OutputFormat::Csv] {
+    for format in [OutputFormat::Json, OutputFormat::Csv, OutputFormat::Ndjson] {
         let Some((index, q)) = quality(&ranges, format) else {
             continue;
         };
@@ -275,6 +284,19 @@ mod tests {
             (None, &["  ", "\t"], Ok(Json)),
             (None, &["*/*"], Ok(Json)),
             (None, &["text/csv"], Ok(Csv)),
+            (None, &["application/x-ndjson"], Ok(Ndjson)),
+            (
+                None,
+                &["application/x-ndjson, application/json"],
+                Ok(Ndjson),
+            ),
+            (
+                None,
+                &["application/json;q=0.5, application/x-ndjson"],
+                Ok(Ndjson),
+            ),
+            (None, &["application/*, text/csv;q=0.5"], Ok(Json)),
+            (Some("ndjson"), &["text/csv"], Ok(Ndjson)),
             (None, &["text/csv, application/json"], Ok(Csv)),
             (None, &["application/json, text/csv"], Ok(Json)),
             (None, &["application/json;q=0.5, text/csv"], Ok(Csv)),
@@ -370,14 +392,19 @@ mod tests {
         assert_eq!(Csv.content_type(), "text/csv; charset=utf-8");
         assert_eq!(Json.as_str(), "json");
         assert_eq!(Csv.as_str(), "csv");
-        assert_eq!(SUPPORTED_MEDIA_TYPES, &["application/json", "text/csv"]);
+        assert_eq!(Ndjson.content_type(), "application/x-ndjson");
+        assert_eq!(Ndjson.as_str(), "ndjson");
+        assert_eq!(
+            SUPPORTED_MEDIA_TYPES,
+            &["application/json", "text/csv", "application/x-ndjson"]
+        );
         assert_eq!(
             InvalidFormatParam.to_string(),
-            "Valid values for format: csv, json."
+            "Valid values for format: csv, json, ndjson."
         );
         assert_eq!(
             NotAcceptable.to_string(),
-            "None of the requested media types is available. Supported media types: application/json, text/csv."
+            "None of the requested media types is available. Supported media types: application/json, text/csv, application/x-ndjson."
         );
     }
 

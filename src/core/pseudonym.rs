@@ -154,10 +154,20 @@ impl PseudonymCache {
 
     /// Returns the pseudonym of `raw_user_id`, computing and remembering it on a miss.
     pub fn get(&mut self, raw_user_id: &str) -> &Pseudonym {
+        self.get_with(raw_user_id, |p| p.pseudonymise(raw_user_id))
+    }
+
+    /// Returns the memoised pseudonym for `raw_user_id`, computing it with
+    /// `compute` on a miss (e.g. after normalising the value).
+    pub fn get_with(
+        &mut self,
+        raw_user_id: &str,
+        compute: impl FnOnce(&Pseudonymiser) -> Pseudonym,
+    ) -> &Pseudonym {
         if let Some(found) = self.memo.get(raw_user_id) {
             self.last = *found;
         } else {
-            let computed = self.pseudonymiser.pseudonymise(raw_user_id);
+            let computed = compute(&self.pseudonymiser);
             if self.max_entries > 0 {
                 if self.memo.len() >= self.max_entries {
                     self.memo.clear();

@@ -6,10 +6,11 @@
 
 use std::fmt;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::core::encode::{write_csv_field, write_csv_text, write_json_str, FormulaGuard};
 use crate::core::negotiate::OutputFormat;
 
 /// The label of the last row of the accounting report.
@@ -250,10 +251,10 @@ impl AccountingReport {
     /// The body: JSON `{"month":"2021-03","rows":[{"authMethodType":…,"userCount":…}],"total":…}`,
     /// or CSV (CRLF) `Month,Authentication Method,User Count`, one row per
     /// method and a last row `<month>,Total,<total>`.
-    pub fn encode(&self, format: OutputFormat) -> Bytes {
+    pub fn encode(&self, format: OutputFormat, guard: FormulaGuard) -> Bytes {
         match format {
             OutputFormat::Json => json(self),
-            OutputFormat::Csv => {
+            OutputFormat::Csv | OutputFormat::Ndjson => {
                 let month = self.month.to_string();
                 let mut rows: Vec<[String; 3]> = self
                     .rows
@@ -267,7 +268,11 @@ impl AccountingReport {
                     })
                     .collect();
                 rows.push([month, TOTAL_LABEL.to_owned(), self.total.to_string()]);
-                csv(ACCOUNTING_CSV_HEADER, &rows)
+                if format == OutputFormat::Csv {
+                    csv(ACCOUNTING_CSV_HEADER, &rows, guard)
+                } else {
+                    ndjson(["month", "authMethodType", "userCount"], &rows)
+                }
             }
         }
     }
@@ -320,10 +325,10 @@ impl DailyUsersReport {
 
     /// The body: JSON `{"month":"2021-03","rows":[{"date":"2021-03-01","authMethodType":…,"userCount":…}]}`,
     /// or CSV (CRLF) `Date,Authentication Method,User Count`.
-    pub fn encode(&self, format: OutputFormat) -> Bytes {
+    pub fn encode(&self, format: OutputFormat, guard: FormulaGuard) -> Bytes {
         match format {
             OutputFormat::Json => json(self),
-            OutputFormat::Csv => {
+            OutputFormat::Csv | OutputFormat::Ndjson => {
                 let rows: Vec<[String; 3]> = self
                     .rows
                     .iter()
@@ -335,7 +340,11 @@ impl DailyUsersReport {
                         ]
                     })
                     .collect();
-                csv(DAILY_USERS_CSV_HEADER, &rows)
+                if format == OutputFormat::Csv {
+                    csv(DAILY_USERS_CSV_HEADER, &rows, guard)
+                } else {
+                    ndjson(["date", "authMethodType", "userCount"], &rows)
+                }
             }
         }
     }
@@ -362,21 +371,50 @@ fn json(value: &impl Serialize) -> Bytes {
         .unwrap_or_default()
 }
 
-/// RFC 4180 with CRLF line ends; fields are quoted only when needed.
-fn csv(header: [&str; 3], rows: &[[String; 3]]) -> Bytes {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .quote_style(csv::QuoteStyle::Necessary)
-        .from_writer(Vec::new());
-    // Writing three-field records into memory cannot fail.
-    let _ = writer.write_record(header);
-    for row in rows {
-        let _ = writer.write_record(row);
+/// RFC 4180 with CRLF line ends; fields are quoted only when needed. The
+/// middle column (the method type) is text from ingest: guarded against
+/// spreadsheet formulas like every CSV text cell.
+fn csv(header: [&str; 3], rows: &[[String; 3]], guard: FormulaGuard) -> Bytes {
+    let mut buf = BytesMut::new();
+    let guard = guard == FormulaGuard::Quote;
+    for (i, name) in header.iter().enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        write_csv_field(&mut buf, name.as_bytes());
     }
-    writer
-        .into_inner()
-        .map(Bytes::from)
-        .unwrap_or_else(|_| Bytes::new())
+    buf.put_slice(b"\r\n");
+    for [first, text, count] in rows {
+        write_csv_field(&mut buf, first.as_bytes());
+        buf.put_u8(b',');
+        write_csv_text(&mut buf, text.as_bytes(), guard);
+        buf.put_u8(b',');
+        write_csv_field(&mut buf, count.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+    buf.freeze()
+}
+
+/// One JSON object per row and line; `names` are the keys, the last value
+/// is a number.
+fn ndjson(names: [&str; 3], rows: &[[String; 3]]) -> Bytes {
+    let mut buf = BytesMut::new();
+    for [first, text, count] in rows {
+        buf.put_u8(b'{');
+        write_json_str(&mut buf, names[0]);
+        buf.put_u8(b':');
+        write_json_str(&mut buf, first);
+        buf.put_u8(b',');
+        write_json_str(&mut buf, names[1]);
+        buf.put_u8(b':');
+        write_json_str(&mut buf, text);
+        buf.put_u8(b',');
+        write_json_str(&mut buf, names[2]);
+        buf.put_u8(b':');
+        buf.put_slice(count.as_bytes());
+        buf.put_slice(b"}\n");
+    }
+    buf.freeze()
 }
 
 #[cfg(test)]
@@ -558,7 +596,7 @@ mod tests {
         assert_eq!(report.total(), 130);
         assert_eq!(report.month(), month("2021-03"));
         assert_eq!(
-            report.encode(OutputFormat::Csv),
+            report.encode(OutputFormat::Csv, FormulaGuard::Quote),
             "Month,Authentication Method,User Count\r\n\
              2021-03,PASSWORD,123\r\n\
              2021-03,OAUTH2,5\r\n\
@@ -567,7 +605,7 @@ mod tests {
              2021-03,Total,130\r\n"
         );
         assert_eq!(
-            report.encode(OutputFormat::Json),
+            report.encode(OutputFormat::Json, FormulaGuard::Quote),
             r#"{"month":"2021-03","rows":[{"authMethodType":"PASSWORD","userCount":123},{"authMethodType":"OAUTH2","userCount":5},{"authMethodType":"SAML","userCount":5},{"authMethodType":"A,B \"x\"","userCount":1}],"total":130}"#
         );
     }
@@ -576,11 +614,11 @@ mod tests {
     fn empty_accounting_report() {
         let report = AccountingReport::new(month("2021-02"), vec![], 0);
         assert_eq!(
-            report.encode(OutputFormat::Csv),
+            report.encode(OutputFormat::Csv, FormulaGuard::Quote),
             "Month,Authentication Method,User Count\r\n2021-02,Total,0\r\n"
         );
         assert_eq!(
-            report.encode(OutputFormat::Json),
+            report.encode(OutputFormat::Json, FormulaGuard::Quote),
             r#"{"month":"2021-02","rows":[],"total":0}"#
         );
     }
@@ -600,7 +638,7 @@ mod tests {
         assert_eq!(report.month(), month("2021-03"));
         assert_eq!(report.rows().len(), 5);
         assert_eq!(
-            report.encode(OutputFormat::Csv),
+            report.encode(OutputFormat::Csv, FormulaGuard::Quote),
             "Date,Authentication Method,User Count\r\n\
              2021-03-01,PASSWORD,12\r\n\
              2021-03-01,FIDO2,2\r\n\
@@ -609,7 +647,8 @@ mod tests {
              2021-03-02,SAML,3\r\n"
         );
         let json: serde_json::Value =
-            serde_json::from_slice(&report.encode(OutputFormat::Json)).unwrap();
+            serde_json::from_slice(&report.encode(OutputFormat::Json, FormulaGuard::Quote))
+                .unwrap();
         assert_eq!(json["month"], "2021-03");
         assert_eq!(
             json["rows"][0],
@@ -618,11 +657,11 @@ mod tests {
         assert_eq!(json["rows"].as_array().unwrap().len(), 5);
         let empty = DailyUsersReport::new(month("2021-04"), vec![]);
         assert_eq!(
-            empty.encode(OutputFormat::Csv),
+            empty.encode(OutputFormat::Csv, FormulaGuard::Quote),
             "Date,Authentication Method,User Count\r\n"
         );
         assert_eq!(
-            empty.encode(OutputFormat::Json),
+            empty.encode(OutputFormat::Json, FormulaGuard::Quote),
             r#"{"month":"2021-04","rows":[]}"#
         );
     }

@@ -330,17 +330,41 @@ impl Window {
 
     /// Returns the window's path, e.g. `/api/v1/statistics/events/hour/2021-04-24T13?sort=-`.
     pub fn path(&self) -> String {
-        path_for(self.period, self.direction, self.t)
+        path_for(PATH_PREFIX, self.period, self.direction, self.t)
     }
 
     /// Returns absolute links to this window and its neighbours under `base_url`.
     ///
     /// One trailing `/` of `base_url` is removed before the path is appended.
     pub fn links(&self, base_url: &str) -> Result<NavigationLinks, WindowError> {
+        self.links_under(base_url, PATH_PREFIX, "")
+    }
+
+    /// Returns absolute links to this window and its neighbours under
+    /// `base_url` and the resource's `path_prefix` (followed by
+    /// `/{period}/{datetime}`). `query` (already percent-encoded, without a
+    /// leading `?` or `&`) is appended after `sort`, so that every link keeps
+    /// what shapes the response (format, filters).
+    pub fn links_under(
+        &self,
+        base_url: &str,
+        path_prefix: &str,
+        query: &str,
+    ) -> Result<NavigationLinks, WindowError> {
         let base = base_url.strip_suffix('/').unwrap_or(base_url);
         let prev = self.prev_anchor().ok_or(WindowError::OutOfRange)?;
         let next = self.next_anchor().ok_or(WindowError::OutOfRange)?;
-        let link = |t| format!("{base}{}", path_for(self.period, self.direction, t));
+        let link = |t| {
+            let mut url = format!(
+                "{base}{}",
+                path_for(path_prefix, self.period, self.direction, t)
+            );
+            if !query.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(query);
+            }
+            url
+        };
         Ok(NavigationLinks {
             self_link: link(self.t),
             prev: link(prev),
@@ -350,8 +374,14 @@ impl Window {
 
     /// Returns a file name stem such as `events-minute-2021-04-10T00:00` (without extension).
     pub fn file_stem(&self) -> String {
+        self.file_stem_for("events")
+    }
+
+    /// Returns a file name stem such as `client-events-day-2021-04-10`
+    /// for a resource called `name`.
+    pub fn file_stem_for(&self, name: &str) -> String {
         format!(
-            "events-{}-{}",
+            "{name}-{}-{}",
             self.period.as_str(),
             self.canonical_datetime()
         )
@@ -368,13 +398,13 @@ fn canonical(period: Period, t: DateTime<Utc>) -> String {
     }
 }
 
-fn path_for(period: Period, direction: Direction, t: DateTime<Utc>) -> String {
+fn path_for(prefix: &str, period: Period, direction: Direction, t: DateTime<Utc>) -> String {
     let sort = match direction {
         Direction::Ascending => "",
         Direction::Descending => "?sort=-",
     };
     format!(
-        "{PATH_PREFIX}/{}/{}{sort}",
+        "{prefix}/{}/{}{sort}",
         period.as_str(),
         canonical(period, t)
     )

@@ -51,70 +51,89 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_postgres::error::SqlState;
 use tokio_util::io::ReaderStream;
 
-use crate::core::ingest::{Event, IngestFormat, IngestParser, RecordError, SeenIds};
+use crate::core::{
+    ingest::{
+        FieldType, IngestFormat, IngestParser, IngestSchema, Record, RecordError, SeenIds, SqlType,
+        Value,
+    },
+    pseudonym::Pseudonymiser,
+};
+use crate::db::directory::Entries;
 
 /// The COPY buffer is sent to PostgreSQL whenever it holds this much.
 pub const SEND_AT: usize = 256 * 1024;
 
-/// Prepares the transaction. `work_mem` is the memory PostgreSQL may use to
-/// sort one request's events before inserting them (the default 4 MB would
-/// spill a large request to disk).
-const PREPARE_SQL: &str = "SET LOCAL client_min_messages = warning; \
-     SET LOCAL work_mem = '64MB'; \
-     CREATE TEMP TABLE IF NOT EXISTS acctstream_ingest ( \
-         seq                 bigint      NOT NULL, \
-         occurred_at         timestamptz NOT NULL, \
-         auth_method_type    text        NOT NULL, \
-         auth_method_name    text        NOT NULL, \
-         auth_request_origin text        NOT NULL, \
-         user_id             text        NOT NULL, \
-         event_id            text \
-     ) ON COMMIT DELETE ROWS";
+/// The statements of one kind's ingest, built once from its schema.
+#[derive(Debug)]
+struct Statements {
+    /// Prepares the merge transaction: `work_mem` is the memory PostgreSQL
+    /// may use to sort one request's records before inserting them (the
+    /// default 4 MB would spill a large request to disk), and the session's
+    /// staging table (`ON COMMIT DELETE ROWS`).
+    prepare: String,
+    /// The fast path: records straight into the table, in body order.
+    direct_copy: String,
+    /// Records into the staging table (with their sequence numbers).
+    staging_copy: String,
+    /// The insert when the body had no event IDs: nothing can conflict.
+    insert: String,
+    /// Some records had IDs and the body was in time order: rows go in
+    /// body order, so the first occurrence of a repeated ID is the one
+    /// inserted, and IDs already stored are skipped.
+    insert_in_order: String,
+    /// Some records had IDs and the body was not in time order: the first
+    /// occurrence of each ID in the body is picked explicitly.
+    insert_dedup: String,
+}
 
-/// The fast path: events straight into `auth_event`, in body order.
-const DIRECT_COPY_SQL: &str = "COPY auth_event (occurred_at, auth_method_type, \
-     auth_method_name, auth_request_origin, user_id, event_id) FROM STDIN (FORMAT binary)";
-
-/// The unique constraint on `auth_event.event_id` (sql/0002_event_id.sql).
-const EVENT_ID_CONSTRAINT: &str = "auth_event_event_id_key";
+impl Statements {
+    fn new(schema: &IngestSchema) -> Statements {
+        let table = schema.table;
+        let staging = format!("acctstream_ingest_{table}");
+        let columns: Vec<&str> = schema.fields.iter().map(|f| f.column).collect();
+        let columns = columns.join(", ");
+        let definitions: Vec<String> = schema
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", f.column, f.sql.name()))
+            .collect();
+        let time = schema.fields[schema.time].column;
+        let event_id = schema.fields[schema.event_id].column;
+        Statements {
+            prepare: format!(
+                "SET LOCAL client_min_messages = warning; \
+                 SET LOCAL work_mem = '64MB'; \
+                 CREATE TEMP TABLE IF NOT EXISTS {staging} (seq bigint NOT NULL, {}) \
+                 ON COMMIT DELETE ROWS",
+                definitions.join(", ")
+            ),
+            direct_copy: format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
+            staging_copy: format!("COPY {staging} (seq, {columns}) FROM STDIN (FORMAT binary)"),
+            insert: format!(
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ORDER BY {time}, seq"
+            ),
+            insert_in_order: format!(
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} \
+                 ORDER BY {time}, seq ON CONFLICT ({event_id}) DO NOTHING"
+            ),
+            insert_dedup: format!(
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM ( \
+                     SELECT *, row_number() OVER (PARTITION BY {event_id} ORDER BY seq) AS nth \
+                     FROM {staging} \
+                 ) AS staged \
+                 WHERE {event_id} IS NULL OR nth = 1 \
+                 ORDER BY {time}, seq \
+                 ON CONFLICT ({event_id}) DO NOTHING"
+            ),
+        }
+    }
+}
 
 /// The spool file is written through a buffer of this size (the body
 /// arrives in much smaller pieces).
 const SPOOL_BUFFER: usize = 1024 * 1024;
 /// The spool file is read back in pieces of this size.
 const SPOOL_READ: usize = 256 * 1024;
-
-const COPY_SQL: &str = "COPY acctstream_ingest (seq, occurred_at, auth_method_type, \
-     auth_method_name, auth_request_origin, user_id, event_id) FROM STDIN (FORMAT binary)";
-
-/// The insert when the body had no event IDs: nothing can conflict.
-const INSERT_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
-     auth_method_name, auth_request_origin, user_id, event_id) \
-     SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id, event_id \
-     FROM acctstream_ingest ORDER BY occurred_at, seq";
-
-/// The insert when some events had IDs and the body was in time order:
-/// rows go in body order, so the first occurrence of a repeated ID is the
-/// one inserted, and IDs already stored are skipped.
-const INSERT_IN_ORDER_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
-     auth_method_name, auth_request_origin, user_id, event_id) \
-     SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id, event_id \
-     FROM acctstream_ingest ORDER BY occurred_at, seq \
-     ON CONFLICT (event_id) DO NOTHING";
-
-/// The insert when some events had IDs and the body was not in time order:
-/// the first occurrence of each ID in the body is picked explicitly, and IDs
-/// already stored are skipped.
-const INSERT_DEDUP_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
-     auth_method_name, auth_request_origin, user_id, event_id) \
-     SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id, event_id \
-     FROM ( \
-         SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY seq) AS nth \
-         FROM acctstream_ingest \
-     ) AS staged \
-     WHERE event_id IS NULL OR nth = 1 \
-     ORDER BY occurred_at, seq \
-     ON CONFLICT (event_id) DO NOTHING";
 
 /// The binary COPY signature, flags and header extension length.
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -204,34 +223,36 @@ impl<E> From<tokio_postgres::Error> for IngestError<E> {
     }
 }
 
-/// Encodes events as binary COPY tuples: of `acctstream_ingest` (with a
-/// sequence number first) or of `auth_event` (without).
+/// Encodes records as binary COPY tuples: of the staging table (with a
+/// sequence number first) or of the kind's table (without).
 struct CopyEncoder {
+    schema: &'static IngestSchema,
     buffer: BytesMut,
-    /// Tuples start with the event's sequence number (the staging table).
+    /// Tuples start with the record's sequence number (the staging table).
     with_seq: bool,
-    /// Some event had an `eventId`.
+    /// Some record had an `eventId`.
     with_ids: bool,
-    /// The timestamps so far never decreased.
+    /// The times so far never decreased.
     in_time_order: bool,
     last: Option<DateTime<Utc>>,
 }
 
 impl CopyEncoder {
-    /// An encoder for the staging table `acctstream_ingest`.
-    fn staging() -> CopyEncoder {
-        CopyEncoder::new(true)
+    /// An encoder for the staging table.
+    fn staging(schema: &'static IngestSchema) -> CopyEncoder {
+        CopyEncoder::new(schema, true)
     }
 
-    /// An encoder for `auth_event` ([`DIRECT_COPY_SQL`]).
-    fn direct() -> CopyEncoder {
-        CopyEncoder::new(false)
+    /// An encoder for the kind's table.
+    fn direct(schema: &'static IngestSchema) -> CopyEncoder {
+        CopyEncoder::new(schema, false)
     }
 
-    fn new(with_seq: bool) -> CopyEncoder {
+    fn new(schema: &'static IngestSchema, with_seq: bool) -> CopyEncoder {
         let mut buffer = BytesMut::with_capacity(SEND_AT + 16 * 1024);
         buffer.put_slice(COPY_HEADER);
         CopyEncoder {
+            schema,
             buffer,
             with_seq,
             with_ids: false,
@@ -240,37 +261,49 @@ impl CopyEncoder {
         }
     }
 
-    fn push(&mut self, seq: u64, event: &Event<'_>) {
-        if self.last.is_some_and(|last| event.occurred_at < last) {
+    fn push(&mut self, seq: u64, record: &Record<'_>) {
+        let time = record.time();
+        if self.last.is_some_and(|last| time < last) {
             self.in_time_order = false;
         }
-        self.last = Some(event.occurred_at);
+        self.last = Some(time);
+        if record.event_id().is_some() {
+            self.with_ids = true;
+        }
         let buffer = &mut self.buffer;
+        let fields = self.schema.fields;
+        // A schema has at most MAX_FIELDS (40) fields.
+        let count = i16::try_from(fields.len()).unwrap_or(i16::MAX);
         if self.with_seq {
-            buffer.put_i16(7);
+            buffer.put_i16(count + 1);
             buffer.put_i32(8);
             // Sequence numbers count records of a body at most MAX_BODY bytes long.
             buffer.put_i64(i64::try_from(seq).unwrap_or(i64::MAX));
         } else {
-            buffer.put_i16(6);
+            buffer.put_i16(count);
         }
-        buffer.put_i32(8);
-        // Timestamps come from RFC 3339 text (years 0000-9999): no overflow.
-        buffer.put_i64(event.occurred_at.timestamp_micros() - PG_EPOCH_UNIX_MICROS);
-        for text in [
-            event.auth_method_type,
-            event.auth_method_name,
-            event.auth_request_origin,
-            event.user_id,
-        ] {
-            put_text(buffer, text);
-        }
-        match event.event_id {
-            Some(id) => {
-                self.with_ids = true;
-                put_text(buffer, id);
+        for (field, value) in fields.iter().zip(record.values.iter()) {
+            match (*value, field.sql) {
+                (Value::Null, _) => buffer.put_i32(-1),
+                (Value::Text(text), _) => match field.ty {
+                    FieldType::Identity(ty) => put_text(buffer, &ty.normalise(text)),
+                    _ => put_text(buffer, text),
+                },
+                (Value::Time(t), _) => {
+                    buffer.put_i32(8);
+                    // Times are within the years 0001-9999: no overflow.
+                    buffer.put_i64(t.timestamp_micros() - PG_EPOCH_UNIX_MICROS);
+                }
+                (Value::Integer(n), SqlType::Int4) => {
+                    buffer.put_i32(4);
+                    // Validation keeps Int4 fields within i32.
+                    buffer.put_i32(i32::try_from(n).unwrap_or_default());
+                }
+                (Value::Integer(n), _) => {
+                    buffer.put_i32(8);
+                    buffer.put_i64(n);
+                }
             }
-            None => buffer.put_i32(-1),
         }
     }
 
@@ -284,11 +317,28 @@ impl CopyEncoder {
     }
 
     /// The insert statement for what was encoded.
-    fn insert_sql(&self) -> &'static str {
+    fn insert_sql<'s>(&self, statements: &'s Statements) -> &'s str {
         match (self.with_ids, self.in_time_order) {
-            (false, _) => INSERT_SQL,
-            (true, true) => INSERT_IN_ORDER_SQL,
-            (true, false) => INSERT_DEDUP_SQL,
+            (false, _) => &statements.insert,
+            (true, true) => &statements.insert_in_order,
+            (true, false) => &statements.insert_dedup,
+        }
+    }
+}
+
+/// The identity values of a request, for the identity directory (only for
+/// kinds that record them).
+struct Identities<'p> {
+    pseudonymiser: &'p Pseudonymiser,
+    entries: Entries,
+}
+
+impl Identities<'_> {
+    fn add(&mut self, record: &Record<'_>) {
+        for (field, value) in record.schema.fields.iter().zip(record.values.iter()) {
+            if let (FieldType::Identity(ty), Value::Text(raw)) = (field.ty, value) {
+                self.entries.add(self.pseudonymiser, ty, raw);
+            }
         }
     }
 }
@@ -316,12 +366,21 @@ pub struct IngestFailure<E> {
 /// borrowed so the caller can drain what is left of it after an error.
 pub async fn ingest<S, E>(
     pool: &Pool,
+    schema: &'static IngestSchema,
+    pseudonymiser: &Pseudonymiser,
     format: IngestFormat,
     body: &mut S,
 ) -> Result<IngestSummary, IngestFailure<E>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    let statements = Statements::new(schema);
+    let identities = || {
+        schema.record_identities.then(|| Identities {
+            pseudonymiser,
+            entries: Entries::default(),
+        })
+    };
     let failed = |error| IngestFailure { error, received: 0 };
     let started = Instant::now();
     let mut client = pool
@@ -332,8 +391,16 @@ where
         .await
         .map_err(|e| failed(IngestError::Spool(e)))?;
 
-    let mut parser = IngestParser::new(format);
-    let fallback = match copy_directly(&mut client, &mut parser, &mut spool, body).await {
+    let mut parser = IngestParser::new(schema, format);
+    let direct = copy_directly(
+        &mut client,
+        &statements,
+        &mut parser,
+        identities(),
+        &mut spool,
+        body,
+    );
+    let fallback = match direct.await {
         Ok(Direct::Stored(summary)) => {
             tracing::debug!(
                 path = "copy",
@@ -358,18 +425,24 @@ where
     );
 
     // Replay the spooled body through the exact path.
-    let mut parser = IngestParser::new(format);
+    let mut parser = IngestParser::new(schema, format);
     let replay = match spool.replay().await {
         Ok(replay) => replay,
         Err(e) => return Err(failed(IngestError::Spool(e))),
     };
     let mut replay = replay.map(|chunk| chunk.map_err(IngestError::Spool));
-    merge(&mut client, &mut parser, &mut replay)
-        .await
-        .map_err(|error| IngestFailure {
-            error,
-            received: parser.received(),
-        })
+    merge(
+        &mut client,
+        &statements,
+        &mut parser,
+        identities(),
+        &mut replay,
+    )
+    .await
+    .map_err(|error| IngestFailure {
+        error,
+        received: parser.received(),
+    })
 }
 
 /// Why the fast path gave way to the merge.
@@ -403,18 +476,21 @@ enum Direct {
 /// the request or is stored already.
 async fn copy_directly<S, E>(
     client: &mut Client,
+    statements: &Statements,
     parser: &mut IngestParser,
+    mut identities: Option<Identities<'_>>,
     spool: &mut Spool,
     body: &mut S,
 ) -> Result<Direct, IngestError<E>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    let schema = parser.schema();
     let tx = client.transaction().await?;
     let copied = {
-        let sink = tx.copy_in::<_, Bytes>(DIRECT_COPY_SQL).await?;
+        let sink = tx.copy_in::<_, Bytes>(&statements.direct_copy).await?;
         let mut sink = std::pin::pin!(sink);
-        let mut batch = DirectBatch::new();
+        let mut batch = DirectBatch::new(schema, identities.as_mut());
         loop {
             let Some(chunk) = body.next().await else {
                 parser
@@ -447,6 +523,9 @@ where
         None => Fallback::RepeatedInRequest,
         Some(Ok(copied)) => {
             debug_assert_eq!(copied, parser.received());
+            if let Some(identities) = &identities {
+                identities.entries.record(&*tx).await?;
+            }
             return match tx.commit().await {
                 Ok(()) => Ok(Direct::Stored(IngestSummary {
                     received: parser.received(),
@@ -455,11 +534,13 @@ where
                 })),
                 // Only a deferred constraint could fail here; the rollback
                 // has happened, and the body is spooled in full.
-                Err(e) if is_event_id_conflict(&e) => Ok(Direct::Fallback(Fallback::AlreadyStored)),
+                Err(e) if is_event_id_conflict(schema, &e) => {
+                    Ok(Direct::Fallback(Fallback::AlreadyStored))
+                }
                 Err(e) => Err(e.into()),
             };
         }
-        Some(Err(e)) if is_event_id_conflict(&e) => Fallback::AlreadyStored,
+        Some(Err(e)) if is_event_id_conflict(schema, &e) => Fallback::AlreadyStored,
         Some(Err(e)) => return Err(e.into()),
     };
     // Release the rows (and their unique keys) at once, then read the rest
@@ -473,48 +554,58 @@ where
 }
 
 /// The fast path's COPY buffer, and the check that no `eventId` repeats.
-struct DirectBatch {
+struct DirectBatch<'i, 'p> {
     encoder: CopyEncoder,
     seen: SeenIds,
     /// An `eventId` repeated: nothing more is encoded.
     repeated: bool,
+    identities: Option<&'i mut Identities<'p>>,
 }
 
-impl DirectBatch {
-    fn new() -> DirectBatch {
+impl<'i, 'p> DirectBatch<'i, 'p> {
+    fn new(
+        schema: &'static IngestSchema,
+        identities: Option<&'i mut Identities<'p>>,
+    ) -> DirectBatch<'i, 'p> {
         DirectBatch {
-            encoder: CopyEncoder::direct(),
+            encoder: CopyEncoder::direct(schema),
             seen: SeenIds::new(),
             repeated: false,
+            identities,
         }
     }
 
-    fn push(&mut self, event: &Event<'_>) {
+    fn push(&mut self, record: &Record<'_>) {
         if self.repeated {
             return;
         }
-        if event.event_id.is_some_and(|id| !self.seen.insert(id)) {
+        if record.event_id().is_some_and(|id| !self.seen.insert(id)) {
             self.repeated = true;
             return;
         }
-        self.encoder.push(0, event);
+        if let Some(identities) = self.identities.as_deref_mut() {
+            identities.add(record);
+        }
+        self.encoder.push(0, record);
     }
 }
 
-/// The COPY into `auth_event` met an `event_id` that is stored already (or
-/// was stored by a transaction that committed while this one waited).
-fn is_event_id_conflict(error: &tokio_postgres::Error) -> bool {
+/// The COPY met an `eventId` that is stored already (or was stored by a
+/// transaction that committed while this one waited).
+fn is_event_id_conflict(schema: &IngestSchema, error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
         && error
             .as_db_error()
             .and_then(|db| db.constraint())
-            .is_some_and(|name| name == EVENT_ID_CONSTRAINT)
+            .is_some_and(|name| name == schema.event_id_constraint)
 }
 
 /// The exact path: staging COPY, then one deduplicating insert.
 async fn merge<S, E>(
     client: &mut Client,
+    statements: &Statements,
     parser: &mut IngestParser,
+    mut identities: Option<Identities<'_>>,
     body: &mut S,
 ) -> Result<IngestSummary, IngestError<E>>
 where
@@ -522,22 +613,33 @@ where
 {
     let started = Instant::now();
     let tx = client.transaction().await?;
-    tx.batch_execute(PREPARE_SQL).await?;
-    let sink = tx.copy_in::<_, Bytes>(COPY_SQL).await?;
+    tx.batch_execute(&statements.prepare).await?;
+    let sink = tx.copy_in::<_, Bytes>(&statements.staging_copy).await?;
     let mut sink = std::pin::pin!(sink);
 
-    let mut encoder = CopyEncoder::staging();
+    let mut encoder = CopyEncoder::staging(parser.schema());
+    let stage = |encoder: &mut CopyEncoder,
+                 identities: &mut Option<Identities<'_>>,
+                 seq: u64,
+                 record: &Record<'_>| {
+        if let Some(identities) = identities.as_mut() {
+            identities.add(record);
+        }
+        encoder.push(seq, record);
+    };
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         parser
-            .feed(&chunk, |seq, event| encoder.push(seq, event))
+            .feed(&chunk, |seq, r| {
+                stage(&mut encoder, &mut identities, seq, r)
+            })
             .map_err(IngestError::Invalid)?;
         if encoder.buffer.len() >= SEND_AT {
             sink.send(encoder.take()).await?;
         }
     }
     parser
-        .finish(|seq, event| encoder.push(seq, event))
+        .finish(|seq, r| stage(&mut encoder, &mut identities, seq, r))
         .map_err(IngestError::Invalid)?;
     encoder.end();
     sink.send(encoder.take()).await?;
@@ -549,8 +651,11 @@ where
     let inserted = if received == 0 {
         0
     } else {
-        tx.execute(encoder.insert_sql(), &[]).await?
+        tx.execute(encoder.insert_sql(statements), &[]).await?
     };
+    if let Some(identities) = &identities {
+        identities.entries.record(&*tx).await?;
+    }
     let inserting = started.elapsed() - staging;
     tx.commit().await?;
     tracing::debug!(
@@ -605,22 +710,25 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ingest::MAX_FIELDS;
+
+    const A: &IngestSchema = &crate::kinds::auth::INGEST;
+
+    fn record(at: &str, id: Option<&'static str>, user: &'static str) -> Record<'static> {
+        let mut values = [Value::Null; MAX_FIELDS];
+        values[0] = Value::Time(at.parse().unwrap());
+        values[1] = Value::Text("T");
+        values[2] = Value::Text("n");
+        values[3] = Value::Text("o");
+        values[4] = Value::Text(user);
+        values[5] = id.map_or(Value::Null, Value::Text);
+        Record { schema: A, values }
+    }
 
     #[test]
     fn copy_tuples_have_the_binary_layout() {
-        let mut encoder = CopyEncoder::staging();
-        let at = "2000-01-01T00:00:01Z".parse().unwrap();
-        encoder.push(
-            3,
-            &Event {
-                occurred_at: at,
-                auth_method_type: "T",
-                auth_method_name: "n",
-                auth_request_origin: "o",
-                user_id: "ü",
-                event_id: None,
-            },
-        );
+        let mut encoder = CopyEncoder::staging(A);
+        encoder.push(3, &record("2000-01-01T00:00:01Z", None, "ü"));
         let bytes = encoder.take();
         let (header, tuple) = bytes.split_at(COPY_HEADER.len());
         assert_eq!(header.len(), 19);
@@ -633,24 +741,22 @@ mod tests {
         expected.extend_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(tuple, &expected[..]);
         assert!(!encoder.with_ids);
-        assert_eq!(encoder.insert_sql(), INSERT_SQL);
+        let statements = Statements::new(A);
+        assert_eq!(encoder.insert_sql(&statements), statements.insert);
+        assert_eq!(
+            statements.direct_copy,
+            "COPY auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id, event_id) FROM STDIN (FORMAT binary)"
+        );
     }
 
     #[test]
     fn direct_tuples_have_no_sequence_number() {
-        let at = "2000-01-01T00:00:01Z".parse().unwrap();
-        let event = |id| Event {
-            occurred_at: at,
-            auth_method_type: "T",
-            auth_method_name: "n",
-            auth_request_origin: "o",
-            user_id: "u",
-            event_id: id,
-        };
-        let mut batch = DirectBatch::new();
-        batch.push(&event(Some("a")));
-        batch.push(&event(None));
-        batch.push(&event(None));
+        let at = "2000-01-01T00:00:01Z";
+        let mut batch = DirectBatch::new(A, None);
+        batch.push(&record(at, Some("a"), "u"));
+        batch.push(&record(at, None, "u"));
+        batch.push(&record(at, None, "u"));
         assert!(!batch.repeated);
         let mut expected = COPY_HEADER.to_vec();
         for id in [Some(&b"a"[..]), None, None] {
@@ -672,9 +778,9 @@ mod tests {
 
         // A repeated ID stops the batch: nothing more is encoded.
         let before = batch.encoder.buffer.len();
-        batch.push(&event(Some("a")));
+        batch.push(&record(at, Some("a"), "u"));
         assert!(batch.repeated);
-        batch.push(&event(Some("b")));
+        batch.push(&record(at, Some("b"), "u"));
         assert_eq!(batch.encoder.buffer.len(), before);
         batch.encoder.end();
         assert_eq!(&batch.encoder.take()[before..], &[0xff, 0xff]);
@@ -682,20 +788,49 @@ mod tests {
 
     #[test]
     fn the_insert_fits_the_body() {
-        let event = |at: &str, id: Option<&'static str>| Event {
-            occurred_at: at.parse().unwrap(),
-            auth_method_type: "T",
-            auth_method_name: "n",
-            auth_request_origin: "o",
-            user_id: "u",
-            event_id: id,
-        };
-        let mut encoder = CopyEncoder::staging();
-        encoder.push(1, &event("2021-04-10T00:00:01Z", None));
-        encoder.push(2, &event("2021-04-10T00:00:01Z", Some("a")));
-        encoder.push(3, &event("2021-04-10T00:00:02Z", None));
-        assert_eq!(encoder.insert_sql(), INSERT_IN_ORDER_SQL);
-        encoder.push(4, &event("2021-04-10T00:00:00Z", None));
-        assert_eq!(encoder.insert_sql(), INSERT_DEDUP_SQL);
+        let statements = Statements::new(A);
+        let mut encoder = CopyEncoder::staging(A);
+        encoder.push(1, &record("2021-04-10T00:00:01Z", None, "u"));
+        encoder.push(2, &record("2021-04-10T00:00:01Z", Some("a"), "u"));
+        encoder.push(3, &record("2021-04-10T00:00:02Z", None, "u"));
+        assert_eq!(encoder.insert_sql(&statements), statements.insert_in_order);
+        encoder.push(4, &record("2021-04-10T00:00:00Z", None, "u"));
+        assert_eq!(encoder.insert_sql(&statements), statements.insert_dedup);
+    }
+
+    #[test]
+    fn integers_and_identities_take_their_column_types() {
+        let client = &crate::kinds::client::INGEST;
+        let records = crate::core::ingest::parse_all(
+            client,
+            IngestFormat::Ndjson,
+            br#"{"timestamp":946684801000000,"macAddress":"68-05-71-A4-EF-0E","eventType":"Failure","channel":11,"associationTimestamp":5,"failureCode":7}"#,
+        )
+        .unwrap();
+        assert_eq!(records.len(), 1);
+        let mut parser = IngestParser::new(client, IngestFormat::Ndjson);
+        let mut encoder = CopyEncoder::direct(client);
+        parser
+            .feed(
+                br#"{"timestamp":946684801000000,"macAddress":"68-05-71-A4-EF-0E","eventType":"Failure","channel":11,"associationTimestamp":5}"#,
+                |_, r| encoder.push(0, r),
+            )
+            .unwrap();
+        parser.finish(|_, r| encoder.push(0, r)).unwrap();
+        let bytes = encoder.take();
+        let tuple = &bytes[COPY_HEADER.len()..];
+        assert_eq!(&tuple[..2], &28i16.to_be_bytes());
+        // timestamp, then the MAC in its one notation, then the event type.
+        let mut expected = vec![0, 0, 0, 8];
+        expected.extend_from_slice(&1_000_000i64.to_be_bytes());
+        expected.extend_from_slice(&17i32.to_be_bytes());
+        expected.extend_from_slice(b"68:05:71:a4:ef:0e");
+        expected.extend_from_slice(&7i32.to_be_bytes());
+        expected.extend_from_slice(b"Failure");
+        assert_eq!(&tuple[2..2 + expected.len()], &expected[..]);
+        // protocol, ssid, bssid null; channel an int4.
+        let rest = &tuple[2 + expected.len()..];
+        assert_eq!(&rest[..12], &[0xff; 12]);
+        assert_eq!(&rest[12..20], &[0, 0, 0, 4, 0, 0, 0, 11]);
     }
 }

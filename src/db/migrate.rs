@@ -39,6 +39,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_rollup_queue.sql",
         sql: include_str!("../../sql/0004_rollup_queue.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_identity_directory.sql",
+        sql: include_str!("../../sql/0005_identity_directory.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_client_event.sql",
+        sql: include_str!("../../sql/0006_client_event.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

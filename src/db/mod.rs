@@ -1,15 +1,21 @@
-//! PostgreSQL: the connection pool, migrations, the embedded cluster and the
-//! event query.
+//! PostgreSQL: the connection pool, migrations, the embedded cluster, the
+//! window query of every kind, and ingest.
 //!
-//! Raw user IDs are read here and pseudonymised before any record leaves this
-//! module: the [`events`] stream hands out [`crate::core::encode::EventRecord`]s,
-//! which can only carry a [`crate::core::pseudonym::Pseudonym`].
+//! Raw identities are read here and shown through an
+//! [`IdentityWriter`](crate::core::identity::IdentityWriter) before any
+//! record leaves this module: the [`records`] stream hands the encoder
+//! identity values only as [`Shown`](crate::core::identity::Shown).
 
+pub mod directory;
 pub mod embedded;
-pub mod events;
+mod error;
 pub mod ingest;
 pub mod migrate;
 pub mod pool;
+pub mod records;
 pub mod reports;
 pub mod retention;
 pub mod rollup;
+pub mod summary;
+
+pub use error::{is_unavailable, DbError};

@@ -8,9 +8,9 @@
 //! committed before the request. The background job keeps the backlog small,
 //! so this is normally one index lookup on an empty queue.
 
-use deadpool_postgres::{Pool, PoolError};
+use deadpool_postgres::Pool;
 
-use super::rollup;
+use super::{rollup, DbError};
 use crate::core::report::{
     AccountingReport, DailyUsers, DailyUsersReport, MethodUsers, ReportMonth,
 };
@@ -26,50 +26,20 @@ const DAILY_USERS_SQL: &str = "\
     SELECT day, auth_method_type, user_count FROM usage_daily_count \
     WHERE day >= $1 AND day < $2";
 
-/// Why a report could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// No connection could be had: the pool is exhausted or the database is
-    /// unreachable.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] PoolError),
-    /// The query failed.
-    #[error("report query failed: {0}")]
-    Query(#[source] tokio_postgres::Error),
-}
-
-impl ReportError {
-    /// True when the database cannot be reached right now (answer 503).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            ReportError::Unavailable(_) => true,
-            ReportError::Query(e) => e.is_closed(),
-        }
-    }
-}
-
 /// Monthly unique users per method type and across methods.
 pub async fn accounting_report(
     pool: &Pool,
     month: ReportMonth,
-) -> Result<AccountingReport, ReportError> {
-    let mut client = pool.get().await.map_err(ReportError::Unavailable)?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete)
-        .await
-        .map_err(ReportError::Query)?;
-    let statement = client
-        .prepare_cached(ACCOUNTING_SQL)
-        .await
-        .map_err(ReportError::Query)?;
-    let rows = client
-        .query(&statement, &[&month.first_day()])
-        .await
-        .map_err(ReportError::Query)?;
+) -> Result<AccountingReport, DbError> {
+    let mut client = pool.get().await?;
+    rollup::catch_up(&mut client, rollup::Mode::Complete).await?;
+    let statement = client.prepare_cached(ACCOUNTING_SQL).await?;
+    let rows = client.query(&statement, &[&month.first_day()]).await?;
     let mut methods = Vec::with_capacity(rows.len());
     let mut total = 0;
     for row in rows {
-        let method: Option<String> = row.try_get(0).map_err(ReportError::Query)?;
-        let user_count: i64 = row.try_get(1).map_err(ReportError::Query)?;
+        let method: Option<String> = row.try_get(0)?;
+        let user_count: i64 = row.try_get(1)?;
         match method {
             Some(auth_method_type) => methods.push(MethodUsers {
                 auth_method_type,
@@ -82,19 +52,13 @@ pub async fn accounting_report(
 }
 
 /// Distinct users per day and method type over one month.
-pub async fn daily_users(pool: &Pool, month: ReportMonth) -> Result<DailyUsersReport, ReportError> {
-    let mut client = pool.get().await.map_err(ReportError::Unavailable)?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete)
-        .await
-        .map_err(ReportError::Query)?;
-    let statement = client
-        .prepare_cached(DAILY_USERS_SQL)
-        .await
-        .map_err(ReportError::Query)?;
+pub async fn daily_users(pool: &Pool, month: ReportMonth) -> Result<DailyUsersReport, DbError> {
+    let mut client = pool.get().await?;
+    rollup::catch_up(&mut client, rollup::Mode::Complete).await?;
+    let statement = client.prepare_cached(DAILY_USERS_SQL).await?;
     let rows = client
         .query(&statement, &[&month.first_day(), &month.end_day()])
-        .await
-        .map_err(ReportError::Query)?;
+        .await?;
     let rows = rows
         .iter()
         .map(|row| {
@@ -104,7 +68,6 @@ pub async fn daily_users(pool: &Pool, month: ReportMonth) -> Result<DailyUsersRe
                 user_count: row.try_get(2)?,
             })
         })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-        .map_err(ReportError::Query)?;
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(DailyUsersReport::new(month, rows))
 }

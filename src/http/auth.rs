@@ -11,6 +11,11 @@ pub fn require_token(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiErr
     authenticate(req, tokens).map(|_| ())
 }
 
+/// Like [`require_token`], and says what the token may see.
+pub fn require_read(req: &HttpRequest, tokens: &ApiTokens) -> Result<Scope, ApiError> {
+    authenticate(req, tokens)
+}
+
 /// Accepts the request when its bearer token is configured with the
 /// `read+write` scope. A valid read-only token is a 403 `insufficient_scope`;
 /// a missing or unknown token is the same 401 as for reading.

@@ -15,7 +15,10 @@ use actix_web::{
 };
 use bytes::Bytes;
 
-use super::{error::ApiError, startup::get_resource};
+use super::{
+    error::ApiError,
+    state::{get_or_head, get_resource},
+};
 
 /// The OpenAPI document, exactly as in the repository.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -97,17 +100,23 @@ pub fn init() -> std::io::Result<()> {
 
 /// Registers the documentation routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(get_resource("/", web::get().to(root)))
-        .service(get_resource("/openapi.yaml", web::get().to(openapi_yaml)))
-        .service(get_resource("/v3/api-docs", web::get().to(openapi_json)))
-        .service(get_resource("/swagger-ui", web::get().to(swagger_ui_slash)))
+    cfg.service(get_resource("/", get_or_head().to(root)))
+        .service(get_resource(
+            "/openapi.yaml",
+            get_or_head().to(openapi_yaml),
+        ))
+        .service(get_resource("/v3/api-docs", get_or_head().to(openapi_json)))
+        .service(get_resource(
+            "/swagger-ui",
+            get_or_head().to(swagger_ui_slash),
+        ))
         .service(get_resource(
             "/swagger-ui/",
-            web::get().to(swagger_ui_index),
+            get_or_head().to(swagger_ui_index),
         ))
         .service(get_resource(
             "/swagger-ui/{asset}",
-            web::get().to(swagger_ui_asset),
+            get_or_head().to(swagger_ui_asset),
         ));
 }
 

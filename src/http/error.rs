@@ -40,6 +40,10 @@ pub enum ApiError {
     /// token used to ingest).
     #[error("This bearer token may only read; ingesting events needs a token with the read+write scope.")]
     InsufficientScope,
+    /// The bearer token is valid but lacks a scope the request needs; the
+    /// text names it.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource.
     #[error("No resource at this path. See /openapi.yaml for the API.")]
     NotFound,
@@ -72,7 +76,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
-            ApiError::InsufficientScope => "insufficient_scope",
+            ApiError::InsufficientScope | ApiError::Forbidden(_) => "insufficient_scope",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable(_) => "not_acceptable",
@@ -84,10 +88,10 @@ impl ApiError {
     }
 }
 
-impl From<crate::db::events::OpenError> for ApiError {
-    /// A stream that could not be opened: 503 when the database is out of
-    /// reach or the pool is exhausted, else an opaque 500.
-    fn from(error: crate::db::events::OpenError) -> ApiError {
+impl From<crate::db::DbError> for ApiError {
+    /// A database failure before the first byte: 503 when the database is
+    /// out of reach or the pool is exhausted, else an opaque 500.
+    fn from(error: crate::db::DbError) -> ApiError {
         if error.is_unavailable() {
             ApiError::Unavailable(Box::new(error))
         } else {
@@ -101,7 +105,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::InsufficientScope => StatusCode::FORBIDDEN,
+            ApiError::InsufficientScope | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -138,6 +142,12 @@ impl ResponseError for ApiError {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     r#"Bearer realm="acctstream", error="insufficient_scope", error_description="Ingesting events needs a token with the read+write scope.""#,
+                ));
+            }
+            ApiError::Forbidden(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="acctstream", error="insufficient_scope", error_description="Raw identities need a token with the identities scope.""#,
                 ));
             }
             ApiError::MethodNotAllowed { allow } => {

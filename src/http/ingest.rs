@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::require_write, error::ApiError, AppState};
 use crate::{
-    core::ingest::IngestFormat,
+    core::ingest::{IngestFormat, IngestSchema},
     db::ingest::{self as db_ingest, IngestError},
 };
 
@@ -59,14 +59,24 @@ pub struct IngestResponse {
     pub duplicates: u64,
 }
 
-/// Registers `POST /api/v1/events`.
+/// Registers the ingest route of every kind that has one
+/// (`POST /api/v1/events`, `POST /api/v1/client-events`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/events")
-            .name("ingest")
-            .route(web::post().to(ingest))
-            .default_service(web::to(post_only)),
-    );
+    for kind in crate::kinds::ALL {
+        let Some(route) = &kind.ingest else {
+            continue;
+        };
+        let schema = route.schema;
+        cfg.service(
+            web::resource(route.path)
+                .route(web::post().to(
+                    move |req: HttpRequest, payload: web::Payload, state: web::Data<AppState>| {
+                        ingest(schema, req, payload, state)
+                    },
+                ))
+                .default_service(web::to(post_only)),
+        );
+    }
 }
 
 async fn post_only() -> Result<HttpResponse, ApiError> {
@@ -76,6 +86,7 @@ async fn post_only() -> Result<HttpResponse, ApiError> {
 /// The handler: authenticate, choose the parser by `Content-Type`, refuse a
 /// declared length over the limit, then stream the body into the database.
 async fn ingest(
+    schema: &'static IngestSchema,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -95,11 +106,13 @@ async fn ingest(
         ended: false,
     };
     let metrics = &state.options.metrics;
-    match db_ingest::ingest(&state.pool, format, &mut body).await {
+    let stored = db_ingest::ingest(&state.pool, schema, &state.pseudonymiser, format, &mut body);
+    match stored.await {
         Ok(summary) => {
             metrics.ingest_accepted(summary.received);
             metrics.ingest_request(summary.path.label());
             tracing::info!(
+                table = schema.table,
                 format = format.media_type(),
                 path = summary.path.label(),
                 received = summary.received,

@@ -3,14 +3,18 @@
 //! their input into core types, then hand over to [`crate::db`].
 
 mod auth;
+mod clients;
 pub mod docs;
 pub mod error;
-mod events;
 mod ingest;
+mod listing;
 pub mod ops;
 pub mod reports;
 pub mod startup;
+mod state;
+mod summary;
 pub mod telemetry;
 
 pub use ingest::{IngestOptions, IngestResponse, DEFAULT_MAX_BODY_BYTES};
-pub use startup::{routes, run, AppOptions, AppState};
+pub use startup::{routes, run};
+pub use state::{AppOptions, AppState};

@@ -16,7 +16,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{error::ApiError, startup::get_resource, AppState};
+use super::{
+    error::ApiError,
+    state::{get_or_head, get_resource},
+    AppState,
+};
 use crate::{db, metrics::PoolSample};
 
 /// How long `/readyz` may take before it answers 503.
@@ -71,9 +75,9 @@ impl fmt::Debug for MetricsToken {
 /// Registers `/healthz`, `/readyz` and `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, handler) in [
-        ("/healthz", web::get().to(healthz)),
-        ("/readyz", web::get().to(readyz)),
-        ("/metrics", web::get().to(metrics)),
+        ("/healthz", get_or_head().to(healthz)),
+        ("/readyz", get_or_head().to(readyz)),
+        ("/metrics", get_or_head().to(metrics)),
     ] {
         cfg.service(get_resource(path, handler));
     }

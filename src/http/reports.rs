@@ -9,26 +9,26 @@
 //!
 //! The first two read only the usage rollups (see [`crate::db::reports`]).
 
-use actix_web::{
-    http::header::{self, HeaderValue},
-    web, HttpRequest, HttpResponse, HttpResponseBuilder,
-};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::{
-    auth::require_token,
+    auth::{require_read, require_token},
     error::ApiError,
-    events::{base_url, link_header, negotiate_format},
+    listing::{base_url, identity_policy, link_header, negotiate_format, ok},
     AppState,
 };
 use crate::{
     core::{
+        encode::JsonHead,
+        kind::{Listing, Selection},
         negotiate::OutputFormat,
         report::{FilenamePrefix, ReportDay, ReportMonth},
         window::{Direction, Period, Window},
     },
-    db,
+    db::{self, records::Output},
+    kinds,
 };
 
 /// Settings of the report endpoints.
@@ -42,20 +42,20 @@ pub struct ReportOptions {
 /// Registers the report routes (one resource per template, so that logs and
 /// metrics name the template that matched).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use super::startup::get_resource;
+    use super::state::{get_or_head, get_resource};
     for path in [
         "/api/v1/accounting/report",
         "/api/v1/accounting/report/{month}",
     ] {
-        cfg.service(get_resource(path, web::get().to(accounting_report)));
+        cfg.service(get_resource(path, get_or_head().to(accounting_report)));
     }
     cfg.service(get_resource(
         "/api/v1/accounting/verify/daily-users/{month}",
-        web::get().to(daily_users),
+        get_or_head().to(daily_users),
     ))
     .service(get_resource(
         "/api/v1/accounting/verify/events/{day}",
-        web::get().to(day_events),
+        get_or_head().to(day_events),
     ));
 }
 
@@ -80,30 +80,6 @@ fn month_param(req: &HttpRequest) -> Result<Option<ReportMonth>, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
-fn db_error(e: db::reports::ReportError) -> ApiError {
-    if e.is_unavailable() {
-        ApiError::Unavailable(Box::new(e))
-    } else {
-        ApiError::Internal(Box::new(e))
-    }
-}
-
-/// A 200 with the negotiated type, `Vary: Accept`, and for CSV an
-/// attachment named `file_name`.
-fn ok(format: OutputFormat, file_name: &str) -> HttpResponseBuilder {
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type(format.content_type())
-        .insert_header((header::VARY, "Accept"));
-    if format == OutputFormat::Csv {
-        // The prefix is restricted to [A-Za-z0-9._-]: the value is valid.
-        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
-            response.insert_header((header::CONTENT_DISPOSITION, value));
-        }
-    }
-    response
-}
-
 /// `GET /api/v1/accounting/report[/{yyyy-MM}]`.
 async fn accounting_report(
     req: HttpRequest,
@@ -117,11 +93,10 @@ async fn accounting_report(
         })?,
     };
     let format = representation(&req)?;
-    let report = db::reports::accounting_report(&state.pool, month)
-        .await
-        .map_err(db_error)?;
+    let report = db::reports::accounting_report(&state.pool, month).await?;
     let prefix = &state.options.reports.filename_prefix;
-    Ok(ok(format, &prefix.accounting_report(month)).body(report.encode(format)))
+    Ok(ok(format, &prefix.accounting_report(month))
+        .body(report.encode(format, state.options.csv_formula_guard)))
 }
 
 /// `GET /api/v1/accounting/verify/daily-users/{yyyy-MM}`.
@@ -132,11 +107,10 @@ async fn daily_users(
     require_token(&req, &state.tokens)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
-    let report = db::reports::daily_users(&state.pool, month)
-        .await
-        .map_err(db_error)?;
+    let report = db::reports::daily_users(&state.pool, month).await?;
     let prefix = &state.options.reports.filename_prefix;
-    Ok(ok(format, &prefix.daily_users(month)).body(report.encode(format)))
+    Ok(ok(format, &prefix.daily_users(month))
+        .body(report.encode(format, state.options.csv_formula_guard)))
 }
 
 /// `GET /api/v1/accounting/verify/events/{yyyy-MM-dd}`: the day's events,
@@ -146,7 +120,7 @@ async fn day_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&req, &state.tokens)?;
+    let scope = require_read(&req, &state.tokens)?;
     let day = ReportDay::parse(req.match_info().get("day").unwrap_or_default())
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let window = Window::parse(Period::Day, &day.to_string(), Direction::Ascending)
@@ -156,15 +130,16 @@ async fn day_events(
         .links(&base_url(&req, state.public_url.as_deref()))
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let tally = super::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
-    let stream = db::events::open(
-        &state.pool,
-        &window,
+    let identities = identity_policy(scope, &state);
+    let output = Output {
         format,
-        &links,
-        &state.pseudonymiser,
-        tally,
-    )
-    .await?;
+        head: JsonHead::Links(&links),
+        identities: &identities,
+        guard: state.options.csv_formula_guard,
+    };
+    let listing = Listing::window(&window, Selection::default());
+    let stream =
+        db::records::open(&state.pool, &kinds::auth::KIND, &listing, output, tally).await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &prefix.day_events(day))
         .insert_header((header::LINK, link_header(&links)))

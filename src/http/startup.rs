@@ -4,60 +4,19 @@
 use std::net::TcpListener;
 
 use actix_web::{dev::Server, middleware, web, App, HttpResponse, HttpServer};
-use deadpool_postgres::Pool;
 
-use super::{error::ApiError, events};
-use crate::{config::ApiTokens, core::pseudonym::Pseudonymiser};
-
-/// What every handler needs.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The connection pool.
-    pub pool: Pool,
-    /// Keyed pseudonymisation of user IDs.
-    pub pseudonymiser: Pseudonymiser,
-    /// Bearer tokens allowed to use the API.
-    pub tokens: ApiTokens,
-    /// Base URL for links, when configured (no trailing slash).
-    pub public_url: Option<String>,
-    /// Everything else, with defaults (add new settings here).
-    pub options: AppOptions,
-}
-
-/// Settings of the HTTP layer beyond the essentials. `Default` gives what
-/// `serve` uses when nothing is configured, so tests set only what they test.
-#[derive(Clone, Debug, Default)]
-pub struct AppOptions {
-    /// The metrics every worker records into and `/metrics` shows.
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// `/metrics` protection and the shutdown grace period.
-    pub ops: super::ops::OpsOptions,
-    /// The report endpoints' settings.
-    pub reports: super::reports::ReportOptions,
-    /// The ingest endpoint's settings (body size limit).
-    pub ingest: super::IngestOptions,
-}
+use super::{error::ApiError, listing, AppState};
 
 /// Registers every route of the API; each endpoint module adds its own.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    events::configure(cfg);
+    // Before the windows: `client-events/summary/{period}` would otherwise
+    // match `client-events/{period}/{datetime}`.
+    super::clients::configure(cfg);
+    listing::configure(cfg);
     super::ingest::configure(cfg);
     super::docs::configure(cfg);
     super::ops::configure(cfg);
     super::reports::configure(cfg);
-}
-
-/// A resource at `path` answering GET with `handler`, and 405 `method_not_allowed`
-/// (with `Allow: GET`) to any other method.
-pub fn get_resource(path: &str, handler: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(handler)
-        .default_service(web::to(get_only))
-}
-
-/// The answer for a known path with an unsupported method.
-async fn get_only() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { allow: "GET" })
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -557,3 +557,145 @@ async fn resource_map_walk_sees_scopes_and_lists() {
         ])
     );
 }
+
+/// Each kind's record schema and CSV header in `openapi.yaml` agree with its
+/// one description in `src/kinds/`: the same properties in the same order,
+/// the same JSON types, `nullable` exactly for nullable columns, `required`
+/// exactly the others, and the CSV header written out in the response text.
+/// Its filters are documented query parameters of its window operations.
+#[test]
+fn each_kinds_schema_and_csv_columns_match_its_description() {
+    let spec: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    for kind in acctstream::kinds::ALL {
+        let schema = &spec["components"]["schemas"][kind.schema];
+        let properties = schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("openapi.yaml has no schema {}", kind.schema));
+        // serde_json sorts keys: read the order from the YAML mapping itself.
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+        let documented: Vec<&str> = yaml["components"]["schemas"][kind.schema]["properties"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(documented.len(), properties.len());
+        let described: Vec<&str> = kind.columns.iter().map(|c| c.json).collect();
+        assert_eq!(documented, described, "{}: properties", kind.schema);
+        for column in kind.columns {
+            let property = &properties[column.json];
+            assert_eq!(
+                property["type"],
+                column.ty.openapi_type(),
+                "{}.{}: type",
+                kind.schema,
+                column.json
+            );
+            assert_eq!(
+                property["nullable"].as_bool().unwrap_or(false),
+                column.nullable,
+                "{}.{}: nullable",
+                kind.schema,
+                column.json
+            );
+        }
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let not_null: Vec<&str> = kind
+            .columns
+            .iter()
+            .filter(|c| !c.nullable)
+            .map(|c| c.json)
+            .collect();
+        assert_eq!(required, not_null, "{}: required", kind.schema);
+
+        // The CSV header row, as the encoder writes it, appears in the
+        // description of the window response's text/csv body.
+        let header: Vec<&str> = kind.columns.iter().map(|c| c.csv).collect();
+        let header = format!("`{}`", header.join(","));
+        let get = &spec["paths"][format!("{}/{{period}}/{{datetime}}", kind.path)]["get"];
+        let response = get["responses"]["200"]["$ref"].as_str().unwrap();
+        let response = &spec["components"]["responses"][response.rsplit('/').next().unwrap()];
+        let csv = response["content"]["text/csv"]["schema"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            csv.contains(&header),
+            "{}: CSV header {header} not in {csv}",
+            kind.name
+        );
+        assert!(
+            response["content"]["application/x-ndjson"].is_object(),
+            "{}: NDJSON undocumented",
+            kind.name
+        );
+
+        // Every filter is a documented parameter of both window operations.
+        for template in ["{period}", "{period}/{datetime}"] {
+            let operation = &spec["paths"][format!("{}/{template}", kind.path)]["get"];
+            let params: Vec<String> = operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| match p["$ref"].as_str() {
+                    Some(r) => spec["components"]["parameters"][r.rsplit('/').next().unwrap()]
+                        ["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    None => p["name"].as_str().unwrap().to_owned(),
+                })
+                .collect();
+            for filter in kind.filters {
+                assert!(
+                    params.iter().any(|p| p == filter.param),
+                    "{}/{template}: filter {} undocumented",
+                    kind.path,
+                    filter.param
+                );
+            }
+        }
+    }
+}
+
+/// Each kind's ingest record schema in `openapi.yaml` lists exactly its
+/// ingest fields, in order, with exactly the required ones required, and
+/// rejects unknown fields as the service does.
+#[test]
+fn each_kinds_ingest_schema_matches_its_fields() {
+    let spec: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    for kind in acctstream::kinds::ALL {
+        let Some(route) = &kind.ingest else { continue };
+        let schema = &spec["components"]["schemas"][route.openapi];
+        let documented: Vec<&str> = yaml["components"]["schemas"][route.openapi]["properties"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("openapi.yaml has no schema {}", route.openapi))
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let fields: Vec<&str> = route.schema.fields.iter().map(|f| f.name).collect();
+        assert_eq!(documented, fields, "{}", route.openapi);
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let needed: Vec<&str> = route
+            .schema
+            .fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(required, needed, "{}: required", route.openapi);
+        assert_eq!(schema["additionalProperties"], false, "{}", route.openapi);
+        let post = &spec["paths"][route.path]["post"];
+        assert!(post.is_object(), "{} is not documented", route.path);
+    }
+}

@@ -25,6 +25,8 @@ use deadpool_postgres::Pool;
 pub const TOKEN: &str = "test-token-0123456789";
 /// The read+write (ingest) token every test app accepts.
 pub const WRITE_TOKEN: &str = "test-write-token-0123456789";
+/// A read token with the `identities` scope (sees raw identities).
+pub const IDENTITIES_TOKEN: &str = "test-identities-token-0123456789";
 /// The pseudonymisation key of every test app.
 pub const KEY: &str = "test-pseudonym-key";
 
@@ -200,7 +202,10 @@ pub async fn spawn_app_on(
     let state = AppState {
         pool: pool.clone(),
         pseudonymiser: pseudonymiser.clone(),
-        tokens: ApiTokens::parse(&format!("{TOKEN},{WRITE_TOKEN}:read+write")).expect("tokens"),
+        tokens: ApiTokens::parse(&format!(
+            "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities"
+        ))
+        .expect("tokens"),
         public_url: options.public_url,
         options: options.http,
     };
@@ -227,6 +232,35 @@ pub struct NewEvent {
     pub auth_method_name: String,
     pub auth_request_origin: String,
     pub user_id: String,
+}
+
+/// One Wi-Fi client event to insert.
+#[derive(Clone, Debug)]
+pub struct ClientEvent {
+    pub at: String,
+    pub mac: String,
+    pub event_type: String,
+    pub ssid: Option<String>,
+    pub ap: Option<String>,
+    pub failure_code: Option<i32>,
+    pub failure: Option<String>,
+    pub ip: Option<String>,
+    pub category: Option<i32>,
+}
+
+/// A successful connection of `mac` at `at` to `ssid` at `ap`.
+pub fn client_event(at: &str, mac: &str, ssid: &str, ap: &str) -> ClientEvent {
+    ClientEvent {
+        at: at.into(),
+        mac: mac.into(),
+        event_type: "Success".into(),
+        ssid: Some(ssid.into()),
+        ap: Some(ap.into()),
+        failure_code: None,
+        failure: None,
+        ip: None,
+        category: None,
+    }
 }
 
 /// An ordinary event at `ts` for `user`.
@@ -298,6 +332,62 @@ impl TestApp {
         self.client()
             .get(format!("{}{path}", self.address))
             .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+    }
+
+    /// `GET path` with the given bearer token.
+    pub fn get_as(&self, token: &str, path: &str) -> awc::ClientRequest {
+        self.client()
+            .get(format!("{}{path}", self.address))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+    }
+
+    /// Inserts Wi-Fi client events and records their clients' pseudonyms
+    /// in the identity directory, as ingest and the demo do.
+    pub async fn insert_client_events(&self, events: &[ClientEvent]) {
+        let statement = self
+            .db
+            .prepare(
+                "INSERT INTO client_event (occurred_at, client_mac, event_type, ssid, ap_name, \
+                 failure_code, failure, client_ip, category_code) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await
+            .expect("prepare insert");
+        let mut entries = acctstream::db::directory::Entries::default();
+        for e in events {
+            let mac = acctstream::core::identity::IdentityType::Mac.normalise(&e.mac);
+            entries.add(
+                &self.pseudonymiser,
+                acctstream::core::identity::IdentityType::Mac,
+                &e.mac,
+            );
+            if let Some(ip) = &e.ip {
+                entries.add(
+                    &self.pseudonymiser,
+                    acctstream::core::identity::IdentityType::Ip,
+                    ip,
+                );
+            }
+            let at: DateTime<Utc> = e.at.parse().expect("timestamp");
+            self.db
+                .execute(
+                    &statement,
+                    &[
+                        &at,
+                        &mac.as_ref(),
+                        &e.event_type,
+                        &e.ssid,
+                        &e.ap,
+                        &e.failure_code,
+                        &e.failure,
+                        &e.ip,
+                        &e.category,
+                    ],
+                )
+                .await
+                .expect("insert a client event");
+        }
+        entries.record(&self.db).await.expect("record pseudonyms");
     }
 
     /// The pseudonym the app gives `user`.

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod helpers;
 mod ingest;
+mod kinds;
 mod ops;
 mod reports;
 mod shutdown;

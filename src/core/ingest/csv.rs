@@ -10,7 +10,10 @@ use std::borrow::Cow;
 
 use csv_core::{ReadRecordResult, Reader};
 
-use super::{validate, Event, Field, Location, Problem, RawFields, RecordError, MAX_RECORD_BYTES};
+use super::{
+    no_fields, validate, IngestSchema, Location, Problem, Raw, RawFields, Record, RecordError,
+    MAX_RECORD_BYTES,
+};
 
 /// More columns than this is not a header of ours.
 const MAX_COLUMNS: usize = 64;
@@ -25,7 +28,7 @@ pub(super) struct CsvParser {
     ends: Vec<usize>,
     ends_len: usize,
     /// The field of each column, once the header has been read.
-    columns: Option<Vec<Field>>,
+    columns: Option<Vec<usize>>,
     /// Data rows read so far.
     row: u64,
 }
@@ -54,17 +57,22 @@ impl CsvParser {
 
     pub(super) fn feed(
         &mut self,
+        schema: &'static IngestSchema,
         chunk: &[u8],
-        sink: &mut impl FnMut(&Event<'_>),
+        sink: &mut impl FnMut(&Record<'_>),
     ) -> Result<(), RecordError> {
-        self.run(chunk, sink).map(|_| ())
+        self.run(schema, chunk, sink).map(|_| ())
     }
 
-    pub(super) fn finish(&mut self, sink: &mut impl FnMut(&Event<'_>)) -> Result<(), RecordError> {
+    pub(super) fn finish(
+        &mut self,
+        schema: &'static IngestSchema,
+        sink: &mut impl FnMut(&Record<'_>),
+    ) -> Result<(), RecordError> {
         // An empty input tells csv-core the data has ended: it then hands
         // out a last record without a line end, and reports the end.
         for _ in 0..3 {
-            if self.run(&[], sink)? {
+            if self.run(schema, &[], sink)? {
                 break;
             }
         }
@@ -80,8 +88,9 @@ impl CsvParser {
     /// Reads records from `input` until it is used up; true at the end of data.
     fn run(
         &mut self,
+        schema: &'static IngestSchema,
         mut input: &[u8],
-        sink: &mut impl FnMut(&Event<'_>),
+        sink: &mut impl FnMut(&Record<'_>),
     ) -> Result<bool, RecordError> {
         loop {
             let (result, read, written, ended) = self.reader.read_record(
@@ -113,7 +122,7 @@ impl CsvParser {
                     self.ends.resize(grown, 0);
                 }
                 ReadRecordResult::Record => {
-                    let result = self.record(sink);
+                    let result = self.record(schema, sink);
                     self.out_len = 0;
                     self.ends_len = 0;
                     result?;
@@ -128,9 +137,13 @@ impl CsvParser {
         &self.out[start..self.ends[index]]
     }
 
-    fn record(&mut self, sink: &mut impl FnMut(&Event<'_>)) -> Result<(), RecordError> {
+    fn record(
+        &mut self,
+        schema: &'static IngestSchema,
+        sink: &mut impl FnMut(&Record<'_>),
+    ) -> Result<(), RecordError> {
         if self.columns.is_none() {
-            let columns = self.header().map_err(|p| p.at(Location::Header))?;
+            let columns = self.header(schema).map_err(|p| p.at(Location::Header))?;
             self.columns = Some(columns);
             return Ok(());
         }
@@ -145,39 +158,54 @@ impl CsvParser {
             ))
             .at(location));
         }
-        let mut fields: RawFields<'_> = Default::default();
+        let mut fields: RawFields<'_> = no_fields();
         for (index, &field) in columns.iter().enumerate() {
+            let spec = &schema.fields[field];
             let text = std::str::from_utf8(self.cell(index))
-                .map_err(|_| Problem::field(field, "is not valid UTF-8").at(location))?;
-            if field == Field::EventId && text.is_empty() {
+                .map_err(|_| Problem::field(spec, "is not valid UTF-8").at(location))?;
+            // CSV cannot tell an empty string from a missing value: an empty
+            // cell of an optional field means none.
+            if !spec.required && text.is_empty() {
                 continue;
             }
-            fields[field.index()] = Some(Cow::Borrowed(text));
+            fields[field] = Some(Raw::Str(Cow::Borrowed(text)));
         }
-        let event = validate(&fields).map_err(|p| p.at(location))?;
+        let event = validate(schema, &fields).map_err(|p| p.at(location))?;
         sink(&event);
         Ok(())
     }
 
-    fn header(&self) -> Result<Vec<Field>, Problem> {
+    fn header(&self, schema: &'static IngestSchema) -> Result<Vec<usize>, Problem> {
         let mut columns = Vec::with_capacity(self.ends_len);
         for index in 0..self.ends_len {
             let name = std::str::from_utf8(self.cell(index)).unwrap_or("");
-            let field = Field::from_name(name).ok_or_else(|| {
+            let field = schema.index(name).ok_or_else(|| {
+                let optional: Vec<&str> = schema
+                    .fields
+                    .iter()
+                    .filter(|f| !f.required)
+                    .map(|f| f.name)
+                    .collect();
                 Problem::record(format!(
-                    "column {} is not a field name (the columns are {}; eventId is optional)",
+                    "column {} is not a field name (the columns are {}; optional: {})",
                     index + 1,
-                    super::field_list()
+                    schema.field_list(),
+                    optional.join(", ")
                 ))
             })?;
             if columns.contains(&field) {
-                return Err(Problem::field(field, "names more than one column"));
+                return Err(Problem::field(
+                    &schema.fields[field],
+                    "names more than one column",
+                ));
             }
             columns.push(field);
         }
-        if let Some(missing) = Field::ALL
-            .into_iter()
-            .find(|f| f.is_required() && !columns.contains(f))
+        if let Some((_, missing)) = schema
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(i, f)| f.required && !columns.contains(i))
         {
             return Err(Problem::field(missing, "has no column"));
         }
@@ -187,6 +215,7 @@ impl CsvParser {
 
 #[cfg(test)]
 mod tests {
+    const A: &crate::core::ingest::IngestSchema = &crate::kinds::auth::INGEST;
     use super::super::{parse_all, IngestFormat, IngestParser};
     use super::*;
 
@@ -201,26 +230,34 @@ mod tests {
              u3,2021-04-10T01:00:03+01:00,PASSWORD,password.1,x,e3"
         );
         for size in [1, 2, 5, 64, body.len()] {
-            let mut parser = IngestParser::new(IngestFormat::Csv);
+            let mut parser = IngestParser::new(A, IngestFormat::Csv);
             let mut events = Vec::new();
-            let mut push = |seq: u64, e: &Event<'_>| {
-                events.push((seq, super::super::OwnedEvent::from(e)));
+            let mut push = |seq: u64, e: &Record<'_>| {
+                events.push((seq, super::super::OwnedRecord::from(e)));
             };
             for piece in body.as_bytes().chunks(size) {
                 parser.feed(piece, &mut push).unwrap();
             }
             parser.finish(&mut push).unwrap();
             assert_eq!(events.len(), 3, "chunk size {size}");
-            assert_eq!(events[0].1.auth_request_origin, "CN=Appl-1,CN=Server");
-            assert_eq!(events[0].1.event_id.as_deref(), Some("e1"));
-            assert_eq!(events[1].1.user_id, "Zoë \"Z\"");
-            assert_eq!(events[1].1.auth_request_origin, "line one\nline two");
-            assert_eq!(events[1].1.event_id, None);
             assert_eq!(
-                events[2].1.occurred_at,
-                "2021-04-10T00:00:03Z"
-                    .parse::<chrono::DateTime<chrono::Utc>>()
-                    .unwrap()
+                events[0].1.text("authRequestOrigin").unwrap(),
+                "CN=Appl-1,CN=Server"
+            );
+            assert_eq!(events[0].1.text("eventId"), Some("e1"));
+            assert_eq!(events[1].1.text("userId").unwrap(), "Zoë \"Z\"");
+            assert_eq!(
+                events[1].1.text("authRequestOrigin").unwrap(),
+                "line one\nline two"
+            );
+            assert_eq!(events[1].1.text("eventId"), None);
+            assert_eq!(
+                events[2].1.get("timestamp"),
+                Some(&super::super::OwnedValue::Time(
+                    "2021-04-10T00:00:03Z"
+                        .parse::<chrono::DateTime<chrono::Utc>>()
+                        .unwrap()
+                ))
             );
             assert_eq!(events[2].0, 3);
         }
@@ -228,23 +265,23 @@ mod tests {
 
     #[test]
     fn header_is_validated() {
-        let error = |body: &str| parse_all(IngestFormat::Csv, body.as_bytes()).unwrap_err();
+        let error = |body: &str| parse_all(A, IngestFormat::Csv, body.as_bytes()).unwrap_err();
         assert_eq!(error("").location, Location::Body);
         let missing = error("timestamp,authMethodType,authMethodName,authRequestOrigin\n");
         assert_eq!(missing.location, Location::Header);
-        assert_eq!(missing.field, Some(Field::UserId));
+        assert_eq!(missing.field, Some("userId"));
         let extra = error(&format!("{HEADER},color\n"));
         assert_eq!(extra.location, Location::Header);
         assert!(extra.reason.contains("column 7"), "{extra}");
         let twice = error(&format!("{HEADER},userId\n"));
-        assert_eq!(twice.field, Some(Field::UserId));
+        assert_eq!(twice.field, Some("userId"));
         assert_eq!(
             error("Timestamp,authMethodType,authMethodName,authRequestOrigin,userId\n").location,
             Location::Header
         );
         // A header alone is a valid body with no events.
         assert_eq!(
-            parse_all(IngestFormat::Csv, HEADER.as_bytes()).unwrap(),
+            parse_all(A, IngestFormat::Csv, HEADER.as_bytes()).unwrap(),
             vec![]
         );
     }
@@ -253,22 +290,22 @@ mod tests {
     fn rows_are_numbered_from_one_after_the_header() {
         let body =
             format!("{HEADER}\nu1,2021-04-10T00:00:01Z,A,a,o,\n\nu2,2021-04-10T00:00:01Z,A,a,o\n");
-        let error = parse_all(IngestFormat::Csv, body.as_bytes()).unwrap_err();
+        let error = parse_all(A, IngestFormat::Csv, body.as_bytes()).unwrap_err();
         assert_eq!(error.location, Location::Row(2));
         assert!(error.reason.contains("5 fields"), "{error}");
         let body = format!("{HEADER}\nu1,2021-04-10T00:00:01Z,A,a,o,\nu2,2021-04-10,A,a,o,\n");
-        let error = parse_all(IngestFormat::Csv, body.as_bytes()).unwrap_err();
+        let error = parse_all(A, IngestFormat::Csv, body.as_bytes()).unwrap_err();
         assert_eq!(error.location, Location::Row(2));
-        assert_eq!(error.field, Some(Field::Timestamp));
+        assert_eq!(error.field, Some("timestamp"));
         let body = format!("{HEADER}\nu1,2021-04-10T00:00:01Z,,a,o,\n");
-        let error = parse_all(IngestFormat::Csv, body.as_bytes()).unwrap_err();
+        let error = parse_all(A, IngestFormat::Csv, body.as_bytes()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "CSV row 1: field `authMethodType` must not be empty"
         );
         let mut latin1 = format!("{HEADER}\nu").into_bytes();
         latin1.extend_from_slice(b"\xe9,2021-04-10T00:00:01Z,A,a,o,\n");
-        let error = parse_all(IngestFormat::Csv, &latin1).unwrap_err();
-        assert_eq!(error.field, Some(Field::UserId));
+        let error = parse_all(A, IngestFormat::Csv, &latin1).unwrap_err();
+        assert_eq!(error.field, Some("userId"));
     }
 }

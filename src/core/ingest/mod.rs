@@ -15,10 +15,11 @@
 //!   Records are located by their 1-based data row (the header is row 0; a
 //!   quoted field spanning several lines is still one row).
 //!
-//! Every record is checked the same way ([`Event`]): the required strings are
-//! present and non-empty, at most [`MAX_TEXT_CHARS`] characters, without NUL;
-//! `eventId` at most [`MAX_EVENT_ID_CHARS`]; `timestamp` is RFC 3339 with at
-//! most microsecond precision. Unknown fields are rejected, so a misspelt
+//! What a record holds is the kind's [`IngestSchema`] (its fields, each with
+//! a [`FieldType`]); every record of every kind is checked the same way
+//! ([`Record`]): required fields present, strings non-empty, at most their
+//! length, without NUL; timestamps RFC 3339 with at most microsecond
+//! precision; integers in range. Unknown fields are rejected, so a misspelt
 //! optional field (`eventID`) cannot silently turn retries into duplicates.
 //!
 //! Error messages name the record, the field and the rule, never a value: a
@@ -31,6 +32,8 @@ mod repeats;
 use std::{borrow::Cow, fmt};
 
 use chrono::{DateTime, Timelike, Utc};
+
+use crate::core::identity::IdentityType;
 
 pub use self::json::ArrayParser;
 pub use self::repeats::SeenIds;
@@ -85,83 +88,214 @@ impl IngestFormat {
     }
 }
 
-/// The fields of an ingested event, named as in JSON and in the CSV header.
+/// The SQL type of a column written by ingest (binary COPY needs the exact width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// `timestamp`.
-    Timestamp,
-    /// `authMethodType`.
-    AuthMethodType,
-    /// `authMethodName`.
-    AuthMethodName,
-    /// `authRequestOrigin`.
-    AuthRequestOrigin,
-    /// `userId` (the raw identifier).
-    UserId,
-    /// `eventId` (optional).
-    EventId,
+pub enum SqlType {
+    /// `text`.
+    Text,
+    /// `timestamptz`.
+    Timestamptz,
+    /// `integer` (4 bytes).
+    Int4,
+    /// `bigint` (8 bytes).
+    Int8,
 }
 
-/// The number of fields.
-const FIELD_COUNT: usize = 6;
-
-impl Field {
-    /// Every field, in the order of [`Field::index`].
-    pub const ALL: [Field; FIELD_COUNT] = [
-        Field::Timestamp,
-        Field::AuthMethodType,
-        Field::AuthMethodName,
-        Field::AuthRequestOrigin,
-        Field::UserId,
-        Field::EventId,
-    ];
-
-    /// The name in JSON bodies and CSV headers.
+impl SqlType {
+    /// The type's name in SQL.
     pub fn name(self) -> &'static str {
         match self {
-            Field::Timestamp => "timestamp",
-            Field::AuthMethodType => "authMethodType",
-            Field::AuthMethodName => "authMethodName",
-            Field::AuthRequestOrigin => "authRequestOrigin",
-            Field::UserId => "userId",
-            Field::EventId => "eventId",
+            SqlType::Text => "text",
+            SqlType::Timestamptz => "timestamptz",
+            SqlType::Int4 => "integer",
+            SqlType::Int8 => "bigint",
+        }
+    }
+}
+
+/// What a field accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// A non-empty string without NUL, at most `max_chars` characters.
+    Text,
+    /// A personal identifier (a string, like `Text`), normalised for its
+    /// type (MAC notation, IP text) before it is stored.
+    Identity(IdentityType),
+    /// One of these strings, exactly.
+    OneOf(&'static [&'static str]),
+    /// An RFC 3339 timestamp (see [`parse_timestamp`]).
+    Timestamp,
+    /// An RFC 3339 timestamp, or an integer of microseconds since
+    /// 1970-01-01T00:00:00Z (a JSON number, or decimal digits).
+    TimestampOrMicros,
+    /// An integer within `min..=max` (a JSON number, or decimal digits).
+    Integer {
+        /// The smallest accepted value.
+        min: i64,
+        /// The largest accepted value.
+        max: i64,
+    },
+}
+
+/// One field of an ingested record: its name in JSON and CSV headers, the
+/// column it is stored in, and its rule.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestField {
+    /// The name in JSON objects and CSV headers.
+    pub name: &'static str,
+    /// The column it is stored in.
+    pub column: &'static str,
+    /// The column's SQL type.
+    pub sql: SqlType,
+    /// What it accepts.
+    pub ty: FieldType,
+    /// Whether every record must have it (else absent or `null` means none).
+    pub required: bool,
+    /// Longest accepted string, in characters.
+    pub max_chars: usize,
+}
+
+impl IngestField {
+    /// A required text field of at most [`MAX_TEXT_CHARS`] characters.
+    pub const fn text(name: &'static str, column: &'static str) -> IngestField {
+        IngestField {
+            name,
+            column,
+            sql: SqlType::Text,
+            ty: FieldType::Text,
+            required: true,
+            max_chars: MAX_TEXT_CHARS,
         }
     }
 
-    /// The field with this exact (case-sensitive) name.
-    pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
+    /// A field of another type.
+    pub const fn of(
+        name: &'static str,
+        column: &'static str,
+        sql: SqlType,
+        ty: FieldType,
+    ) -> IngestField {
+        IngestField {
+            ty,
+            sql,
+            ..IngestField::text(name, column)
+        }
     }
 
-    fn index(self) -> usize {
-        self as usize
+    /// The same field, optional.
+    pub const fn optional(self) -> IngestField {
+        IngestField {
+            required: false,
+            ..self
+        }
     }
 
-    fn is_required(self) -> bool {
-        self != Field::EventId
+    /// The same field, at most `max_chars` characters long.
+    pub const fn max_chars(self, max_chars: usize) -> IngestField {
+        IngestField { max_chars, ..self }
     }
 }
 
-/// The names of all fields, for error messages.
-fn field_list() -> String {
-    Field::ALL.map(Field::name).join(", ")
+/// How one kind is ingested: its fields (in COPY column order), its table,
+/// and which fields carry the time and the client's `eventId`.
+#[derive(Debug)]
+pub struct IngestSchema {
+    /// The table.
+    pub table: &'static str,
+    /// The fields, at most [`MAX_FIELDS`].
+    pub fields: &'static [IngestField],
+    /// The index of the time field (required; records are replayed in its order).
+    pub time: usize,
+    /// The index of the optional `eventId` field.
+    pub event_id: usize,
+    /// The unique constraint on the `eventId` column.
+    pub event_id_constraint: &'static str,
+    /// Record the pseudonyms of identity fields in the identity directory
+    /// (so listings can be narrowed by them).
+    pub record_identities: bool,
 }
 
-/// One validated event, borrowing its strings from the body it was read from.
+impl IngestSchema {
+    /// The index of the field called exactly `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// The names of all fields, for error messages.
+    pub fn field_list(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The most fields a kind's record may have.
+pub const MAX_FIELDS: usize = 40;
+
+/// A field's value as the body gave it, before validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Raw<'a> {
+    /// A string (borrowed from the body when it had no escapes).
+    Str(Cow<'a, str>),
+    /// A JSON integer.
+    Int(i64),
+}
+
+/// One validated value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event<'a> {
-    /// When the authentication happened.
-    pub occurred_at: DateTime<Utc>,
-    /// The type of authentication method, e.g. `PASSWORD`.
-    pub auth_method_type: &'a str,
-    /// The name of the authentication method.
-    pub auth_method_name: &'a str,
-    /// Where the authentication request came from.
-    pub auth_request_origin: &'a str,
-    /// The raw user identifier. Stored, never logged or echoed.
-    pub user_id: &'a str,
-    /// The client's unique ID of this event, when it sent one.
-    pub event_id: Option<&'a str>,
+pub enum Value<'a> {
+    /// Absent (an optional field).
+    Null,
+    /// A string (text, identity or one of a list).
+    Text(&'a str),
+    /// An integer.
+    Integer(i64),
+    /// A point in time.
+    Time(DateTime<Utc>),
+}
+
+/// One validated record, borrowing its strings from the body it was read from.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The kind's schema.
+    pub schema: &'static IngestSchema,
+    /// The values, in the schema's field order (then `Null`).
+    pub values: [Value<'a>; MAX_FIELDS],
+}
+
+impl<'a> Record<'a> {
+    /// The record's time.
+    pub fn time(&self) -> DateTime<Utc> {
+        match self.values[self.schema.time] {
+            Value::Time(t) => t,
+            _ => DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    /// The client's unique ID of the record, when it sent one.
+    pub fn event_id(&self) -> Option<&'a str> {
+        match self.values[self.schema.event_id] {
+            Value::Text(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The value of the field called `name` (`Null` when there is none).
+    pub fn get(&self, name: &str) -> Value<'a> {
+        self.schema
+            .index(name)
+            .map_or(Value::Null, |i| self.values[i])
+    }
+
+    /// The text of the field called `name`, if it has one.
+    pub fn text(&self, name: &str) -> Option<&'a str> {
+        match self.get(name) {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Where in the body a problem is.
@@ -193,12 +327,12 @@ impl fmt::Display for Location {
 
 /// A record (or the body) is invalid; nothing of the request may be stored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{location}: {}{reason}", field.map(|f| format!("field `{}` ", f.name())).unwrap_or_default())]
+#[error("{location}: {}{reason}", field.map(|f| format!("field `{f}` ")).unwrap_or_default())]
 pub struct RecordError {
     /// Which record.
     pub location: Location,
     /// Which field, when the problem is in one.
-    pub field: Option<Field>,
+    pub field: Option<&'static str>,
     /// What is wrong, as a sentence fragment that never quotes a value.
     pub reason: Cow<'static, str>,
 }
@@ -206,14 +340,14 @@ pub struct RecordError {
 /// A problem found before its location is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Problem {
-    field: Option<Field>,
+    field: Option<&'static str>,
     reason: Cow<'static, str>,
 }
 
 impl Problem {
-    fn field(field: Field, reason: impl Into<Cow<'static, str>>) -> Problem {
+    fn field(field: &IngestField, reason: impl Into<Cow<'static, str>>) -> Problem {
         Problem {
-            field: Some(field),
+            field: Some(field.name),
             reason: reason.into(),
         }
     }
@@ -234,35 +368,116 @@ impl Problem {
     }
 }
 
-/// The raw field values of one record, by [`Field::index`].
-type RawFields<'a> = [Option<Cow<'a, str>>; FIELD_COUNT];
+/// The raw field values of one record, by field index (`None`: absent or null).
+type RawFields<'a> = [Option<Raw<'a>>; MAX_FIELDS];
 
-/// Checks one record's raw fields and borrows them into an [`Event`].
-fn validate<'a>(fields: &'a RawFields<'_>) -> Result<Event<'a>, Problem> {
-    let text = |field: Field| -> Result<&'a str, Problem> {
-        let value = fields[field.index()]
-            .as_deref()
-            .ok_or_else(|| Problem::field(field, "is missing"))?;
-        check_text(field, value, MAX_TEXT_CHARS)
-    };
-    let timestamp = text(Field::Timestamp)?;
-    let occurred_at =
-        parse_timestamp(timestamp).map_err(|reason| Problem::field(Field::Timestamp, reason))?;
-    let event_id = match fields[Field::EventId.index()].as_deref() {
-        None => None,
-        Some(id) => Some(check_text(Field::EventId, id, MAX_EVENT_ID_CHARS)?),
-    };
-    Ok(Event {
-        occurred_at,
-        auth_method_type: text(Field::AuthMethodType)?,
-        auth_method_name: text(Field::AuthMethodName)?,
-        auth_request_origin: text(Field::AuthRequestOrigin)?,
-        user_id: text(Field::UserId)?,
-        event_id,
-    })
+fn no_fields<'a>() -> RawFields<'a> {
+    std::array::from_fn(|_| None)
 }
 
-fn check_text(field: Field, value: &str, max_chars: usize) -> Result<&str, Problem> {
+/// Microseconds since 1970 of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z.
+const MIN_MICROS: i64 = -62_135_596_800_000_000;
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Checks one record's raw fields and borrows them into a [`Record`].
+fn validate<'a>(
+    schema: &'static IngestSchema,
+    fields: &'a RawFields<'_>,
+) -> Result<Record<'a>, Problem> {
+    let mut values = [Value::Null; MAX_FIELDS];
+    for (i, field) in schema.fields.iter().enumerate() {
+        let Some(raw) = &fields[i] else {
+            if field.required {
+                return Err(Problem::field(field, "is missing"));
+            }
+            continue;
+        };
+        values[i] = check(field, raw)?;
+    }
+    Ok(Record { schema, values })
+}
+
+fn check<'a>(field: &IngestField, raw: &'a Raw<'_>) -> Result<Value<'a>, Problem> {
+    let integer = |text: &str| -> Option<i64> {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        (!digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    match (field.ty, raw) {
+        (FieldType::Identity(IdentityType::Mac), Raw::Str(text)) => {
+            let text = check_text(field, text)?;
+            match crate::core::identity::parse_mac(text) {
+                Some(_) => Ok(Value::Text(text)),
+                None => Err(Problem::field(
+                    field,
+                    "is not a MAC address (six hex pairs separated by : or -, or 12 hex digits)",
+                )),
+            }
+        }
+        (FieldType::Identity(IdentityType::Ip), Raw::Str(text)) => {
+            let text = check_text(field, text)?;
+            match text.parse::<std::net::IpAddr>() {
+                Ok(_) => Ok(Value::Text(text)),
+                Err(_) => Err(Problem::field(field, "is not an IPv4 or IPv6 address")),
+            }
+        }
+        (FieldType::Text | FieldType::Identity(_), Raw::Str(text)) => {
+            Ok(Value::Text(check_text(field, text)?))
+        }
+        (FieldType::OneOf(allowed), Raw::Str(text)) => {
+            if allowed.contains(&text.as_ref()) {
+                Ok(Value::Text(text))
+            } else {
+                Err(Problem::field(
+                    field,
+                    format!("must be one of {}", allowed.join(", ")),
+                ))
+            }
+        }
+        (FieldType::Timestamp | FieldType::TimestampOrMicros, Raw::Str(text)) => {
+            if field.ty == FieldType::TimestampOrMicros {
+                if let Some(micros) = integer(text) {
+                    return micros_to_time(field, micros);
+                }
+            }
+            parse_timestamp(text)
+                .map(Value::Time)
+                .map_err(|reason| Problem::field(field, reason))
+        }
+        (FieldType::TimestampOrMicros, Raw::Int(micros)) => micros_to_time(field, *micros),
+        (FieldType::Integer { min, max }, raw) => {
+            let value = match raw {
+                Raw::Int(n) => Some(*n),
+                Raw::Str(text) => integer(text),
+            };
+            match value {
+                Some(n) if (min..=max).contains(&n) => Ok(Value::Integer(n)),
+                Some(_) => Err(Problem::field(
+                    field,
+                    format!("must be an integer from {min} to {max}"),
+                )),
+                None => Err(Problem::field(field, "must be an integer")),
+            }
+        }
+        (_, Raw::Int(_)) => Err(Problem::field(field, "must be a string, not a number")),
+    }
+}
+
+fn micros_to_time<'a>(field: &IngestField, micros: i64) -> Result<Value<'a>, Problem> {
+    if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        return Err(Problem::field(
+            field,
+            "is outside the years 0001 to 9999 (microseconds since 1970-01-01T00:00:00Z)",
+        ));
+    }
+    DateTime::from_timestamp_micros(micros)
+        .map(Value::Time)
+        .ok_or_else(|| Problem::field(field, "is not a valid time"))
+}
+
+fn check_text<'a>(field: &IngestField, value: &'a str) -> Result<&'a str, Problem> {
+    let max_chars = field.max_chars;
     if value.is_empty() {
         return Err(Problem::field(field, "must not be empty"));
     }
@@ -336,6 +551,7 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, &'static str> {
 /// the first invalid record stops parsing with a [`RecordError`].
 #[derive(Debug)]
 pub struct IngestParser {
+    schema: &'static IngestSchema,
     inner: Inner,
     received: u64,
     /// The first bytes of the body, held until it is known whether they are
@@ -353,14 +569,15 @@ enum Inner {
 }
 
 impl IngestParser {
-    /// A parser for a body in `format`.
-    pub fn new(format: IngestFormat) -> IngestParser {
+    /// A parser for a body of `schema`'s records in `format`.
+    pub fn new(schema: &'static IngestSchema, format: IngestFormat) -> IngestParser {
         let inner = match format {
             IngestFormat::Ndjson => Inner::Ndjson(json::NdjsonParser::default()),
             IngestFormat::JsonArray => Inner::Array(json::ArrayParser::default()),
             IngestFormat::Csv => Inner::Csv(Box::default()),
         };
         IngestParser {
+            schema,
             inner,
             received: 0,
             prefix: Some(Vec::new()),
@@ -370,7 +587,7 @@ impl IngestParser {
     /// Parses the next chunk of the body.
     pub fn feed<F>(&mut self, chunk: &[u8], sink: F) -> Result<(), RecordError>
     where
-        F: FnMut(u64, &Event<'_>),
+        F: FnMut(u64, &Record<'_>),
     {
         let Some(prefix) = &mut self.prefix else {
             return self.feed_inner(chunk, sink);
@@ -385,7 +602,7 @@ impl IngestParser {
     /// Feeds the held first bytes, less a byte order mark.
     fn feed_prefix<F>(&mut self, sink: F) -> Result<(), RecordError>
     where
-        F: FnMut(u64, &Event<'_>),
+        F: FnMut(u64, &Record<'_>),
     {
         let prefix = self.prefix.take().unwrap_or_default();
         self.feed_inner(prefix.strip_prefix(BOM).unwrap_or(&prefix), sink)
@@ -393,17 +610,18 @@ impl IngestParser {
 
     fn feed_inner<F>(&mut self, chunk: &[u8], mut sink: F) -> Result<(), RecordError>
     where
-        F: FnMut(u64, &Event<'_>),
+        F: FnMut(u64, &Record<'_>),
     {
         let received = &mut self.received;
-        let mut counted = |event: &Event<'_>| {
+        let mut counted = |event: &Record<'_>| {
             *received += 1;
             sink(*received, event);
         };
+        let schema = self.schema;
         match &mut self.inner {
-            Inner::Ndjson(p) => p.feed(chunk, &mut counted),
-            Inner::Array(p) => p.feed(chunk, &mut counted),
-            Inner::Csv(p) => p.feed(chunk, &mut counted),
+            Inner::Ndjson(p) => p.feed(schema, chunk, &mut counted),
+            Inner::Array(p) => p.feed(schema, chunk, &mut counted),
+            Inner::Csv(p) => p.feed(schema, chunk, &mut counted),
         }
     }
 
@@ -411,21 +629,27 @@ impl IngestParser {
     /// the body is complete (a JSON array is closed, a CSV body has a header).
     pub fn finish<F>(&mut self, mut sink: F) -> Result<(), RecordError>
     where
-        F: FnMut(u64, &Event<'_>),
+        F: FnMut(u64, &Record<'_>),
     {
         if self.prefix.is_some() {
             self.feed_prefix(&mut sink)?;
         }
         let received = &mut self.received;
-        let mut counted = |event: &Event<'_>| {
+        let mut counted = |event: &Record<'_>| {
             *received += 1;
             sink(*received, event);
         };
+        let schema = self.schema;
         match &mut self.inner {
-            Inner::Ndjson(p) => p.finish(&mut counted),
-            Inner::Array(p) => p.finish(&mut counted),
-            Inner::Csv(p) => p.finish(&mut counted),
+            Inner::Ndjson(p) => p.finish(schema, &mut counted),
+            Inner::Array(p) => p.finish(schema, &mut counted),
+            Inner::Csv(p) => p.finish(schema, &mut counted),
         }
+    }
+
+    /// The schema of the records parsed.
+    pub fn schema(&self) -> &'static IngestSchema {
+        self.schema
     }
 
     /// The number of valid events handed to the sink so far.
@@ -434,49 +658,78 @@ impl IngestParser {
     }
 }
 
-/// Parses a whole body at once (for tests and small inputs): the events in
-/// order, or the first error.
-pub fn parse_all(format: IngestFormat, body: &[u8]) -> Result<Vec<OwnedEvent>, RecordError> {
-    let mut events = Vec::new();
-    let mut parser = IngestParser::new(format);
-    let mut push = |_: u64, e: &Event<'_>| events.push(OwnedEvent::from(e));
+/// Parses a whole body at once (for tests and small inputs): the records
+/// in order, or the first error.
+pub fn parse_all(
+    schema: &'static IngestSchema,
+    format: IngestFormat,
+    body: &[u8],
+) -> Result<Vec<OwnedRecord>, RecordError> {
+    let mut records = Vec::new();
+    let mut parser = IngestParser::new(schema, format);
+    let mut push = |_: u64, r: &Record<'_>| records.push(OwnedRecord::from(r));
     parser.feed(body, &mut push)?;
     parser.finish(&mut push)?;
-    Ok(events)
+    Ok(records)
 }
 
-/// An [`Event`] that owns its strings.
+/// A [`Record`]'s values that owns its strings, by field name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedEvent {
-    /// When the authentication happened.
-    pub occurred_at: DateTime<Utc>,
-    /// The type of authentication method.
-    pub auth_method_type: String,
-    /// The name of the authentication method.
-    pub auth_method_name: String,
-    /// Where the authentication request came from.
-    pub auth_request_origin: String,
-    /// The raw user identifier.
-    pub user_id: String,
-    /// The client's unique ID of this event.
-    pub event_id: Option<String>,
+pub struct OwnedRecord {
+    /// `(field name, value)` of every field present.
+    pub values: Vec<(&'static str, OwnedValue)>,
 }
 
-impl From<&Event<'_>> for OwnedEvent {
-    fn from(e: &Event<'_>) -> OwnedEvent {
-        OwnedEvent {
-            occurred_at: e.occurred_at,
-            auth_method_type: e.auth_method_type.to_owned(),
-            auth_method_name: e.auth_method_name.to_owned(),
-            auth_request_origin: e.auth_request_origin.to_owned(),
-            user_id: e.user_id.to_owned(),
-            event_id: e.event_id.map(str::to_owned),
-        }
+/// An owned [`Value`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnedValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A point in time.
+    Time(DateTime<Utc>),
+}
+
+impl OwnedRecord {
+    /// The text of the field called `name`.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.values.iter().find_map(|(n, v)| match v {
+            OwnedValue::Text(t) if *n == name => Some(t.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The value of the field called `name`.
+    pub fn get(&self, name: &str) -> Option<&OwnedValue> {
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+impl From<&Record<'_>> for OwnedRecord {
+    fn from(r: &Record<'_>) -> OwnedRecord {
+        let values = r
+            .schema
+            .fields
+            .iter()
+            .zip(r.values.iter())
+            .filter_map(|(f, v)| {
+                let value = match *v {
+                    Value::Null => return None,
+                    Value::Text(t) => OwnedValue::Text(t.to_owned()),
+                    Value::Integer(n) => OwnedValue::Integer(n),
+                    Value::Time(t) => OwnedValue::Time(t),
+                };
+                Some((f.name, value))
+            })
+            .collect();
+        OwnedRecord { values }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    const A: &crate::core::ingest::IngestSchema = &crate::kinds::auth::INGEST;
     use super::*;
 
     #[test]
@@ -543,11 +796,15 @@ mod tests {
             .contains("6 fractional digits"));
     }
 
-    fn fields(values: [Option<&str>; FIELD_COUNT]) -> RawFields<'_> {
-        values.map(|v| v.map(Cow::Borrowed))
+    fn fields(values: [Option<&str>; 6]) -> RawFields<'_> {
+        let mut fields = no_fields();
+        for (slot, value) in fields.iter_mut().zip(values) {
+            *slot = value.map(|v| Raw::Str(Cow::Borrowed(v)));
+        }
+        fields
     }
 
-    const GOOD: [Option<&str>; FIELD_COUNT] = [
+    const GOOD: [Option<&str>; 6] = [
         Some("2021-04-10T00:00:20Z"),
         Some("PASSWORD"),
         Some("password.1"),
@@ -559,56 +816,59 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let raw = fields(GOOD);
-        let event = validate(&raw).unwrap();
-        assert_eq!(event.user_id, "alice@example.com");
-        assert_eq!(event.event_id, None);
+        let event = validate(A, &raw).unwrap();
+        assert_eq!(event.text("userId"), Some("alice@example.com"));
+        assert_eq!(event.event_id(), None);
 
         let mut missing = GOOD;
-        missing[Field::UserId.index()] = None;
-        let problem = validate(&fields(missing)).unwrap_err();
-        assert_eq!(problem, Problem::field(Field::UserId, "is missing"));
+        missing[4] = None;
+        let problem = validate(A, &fields(missing)).unwrap_err();
+        assert_eq!(problem, Problem::field(&A.fields[4], "is missing"));
 
         let mut empty = GOOD;
-        empty[Field::AuthMethodName.index()] = Some("");
+        empty[2] = Some("");
         assert_eq!(
-            validate(&fields(empty)).unwrap_err().field,
-            Some(Field::AuthMethodName)
+            validate(A, &fields(empty)).unwrap_err().field,
+            Some("authMethodName")
         );
 
         let long = "é".repeat(MAX_TEXT_CHARS + 1);
         let ok_long = "é".repeat(MAX_TEXT_CHARS);
         let mut too_long = GOOD;
-        too_long[Field::AuthRequestOrigin.index()] = Some(&long);
-        assert!(validate(&fields(too_long))
+        too_long[3] = Some(&long);
+        assert!(validate(A, &fields(too_long))
             .unwrap_err()
             .reason
             .contains("longer than 1000"));
-        too_long[Field::AuthRequestOrigin.index()] = Some(&ok_long);
-        assert!(validate(&fields(too_long)).is_ok());
+        too_long[3] = Some(&ok_long);
+        assert!(validate(A, &fields(too_long)).is_ok());
 
         let id = "x".repeat(MAX_EVENT_ID_CHARS + 1);
         let mut long_id = GOOD;
-        long_id[Field::EventId.index()] = Some(&id);
+        long_id[5] = Some(&id);
         assert_eq!(
-            validate(&fields(long_id)).unwrap_err().field,
-            Some(Field::EventId)
+            validate(A, &fields(long_id)).unwrap_err().field,
+            Some("eventId")
         );
 
         let mut nul = GOOD;
-        nul[Field::UserId.index()] = Some("a\0b");
-        assert!(validate(&fields(nul)).unwrap_err().reason.contains("NUL"));
+        nul[4] = Some("a\0b");
+        assert!(validate(A, &fields(nul))
+            .unwrap_err()
+            .reason
+            .contains("NUL"));
 
         let mut bad_time = GOOD;
-        bad_time[Field::Timestamp.index()] = Some("yesterday");
+        bad_time[0] = Some("yesterday");
         assert_eq!(
-            validate(&fields(bad_time)).unwrap_err().field,
-            Some(Field::Timestamp)
+            validate(A, &fields(bad_time)).unwrap_err().field,
+            Some("timestamp")
         );
     }
 
     #[test]
     fn error_messages_name_record_and_field() {
-        let error = Problem::field(Field::UserId, "is missing").at(Location::Line(3));
+        let error = Problem::field(&A.fields[4], "is missing").at(Location::Line(3));
         assert_eq!(error.to_string(), "line 3: field `userId` is missing");
         let error = Problem::record("is not a JSON object").at(Location::Element(2));
         assert_eq!(error.to_string(), "array element 2: is not a JSON object");
@@ -635,7 +895,9 @@ mod tests {
             ),
         ];
         for (format, body) in bodies {
-            let error = parse_all(format, body.as_bytes()).unwrap_err().to_string();
+            let error = parse_all(A, format, body.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(!error.contains(secret), "{error}");
             assert!(!error.contains("12345"), "{error}");
         }

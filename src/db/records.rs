@@ -1,14 +1,18 @@
-//! The event query and the stream that turns its rows into encoded chunks.
+//! The window query of any kind and the stream that turns its rows into
+//! encoded chunks.
 //!
 //! [`open`] does everything that can fail before the first byte: it checks
-//! out a connection and starts the query. The returned [`EventStream`] then
+//! out a connection, resolves identity filters given as pseudonyms, and
+//! starts the query the kind's description builds. The returned
+//! [`RecordStream`] then
 //! pulls rows from PostgreSQL only when the HTTP layer asks for the next
 //! chunk, so a slow client slows the database down instead of filling memory:
 //! tokio-postgres hands rows over a bounded channel, and once it is full it
 //! stops reading the socket, and the backend blocks on its send buffer.
 //!
-//! Raw user IDs exist here only between decoding a row and pseudonymising
-//! it; the encoder receives a [`Pseudonym`](crate::core::pseudonym::Pseudonym).
+//! Raw identities exist here only between decoding a row and showing it
+//! through the request's [`IdentityWriter`]; the encoder accepts identity
+//! values only as [`Shown`](crate::core::identity::Shown).
 
 use std::{
     future::Future,
@@ -19,26 +23,20 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool, PoolError};
+use deadpool_postgres::{Object, Pool};
 use futures_util::Stream;
 use tokio_postgres::{types::ToSql, NoTls, Row, RowStream};
 
 use crate::{
     core::{
-        encode::{EventEncoder, EventRecord, CHUNK_TARGET},
+        encode::{FormulaGuard, JsonHead, RecordEncoder, Value, CHUNK_TARGET},
+        identity::{IdentityPolicy, IdentityWriter},
+        kind::{ColumnType, FilterValue, Kind, Listing},
         negotiate::OutputFormat,
-        pseudonym::{PseudonymCache, Pseudonymiser},
-        window::{Direction, NavigationLinks, Window},
     },
+    db::{directory, DbError},
     metrics::StreamTally,
 };
-
-const SELECT_ASC: &str = "SELECT occurred_at, auth_method_type, auth_method_name, \
-     auth_request_origin, user_id FROM auth_event \
-     WHERE occurred_at >= $1 AND occurred_at < $2 ORDER BY occurred_at, id";
-const SELECT_DESC: &str = "SELECT occurred_at, auth_method_type, auth_method_name, \
-     auth_request_origin, user_id FROM auth_event \
-     WHERE occurred_at > $1 AND occurred_at <= $2 ORDER BY occurred_at DESC, id DESC";
 
 /// When rows stop arriving for a moment, a partial chunk at least this large
 /// goes out at once; a smaller one waits up to [`FLUSH_DELAY`] for company.
@@ -46,68 +44,146 @@ const FLUSH_EARLY: usize = 16 * 1024;
 /// Longest time a partial chunk waits while the database is quiet.
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
-/// Why a stream could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// No connection could be had: the pool is exhausted or the database is
-    /// unreachable. The caller should answer 503.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] PoolError),
-    /// The query could not be started.
-    #[error("cannot start the event query: {0}")]
-    Query(#[source] tokio_postgres::Error),
-}
-
-impl OpenError {
-    /// True when the failure means the database cannot be reached right now
-    /// (rather than a bug or a broken query).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            OpenError::Unavailable(_) => true,
-            OpenError::Query(e) => e.is_closed(),
-        }
-    }
-}
-
 /// The database failed after streaming had started.
 #[derive(Debug, thiserror::Error)]
-#[error("event stream aborted by a database error: {0}")]
+#[error("record stream aborted by a database error: {0}")]
 pub struct StreamError(#[source] tokio_postgres::Error);
 
-/// Checks out a connection and starts the window's query. Nothing is sent
-/// to the client until this has succeeded. `tally` receives the stream's
-/// figures (rows, how it ended); see [`crate::metrics::Metrics::stream`].
+/// How a listing is written: the representation, its JSON head, who may
+/// see identities, and the CSV formula guard.
+#[derive(Clone, Debug)]
+pub struct Output<'a> {
+    /// The representation.
+    pub format: OutputFormat,
+    /// What a JSON body says before the records (links, paging).
+    pub head: JsonHead<'a>,
+    /// Pseudonyms, or raw identities for the `identities` scope.
+    pub identities: &'a IdentityPolicy,
+    /// What CSV does with formula-like text.
+    pub guard: FormulaGuard,
+}
+
+/// Checks out a connection, resolves pseudonym filters and starts the
+/// listing's query of `kind`. Nothing is sent to the client until this has
+/// succeeded. `tally` receives the stream's figures (rows, how it ended);
+/// see [`crate::metrics::Metrics::stream`].
 pub async fn open(
     pool: &Pool,
-    window: &Window,
-    format: OutputFormat,
-    links: &NavigationLinks,
-    pseudonymiser: &Pseudonymiser,
+    kind: &'static Kind,
+    listing: &Listing,
+    output: Output<'_>,
     tally: StreamTally,
-) -> Result<EventStream, OpenError> {
-    let client = pool.get().await.map_err(OpenError::Unavailable)?;
-    let sql = match window.direction() {
-        Direction::Ascending => SELECT_ASC,
-        Direction::Descending => SELECT_DESC,
-    };
-    let statement = client.prepare_cached(sql).await.map_err(OpenError::Query)?;
-    let (lower, upper) = window.bounds();
-    let params: [&(dyn ToSql + Sync); 2] = [&lower, &upper];
+) -> Result<RecordStream, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&listing.sql(kind)).await?;
+    let params = params(&client, listing).await?;
     let rows = client
-        .query_raw(&statement, params)
-        .await
-        .map_err(OpenError::Query)?;
-    Ok(EventStream {
+        .query_raw(&statement, params.iter().map(Param::as_sql))
+        .await?;
+    Ok(RecordStream {
+        kind,
         rows: Box::pin(rows),
         client: Some(client),
-        encoder: EventEncoder::new(format, links),
-        users: PseudonymCache::new(pseudonymiser.clone()),
+        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard),
+        identities: IdentityWriter::new(output.identities),
         flush_timer: None,
         rows_sent: 0,
         state: State::Streaming,
         error: None,
         tally,
     })
+}
+
+/// How many records the listing has (ignoring its page).
+pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&listing.count_sql(kind)).await?;
+    let params = params(&client, &unpaged(listing)).await?;
+    let row = client
+        .query_one(
+            &statement,
+            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Whether the listing has any record (ignoring its page).
+pub async fn exists(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&listing.exists_sql(kind)).await?;
+    let params = params(&client, &unpaged(listing)).await?;
+    let row = client
+        .query_one(
+            &statement,
+            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The listing without its page (for counts: their SQL has no OFFSET/LIMIT).
+fn unpaged(listing: &Listing) -> Listing {
+    Listing {
+        page: None,
+        ..listing.clone()
+    }
+}
+
+/// One query parameter of a listing.
+#[derive(Debug)]
+enum Param {
+    Time(DateTime<Utc>),
+    Integer(i64),
+    /// A text, or NULL (matches nothing: an unknown pseudonym).
+    Text(Option<String>),
+    Integers(Vec<i64>),
+    Texts(Vec<String>),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Time(t) => t,
+            Param::Integer(n) => n,
+            Param::Text(t) => t,
+            Param::Integers(v) => v,
+            Param::Texts(v) => v,
+        }
+    }
+}
+
+/// The listing's parameters in the order of [`Listing::sql`], with
+/// pseudonyms resolved to the raw values they stand for (an unknown
+/// pseudonym matches nothing).
+async fn params(client: &Object, listing: &Listing) -> Result<Vec<Param>, DbError> {
+    let mut params = Vec::new();
+    params.extend(listing.lower.map(|b| Param::Time(b.at)));
+    params.extend(listing.upper.map(|b| Param::Time(b.at)));
+    for (_, values) in &listing.selection.filters {
+        let mut integers = Vec::new();
+        let mut texts = Vec::new();
+        for value in values {
+            match value {
+                FilterValue::Integer(n) => integers.push(*n),
+                FilterValue::Text(text) => texts.push(text.clone()),
+                FilterValue::Pseudonym(p) => {
+                    texts.extend(directory::resolve(&***client, p).await?);
+                }
+            }
+        }
+        params.push(match (values.len(), integers.is_empty()) {
+            (1, false) => Param::Integer(integers[0]),
+            (1, true) => Param::Text(texts.pop()),
+            (_, false) => Param::Integers(integers),
+            (_, true) => Param::Texts(texts),
+        });
+    }
+    if let Some(page) = listing.page {
+        params.push(Param::Integer(page.offset));
+        params.push(Param::Integer(page.limit));
+    }
+    Ok(params)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,15 +198,16 @@ enum State {
     Done,
 }
 
-/// A stream of encoded chunks (tens of KiB each) of one window's events.
+/// A stream of encoded chunks (tens of KiB each) of one listing's records.
 ///
 /// Dropping it before the end (the client went away) cancels the query and
 /// returns the connection to the pool only once it is idle again.
-pub struct EventStream {
+pub struct RecordStream {
+    kind: &'static Kind,
     rows: Pin<Box<RowStream>>,
     client: Option<Object>,
-    encoder: EventEncoder,
-    users: PseudonymCache,
+    encoder: RecordEncoder,
+    identities: IdentityWriter,
     flush_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     rows_sent: u64,
     state: State,
@@ -141,25 +218,39 @@ pub struct EventStream {
     tally: StreamTally,
 }
 
-impl EventStream {
+impl RecordStream {
     /// Rows encoded so far.
     pub fn rows(&self) -> u64 {
         self.rows_sent
     }
 
     fn push(&mut self, row: &Row) -> Result<(), tokio_postgres::Error> {
-        let occurred_at: DateTime<Utc> = row.try_get(0)?;
-        let auth_method_type: &str = row.try_get(1)?;
-        let auth_method_name: &str = row.try_get(2)?;
-        let auth_request_origin: &str = row.try_get(3)?;
-        let user = self.users.get(row.try_get::<_, &str>(4)?);
-        self.encoder.push(&EventRecord {
-            occurred_at,
-            auth_method_type,
-            auth_method_name,
-            auth_request_origin,
-            user,
-        });
+        self.encoder.begin_row();
+        for (i, column) in self.kind.columns.iter().enumerate() {
+            let value = match column.ty {
+                ColumnType::Timestamp => row
+                    .try_get::<_, Option<DateTime<Utc>>>(i)?
+                    .map_or(Value::Null, Value::Timestamp),
+                ColumnType::Text => row
+                    .try_get::<_, Option<&str>>(i)?
+                    .map_or(Value::Null, Value::Text),
+                ColumnType::Integer => row
+                    .try_get::<_, Option<i64>>(i)?
+                    .map_or(Value::Null, Value::Integer),
+                ColumnType::Float => row
+                    .try_get::<_, Option<f64>>(i)?
+                    .map_or(Value::Null, Value::Float),
+                ColumnType::Boolean => row
+                    .try_get::<_, Option<bool>>(i)?
+                    .map_or(Value::Null, Value::Boolean),
+                ColumnType::Identity(ty) => match row.try_get::<_, Option<&str>>(i)? {
+                    Some(raw) => Value::Identity(self.identities.show(ty, raw)),
+                    None => Value::Null,
+                },
+            };
+            self.encoder.value(value);
+        }
+        self.encoder.end_row();
         self.rows_sent += 1;
         Ok(())
     }
@@ -174,7 +265,8 @@ impl EventStream {
         tracing::error!(
             error = %error,
             rows = self.rows_sent,
-            "database error while streaming events"
+            kind = self.kind.name,
+            "database error while streaming records"
         );
         self.tally.aborted_by_database();
         // The connection may be broken; do not hand it back to the pool.
@@ -183,7 +275,7 @@ impl EventStream {
         }
         self.state = if self
             .encoder
-            .fail("The database failed while streaming the events; the list is incomplete.")
+            .fail("The database failed while streaming the records; the list is incomplete.")
         {
             State::Closing
         } else {
@@ -193,7 +285,7 @@ impl EventStream {
     }
 }
 
-impl Stream for EventStream {
+impl Stream for RecordStream {
     type Item = Result<Bytes, StreamError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -257,7 +349,7 @@ impl Stream for EventStream {
     }
 }
 
-impl Drop for EventStream {
+impl Drop for RecordStream {
     fn drop(&mut self) {
         self.tally.set_rows(self.rows_sent);
         let Some(client) = self.client.take() else {

@@ -1,0 +1,308 @@
+//! Personal identifiers (user ids, MAC addresses, client IP addresses) and
+//! the one way they may leave the service: as a keyed pseudonym, or raw for a
+//! token with the `identities` scope.
+//!
+//! Every identity column of every kind goes through an [`IdentityWriter`],
+//! which normalises the value for its [`IdentityType`] (so one device has one
+//! pseudonym whichever notation its source used) and then pseudonymises it
+//! with the configured key, or shows it raw when the request may see
+//! identities. The encoders accept identity values only as [`Shown`], which
+//! only an `IdentityWriter` makes.
+
+use std::{borrow::Cow, fmt, net::IpAddr};
+
+use crate::core::pseudonym::{PseudonymCache, Pseudonymiser};
+
+/// What kind of personal identifier a column holds; decides its normalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdentityType {
+    /// A user identifier (e-mail address, DN, RADIUS `User-Name`): taken as it is.
+    User,
+    /// A MAC address: normalised to lowercase, colon-separated
+    /// (`68:05:71:a4:ef:0e`) when it is one in any common notation, else taken
+    /// as it is.
+    Mac,
+    /// An IP address: normalised to its canonical text (RFC 5952 for IPv6)
+    /// when it parses, else taken as it is.
+    Ip,
+}
+
+impl IdentityType {
+    /// The value in its one documented notation (see the variants).
+    pub fn normalise(self, raw: &str) -> Cow<'_, str> {
+        match self {
+            IdentityType::User => Cow::Borrowed(raw),
+            IdentityType::Mac if is_canonical_mac(raw) => Cow::Borrowed(raw),
+            IdentityType::Mac => match parse_mac(raw) {
+                Some(bytes) => {
+                    let text = format_mac(bytes);
+                    if text == raw {
+                        Cow::Borrowed(raw)
+                    } else {
+                        Cow::Owned(text)
+                    }
+                }
+                None => Cow::Borrowed(raw),
+            },
+            IdentityType::Ip => match raw.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let text = ip.to_string();
+                    if text == raw {
+                        Cow::Borrowed(raw)
+                    } else {
+                        Cow::Owned(text)
+                    }
+                }
+                Err(_) => Cow::Borrowed(raw),
+            },
+        }
+    }
+}
+
+/// Parses a MAC address written as six hex pairs separated by `:` or `-`,
+/// as three groups of four separated by `.` (Cisco), or as twelve bare hex
+/// digits; any case.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let digits: Vec<u8> = match text.len() {
+        12 => text.bytes().collect(),
+        17 => {
+            let sep = text.as_bytes()[2];
+            if sep != b':' && sep != b'-' {
+                return None;
+            }
+            let mut out = Vec::with_capacity(12);
+            for (i, b) in text.bytes().enumerate() {
+                if i % 3 == 2 {
+                    if b != sep {
+                        return None;
+                    }
+                } else {
+                    out.push(b);
+                }
+            }
+            out
+        }
+        14 => {
+            let mut out = Vec::with_capacity(12);
+            for (i, b) in text.bytes().enumerate() {
+                if i % 5 == 4 {
+                    if b != b'.' {
+                        return None;
+                    }
+                } else {
+                    out.push(b);
+                }
+            }
+            out
+        }
+        _ => return None,
+    };
+    if digits.len() != 12 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        mac[i] = (hi * 16 + lo) as u8;
+    }
+    Some(mac)
+}
+
+/// True for a MAC address already in the documented notation.
+fn is_canonical_mac(text: &str) -> bool {
+    text.len() == 17
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i % 3 == 2 {
+                b == b':'
+            } else {
+                matches!(b, b'0'..=b'9' | b'a'..=b'f')
+            }
+        })
+}
+
+/// `68:05:71:a4:ef:0e`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    let mut out = String::with_capacity(17);
+    for (i, byte) in mac.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// An identity as it may be written: a pseudonym, or the raw value for a
+/// request with the `identities` scope. Only an [`IdentityWriter`] makes one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Shown<'a> {
+    text: &'a str,
+    /// True for a pseudonym (64 hex digits, never needs CSV quoting or guarding).
+    pseudonym: bool,
+}
+
+impl<'a> Shown<'a> {
+    /// The text to write.
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// True when the text is a pseudonym rather than a raw value.
+    pub fn is_pseudonym(&self) -> bool {
+        self.pseudonym
+    }
+}
+
+impl fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pseudonym {
+            f.debug_tuple("Shown").field(&self.text).finish()
+        } else {
+            f.write_str("Shown(<raw identity>)")
+        }
+    }
+}
+
+/// Whether a request sees pseudonyms (every token) or raw identities (a token
+/// with the `identities` scope).
+#[derive(Clone, Debug)]
+pub enum IdentityPolicy {
+    /// Keyed pseudonyms (HMAC-SHA256, lowercase hex) of the normalised value.
+    Pseudonymise(Pseudonymiser),
+    /// The normalised raw value.
+    Reveal,
+}
+
+/// Writes one stream's identity values under an [`IdentityPolicy`], with a
+/// bounded memo of pseudonyms (most windows repeat few distinct identities).
+#[derive(Debug)]
+pub struct IdentityWriter {
+    cache: Option<PseudonymCache>,
+    scratch: String,
+}
+
+impl IdentityWriter {
+    /// A writer for one stream.
+    pub fn new(policy: &IdentityPolicy) -> IdentityWriter {
+        IdentityWriter {
+            cache: match policy {
+                IdentityPolicy::Pseudonymise(p) => Some(PseudonymCache::new(p.clone())),
+                IdentityPolicy::Reveal => None,
+            },
+            scratch: String::new(),
+        }
+    }
+
+    /// The value of an identity column of type `ty`, ready to encode.
+    pub fn show(&mut self, ty: IdentityType, raw: &str) -> Shown<'_> {
+        match &mut self.cache {
+            // Memoised by the raw text: normalising happens on a miss only.
+            Some(cache) => Shown {
+                text: cache
+                    .get_with(raw, |p| p.pseudonymise(&ty.normalise(raw)))
+                    .as_str(),
+                pseudonym: true,
+            },
+            None => {
+                self.scratch.clear();
+                self.scratch.push_str(&ty.normalise(raw));
+                Shown {
+                    text: &self.scratch,
+                    pseudonym: false,
+                }
+            }
+        }
+    }
+}
+
+/// The pseudonym of an identity value (normalised first), as every response
+/// writes it: for lookups by pseudonym.
+pub fn pseudonym_of(pseudonymiser: &Pseudonymiser, ty: IdentityType, raw: &str) -> String {
+    pseudonymiser
+        .pseudonymise(&ty.normalise(raw))
+        .as_str()
+        .to_owned()
+}
+
+/// True when `text` has the form of a pseudonym (64 lowercase hex digits).
+pub fn is_pseudonym(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_notations_normalise_to_one() {
+        for text in [
+            "68:05:71:A4:EF:0E",
+            "68-05-71-a4-ef-0e",
+            "680571a4ef0e",
+            "680571A4EF0E",
+            "6805.71a4.ef0e",
+            "68:05:71:a4:ef:0e",
+        ] {
+            assert_eq!(
+                IdentityType::Mac.normalise(text),
+                "68:05:71:a4:ef:0e",
+                "{text}"
+            );
+        }
+        for not_mac in [
+            "68:05:71:A4:EF",
+            "68:05-71:a4:ef:0e",
+            "zz0571a4ef0e",
+            "bob",
+            "",
+        ] {
+            assert_eq!(IdentityType::Mac.normalise(not_mac), not_mac);
+            assert!(parse_mac(not_mac).is_none());
+        }
+    }
+
+    #[test]
+    fn ips_normalise_to_canonical_text() {
+        assert_eq!(IdentityType::Ip.normalise("10.0.0.1"), "10.0.0.1");
+        assert_eq!(
+            IdentityType::Ip.normalise("2001:0db8:0000:0000:0000:0000:0000:0001"),
+            "2001:db8::1"
+        );
+        assert_eq!(IdentityType::Ip.normalise("not-an-ip"), "not-an-ip");
+        assert_eq!(IdentityType::User.normalise("Bob@X"), "Bob@X");
+    }
+
+    #[test]
+    fn one_device_one_pseudonym() {
+        let p = Pseudonymiser::new(b"k").unwrap();
+        let mut writer = IdentityWriter::new(&IdentityPolicy::Pseudonymise(p.clone()));
+        let a = writer
+            .show(IdentityType::Mac, "68:05:71:A4:EF:0E")
+            .as_str()
+            .to_owned();
+        let b = writer
+            .show(IdentityType::Mac, "680571a4ef0e")
+            .as_str()
+            .to_owned();
+        assert_eq!(a, b);
+        assert!(is_pseudonym(&a));
+        assert_eq!(a, pseudonym_of(&p, IdentityType::Mac, "68-05-71-a4-ef-0e"));
+        // The same raw value gives the same pseudonym as a user id would.
+        assert_eq!(
+            pseudonym_of(&p, IdentityType::User, "68:05:71:a4:ef:0e"),
+            a,
+            "pseudonyms join across kinds"
+        );
+        assert!(writer.show(IdentityType::User, "bob").is_pseudonym());
+    }
+
+    #[test]
+    fn reveal_shows_the_normalised_value() {
+        let mut writer = IdentityWriter::new(&IdentityPolicy::Reveal);
+        let shown = writer.show(IdentityType::Mac, "680571A4EF0E");
+        assert_eq!(shown.as_str(), "68:05:71:a4:ef:0e");
+        assert!(!shown.is_pseudonym());
+        assert_eq!(format!("{shown:?}"), "Shown(<raw identity>)");
+    }
+}

@@ -1,0 +1,79 @@
+//! The identity directory: which raw identity a pseudonym stands for, so
+//! that a listing can be narrowed to one user or device by its pseudonym
+//! while the database never holds the pseudonymisation key.
+//!
+//! Whoever writes identities (ingest, the demo) records the pseudonym of
+//! every identity value it stores, in the same transaction. A lookup is one
+//! primary-key probe. Pseudonyms depend on the key: after a key change,
+//! values written before it are found only once they are written again.
+
+use std::collections::HashMap;
+
+use tokio_postgres::GenericClient;
+
+use crate::core::{
+    identity::{pseudonym_of, IdentityType},
+    pseudonym::Pseudonymiser,
+};
+
+/// The raw identity behind `pseudonym`, if it was ever recorded.
+pub async fn resolve(
+    client: &impl GenericClient,
+    pseudonym: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT raw FROM identity_directory WHERE pseudonym = $1",
+            &[&pseudonym],
+        )
+        .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// Distinct identity values to record, with their pseudonyms.
+#[derive(Debug, Default)]
+pub struct Entries {
+    entries: HashMap<String, String>,
+}
+
+impl Entries {
+    /// Remembers `raw` (normalised for its type).
+    pub fn add(&mut self, pseudonymiser: &Pseudonymiser, ty: IdentityType, raw: &str) {
+        let normalised = ty.normalise(raw);
+        if !self.entries.contains_key(normalised.as_ref()) {
+            let pseudonym = pseudonym_of(pseudonymiser, ty, raw);
+            self.entries.insert(normalised.into_owned(), pseudonym);
+        }
+    }
+
+    /// How many distinct values.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records them (existing entries are kept).
+    pub async fn record(&self, client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let (raws, pseudonyms): (Vec<&str>, Vec<&str>) = self
+            .entries
+            .iter()
+            .map(|(raw, p)| (raw.as_str(), p.as_str()))
+            .unzip();
+        client
+            .execute(
+                "INSERT INTO identity_directory (pseudonym, raw) \
+                 SELECT * FROM unnest($1::text[], $2::text[]) \
+                 ORDER BY 1 ON CONFLICT (pseudonym) DO NOTHING",
+                &[&pseudonyms, &raws],
+            )
+            .await?;
+        Ok(())
+    }
+}

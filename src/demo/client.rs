@@ -1,0 +1,530 @@
+//! Demo Wi-Fi client connectivity events: a few hundred APs in six buildings
+//! over five SSIDs, thousands of clients, mostly successful connections,
+//! failures with realistic reasons (wrong passphrase, 802.1X timeout, DHCP
+//! failure, ...) concentrated on a few troubled APs, and intermediate events
+//! around roams. Follows the same daily rhythm as the authentication events.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::*;
+use crate::core::{identity::IdentityType, pseudonym::Pseudonymiser};
+use crate::db::directory::Entries;
+
+/// Client events per authentication event in the default demo data.
+pub const EVENTS_PER_AUTH_EVENT: u64 = 4;
+/// Distinct client devices.
+const CLIENTS: usize = 6_000;
+/// Buildings × floors × APs per floor.
+const BUILDINGS: usize = 6;
+const FLOORS: usize = 4;
+const APS_PER_FLOOR: usize = 10;
+/// APs that get most failures (indices into the AP list).
+const TROUBLED_APS: [usize; 6] = [7, 31, 58, 101, 150, 203];
+/// The share of failures that happen on a troubled AP.
+const TROUBLED_SHARE: f64 = 0.6;
+/// SSIDs with their relative popularity.
+const SSIDS: [(&str, u32); 5] = [
+    ("Corp", 50),
+    ("eduroam", 15),
+    ("Corp-Guest", 20),
+    ("IoT", 10),
+    ("Lab-5G", 5),
+];
+const PROTOCOLS: [&str; 5] = ["AX", "AC", "N", "BG", "A"];
+const CHANNELS: [i32; 11] = [1, 6, 11, 36, 40, 44, 48, 149, 153, 157, 161];
+/// (failureCode, failure, subFailureCode, subFailure, relative weight).
+const FAILURES: [(i32, &str, i32, &str, u32); 6] = [
+    (7, "Incorrect PSK", 14, "Wrong passphrase.", 30),
+    (
+        3,
+        "802.1X Failure",
+        5,
+        "EAP timeout: no response from the client.",
+        25,
+    ),
+    (
+        3,
+        "802.1X Failure",
+        6,
+        "RADIUS rejected the credentials.",
+        8,
+    ),
+    (4, "DHCP Failure", 8, "No DHCP offer received.", 20),
+    (2, "Association Failure", 3, "AP capacity reached.", 10),
+    (5, "AAA Failure", 9, "RADIUS server unreachable.", 7),
+];
+/// (categoryCode, category, typeCode, eventDescription, subTypeCode, subEventDescription).
+const INTERMEDIATE: [(i32, &str, i32, &str, i32, &str); 5] = [
+    (
+        1,
+        "Association",
+        10,
+        "Reassociation request",
+        1,
+        "Client roamed from another AP",
+    ),
+    (
+        2,
+        "Authentication",
+        20,
+        "802.1X authentication started",
+        0,
+        "",
+    ),
+    (3, "Network", 30, "IP address assigned", 0, ""),
+    (
+        4,
+        "Client Steering",
+        40,
+        "Steered to a better AP",
+        2,
+        "Band steering to 5 GHz",
+    ),
+    (5, "Quarantine", 50, "Client quarantined", 0, ""),
+];
+
+const COPY_SQL: &str = "COPY client_event (occurred_at, client_mac, event_type, protocol, ssid, \
+     bssid, channel, ap_name, category_code, type_code, sub_type_code, category, \
+     event_description, sub_event_description, vlan, client_ip, rssi, association_ts, \
+     authentication_ts, network_ts, failure_code, failure, sub_failure_code, sub_failure, \
+     dhcp_latency, aaa_latency, dns_latency) FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 27] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT4,
+    Type::INT4,
+];
+
+struct Ap {
+    name: String,
+    bssid: String,
+    channel: i32,
+}
+
+struct Client {
+    mac: String,
+    ip: String,
+    protocol: &'static str,
+    ssid: usize,
+}
+
+/// One generated event, its optional fields `None` where its type has none.
+#[derive(Default)]
+struct Row {
+    occurred_at: Option<DateTime<Utc>>,
+    client: usize,
+    event_type: &'static str,
+    ap: usize,
+    intermediate: Option<usize>,
+    vlan: Option<i32>,
+    with_ip: bool,
+    rssi: Option<i32>,
+    stamps: Option<(i64, i64, i64)>,
+    failure: Option<usize>,
+    latencies: Option<(i32, i32, i32)>,
+}
+
+/// The population of APs and clients, and the random stream drawing events.
+struct Generator {
+    rng: StdRng,
+    aps: Vec<Ap>,
+    ap_cumulative: Vec<f64>,
+    clients: Vec<Client>,
+    client_cumulative: Vec<f64>,
+    failure_cumulative: Vec<f64>,
+}
+
+fn cumulative(weights: impl Iterator<Item = u32>) -> Vec<f64> {
+    let weights: Vec<f64> = weights.map(f64::from).collect();
+    let total: f64 = weights.iter().sum();
+    let mut sum = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            sum += w / total;
+            sum
+        })
+        .collect()
+}
+
+impl Generator {
+    fn new(population_seed: u64, event_seed: u64) -> Generator {
+        let mut rng = StdRng::seed_from_u64(population_seed ^ 0x005e_edc1_1ea7);
+        let mut aps = Vec::new();
+        for b in 1..=BUILDINGS {
+            for f in 1..=FLOORS {
+                for n in 1..=APS_PER_FLOOR {
+                    let i = aps.len();
+                    aps.push(Ap {
+                        name: format!("AP-B{b}-F{f}-{n:02}"),
+                        bssid: format!("00:11:74:{:02x}:{:02x}:{:02x}", b * 16 + f, n, i % 256),
+                        channel: CHANNELS[rng.gen_range(0..CHANNELS.len())],
+                    });
+                }
+            }
+        }
+        let ssid_cumulative = cumulative(SSIDS.iter().map(|s| s.1));
+        let clients = (0..CLIENTS)
+            .map(|i| {
+                let oui: [u8; 3] = match i % 4 {
+                    0 => [0x68, 0x05, 0x71],
+                    1 => [0xa4, 0x83, 0xe7],
+                    2 => [0x3c, 0x22, 0xfb],
+                    _ => [0xf0, 0x18, 0x98],
+                };
+                let tail: u32 = rng.gen_range(0..0x00ff_ffff);
+                Client {
+                    mac: format!(
+                        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                        oui[0],
+                        oui[1],
+                        oui[2],
+                        tail >> 16,
+                        (tail >> 8) & 0xff,
+                        tail & 0xff
+                    ),
+                    ip: format!("10.{}.{}.{}", 20 + (i >> 16), (i >> 8) & 0xff, i & 0xff),
+                    protocol: PROTOCOLS[rng.gen_range(0..PROTOCOLS.len())],
+                    ssid: sample(&ssid_cumulative, &mut rng),
+                }
+            })
+            .collect();
+        Generator {
+            rng: StdRng::seed_from_u64(event_seed),
+            ap_cumulative: zipf_cumulative(aps.len(), 0.6),
+            aps,
+            clients,
+            client_cumulative: zipf_cumulative(CLIENTS, 0.8),
+            failure_cumulative: cumulative(FAILURES.iter().map(|f| f.4)),
+        }
+    }
+
+    /// Records every client's MAC and IP address in the identity directory.
+    fn directory(&self, pseudonymiser: &Pseudonymiser) -> Entries {
+        let mut entries = Entries::default();
+        for client in &self.clients {
+            entries.add(pseudonymiser, IdentityType::Mac, &client.mac);
+            entries.add(pseudonymiser, IdentityType::Ip, &client.ip);
+        }
+        entries
+    }
+
+    fn draw(&mut self, occurred_at: DateTime<Utc>) -> Row {
+        let rng = &mut self.rng;
+        let client = sample(&self.client_cumulative, rng);
+        let roll: f64 = rng.gen();
+        let ms = occurred_at.timestamp_millis();
+        let mut row = Row {
+            occurred_at: Some(occurred_at),
+            client,
+            ap: sample(&self.ap_cumulative, rng),
+            ..Row::default()
+        };
+        if roll < 0.82 {
+            row.event_type = "Success";
+            let assoc = ms - rng.gen_range(500..3_000);
+            row.stamps = Some((assoc, assoc + rng.gen_range(50..800), ms));
+            row.latencies = Some((
+                rng.gen_range(1..8),
+                rng.gen_range(0..3),
+                rng.gen_range(5..120),
+            ));
+        } else if roll < 0.92 {
+            row.event_type = "Failure";
+            if rng.gen_bool(TROUBLED_SHARE) {
+                row.ap = TROUBLED_APS[rng.gen_range(0..TROUBLED_APS.len())];
+            }
+            let assoc = ms - rng.gen_range(500..5_000);
+            row.stamps = Some((assoc, assoc + rng.gen_range(50..800), ms));
+            row.failure = Some(sample(&self.failure_cumulative, rng));
+        } else {
+            row.event_type = "Intermediate";
+            let kind = if rng.gen_bool(0.5) {
+                0
+            } else {
+                rng.gen_range(1..INTERMEDIATE.len())
+            };
+            row.intermediate = Some(kind);
+            row.vlan = Some([10, 20, 30, 99][client % 4]);
+            row.with_ip = kind == 2 || rng.gen_bool(0.3);
+            row.rssi = Some(rng.gen_range(-85..-35));
+        }
+        row
+    }
+
+    /// Writes one row into the COPY.
+    async fn write(
+        &self,
+        writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+        row: &Row,
+    ) -> Result<(), tokio_postgres::Error> {
+        let client = &self.clients[row.client];
+        let ap = &self.aps[row.ap];
+        let inter = row.intermediate.map(|i| INTERMEDIATE[i]);
+        let failure = row.failure.map(|i| FAILURES[i]);
+        let non_empty = |s: &'static str| (!s.is_empty()).then_some(s);
+        let values: [&(dyn ToSql + Sync); 27] = [
+            &row.occurred_at,
+            &client.mac,
+            &row.event_type,
+            &client.protocol,
+            &SSIDS[client.ssid].0,
+            &ap.bssid,
+            &ap.channel,
+            &ap.name,
+            &inter.map(|i| i.0),
+            &inter.map(|i| i.2),
+            &inter.map(|i| i.4),
+            &inter.map(|i| i.1),
+            &inter.map(|i| i.3),
+            &inter.and_then(|i| non_empty(i.5)),
+            &row.vlan,
+            &row.with_ip.then_some(client.ip.as_str()),
+            &row.rssi,
+            &row.stamps.map(|s| s.0),
+            &row.stamps.map(|s| s.1),
+            &row.stamps.map(|s| s.2),
+            &failure.map(|f| f.0),
+            &failure.map(|f| f.1),
+            &failure.map(|f| f.2),
+            &failure.map(|f| f.3),
+            &row.latencies.map(|l| l.0),
+            &row.latencies.map(|l| l.1),
+            &row.latencies.map(|l| l.2),
+        ];
+        writer.write(&values).await
+    }
+
+    /// Writes `counts[i]` events into `buckets[i]`, in time order, one COPY per ~50k rows.
+    async fn copy(
+        &mut self,
+        client: &tokio_postgres::Client,
+        buckets: &[Bucket],
+        counts: &[u64],
+    ) -> Result<u64, DemoError> {
+        let mut inserted = 0u64;
+        let mut times: Vec<i64> = Vec::new();
+        let mut index = 0;
+        while index < buckets.len() {
+            let sink = client
+                .copy_in(COPY_SQL)
+                .await
+                .map_err(db_err("starting COPY into client_event"))?;
+            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+            let mut writer = std::pin::pin!(writer);
+            let mut chunk_rows = 0u64;
+            while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
+                let bucket = buckets[index];
+                let count = counts[index];
+                index += 1;
+                times.clear();
+                let len = bucket.end_us - bucket.start_us;
+                for _ in 0..count {
+                    times.push(bucket.start_us + self.rng.gen_range(0..len));
+                }
+                times.sort_unstable();
+                for &t in &times {
+                    let at =
+                        DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
+                    let row = self.draw(at);
+                    self.write(writer.as_mut(), &row)
+                        .await
+                        .map_err(db_err("writing COPY data"))?;
+                }
+                chunk_rows += count;
+            }
+            inserted += writer
+                .as_mut()
+                .finish()
+                .await
+                .map_err(db_err("finishing COPY into client_event"))?;
+        }
+        Ok(inserted)
+    }
+}
+
+/// Inserts `events` client events over the `opts.days` days before
+/// `opts.end` (the population follows `opts.rng_seed`), and, given the
+/// pseudonymiser the service will use, records the clients' pseudonyms in
+/// the identity directory; returns the rows inserted.
+pub async fn seed(
+    client: &tokio_postgres::Client,
+    opts: &SeedOptions,
+    events: u64,
+    pseudonymiser: Option<&Pseudonymiser>,
+) -> Result<u64, DemoError> {
+    if opts.days == 0 {
+        return Err(DemoError::InvalidOptions(
+            "days must be at least 1".to_owned(),
+        ));
+    }
+    let mut generator = Generator::new(opts.rng_seed, opts.rng_seed.rotate_left(7));
+    if let Some(pseudonymiser) = pseudonymiser {
+        generator
+            .directory(pseudonymiser)
+            .record(client)
+            .await
+            .map_err(db_err("recording client pseudonyms"))?;
+    }
+    if events == 0 {
+        return Ok(0);
+    }
+    let end_us = opts.end.timestamp_micros();
+    let start_us = end_us
+        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
+        .ok_or(DemoError::TimeOutOfRange(end_us))?;
+    let buckets = plan(start_us, end_us, Some(&mut generator.rng));
+    let counts = apportion(events, &buckets);
+    generator.copy(client, &buckets, &counts).await
+}
+
+/// Fills the gap between the newest stored client event and `now` (at most
+/// `max_days` days) at the average rate of the stored ones; returns the rows
+/// inserted. An empty table gets nothing.
+pub async fn backfill(
+    client: &tokio_postgres::Client,
+    now: DateTime<Utc>,
+    max_days: u32,
+    pseudonymiser: &Pseudonymiser,
+) -> Result<u64, DemoError> {
+    let row = client
+        .query_one(
+            "SELECT min(occurred_at), max(occurred_at), count(*) FROM client_event",
+            &[],
+        )
+        .await
+        .map_err(db_err("finding the newest client event"))?;
+    let oldest: Option<DateTime<Utc>> = row.try_get(0).map_err(db_err("reading client events"))?;
+    let newest: Option<DateTime<Utc>> = row.try_get(1).map_err(db_err("reading client events"))?;
+    let count: i64 = row.try_get(2).map_err(db_err("reading client events"))?;
+    let (Some(oldest), Some(newest)) = (oldest, newest) else {
+        return Ok(0);
+    };
+    let now_us = now.timestamp_micros();
+    let start_us = (newest.timestamp_micros() + 1)
+        .max(now_us.saturating_sub(i64::from(max_days) * MICROS_PER_DAY));
+    if start_us >= now_us {
+        return Ok(0);
+    }
+    let stored_weight: f64 = plan(
+        oldest.timestamp_micros(),
+        newest.timestamp_micros() + 1,
+        None,
+    )
+    .iter()
+    .map(|b| b.weight)
+    .sum();
+    if stored_weight <= 0.0 {
+        return Ok(0);
+    }
+    let mut generator = Generator::new(DEFAULT_RNG_SEED, now_us as u64);
+    generator
+        .directory(pseudonymiser)
+        .record(client)
+        .await
+        .map_err(db_err("recording client pseudonyms"))?;
+    let buckets = plan(start_us, now_us, Some(&mut generator.rng));
+    let gap_weight: f64 = buckets.iter().map(|b| b.weight).sum();
+    let total = (count as f64 / stored_weight * gap_weight).round() as u64;
+    let counts = apportion(total, &buckets);
+    generator.copy(client, &buckets, &counts).await
+}
+
+/// Keeps inserting a few client events every second until `shutdown`
+/// resolves (a quarter of the authentication trickle's rate, at least one).
+pub async fn trickle(
+    pool: deadpool_postgres::Pool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let start_us = Utc::now().timestamp_micros();
+    let mut generator = Generator::new(DEFAULT_RNG_SEED, (start_us as u64).rotate_left(29));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let now_us = Utc::now().timestamp_micros();
+        let count = (trickle_rate(now_us) / 4.0 * generator.rng.gen_range(0.6..1.4))
+            .round()
+            .max(1.0) as usize;
+        let mut times: Vec<i64> = (0..count)
+            .map(|_| now_us - generator.rng.gen_range(0..MICROS_PER_SECOND))
+            .collect();
+        times.sort_unstable();
+        let outcome = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            outcome = insert(&pool, &mut generator, &times) => outcome,
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(last) => {
+                failures += 1;
+                tracing::warn!(error = %last, failures, "demo trickle could not insert client events");
+                if failures >= TRICKLE_MAX_FAILURES {
+                    return Err(DemoError::TrickleFailed { failures, last });
+                }
+            }
+        }
+    }
+}
+
+async fn insert(
+    pool: &deadpool_postgres::Pool,
+    generator: &mut Generator,
+    times: &[i64],
+) -> Result<(), String> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| format!("cannot get a connection: {e}"))?;
+    let sink = client.copy_in(COPY_SQL).await.map_err(|e| describe(&e))?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    let mut writer = std::pin::pin!(writer);
+    for &t in times {
+        let at =
+            DateTime::from_timestamp_micros(t).ok_or_else(|| format!("time {t} out of range"))?;
+        let row = generator.draw(at);
+        generator
+            .write(writer.as_mut(), &row)
+            .await
+            .map_err(|e| describe(&e))?;
+    }
+    writer.as_mut().finish().await.map_err(|e| describe(&e))?;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Wi-Fi client endpoints beyond the windows:
+//!
+//! - `GET /api/v1/clients/{client}/events`: one client's history, newest
+//!   first, offset-paged in the shape of the Wi-Fi controller API it comes
+//!   from (`previousLink`, `nextLink`, `totalCount`, `clientEvents`);
+//! - `GET /api/v1/statistics/client-events/summary/{period}[/{datetime}]`:
+//!   what a Wi-Fi administrator asks first about a window.
+
+use actix_web::{
+    http::{header, Method},
+    web, HttpRequest, HttpResponse,
+};
+use chrono::{DateTime, Utc};
+
+use super::{
+    auth::require_read,
+    error::ApiError,
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, ListingQuery},
+    state::{get_or_head, get_resource},
+    telemetry::stream_tally,
+    AppState,
+};
+use crate::{
+    core::{
+        encode::JsonHead,
+        kind::{Bound, Listing, Page},
+        window::Direction,
+    },
+    db::records::{self, Output},
+    kinds::client::{HISTORY_PATH, KIND},
+};
+
+/// The most records one history page may hold.
+pub const MAX_LIMIT: i64 = 1000;
+/// The page size when `limit` is absent.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// The largest accepted `offset`.
+pub const MAX_OFFSET: i64 = 10_000_000;
+/// `fromtime`/`totime` bounds: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+const MIN_MILLIS: i64 = -62_135_596_800_000;
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+/// Registers the client routes. The summary routes come before the windows
+/// of client events, whose `{period}/{datetime}` would otherwise take them.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource(HISTORY_PATH, get_or_head().to(history)));
+    super::summary::configure(cfg);
+}
+
+/// The seed API's parameters, each at most once (`ssid` repeatable).
+struct HistoryQuery {
+    offset: i64,
+    limit: i64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    total: bool,
+    /// The filters, as the kind's filter parameters.
+    filters: Vec<(String, String)>,
+}
+
+fn parse_history_query(query: &ListingQuery) -> Result<HistoryQuery, ApiError> {
+    let single = |name: &str| -> Result<Option<&str>, ApiError> {
+        let mut values = query.pairs.iter().filter(|(k, _)| k == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "The parameter `{name}` may appear only once."
+            )));
+        }
+        Ok(first)
+    };
+    let integer = |name: &str, min: i64, max: i64, default: i64| -> Result<i64, ApiError> {
+        match single(name)? {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "The parameter `{name}` must be an integer from {min} to {max}."
+                    ))
+                }),
+        }
+    };
+    let millis = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        single(name)?
+            .map(|text| {
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|ms| (MIN_MILLIS..=MAX_MILLIS).contains(ms))
+                    .and_then(DateTime::from_timestamp_millis)
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "The parameter `{name}` must be a time in milliseconds since \
+                             1970-01-01T00:00:00Z, within the years 0001 to 9999."
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let total = match single("totalcountrequired")? {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "The parameter `totalcountrequired` must be true or false.".into(),
+            ))
+        }
+    };
+    let mut filters = Vec::new();
+    for (param, filter) in [
+        ("clienteventtype", "eventType"),
+        ("failureoreventtypecode", "code"),
+        ("eventcategory", "category"),
+        ("protocol", "protocol"),
+    ] {
+        if let Some(value) = single(param)? {
+            filters.push((filter.to_owned(), value.to_owned()));
+        }
+    }
+    for (_, ssid) in query.pairs.iter().filter(|(k, _)| k == "ssid") {
+        filters.push(("ssid".to_owned(), ssid.clone()));
+    }
+    Ok(HistoryQuery {
+        offset: integer("offset", 0, MAX_OFFSET, 0)?,
+        limit: integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)?,
+        from: millis("fromtime")?,
+        to: millis("totime")?,
+        total,
+        filters,
+    })
+}
+
+/// The history's own URL with another `offset` (every other parameter kept,
+/// in request order).
+fn page_link(base: &str, client: &str, raw_query: &str, offset: i64) -> String {
+    let mut kept: Vec<String> = raw_query
+        .split('&')
+        .filter(|part| !part.is_empty() && !part.starts_with("offset="))
+        .map(str::to_owned)
+        .collect();
+    kept.insert(0, format!("offset={offset}"));
+    let path = HISTORY_PATH.replace(
+        "{client}",
+        &percent_encoding::utf8_percent_encode(client, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+    );
+    format!("{base}{path}?{}", kept.join("&"))
+}
+
+/// `GET /api/v1/clients/{client}/events`.
+async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let client = req
+        .match_info()
+        .get("client")
+        .unwrap_or_default()
+        .to_owned();
+    let query = ListingQuery::parse(req.query_string())?;
+    let history = parse_history_query(&query)?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+
+    let who = KIND.parse_filters(
+        &[("client".to_owned(), client.clone())],
+        scope.can_see_identities(),
+    )?;
+    let mut pairs = vec![("client".to_owned(), client.clone())];
+    pairs.extend(history.filters.iter().cloned());
+    let selection = KIND.parse_filters(&pairs, scope.can_see_identities())?;
+    let listing = Listing {
+        direction: Direction::Descending,
+        lower: history.from.map(|at| Bound {
+            at,
+            inclusive: true,
+        }),
+        upper: history.to.map(|at| Bound {
+            at,
+            inclusive: true,
+        }),
+        selection,
+        page: Some(Page {
+            offset: history.offset,
+            limit: history.limit,
+        }),
+    };
+    let known = Listing {
+        lower: None,
+        upper: None,
+        selection: who,
+        page: None,
+        ..listing.clone()
+    };
+    if !records::exists(&state.pool, &KIND, &known).await? {
+        return Err(ApiError::NotFound);
+    }
+    let total = if history.total {
+        Some(records::count(&state.pool, &KIND, &listing).await?)
+    } else {
+        None
+    };
+
+    let base = base_url(&req, state.public_url.as_deref());
+    let previous = (history.offset > 0).then(|| {
+        page_link(
+            &base,
+            &client,
+            req.query_string(),
+            (history.offset - history.limit).max(0),
+        )
+    });
+    let next_offset = history.offset + history.limit;
+    let next = match total {
+        Some(total) if next_offset >= total => None,
+        _ => Some(page_link(&base, &client, req.query_string(), next_offset)),
+    };
+    let mut response = ok(format, "client-events-history.csv");
+    let links: Vec<String> = [("prev", &previous), ("next", &next)]
+        .into_iter()
+        .filter_map(|(rel, url)| url.as_ref().map(|u| format!("<{u}>; rel=\"{rel}\"")))
+        .collect();
+    if !links.is_empty() {
+        if let Ok(value) = header::HeaderValue::from_str(&links.join(", ")) {
+            response.insert_header((header::LINK, value));
+        }
+    }
+    if let Some(total) = total {
+        response.insert_header(("X-Total-Count", total.to_string()));
+    }
+    if req.method() == Method::HEAD {
+        return Ok(head_only(response));
+    }
+    let identities = identity_policy(scope, &state);
+    let output = Output {
+        format,
+        head: JsonHead::Paged {
+            previous: previous.as_deref(),
+            next: next.as_deref(),
+            total,
+        },
+        identities: &identities,
+        guard: state.options.csv_formula_guard,
+    };
+    let tally = stream_tally(&req, &state, "client_history", format.as_str());
+    let stream = records::open(&state.pool, &KIND, &listing, output, tally).await?;
+    Ok(response.streaming(stream))
+}

@@ -1,0 +1,240 @@
+//! `GET /api/v1/statistics/<kind>/{period}[/{datetime}]` for every kind in
+//! [`crate::kinds::ALL`]: one window of records, streamed as JSON, CSV or
+//! NDJSON, and the helpers every listing shares (query parameters,
+//! negotiation, links, the `Link` header, the response head).
+
+use actix_web::{
+    http::{
+        header::{self, HeaderValue},
+        Method,
+    },
+    web, HttpRequest, HttpResponse, HttpResponseBuilder,
+};
+use chrono::Utc;
+
+use super::{
+    auth::require_read,
+    error::ApiError,
+    state::{get_or_head, get_resource},
+    telemetry::stream_tally,
+    AppState,
+};
+use crate::{
+    config::Scope,
+    core::{
+        encode::JsonHead,
+        identity::IdentityPolicy,
+        kind::{FilterError, Kind, Listing},
+        negotiate::{negotiate, NegotiationError, OutputFormat},
+        window::{Direction, NavigationLinks, Period, Window},
+    },
+    db::records::{self, Output},
+    kinds,
+};
+
+/// Registers the window routes of every kind (one resource per template,
+/// so that logs and metrics name the template that matched).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for kind in kinds::ALL {
+        for path in [
+            format!("{}/{{period}}", kind.path),
+            format!("{}/{{period}}/{{datetime}}", kind.path),
+        ] {
+            cfg.service(get_resource(
+                &path,
+                get_or_head().to(move |req: HttpRequest, state: web::Data<AppState>| {
+                    window(kind, req, state)
+                }),
+            ));
+        }
+    }
+}
+
+/// The query string of a listing, split into pairs; `sort` and `format` at
+/// most once each.
+#[derive(Debug)]
+pub struct ListingQuery {
+    /// Every pair, in order (filters are picked out by the kind).
+    pub pairs: Vec<(String, String)>,
+    /// `sort`.
+    pub sort: Option<String>,
+    /// `format`.
+    pub format: Option<String>,
+}
+
+impl ListingQuery {
+    /// Parses the query string; a malformed one (a broken percent-escape) or
+    /// a repeated `sort` or `format` is a 400.
+    pub fn parse(raw: &str) -> Result<ListingQuery, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(raw)
+            .map(web::Query::into_inner)
+            .map_err(|_| {
+                ApiError::InvalidRequest(
+                    "The query string is malformed: write name=value pairs joined by &, \
+                     with %XX escapes for reserved characters."
+                        .into(),
+                )
+            })?;
+        let single = |name: &str| -> Result<Option<String>, ApiError> {
+            let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+            let first = values.next().cloned();
+            if values.next().is_some() {
+                return Err(ApiError::InvalidRequest(format!(
+                    "The parameter `{name}` may appear only once."
+                )));
+            }
+            Ok(first)
+        };
+        Ok(ListingQuery {
+            sort: single("sort")?,
+            format: single("format")?,
+            pairs,
+        })
+    }
+}
+
+/// Who sees what: pseudonyms, or raw identities for the `identities` scope.
+pub fn identity_policy(scope: Scope, state: &AppState) -> IdentityPolicy {
+    if scope.can_see_identities() {
+        IdentityPolicy::Reveal
+    } else {
+        IdentityPolicy::Pseudonymise(state.pseudonymiser.clone())
+    }
+}
+
+impl From<FilterError> for ApiError {
+    fn from(error: FilterError) -> ApiError {
+        if error.is_forbidden() {
+            ApiError::Forbidden(error.to_string())
+        } else {
+            ApiError::InvalidRequest(error.to_string())
+        }
+    }
+}
+
+/// One window of `kind`: authenticate, resolve the window, filters and
+/// representation, open the query, then stream. Everything that can fail
+/// happens before the first byte. A HEAD request stops before the database.
+async fn window(
+    kind: &'static Kind,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let period: Period = req
+        .match_info()
+        .get("period")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let direction = Direction::from_sort(query.sort.as_deref());
+    let window = match req.match_info().get("datetime") {
+        Some(datetime) => Window::parse(period, datetime, direction),
+        None => Window::latest(period, direction, Utc::now()),
+    }
+    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let selection = kind.parse_filters(&query.pairs, scope.can_see_identities())?;
+    let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
+    let links = window
+        .links_under(
+            &base_url(&req, state.public_url.as_deref()),
+            kind.path,
+            &link_query,
+        )
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let mut response = ok(
+        format,
+        &format!("{}.csv", window.file_stem_for(kind.file_name)),
+    );
+    response.insert_header((header::LINK, link_header(&links)));
+    if req.method() == Method::HEAD {
+        return Ok(head_only(response));
+    }
+
+    let identities = identity_policy(scope, &state);
+    let tally = stream_tally(&req, &state, kind.name, format.as_str());
+    let output = Output {
+        format,
+        head: JsonHead::Links(&links),
+        identities: &identities,
+        guard: state.options.csv_formula_guard,
+    };
+    let listing = Listing::window(&window, selection);
+    let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
+    Ok(response.streaming(stream))
+}
+
+/// The answer to a HEAD of a streamed resource: the GET's status and
+/// headers (chunked, like the GET), no body, and no query started.
+pub fn head_only(mut response: HttpResponseBuilder) -> HttpResponse {
+    response.streaming(futures_util::stream::empty::<
+        Result<bytes::Bytes, std::convert::Infallible>,
+    >())
+}
+
+/// A 200 with the negotiated type, `Vary: Accept`, and for CSV an
+/// attachment named `file_name` (made of `[A-Za-z0-9._:-]`).
+pub fn ok(format: OutputFormat, file_name: &str) -> HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(format.content_type())
+        .insert_header((header::VARY, "Accept"));
+    if format == OutputFormat::Csv {
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+            response.insert_header((header::CONTENT_DISPOSITION, value));
+        }
+    }
+    response
+}
+
+/// Chooses the representation from `format=` or the `Accept` headers.
+pub fn negotiate_format(req: &HttpRequest, format: Option<&str>) -> Result<OutputFormat, ApiError> {
+    let mut accept = Vec::new();
+    for value in req.headers().get_all(header::ACCEPT) {
+        // A header with bytes outside visible ASCII cannot name our types.
+        accept.push(value.to_str().unwrap_or("invalid/invalid"));
+    }
+    negotiate(format, &accept).map_err(|e| match e {
+        NegotiationError::InvalidFormatParam => ApiError::InvalidRequest(e.to_string()),
+        NegotiationError::NotAcceptable => ApiError::NotAcceptable(e.to_string()),
+    })
+}
+
+/// The base of every link: `ACCTSTREAM_PUBLIC_URL` when set, else `http://`
+/// and the request's `Host` (when it is a plausible host[:port]), else the
+/// address the server listens on.
+pub fn base_url(req: &HttpRequest, public_url: Option<&str>) -> String {
+    if let Some(url) = public_url {
+        return url.to_owned();
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plausible_host(h))
+        .map(str::to_owned)
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    format!("http://{host}")
+}
+
+fn is_plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+/// The RFC 8288 `Link` header with the three navigation links.
+pub fn link_header(links: &NavigationLinks) -> HeaderValue {
+    let value = format!(
+        "<{}>; rel=\"self\", <{}>; rel=\"prev\", <{}>; rel=\"next\"",
+        links.self_link, links.prev, links.next
+    );
+    // Links are built from a checked host or the configured URL plus our own
+    // path and percent-encoded query, all visible ASCII; fall back to nothing
+    // rather than panic.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

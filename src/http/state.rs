@@ -1,0 +1,60 @@
+//! What every handler shares: the application state and the helper that
+//! registers a read-only resource. Handlers import this module, never
+//! `startup` (which only wires the routes).
+
+use actix_web::{guard, web, HttpResponse, Route};
+use deadpool_postgres::Pool;
+
+use super::error::ApiError;
+use crate::{config::ApiTokens, core::pseudonym::Pseudonymiser};
+
+/// What every handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The connection pool.
+    pub pool: Pool,
+    /// Keyed pseudonymisation of identities.
+    pub pseudonymiser: Pseudonymiser,
+    /// Bearer tokens allowed to use the API.
+    pub tokens: ApiTokens,
+    /// Base URL for links, when configured (no trailing slash).
+    pub public_url: Option<String>,
+    /// Everything else, with defaults (add new settings here).
+    pub options: AppOptions,
+}
+
+/// Settings of the HTTP layer beyond the essentials. `Default` gives what
+/// `serve` uses when nothing is configured, so tests set only what they test.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// The metrics every worker records into and `/metrics` shows.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `/metrics` protection and the shutdown grace period.
+    pub ops: super::ops::OpsOptions,
+    /// The report endpoints' settings.
+    pub reports: super::reports::ReportOptions,
+    /// The ingest endpoint's settings (body size limit).
+    pub ingest: super::IngestOptions,
+    /// What CSV bodies do with formula-like text (`ACCTSTREAM_CSV_FORMULA_GUARD`).
+    pub csv_formula_guard: crate::core::encode::FormulaGuard,
+}
+
+/// A route answering GET and HEAD (a HEAD gets the GET's status and headers
+/// and no body).
+pub fn get_or_head() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// A resource at `path` answering with `handler` (made with
+/// [`get_or_head`]), and 405 `method_not_allowed` (with `Allow: GET, HEAD`)
+/// to any other method.
+pub fn get_resource(path: &str, handler: Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(handler)
+        .default_service(web::to(get_only))
+}
+
+/// The answer for a known path with an unsupported method.
+async fn get_only() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+}

@@ -1,0 +1,73 @@
+//! `GET /api/v1/statistics/client-events/summary/{period}[/{datetime}]`:
+//! the Wi-Fi client-event summary of one window (counts by event type, top
+//! failure reasons, success rate per SSID and per AP), as JSON, CSV or NDJSON.
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+
+use super::{
+    auth::require_read,
+    error::ApiError,
+    listing::{base_url, link_header, negotiate_format, ok, ListingQuery},
+    state::{get_or_head, get_resource},
+    AppState,
+};
+use crate::{
+    core::{
+        kind::{Listing, Selection},
+        window::{Direction, Period, Window},
+    },
+    db,
+    kinds::client::KIND,
+};
+
+/// The path of the summaries (followed by `/{period}[/{datetime}]`).
+pub const SUMMARY_PATH: &str = "/api/v1/statistics/client-events/summary";
+
+/// Registers the summary routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in [
+        format!("{SUMMARY_PATH}/{{period}}"),
+        format!("{SUMMARY_PATH}/{{period}}/{{datetime}}"),
+    ] {
+        cfg.service(get_resource(&path, get_or_head().to(summary)));
+    }
+}
+
+async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require_read(&req, &state.tokens)?;
+    let period: Period = req
+        .match_info()
+        .get("period")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let direction = Direction::from_sort(query.sort.as_deref());
+    let window = match req.match_info().get("datetime") {
+        Some(datetime) => Window::parse(period, datetime, direction),
+        None => Window::latest(period, direction, Utc::now()),
+    }
+    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let link_query = KIND.link_query(
+        query.format.as_ref().map(|_| format.as_str()),
+        &Selection::default(),
+    );
+    let links = window
+        .links_under(
+            &base_url(&req, state.public_url.as_deref()),
+            SUMMARY_PATH,
+            &link_query,
+        )
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let listing = Listing::window(&window, Selection::default());
+    let header = link_header(&links);
+    let summary = db::summary::client_summary(&state.pool, &listing, links).await?;
+    Ok(ok(
+        format,
+        &format!("{}.csv", window.file_stem_for("client-events-summary")),
+    )
+    .insert_header((header::LINK, header))
+    .body(summary.encode(format, state.options.csv_formula_guard)))
+}

@@ -1,0 +1,112 @@
+//! Authentication events: who authenticated how, when, to which application.
+
+use crate::core::{
+    identity::IdentityType,
+    ingest::{FieldType, IngestField, IngestSchema, SqlType, MAX_EVENT_ID_CHARS},
+    kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+};
+
+static COLUMNS: [Column; 5] = [
+    Column::new(
+        "timestamp",
+        "Timestamp",
+        ColumnType::Timestamp,
+        "occurred_at",
+    ),
+    Column::new(
+        "authMethodType",
+        "Authentication Method Type",
+        ColumnType::Text,
+        "auth_method_type",
+    ),
+    Column::new(
+        "authMethodName",
+        "Authentication Method Name",
+        ColumnType::Text,
+        "auth_method_name",
+    ),
+    Column::new(
+        "authRequestOrigin",
+        "Authentication Request Origin",
+        ColumnType::Text,
+        "auth_request_origin",
+    ),
+    Column::new(
+        "userId",
+        "Pseudonymised User ID",
+        ColumnType::Identity(IdentityType::User),
+        "user_id",
+    ),
+];
+
+static FILTERS: [Filter; 3] = [
+    Filter {
+        param: "authMethodType",
+        column: "auth_method_type",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "authMethodName",
+        column: "auth_method_name",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "authRequestOrigin",
+        column: "auth_request_origin",
+        ty: FilterType::Text,
+    },
+];
+
+static INGEST_FIELDS: [IngestField; 6] = [
+    IngestField::of(
+        "timestamp",
+        "occurred_at",
+        SqlType::Timestamptz,
+        FieldType::Timestamp,
+    ),
+    IngestField::text("authMethodType", "auth_method_type"),
+    IngestField::text("authMethodName", "auth_method_name"),
+    IngestField::text("authRequestOrigin", "auth_request_origin"),
+    IngestField::of(
+        "userId",
+        "user_id",
+        SqlType::Text,
+        FieldType::Identity(IdentityType::User),
+    ),
+    IngestField::text("eventId", "event_id")
+        .optional()
+        .max_chars(MAX_EVENT_ID_CHARS),
+];
+
+/// How authentication events are ingested (`POST /api/v1/events`). User ids
+/// are not recorded in the identity directory: no listing filters by user,
+/// and a large import would hold every distinct one in memory.
+pub static INGEST: IngestSchema = IngestSchema {
+    table: "auth_event",
+    fields: &INGEST_FIELDS,
+    time: 0,
+    event_id: 5,
+    event_id_constraint: "auth_event_event_id_key",
+    record_identities: false,
+};
+
+/// Authentication events (`auth_event`).
+pub static KIND: Kind = Kind {
+    name: "events",
+    path: "/api/v1/statistics/events",
+    envelope: "events",
+    file_name: "events",
+    schema: "EventDetails",
+    table: "auth_event",
+    id_column: "id",
+    time: TimeModel::Instant {
+        column: "occurred_at",
+    },
+    columns: &COLUMNS,
+    filters: &FILTERS,
+    ingest: Some(IngestRoute {
+        path: "/api/v1/events",
+        schema: &INGEST,
+        openapi: "IngestEvent",
+    }),
+};

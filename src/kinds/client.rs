@@ -1,0 +1,268 @@
+//! Wi-Fi client connectivity events: which clients connected to which AP and
+//! SSID, or failed to, and why (`Success`, `Failure` and `Intermediate`
+//! events, with the field names of the Wi-Fi controller API they come from).
+
+use crate::core::{
+    identity::IdentityType,
+    ingest::{FieldType, IngestField, IngestSchema, SqlType, MAX_EVENT_ID_CHARS},
+    kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+};
+
+use ColumnType::{Integer, Text};
+
+static COLUMNS: [Column; 28] = [
+    Column::new(
+        "timestamp",
+        "Timestamp",
+        ColumnType::Timestamp,
+        "occurred_at",
+    ),
+    Column::new(
+        "macAddress",
+        "Pseudonymised Client MAC",
+        ColumnType::Identity(IdentityType::Mac),
+        "client_mac",
+    ),
+    Column::new("eventType", "Event Type", Text, "event_type"),
+    Column::new("protocol", "Protocol", Text, "protocol").nullable(),
+    Column::new("ssid", "SSID", Text, "ssid").nullable(),
+    Column::new("bssid", "BSSID", Text, "bssid").nullable(),
+    Column::new("channel", "Channel", Integer, "channel::int8").nullable(),
+    Column::new("associatedAPName", "AP Name", Text, "ap_name").nullable(),
+    Column::new(
+        "categoryCode",
+        "Category Code",
+        Integer,
+        "category_code::int8",
+    )
+    .nullable(),
+    Column::new("typeCode", "Type Code", Integer, "type_code::int8").nullable(),
+    Column::new(
+        "subTypeCode",
+        "Sub-Type Code",
+        Integer,
+        "sub_type_code::int8",
+    )
+    .nullable(),
+    Column::new("category", "Category", Text, "category").nullable(),
+    Column::new(
+        "eventDescription",
+        "Event Description",
+        Text,
+        "event_description",
+    )
+    .nullable(),
+    Column::new(
+        "subEventDescription",
+        "Sub-Event Description",
+        Text,
+        "sub_event_description",
+    )
+    .nullable(),
+    Column::new("vlan", "VLAN", Integer, "vlan::int8").nullable(),
+    Column::new(
+        "ip",
+        "Pseudonymised Client IP",
+        ColumnType::Identity(IdentityType::Ip),
+        "client_ip",
+    )
+    .nullable(),
+    Column::new("rssi", "RSSI", Integer, "rssi::int8").nullable(),
+    Column::new(
+        "associationTimestamp",
+        "Association Timestamp",
+        Integer,
+        "association_ts",
+    )
+    .nullable(),
+    Column::new(
+        "authenticationTimestamp",
+        "Authentication Timestamp",
+        Integer,
+        "authentication_ts",
+    )
+    .nullable(),
+    Column::new(
+        "networkTimestamp",
+        "Network Timestamp",
+        Integer,
+        "network_ts",
+    )
+    .nullable(),
+    Column::new("failureCode", "Failure Code", Integer, "failure_code::int8").nullable(),
+    Column::new("failure", "Failure", Text, "failure").nullable(),
+    Column::new(
+        "subFailureCode",
+        "Sub-Failure Code",
+        Integer,
+        "sub_failure_code::int8",
+    )
+    .nullable(),
+    Column::new("subFailure", "Sub-Failure", Text, "sub_failure").nullable(),
+    Column::new("dhcpLatency", "DHCP Latency", Integer, "dhcp_latency::int8").nullable(),
+    Column::new("aaaLatency", "AAA Latency", Integer, "aaa_latency::int8").nullable(),
+    Column::new("dnsLatency", "DNS Latency", Integer, "dns_latency::int8").nullable(),
+    Column::new("eventId", "Event ID", Text, "event_id").nullable(),
+];
+
+static FILTERS: [Filter; 9] = [
+    Filter {
+        param: "eventType",
+        column: "event_type",
+        ty: FilterType::OneOf(&EVENT_TYPES),
+    },
+    Filter {
+        param: "ssid",
+        column: "ssid",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "bssid",
+        column: "bssid",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "apName",
+        column: "ap_name",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "protocol",
+        column: "protocol",
+        ty: FilterType::Text,
+    },
+    Filter {
+        param: "failureCode",
+        column: "failure_code",
+        ty: FilterType::Integer,
+    },
+    Filter {
+        param: "category",
+        column: "category_code",
+        ty: FilterType::Integer,
+    },
+    Filter {
+        param: "code",
+        column: "coalesce(failure_code, type_code)",
+        ty: FilterType::Integer,
+    },
+    Filter {
+        param: "client",
+        column: "client_mac",
+        ty: FilterType::Identity(IdentityType::Mac),
+    },
+];
+
+const INT4: FieldType = FieldType::Integer {
+    min: i32::MIN as i64,
+    max: i32::MAX as i64,
+};
+const INT8: FieldType = FieldType::Integer {
+    min: i64::MIN,
+    max: i64::MAX,
+};
+
+const fn int4(name: &'static str, column: &'static str) -> IngestField {
+    IngestField::of(name, column, SqlType::Int4, INT4).optional()
+}
+
+const fn int8(name: &'static str, column: &'static str) -> IngestField {
+    IngestField::of(name, column, SqlType::Int8, INT8).optional()
+}
+
+const fn text(name: &'static str, column: &'static str) -> IngestField {
+    IngestField::text(name, column).optional()
+}
+
+static INGEST_FIELDS: [IngestField; 28] = [
+    IngestField::of(
+        "timestamp",
+        "occurred_at",
+        SqlType::Timestamptz,
+        FieldType::TimestampOrMicros,
+    ),
+    IngestField::of(
+        "macAddress",
+        "client_mac",
+        SqlType::Text,
+        FieldType::Identity(IdentityType::Mac),
+    ),
+    IngestField::of(
+        "eventType",
+        "event_type",
+        SqlType::Text,
+        FieldType::OneOf(&EVENT_TYPES),
+    ),
+    text("protocol", "protocol"),
+    text("ssid", "ssid"),
+    text("bssid", "bssid"),
+    int4("channel", "channel"),
+    text("associatedAPName", "ap_name"),
+    int4("categoryCode", "category_code"),
+    int4("typeCode", "type_code"),
+    int4("subTypeCode", "sub_type_code"),
+    text("category", "category"),
+    text("eventDescription", "event_description"),
+    text("subEventDescription", "sub_event_description"),
+    int4("vlan", "vlan"),
+    IngestField::of(
+        "ip",
+        "client_ip",
+        SqlType::Text,
+        FieldType::Identity(IdentityType::Ip),
+    )
+    .optional(),
+    int4("rssi", "rssi"),
+    int8("associationTimestamp", "association_ts"),
+    int8("authenticationTimestamp", "authentication_ts"),
+    int8("networkTimestamp", "network_ts"),
+    int4("failureCode", "failure_code"),
+    text("failure", "failure"),
+    int4("subFailureCode", "sub_failure_code"),
+    text("subFailure", "sub_failure"),
+    int4("dhcpLatency", "dhcp_latency"),
+    int4("aaaLatency", "aaa_latency"),
+    int4("dnsLatency", "dns_latency"),
+    text("eventId", "event_id").max_chars(MAX_EVENT_ID_CHARS),
+];
+
+/// How client events are ingested (`POST /api/v1/client-events`), in the
+/// field names of the controller API (`timestamp` RFC 3339 or epoch
+/// microseconds). Client MAC and IP pseudonyms go into the identity
+/// directory, so listings can be narrowed by them.
+pub static INGEST: IngestSchema = IngestSchema {
+    table: "client_event",
+    fields: &INGEST_FIELDS,
+    time: 0,
+    event_id: 27,
+    event_id_constraint: "client_event_event_id_key",
+    record_identities: true,
+};
+
+/// Wi-Fi client connectivity events (`client_event`).
+pub static KIND: Kind = Kind {
+    name: "client_events",
+    path: "/api/v1/statistics/client-events",
+    envelope: "clientEvents",
+    file_name: "client-events",
+    schema: "ClientEvent",
+    table: "client_event",
+    id_column: "id",
+    time: TimeModel::Instant {
+        column: "occurred_at",
+    },
+    columns: &COLUMNS,
+    filters: &FILTERS,
+    ingest: Some(IngestRoute {
+        path: "/api/v1/client-events",
+        schema: &INGEST,
+        openapi: "IngestClientEvent",
+    }),
+};
+
+/// The path of one client's history (`{client}`: pseudonym, or MAC for the
+/// `identities` scope).
+pub const HISTORY_PATH: &str = "/api/v1/clients/{client}/events";
+
+/// The event types.
+pub const EVENT_TYPES: [&str; 3] = ["Success", "Failure", "Intermediate"];
