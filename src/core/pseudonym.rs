@@ -49,18 +49,6 @@ impl Pseudonymiser {
     }
 }
 
-/// Returns the lowercase hex HMAC-SHA256 of `data` under `key` (any length, including empty).
-///
-/// This is the primitive behind [`Pseudonymiser::pseudonymise`]; it is public so that the
-/// construction can be checked against published test vectors.
-pub fn hmac_hex(key: &[u8], data: &[u8]) -> Pseudonym {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mac) => finish(mac, data),
-        // Unreachable: HMAC accepts keys of any length (long keys are hashed first).
-        Err(_) => Pseudonym([b'0'; 64]),
-    }
-}
-
 fn finish(mut mac: HmacSha256, data: &[u8]) -> Pseudonym {
     mac.update(data);
     let digest = mac.finalize().into_bytes();
@@ -193,6 +181,18 @@ impl PseudonymCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Returns the lowercase hex HMAC-SHA256 of `data` under `key` (any length, including empty).
+    ///
+    /// The primitive behind [`Pseudonymiser::pseudonymise`] for any key (RFC 4231's test
+    /// vectors include empty keys, which a `Pseudonymiser` refuses); test-only.
+    fn hmac_hex(key: &[u8], data: &[u8]) -> Pseudonym {
+        match HmacSha256::new_from_slice(key) {
+            Ok(mac) => finish(mac, data),
+            // Unreachable: HMAC accepts keys of any length (long keys are hashed first).
+            Err(_) => Pseudonym([b'0'; 64]),
+        }
+    }
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())

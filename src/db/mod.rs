@@ -7,7 +7,6 @@
 //! identity values only as [`Shown`](crate::core::identity::Shown).
 
 pub mod directory;
-pub mod embedded;
 mod error;
 pub mod ingest;
 pub mod migrate;
@@ -19,3 +18,7 @@ pub mod rollup;
 pub mod summary;
 
 pub use error::{is_unavailable, DbError};
+
+/// The embedded PostgreSQL cluster (its own crate: process management, not
+/// database access).
+pub use acctstream_pg_embedded as embedded;

@@ -13,8 +13,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+
+use crate::core::ingest::{Record, Value, MAX_FIELDS};
+use crate::db::ingest::CopyWriter;
+use crate::kinds::auth::INGEST;
 
 /// The authentication methods as (type, name, relative weight); weights sum to 100.
 const METHODS: [(&str, &str, u32); 10] = [
@@ -69,16 +71,6 @@ const LAST_NAMES: [&str; 16] = [
     "Brown",
 ];
 
-/// The columns the demo fills, in COPY order.
-const COPY_SQL: &str = "COPY auth_event (occurred_at, auth_method_type, auth_method_name, \
-                        auth_request_origin, user_id) FROM STDIN (FORMAT binary)";
-const COPY_TYPES: [Type; 5] = [
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
 const INSERT_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
                           auth_method_name, auth_request_origin, user_id) \
                           SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], \
@@ -174,12 +166,9 @@ impl Generator {
         let mut times: Vec<i64> = Vec::new();
         let mut index = 0;
         while index < buckets.len() {
-            let sink = client
-                .copy_in(COPY_SQL)
+            let mut writer = CopyWriter::start(client, &INGEST)
                 .await
                 .map_err(db_err("starting COPY into auth_event"))?;
-            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-            let mut writer = std::pin::pin!(writer);
             let mut chunk_rows = 0u64;
             while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
                 let bucket = buckets[index];
@@ -195,16 +184,20 @@ impl Generator {
                     let occurred_at =
                         DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
                     let (method, application, user) = self.pick();
-                    let (method_type, method_name, _) = &METHODS[method];
+                    let (method_type, method_name, _) = METHODS[method];
+                    let mut values = [Value::Null; MAX_FIELDS];
+                    values[..5].copy_from_slice(&[
+                        Value::Time(occurred_at),
+                        Value::Text(method_type),
+                        Value::Text(method_name),
+                        Value::Text(&self.applications[application]),
+                        Value::Text(&self.users[user]),
+                    ]);
                     writer
-                        .as_mut()
-                        .write(&[
-                            &occurred_at,
-                            method_type,
-                            method_name,
-                            &self.applications[application],
-                            &self.users[user],
-                        ])
+                        .write(&Record {
+                            schema: &INGEST,
+                            values,
+                        })
                         .await
                         .map_err(db_err("writing COPY data"))?;
                     done += 1;
@@ -215,7 +208,6 @@ impl Generator {
                 chunk_rows += count;
             }
             inserted += writer
-                .as_mut()
                 .finish()
                 .await
                 .map_err(db_err("finishing COPY into auth_event"))?;
@@ -441,8 +433,6 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
 
-    const MIGRATION: &str = include_str!("../../sql/0001_auth_event.sql");
-
     /// One cluster for all demo tests; its postmaster dies with the test process.
     fn cluster() -> &'static EmbeddedPostgres {
         static CLUSTER: OnceLock<Result<EmbeddedPostgres, String>> = OnceLock::new();
@@ -471,9 +461,7 @@ mod tests {
             .await
             .expect("create database");
         let config = pg.pg_config(&name);
-        connect(&config)
-            .await
-            .batch_execute(MIGRATION)
+        crate::db::migrate::run(&mut connect(&config).await)
             .await
             .expect("migrate");
         config

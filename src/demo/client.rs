@@ -7,15 +7,17 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::*;
+use crate::core::{
+    identity::IdentityType,
+    ingest::{Record, Value, MAX_FIELDS},
+    pseudonym::Pseudonymiser,
+};
+use crate::db::{directory::Entries, ingest::CopyWriter};
+use crate::kinds::client::INGEST;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
-
-use super::*;
-use crate::core::{identity::IdentityType, pseudonym::Pseudonymiser};
-use crate::db::directory::Entries;
 
 /// Client events per authentication event in the default demo data.
 pub const EVENTS_PER_AUTH_EVENT: u64 = 4;
@@ -88,41 +90,6 @@ const INTERMEDIATE: [(i32, &str, i32, &str, i32, &str); 5] = [
         "Band steering to 5 GHz",
     ),
     (5, "Quarantine", 50, "Client quarantined", 0, ""),
-];
-
-const COPY_SQL: &str = "COPY client_event (occurred_at, client_mac, event_type, protocol, ssid, \
-     bssid, channel, ap_name, category_code, type_code, sub_type_code, category, \
-     event_description, sub_event_description, vlan, client_ip, rssi, association_ts, \
-     authentication_ts, network_ts, failure_code, failure, sub_failure_code, sub_failure, \
-     dhcp_latency, aaa_latency, dns_latency) FROM STDIN (FORMAT binary)";
-const COPY_TYPES: [Type; 27] = [
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
 ];
 
 struct Ap {
@@ -282,47 +249,57 @@ impl Generator {
         row
     }
 
-    /// Writes one row into the COPY.
-    async fn write(
-        &self,
-        writer: std::pin::Pin<&mut BinaryCopyInWriter>,
-        row: &Row,
-    ) -> Result<(), tokio_postgres::Error> {
+    /// The row as a record of the client-event ingest schema (one column
+    /// list, shared with ingest).
+    fn record<'a>(&'a self, row: &Row) -> Record<'a> {
         let client = &self.clients[row.client];
         let ap = &self.aps[row.ap];
         let inter = row.intermediate.map(|i| INTERMEDIATE[i]);
         let failure = row.failure.map(|i| FAILURES[i]);
-        let non_empty = |s: &'static str| (!s.is_empty()).then_some(s);
-        let values: [&(dyn ToSql + Sync); 27] = [
-            &row.occurred_at,
-            &client.mac,
-            &row.event_type,
-            &client.protocol,
-            &SSIDS[client.ssid].0,
-            &ap.bssid,
-            &ap.channel,
-            &ap.name,
-            &inter.map(|i| i.0),
-            &inter.map(|i| i.2),
-            &inter.map(|i| i.4),
-            &inter.map(|i| i.1),
-            &inter.map(|i| i.3),
-            &inter.and_then(|i| non_empty(i.5)),
-            &row.vlan,
-            &row.with_ip.then_some(client.ip.as_str()),
-            &row.rssi,
-            &row.stamps.map(|s| s.0),
-            &row.stamps.map(|s| s.1),
-            &row.stamps.map(|s| s.2),
-            &failure.map(|f| f.0),
-            &failure.map(|f| f.1),
-            &failure.map(|f| f.2),
-            &failure.map(|f| f.3),
-            &row.latencies.map(|l| l.0),
-            &row.latencies.map(|l| l.1),
-            &row.latencies.map(|l| l.2),
-        ];
-        writer.write(&values).await
+        let mut values = [Value::Null; MAX_FIELDS];
+        let mut set = |name: &str, value: Value<'a>| {
+            if let Some(i) = INGEST.index(name) {
+                values[i] = value;
+            }
+        };
+        let int = |n: Option<i32>| n.map_or(Value::Null, |n| Value::Integer(i64::from(n)));
+        let long = |n: Option<i64>| n.map_or(Value::Null, Value::Integer);
+        let text =
+            |t: Option<&'a str>| t.filter(|t| !t.is_empty()).map_or(Value::Null, Value::Text);
+        set(
+            "timestamp",
+            row.occurred_at.map_or(Value::Null, Value::Time),
+        );
+        set("macAddress", Value::Text(&client.mac));
+        set("eventType", Value::Text(row.event_type));
+        set("protocol", Value::Text(client.protocol));
+        set("ssid", Value::Text(SSIDS[client.ssid].0));
+        set("bssid", Value::Text(&ap.bssid));
+        set("channel", int(Some(ap.channel)));
+        set("associatedAPName", Value::Text(&ap.name));
+        set("categoryCode", int(inter.map(|i| i.0)));
+        set("typeCode", int(inter.map(|i| i.2)));
+        set("subTypeCode", int(inter.map(|i| i.4)));
+        set("category", text(inter.map(|i| i.1)));
+        set("eventDescription", text(inter.map(|i| i.3)));
+        set("subEventDescription", text(inter.map(|i| i.5)));
+        set("vlan", int(row.vlan));
+        set("ip", text(row.with_ip.then_some(client.ip.as_str())));
+        set("rssi", int(row.rssi));
+        set("associationTimestamp", long(row.stamps.map(|s| s.0)));
+        set("authenticationTimestamp", long(row.stamps.map(|s| s.1)));
+        set("networkTimestamp", long(row.stamps.map(|s| s.2)));
+        set("failureCode", int(failure.map(|f| f.0)));
+        set("failure", text(failure.map(|f| f.1)));
+        set("subFailureCode", int(failure.map(|f| f.2)));
+        set("subFailure", text(failure.map(|f| f.3)));
+        set("dhcpLatency", int(row.latencies.map(|l| l.0)));
+        set("aaaLatency", int(row.latencies.map(|l| l.1)));
+        set("dnsLatency", int(row.latencies.map(|l| l.2)));
+        Record {
+            schema: &INGEST,
+            values,
+        }
     }
 
     /// Writes `counts[i]` events into `buckets[i]`, in time order, one COPY per ~50k rows.
@@ -336,12 +313,9 @@ impl Generator {
         let mut times: Vec<i64> = Vec::new();
         let mut index = 0;
         while index < buckets.len() {
-            let sink = client
-                .copy_in(COPY_SQL)
+            let mut writer = CopyWriter::start(client, &INGEST)
                 .await
                 .map_err(db_err("starting COPY into client_event"))?;
-            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-            let mut writer = std::pin::pin!(writer);
             let mut chunk_rows = 0u64;
             while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
                 let bucket = buckets[index];
@@ -357,14 +331,14 @@ impl Generator {
                     let at =
                         DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
                     let row = self.draw(at);
-                    self.write(writer.as_mut(), &row)
+                    writer
+                        .write(&self.record(&row))
                         .await
                         .map_err(db_err("writing COPY data"))?;
                 }
                 chunk_rows += count;
             }
             inserted += writer
-                .as_mut()
                 .finish()
                 .await
                 .map_err(db_err("finishing COPY into client_event"))?;
@@ -513,18 +487,18 @@ async fn insert(
         .get()
         .await
         .map_err(|e| format!("cannot get a connection: {e}"))?;
-    let sink = client.copy_in(COPY_SQL).await.map_err(|e| describe(&e))?;
-    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-    let mut writer = std::pin::pin!(writer);
+    let mut writer = CopyWriter::start(&client, &INGEST)
+        .await
+        .map_err(|e| describe(&e))?;
     for &t in times {
         let at =
             DateTime::from_timestamp_micros(t).ok_or_else(|| format!("time {t} out of range"))?;
         let row = generator.draw(at);
-        generator
-            .write(writer.as_mut(), &row)
+        writer
+            .write(&generator.record(&row))
             .await
             .map_err(|e| describe(&e))?;
     }
-    writer.as_mut().finish().await.map_err(|e| describe(&e))?;
+    writer.finish().await.map_err(|e| describe(&e))?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use actix_web::http::header;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::{body_of, event, spawn_app, KEY, TOKEN, WRITE_TOKEN};
+use crate::helpers::{body_of, event, spawn_app, IDENTITIES_TOKEN, KEY, TOKEN, WRITE_TOKEN};
 
 const DAY: &str = "/api/v1/statistics/events/day/2021-04-24";
 
@@ -169,6 +169,51 @@ async fn request_log_lines_carry_the_facts_but_never_a_user_id_or_a_token() {
         assert!(response.headers().contains_key("x-request-id"));
     }
 
+    // Wi-Fi client events: raw MACs and IPs in ingest bodies (valid and
+    // invalid), in paths and filters, with and without the identities scope.
+    let mac = "de:ad:be:ef:42:42";
+    let ip = "198.51.100.77";
+    for body in [
+        format!(
+            r#"{{"timestamp":"2021-04-24T14:00:00Z","macAddress":"{mac}","eventType":"Failure","ip":"{ip}","ssid":"LOGCHECK-ssid"}}"#
+        ),
+        format!(
+            r#"{{"timestamp":"2021-04-24T14:00:00Z","macAddress":"DE-AD-BE-EF-42-42","eventType":"Nope","ip":"{ip}"}}"#
+        ),
+    ] {
+        let response = app
+            .client()
+            .post(format!("{}/api/v1/client-events", app.address))
+            .insert_header(("Authorization", format!("Bearer {WRITE_TOKEN}")))
+            .insert_header(("Content-Type", "application/x-ndjson"))
+            .send_body(body + "\n")
+            .await
+            .unwrap();
+        assert!(response.status() == 200 || response.status() == 400);
+    }
+    for (token, path) in [
+        (TOKEN, format!("/api/v1/clients/{mac}/events")),
+        (
+            IDENTITIES_TOKEN,
+            "/api/v1/clients/deadbeef4242/events".to_owned(),
+        ),
+        (
+            IDENTITIES_TOKEN,
+            "/api/v1/clients/00:00:00:00:00:01/events".to_owned(),
+        ),
+        (
+            TOKEN,
+            format!("/api/v1/statistics/client-events/day/2021-04-24?client={mac}"),
+        ),
+        (
+            IDENTITIES_TOKEN,
+            format!("/api/v1/statistics/client-events/day/2021-04-24?client={ip}&format=csv"),
+        ),
+    ] {
+        let mut response = app.get_as(token, &path).send().await.unwrap();
+        body_of(&mut response).await;
+    }
+
     let deadline = Instant::now() + Duration::from_secs(10);
     let logs = loop {
         let logs = logs_now();
@@ -204,11 +249,18 @@ async fn request_log_lines_carry_the_facts_but_never_a_user_id_or_a_token() {
         "no stream, no rows: {unauthorized}"
     );
 
-    for secret in
-        raw_users
-            .iter()
-            .copied()
-            .chain([TOKEN, WRITE_TOKEN, wrong_token, KEY, "LOGCHECK"])
+    for secret in raw_users
+        .iter()
+        .copied()
+        .chain([
+            TOKEN,
+            WRITE_TOKEN,
+            IDENTITIES_TOKEN,
+            wrong_token,
+            KEY,
+            "LOGCHECK",
+        ])
+        .chain([mac, "DE-AD-BE-EF", "deadbeef4242", ip])
     {
         assert!(
             !logs.contains(secret),

@@ -446,6 +446,7 @@ fn bind_to_parent(command: &mut Command) {
 }
 
 /// Returns true if `pid` names a live process (zombies count as alive, as kill(2) sees them).
+#[cfg(any(test, feature = "test-support"))]
 fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -459,6 +460,7 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// Removes directories in [`std::env::temp_dir`] named `<prefix>…-<pid>` whose process is gone.
+#[cfg(any(test, feature = "test-support"))]
 ///
 /// This cleans up after test processes that were killed or exited without destructors. Errors
 /// are ignored: the sweep is best effort.
@@ -466,6 +468,7 @@ pub fn sweep_stale_test_dirs(prefix: &str) {
     sweep_stale_dirs_in(&std::env::temp_dir(), prefix);
 }
 
+#[cfg(any(test, feature = "test-support"))]
 fn sweep_stale_dirs_in(root: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
@@ -489,15 +492,18 @@ fn sweep_stale_dirs_in(root: &Path, prefix: &str) {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 static TEST_DIRS: AtomicU32 = AtomicU32::new(0);
 
-/// Creates a fresh, empty directory for a test cluster and returns its path.
+/// Creates a fresh, empty directory for a test cluster and returns its path
+/// (feature `test-support`).
 ///
 /// The first call in a process returns `<tmp>/acctstream-test-<pid>`, later calls
 /// `<tmp>/acctstream-test-<n>-<pid>`. Before that, directories left behind by dead test processes
 /// are removed (see [`sweep_stale_test_dirs`]); the directories of the current process are left
 /// for the next run to sweep, because test binaries never drop their statics. When we are root
 /// the directory is given to the user PostgreSQL runs as.
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_cluster_dir() -> Result<PathBuf, EmbeddedError> {
     sweep_stale_test_dirs(TEST_DIR_PREFIX);
     sweep_stale_dirs_in(Path::new("/tmp"), SOCK_DIR_PREFIX);

@@ -1,16 +1,19 @@
-//! The command line: `serve` (the default), `migrate`, `demo` and `seed`.
-//! `main` only parses arguments and calls [`run`].
+//! The application builder: where the database comes from (a URL or the
+//! embedded cluster), migrations at start-up, the HTTP server with its
+//! background jobs, the demo (keys, tokens, data, trickles), `seed` and
+//! `purge`. Stop signals are installed here, not in `http::run`, so test
+//! servers never take over the test process's signals.
 
-use std::{net::TcpListener, path::PathBuf};
+use std::net::TcpListener;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
 use rand::RngCore;
 use tokio_util::sync::CancellationToken;
 
+use super::{io, CliError, Common, PurgeArgs, SeedArgs, ServeArgs};
 use crate::{
     config::{self, ApiTokens, ConfigError},
-    core::{pseudonym::Pseudonymiser, retention::RetentionPolicy},
+    core::pseudonym::Pseudonymiser,
     db::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
@@ -19,246 +22,15 @@ use crate::{
     http::{self, AppState},
 };
 
-/// acctstream: streams accounting (authentication event) data out of
-/// PostgreSQL as chunked JSON or CSV.
-#[derive(Debug, Parser)]
-#[command(name = "acctstream", version, about, long_about = None)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    common: Common,
-}
-
-/// Options every subcommand shares.
-#[derive(Debug, Args)]
-struct Common {
-    /// PostgreSQL URL. When absent, an embedded PostgreSQL is started under
-    /// the data directory (its server binaries must be installed).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    database_url: Option<String>,
-    /// Directory of the embedded PostgreSQL cluster (and of the demo's key
-    /// and token).
-    #[arg(
-        long,
-        env = "ACCTSTREAM_DATA_DIR",
-        global = true,
-        default_value = ".acctstream"
-    )]
-    data_dir: PathBuf,
-    /// Maximum number of database connections.
-    #[arg(
-        long,
-        env = "ACCTSTREAM_POOL_SIZE",
-        global = true,
-        default_value_t = 16
-    )]
-    pool_size: usize,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the API (the default). Needs ACCTSTREAM_PSEUDONYM_KEY (or
-    /// ACCTSTREAM_PSEUDONYM_KEY_FILE) and ACCTSTREAM_API_TOKENS.
-    Serve(ServeArgs),
-    /// Apply the migrations in sql/ that are not yet applied, then exit.
-    Migrate,
-    /// Serve with an embedded PostgreSQL and realistic demo data: 30 days of
-    /// events (seeded once, topped up on later runs) plus a live trickle.
-    /// Generates a key, a read token and a read+write token once and keeps
-    /// them in the data directory.
-    Demo(DemoArgs),
-    /// Ask a running server's /healthz (for container health checks): exit
-    /// status 0 when it answers 200 within 5 seconds.
-    Healthcheck(HealthcheckArgs),
-    /// Insert generated events (for benchmarks), then exit.
-    Seed(SeedArgs),
-    /// Run one retention pass now: delete the raw events older than
-    /// ACCTSTREAM_RETENTION_DAYS whole UTC days (the usage reports keep their
-    /// figures), then exit. With --dry-run, only print the cutoff and how
-    /// many events (and from when to when) would be deleted.
-    Purge(PurgeArgs),
-}
-
-#[derive(Debug, Args, Default)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ACCTSTREAM_BIND", default_value = "127.0.0.1:8080")]
-    bind: String,
-    /// Base URL for links, e.g. https://acct.example.com (default: the
-    /// request's Host).
-    #[arg(long, env = "ACCTSTREAM_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// Prefix of the report CSV file names, e.g. MyCompany-B2B- (only
-    /// A-Z a-z 0-9 . _ -).
-    #[arg(long, env = "ACCTSTREAM_REPORT_FILENAME_PREFIX", default_value = "")]
-    report_filename_prefix: String,
-    #[command(flatten)]
-    retention: RetentionArgs,
-    /// Milliseconds between two runs of the job that rolls newly inserted
-    /// events up into the usage report counters (reports also bring them up
-    /// to date before answering, so this only bounds their work).
-    #[arg(
-        long,
-        env = "ACCTSTREAM_ROLLUP_INTERVAL_MS",
-        default_value_t = 1000,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    rollup_interval_ms: u64,
-    /// Seconds in-flight responses may take to finish after SIGTERM/SIGINT
-    /// (a second signal stops at once).
-    #[arg(long, env = "ACCTSTREAM_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
-    shutdown_grace_seconds: u64,
-    /// Largest accepted ingest request body in bytes (POST /api/v1/events);
-    /// larger bodies are answered 413 and nothing is stored.
-    #[arg(
-        long,
-        env = "ACCTSTREAM_MAX_BODY_BYTES",
-        default_value_t = http::DEFAULT_MAX_BODY_BYTES,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    max_body_bytes: u64,
-    /// What CSV downloads do with text cells that start like a spreadsheet
-    /// formula (=, +, -, @, tab, CR): `quote` prefixes them with ', `off`
-    /// writes every value exactly.
-    #[arg(
-        long,
-        env = "ACCTSTREAM_CSV_FORMULA_GUARD",
-        default_value = "quote",
-        value_parser = ["quote", "off"]
-    )]
-    csv_formula_guard: String,
-}
-
-#[derive(Debug, Args)]
-struct DemoArgs {
-    #[command(flatten)]
-    serve: ServeArgs,
-    /// Number of events seeded over the last 30 days on the first run
-    /// (default 1,200,000; a small number keeps contract tests quick).
-    #[arg(long)]
-    events: Option<u64>,
-}
-
-#[derive(Debug, Args)]
-struct HealthcheckArgs {
-    /// Address of the server (an unspecified address like 0.0.0.0 means
-    /// this host).
-    #[arg(long, env = "ACCTSTREAM_BIND", default_value = "127.0.0.1:8080")]
-    bind: String,
-}
-
-/// Retention settings, shared by `serve`, `demo` and `purge`.
-#[derive(Debug, Args, Default)]
-struct RetentionArgs {
-    /// Whole UTC days of raw events kept; older events are deleted (the
-    /// usage reports keep their figures). 0 disables retention.
-    #[arg(long, env = "ACCTSTREAM_RETENTION_DAYS", default_value_t = db::retention::DEFAULT_DAYS)]
-    retention_days: u32,
-    /// Seconds between two retention runs of serve and demo (the first run
-    /// comes shortly after start).
-    #[arg(
-        long,
-        env = "ACCTSTREAM_RETENTION_INTERVAL_SECONDS",
-        default_value_t = 3600,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    retention_interval_seconds: u64,
-}
-
-impl RetentionArgs {
-    fn options(&self) -> db::retention::RetentionOptions {
-        db::retention::RetentionOptions {
-            policy: RetentionPolicy::new(self.retention_days),
-            interval: std::time::Duration::from_secs(self.retention_interval_seconds),
-            ..db::retention::RetentionOptions::default()
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-struct PurgeArgs {
-    /// Print what would be deleted; delete nothing.
-    #[arg(long)]
-    dry_run: bool,
-    #[command(flatten)]
-    retention: RetentionArgs,
-}
-
-#[derive(Debug, Args)]
-struct SeedArgs {
-    /// Number of events to insert.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Days the events are spread over, ending at --end.
-    #[arg(long, default_value_t = 30)]
-    days: u32,
-    /// End of the seeded span (RFC 3339); default now.
-    #[arg(long)]
-    end: Option<DateTime<Utc>>,
-    /// Seed of the random generator (same seed, same data).
-    #[arg(long, default_value_t = 42)]
-    rng_seed: u64,
-    /// Number of Wi-Fi client events to insert besides (over the same span;
-    /// their pseudonyms are recorded when ACCTSTREAM_PSEUDONYM_KEY is set).
-    #[arg(long, default_value_t = 0)]
-    client_events: u64,
-}
-
-/// Anything that stops a subcommand.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// A configuration problem.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The embedded PostgreSQL could not be started.
-    #[error(transparent)]
-    Embedded(#[from] db::embedded::EmbeddedError),
-    /// The database URL is malformed.
-    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
-    DatabaseUrl(tokio_postgres::Error),
-    /// The database could not be reached.
-    #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(tokio_postgres::Error),
-    /// A migration failed.
-    #[error(transparent)]
-    Migrate(#[from] db::migrate::MigrateError),
-    /// The pool could not be built.
-    #[error(transparent)]
-    Pool(#[from] db::pool::PoolBuildError),
-    /// A retention pass failed.
-    #[error(transparent)]
-    Retention(#[from] db::retention::RetentionError),
-    /// Bringing the usage rollups up to date failed.
-    #[error(transparent)]
-    Rollup(#[from] db::rollup::RollupError),
-    /// Seeding the demo data failed.
-    #[error(transparent)]
-    Demo(#[from] demo::DemoError),
-    /// Binding or serving failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
-    let context = context.into();
-    move |source| CliError::Io { context, source }
-}
-
 /// Where the data lives: a server named by URL, or our own embedded cluster
 /// (stopped when this is dropped).
-struct Database {
+pub(super) struct Database {
     config: tokio_postgres::Config,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
-    async fn open(common: &Common, durable: bool) -> Result<Database, CliError> {
+    pub(super) async fn open(common: &Common, durable: bool) -> Result<Database, CliError> {
         if let Some(url) = &common.database_url {
             let config = url.parse().map_err(CliError::DatabaseUrl)?;
             return Ok(Database {
@@ -306,14 +78,14 @@ impl Database {
         Ok(())
     }
 
-    async fn migrate(&self) -> Result<(), CliError> {
+    pub(super) async fn migrate(&self) -> Result<(), CliError> {
         let mut client = connect(&self.config).await?;
         let applied = db::migrate::run(&mut client).await?;
         tracing::info!(?applied, "migrations up to date");
         Ok(())
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         if let Some(embedded) = self.embedded {
             match tokio::task::spawn_blocking(move || embedded.stop()).await {
                 Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
@@ -338,45 +110,7 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::
     Ok(client)
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command {
-        None => serve(&cli.common, &ServeArgs::parse_env()).await,
-        Some(Command::Serve(args)) => serve(&cli.common, &args).await,
-        Some(Command::Migrate) => {
-            let database = Database::open(&cli.common, true).await?;
-            let result = database.migrate().await;
-            database.stop().await;
-            result
-        }
-        Some(Command::Demo(args)) => run_demo(&cli.common, &args.serve, args.events).await,
-        Some(Command::Healthcheck(args)) => {
-            let bind = args.bind;
-            tokio::task::spawn_blocking(move || {
-                http::ops::healthcheck(&bind, std::time::Duration::from_secs(5))
-            })
-            .await
-            .map_err(|e| io("checking health")(std::io::Error::other(e)))?
-            .map_err(io("the health check failed"))
-        }
-        Some(Command::Seed(args)) => seed(&cli.common, &args).await,
-        Some(Command::Purge(args)) => purge(&cli.common, &args).await,
-    }
-}
-
-impl ServeArgs {
-    /// `acctstream` without a subcommand serves with the environment's settings.
-    fn parse_env() -> ServeArgs {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            args: ServeArgs,
-        }
-        Only::parse_from(["acctstream"]).args
-    }
-}
-
-async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
+pub(super) async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliError> {
     let pseudonymiser = config::pseudonymiser_from_env()?.ok_or(ConfigError::MissingKey)?;
     let tokens = ApiTokens::from_env()?;
     if tokens.is_empty() {
@@ -469,7 +203,11 @@ async fn serve_with(
     served
 }
 
-async fn run_demo(common: &Common, args: &ServeArgs, events: Option<u64>) -> Result<(), CliError> {
+pub(super) async fn run_demo(
+    common: &Common,
+    args: &ServeArgs,
+    events: Option<u64>,
+) -> Result<(), CliError> {
     std::fs::create_dir_all(&common.data_dir)
         .map_err(io(format!("cannot create {}", common.data_dir.display())))?;
     let pseudonymiser = match config::pseudonymiser_from_env()? {
@@ -627,7 +365,7 @@ fn read_or_create_secret(path: &std::path::Path) -> Result<String, CliError> {
     Ok(secret)
 }
 
-async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
+pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate().await?;
@@ -688,7 +426,7 @@ async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
 }
 
 /// `acctstream purge [--dry-run]`: one retention pass now, on stdout.
-async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliError> {
+pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliError> {
     let options = args.retention.options();
     let Some(cutoff) = options.policy.cutoff(Utc::now()) else {
         println!("retention is disabled (ACCTSTREAM_RETENTION_DAYS=0): nothing to delete");
