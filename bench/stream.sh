@@ -4,15 +4,18 @@
 #   bench/stream.sh                 # embedded PostgreSQL under bench/.data (seeded once)
 #   DATABASE_URL=postgres://... bench/stream.sh   # a given database (seeded if its month is empty)
 #
-# Seeds EVENTS (default 5,000,000) events over October 2026, starts the
-# release build, then prints rows/s for a week window as CSV and JSON, the COPY
-# baseline for the same window and columns, their ratios, the time to first
+# Seeds EVENTS (default 5,000,000) authentication events and CLIENT_EVENTS
+# (default the same) Wi-Fi client events over October 2026, starts the
+# release build, then prints rows/s for a week window of each kind as CSV,
+# JSON and NDJSON, the COPY baseline for the same window and columns, their
+# ratios, CSV with the formula guard off (a second server), the time to first
 # byte of the month window, and the service's peak RSS while streaming the
 # whole month at full speed and to a client limited to 1 MB/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EVENTS=${EVENTS:-5000000}
+CLIENT_EVENTS=${CLIENT_EVENTS:-$EVENTS}
 RUNS=${RUNS:-3}
 SLOW_SECONDS=${SLOW_SECONDS:-30}
 PORT=${PORT:-18080}
@@ -35,27 +38,39 @@ BIN=target/release/acctstream
 if [ -n "${DATABASE_URL:-}" ]; then
     PSQL_URL=$DATABASE_URL
     have=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '$MONTH-01' AND occurred_at < '$MONTH-01'::date + interval '1 month'" 2>/dev/null || echo 0)
-    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --events "$EVENTS" --days 31 --end 2026-11-01T00:00:00Z; fi
+    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --events "$EVENTS" --client-events "$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z; fi
 else
     mkdir -p "$DATA_DIR"
-    marker="$DATA_DIR/seeded-$EVENTS"
+    marker="$DATA_DIR/seeded-$EVENTS-$CLIENT_EVENTS"
     if [ ! -e "$marker" ]; then
         rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
-        "$BIN" seed --events "$EVENTS" --days 31 --end 2026-11-01T00:00:00Z
+        "$BIN" seed --events "$EVENTS" --client-events "$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z
         touch "$marker"
     fi
     PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"
 fi
 
+wait_for() {
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
+        sleep 0.1
+    done
+    echo "bench: the server on port $1 did not start" >&2
+    exit 1
+}
 "$BIN" serve &
 SERVER=$!
-trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
-    sleep 0.1
-done
+UNGUARDED=
+trap 'kill -INT $UNGUARDED $SERVER 2>/dev/null; wait $UNGUARDED $SERVER 2>/dev/null || true' EXIT
+wait_for "$PORT"
+# A second server with the CSV formula guard off, on the same database
+# (the embedded cluster's socket, or DATABASE_URL).
+DATABASE_URL=${DATABASE_URL:-$PSQL_URL} ACCTSTREAM_CSV_FORMULA_GUARD=off ACCTSTREAM_BIND=127.0.0.1:$((PORT + 1)) "$BIN" serve &
+UNGUARDED=$!
+wait_for "$((PORT + 1))"
 
 BASE="http://127.0.0.1:$PORT/api/v1/statistics/events"
+CLIENT_BASE="http://127.0.0.1:$PORT/api/v1/statistics/client-events"
 AUTH="Authorization: Bearer $TOKEN"
 now() { date +%s.%N; }
 best() { sort -g | head -1; }
@@ -64,19 +79,29 @@ calc() { python3 -c "print($1)"; }
 week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '$WEEK_FROM' AND occurred_at < '$WEEK_TO'")
 month_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '$MONTH-01' AND occurred_at < '$MONTH-01'::date + interval '1 month'")
 
-copy_run() {
+client_week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM client_event WHERE occurred_at >= '$WEEK_FROM' AND occurred_at < '$WEEK_TO'")
+# The client-event columns, as the service selects them.
+CLIENT_COLUMNS="occurred_at, client_mac, event_type, protocol, ssid, bssid, channel, ap_name, category_code, type_code, sub_type_code, category, event_description, sub_event_description, vlan, client_ip, rssi, association_ts, authentication_ts, network_ts, failure_code, failure, sub_failure_code, sub_failure, dhcp_latency, aaa_latency, dns_latency, event_id"
+
+copy_run() {  # $1 = columns, $2 = table
     local t0; t0=$(now)
-    psql "$PSQL_URL" -qc "COPY (SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id FROM auth_event WHERE occurred_at >= '$WEEK_FROM' AND occurred_at < '$WEEK_TO' ORDER BY occurred_at, id) TO STDOUT WITH CSV" >/dev/null
+    psql "$PSQL_URL" -qc "COPY (SELECT $1 FROM $2 WHERE occurred_at >= '$WEEK_FROM' AND occurred_at < '$WEEK_TO' ORDER BY occurred_at, id) TO STDOUT WITH CSV" >/dev/null
     calc "$(now) - $t0"
 }
-http_run() {  # $1 = Accept
-    curl -sf -o /dev/null -w '%{time_total}\n' -H "$AUTH" -H "Accept: $1" "$BASE/week/$WEEK"
+http_run() {  # $1 = Accept, $2 = base URL
+    curl -sf -o /dev/null -w '%{time_total}\n' -H "$AUTH" -H "Accept: $1" "${2:-$BASE}/week/$WEEK"
 }
 
-echo "week $WEEK: $week_rows rows; month $MONTH: $month_rows rows; best of $RUNS runs" >&2
-copy_s=$(for _ in $(seq "$RUNS"); do copy_run; done | best)
+echo "week $WEEK: $week_rows events, $client_week_rows client events; month $MONTH: $month_rows rows; best of $RUNS runs" >&2
+copy_s=$(for _ in $(seq "$RUNS"); do copy_run "occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id" auth_event; done | best)
 csv_s=$(for _ in $(seq "$RUNS"); do http_run text/csv; done | best)
 json_s=$(for _ in $(seq "$RUNS"); do http_run application/json; done | best)
+ndjson_s=$(for _ in $(seq "$RUNS"); do http_run application/x-ndjson; done | best)
+unguarded_s=$(for _ in $(seq "$RUNS"); do http_run text/csv "http://127.0.0.1:$((PORT + 1))/api/v1/statistics/events"; done | best)
+client_copy_s=$(for _ in $(seq "$RUNS"); do copy_run "$CLIENT_COLUMNS" client_event; done | best)
+client_csv_s=$(for _ in $(seq "$RUNS"); do http_run text/csv "$CLIENT_BASE"; done | best)
+client_json_s=$(for _ in $(seq "$RUNS"); do http_run application/json "$CLIENT_BASE"; done | best)
+client_ndjson_s=$(for _ in $(seq "$RUNS"); do http_run application/x-ndjson "$CLIENT_BASE"; done | best)
 
 reset_peak() { echo 5 > /proc/$SERVER/clear_refs; }
 peak_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$SERVER/status; }
@@ -91,11 +116,27 @@ rss_slow=$(peak_mb)
 copy_rate=$(calc "round($week_rows / $copy_s)")
 csv_rate=$(calc "round($week_rows / $csv_s)")
 json_rate=$(calc "round($week_rows / $json_s)")
+ndjson_rate=$(calc "round($week_rows / $ndjson_s)")
+unguarded_rate=$(calc "round($week_rows / $unguarded_s)")
+client_copy_rate=$(calc "round($client_week_rows / $client_copy_s)")
+client_csv_rate=$(calc "round($client_week_rows / $client_csv_s)")
+client_json_rate=$(calc "round($client_week_rows / $client_json_s)")
+client_ndjson_rate=$(calc "round($client_week_rows / $client_ndjson_s)")
+ratio() { calc "round($1 / $2, 2)"; }
 cat <<TXT
-acctstream streaming benchmark ($(nproc) cores; $week_rows rows in the week window, $month_rows in the month)
+acctstream streaming benchmark ($(nproc) cores; $week_rows events and $client_week_rows client events in the week window, $month_rows events in the month)
+authentication events (5 columns):
   COPY (SELECT ...) TO STDOUT WITH CSV   $copy_rate rows/s   (baseline, ${copy_s}s)
-  service CSV, week                      $csv_rate rows/s   ratio $(calc "round($csv_rate / $copy_rate, 2)")   (target >= 0.5)
-  service JSON, week                     $json_rate rows/s   ratio $(calc "round($json_rate / $copy_rate, 2)")   (target >= 0.4)
+  service CSV, week                      $csv_rate rows/s   ratio $(ratio "$csv_rate" "$copy_rate")   (target >= 0.5)
+  service CSV, formula guard off         $unguarded_rate rows/s   ratio $(ratio "$unguarded_rate" "$copy_rate")   (guard on / off: $(ratio "$csv_rate" "$unguarded_rate"))
+  service JSON, week                     $json_rate rows/s   ratio $(ratio "$json_rate" "$copy_rate")   (target >= 0.4)
+  service NDJSON, week                   $ndjson_rate rows/s   ratio $(ratio "$ndjson_rate" "$copy_rate")
+Wi-Fi client events (28 columns):
+  COPY (SELECT ...) TO STDOUT WITH CSV   $client_copy_rate rows/s   (baseline, ${client_copy_s}s)
+  service CSV, week                      $client_csv_rate rows/s   ratio $(ratio "$client_csv_rate" "$client_copy_rate")
+  service JSON, week                     $client_json_rate rows/s   ratio $(ratio "$client_json_rate" "$client_copy_rate")
+  service NDJSON, week                   $client_ndjson_rate rows/s   ratio $(ratio "$client_ndjson_rate" "$client_copy_rate")
+authentication events, month:
   month CSV: time to first byte          $(calc "round($ttfb * 1000)") ms   (target <= 100), whole month in ${month_s}s
   peak RSS, month at full speed          $rss_fast MB   (target <= 64)
   peak RSS, month at 1 MB/s for ${SLOW_SECONDS}s     $rss_slow MB   (target <= 64)

@@ -1,22 +1,24 @@
 //! acctstream: an HTTP service that streams accounting data (authentication
-//! events) out of PostgreSQL as chunked JSON or CSV.
+//! events, Wi-Fi client events) out of PostgreSQL as chunked JSON, CSV or
+//! NDJSON, every personal identifier pseudonymised.
 //!
 //! # Layout
 //!
-//! - [`core`]: the pure core. Window resolution, content negotiation,
-//!   pseudonymisation and the streaming encoders. Knows nothing of actix-web
-//!   or PostgreSQL.
+//! - [`core`]: the pure core. The vocabulary of a kind's description,
+//!   window resolution, content negotiation, identities and pseudonyms, the
+//!   streaming encoders, ingest parsing. Knows nothing of actix-web or
+//!   PostgreSQL.
+//! - [`kinds`]: each kind of record described once (pure data).
 //! - [`db`]: PostgreSQL. Connection pool, migrations, the embedded cluster,
-//!   and the event query that turns rows into pseudonymised records.
+//!   the listing query of any kind that turns rows into encoded chunks, and
+//!   ingest.
 //! - [`http`]: actix-web glue. Startup on a caller-supplied listener, routes,
 //!   authentication, the error type that decides every status code, and the
 //!   streaming response body.
 //! - [`config`]: every setting the service reads from the environment.
 //! - [`metrics`]: the Prometheus metrics every worker shares (framework-free).
-//! - [`cli`]: the `serve`, `migrate`, `demo` and `seed` subcommands.
-//! - [`demo`]: realistic demo data and the live trickle of new events.
-//! - [`kinds`]: the description of each kind of accounting record
-//!   (authentication events, Wi-Fi client events), all the pipeline knows of them.
+//! - [`cli`]: the subcommands, and the application builder behind them.
+//! - [`demo`]: realistic demo data of every kind and the live trickles.
 
 pub mod cli;
 pub mod config;

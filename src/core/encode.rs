@@ -8,7 +8,9 @@
 //! column in the kind's order, [`RecordEncoder::end_row`]: no allocation per
 //! row.
 //!
-//! - JSON: `{"links":{"self":…,"prev":…,"next":…},"<envelope>":[{…},…]}`.
+//! - JSON: `{"links":{"self":…,"prev":…,"next":…},"<envelope>":[{…},…]}`; a
+//!   null value (a field that does not apply to the record) is left out of
+//!   its object.
 //! - CSV: a header row of the columns' CSV names, then one RFC 4180 row per
 //!   record (CRLF, fields quoted only when needed). Text cells that a
 //!   spreadsheet would run as a formula are neutralised ([`FormulaGuard`]).
@@ -62,13 +64,13 @@ fn looks_like_formula(value: &[u8]) -> bool {
 /// One value of a record, borrowed from the row it came from.
 #[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
-    /// SQL NULL: `null` in JSON, an empty CSV cell.
+    /// SQL NULL: left out of JSON objects, an empty CSV cell.
     Null,
     /// Text.
     Text(&'a str),
     /// An integer.
     Integer(i64),
-    /// A float (non-finite values are written as null).
+    /// A float (non-finite values are written as null: left out, or an empty cell).
     Float(f64),
     /// A boolean.
     Boolean(bool),
@@ -85,8 +87,10 @@ pub struct RecordEncoder {
     format: OutputFormat,
     buf: BytesMut,
     guard: FormulaGuard,
-    /// The JSON key of each column with its leading `{` or `,` and trailing `:`.
+    /// The JSON key of each column with its trailing `:`.
     keys: Vec<Box<[u8]>>,
+    /// A field of the current JSON row has been written (the next needs a comma).
+    row_has_field: bool,
     /// The CSV formula guard applies to each column.
     guarded: Vec<bool>,
     /// Rows begun so far.
@@ -178,10 +182,8 @@ impl RecordEncoder {
         let keys = kind
             .columns
             .iter()
-            .enumerate()
-            .map(|(i, column)| {
+            .map(|column| {
                 let mut key = BytesMut::new();
-                key.put_u8(if i == 0 { b'{' } else { b',' });
                 write_json_str(&mut key, column.json);
                 key.put_u8(b':');
                 key.to_vec().into_boxed_slice()
@@ -197,6 +199,7 @@ impl RecordEncoder {
             buf,
             guard,
             keys,
+            row_has_field: false,
             guarded,
             rows: 0,
             column: 0,
@@ -218,6 +221,10 @@ impl RecordEncoder {
         }
         if self.format == OutputFormat::Json && self.rows > 0 {
             self.buf.put_u8(b',');
+        }
+        if self.format != OutputFormat::Csv {
+            self.buf.put_u8(b'{');
+            self.row_has_field = false;
         }
         self.rows += 1;
     }
@@ -252,16 +259,20 @@ impl RecordEncoder {
             }
             return;
         }
+        // A null (a field that does not apply to this record) is left out.
+        if matches!(value, Value::Null) || matches!(value, Value::Float(x) if !x.is_finite()) {
+            return;
+        }
+        if std::mem::replace(&mut self.row_has_field, true) {
+            buf.put_u8(b',');
+        }
         buf.put_slice(&self.keys[column]);
         match value {
-            Value::Null => buf.put_slice(b"null"),
+            Value::Null => {}
             Value::Text(text) => write_json_str(buf, text),
             Value::Identity(shown) => write_json_str(buf, shown.as_str()),
             Value::Integer(n) => buf.put_slice(itoa::Buffer::new().format(n).as_bytes()),
-            Value::Float(x) if x.is_finite() => {
-                buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes())
-            }
-            Value::Float(_) => buf.put_slice(b"null"),
+            Value::Float(x) => buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes()),
             Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
             Value::Timestamp(t) => {
                 buf.put_u8(b'"');
@@ -592,14 +603,17 @@ mod tests {
         let p = Pseudonymiser::new(b"k").unwrap();
         rows.iter()
             .map(|r| {
-                json!({
+                let mut object = json!({
                     "timestamp": format_timestamp(r.at),
                     "name": r.name,
                     "count": r.count,
                     "ratio": r.ratio,
                     "ok": r.ok,
                     "userId": p.pseudonymise(&r.user).as_str(),
-                })
+                });
+                // Nulls are left out.
+                object.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+                object
             })
             .collect()
     }
@@ -649,7 +663,7 @@ mod tests {
         let body = encode(OutputFormat::Json, &rows(&["a"]), false);
         let text = std::str::from_utf8(&body).unwrap();
         assert!(
-            text.contains(r#""things":[{"timestamp":"2021-04-10T00:00:00","name":"a","count":null,"ratio":0.0,"ok":false,"userId":""#),
+            text.contains(r#""things":[{"timestamp":"2021-04-10T00:00:00","name":"a","ratio":0.0,"ok":false,"userId":""#),
             "{text}"
         );
         let body = encode(OutputFormat::Json, &rows(TRICKY), false);
