@@ -307,7 +307,7 @@ async fn seed_or_top_up(
     // Roll the seeded events up now, so the first report answers at once.
     let rolled = db::rollup::catch_up(client, db::rollup::Mode::Complete)
         .await
-        .map_err(db::rollup::RollupError::Query)?;
+        .map_err(db::DbError::from)?;
     eprintln!(
         "  usage rollups brought up to date in {:.1} s",
         rolled.elapsed.as_secs_f64()
@@ -408,7 +408,7 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
         }
         let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
             .await
-            .map_err(db::rollup::RollupError::Query)?;
+            .map_err(db::DbError::from)?;
         eprintln!(
             "  usage rollups brought up to date in {:.1} s ({} event ids)",
             rolled.elapsed.as_secs_f64(),

@@ -227,12 +227,9 @@ pub enum CliError {
     /// The pool could not be built.
     #[error(transparent)]
     Pool(#[from] db::pool::PoolBuildError),
-    /// A retention pass failed.
+    /// A database step (a retention pass, the rollup catch-up) failed.
     #[error(transparent)]
-    Retention(#[from] db::retention::RetentionError),
-    /// Bringing the usage rollups up to date failed.
-    #[error(transparent)]
-    Rollup(#[from] db::rollup::RollupError),
+    Database(#[from] db::DbError),
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),

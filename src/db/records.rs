@@ -96,23 +96,26 @@ pub async fn open(
 
 /// How many records the listing has (ignoring its page).
 pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
-    let client = pool.get().await?;
-    let statement = client.prepare_cached(&listing.count_sql(kind)).await?;
-    let params = params(&client, &unpaged(listing)).await?;
-    let row = client
-        .query_one(
-            &statement,
-            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
-        )
-        .await?;
-    Ok(row.try_get(0)?)
+    one_value(pool, &listing.count_sql(kind), listing).await
 }
 
 /// Whether the listing has any record (ignoring its page).
 pub async fn exists(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<bool, DbError> {
+    one_value(pool, &listing.exists_sql(kind), listing).await
+}
+
+/// The one value `sql` (over the listing's predicate, without a page) returns.
+async fn one_value<T>(pool: &Pool, sql: &str, listing: &Listing) -> Result<T, DbError>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
     let client = pool.get().await?;
-    let statement = client.prepare_cached(&listing.exists_sql(kind)).await?;
-    let params = params(&client, &unpaged(listing)).await?;
+    let statement = client.prepare_cached(sql).await?;
+    let unpaged = Listing {
+        page: None,
+        ..listing.clone()
+    };
+    let params = params(&client, &unpaged).await?;
     let row = client
         .query_one(
             &statement,
@@ -120,14 +123,6 @@ pub async fn exists(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<bool,
         )
         .await?;
     Ok(row.try_get(0)?)
-}
-
-/// The listing without its page (for counts: their SQL has no OFFSET/LIMIT).
-fn unpaged(listing: &Listing) -> Listing {
-    Listing {
-        page: None,
-        ..listing.clone()
-    }
 }
 
 /// One query parameter of a listing.

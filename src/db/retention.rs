@@ -18,10 +18,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Pool, PoolError};
+use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use super::rollup::{self, RollupError};
+use super::rollup;
+use super::DbError;
 use crate::core::retention::RetentionPolicy;
 
 /// Default days of raw events kept.
@@ -108,20 +109,6 @@ impl Default for RetentionOptions {
     }
 }
 
-/// Why a retention pass stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum RetentionError {
-    /// No connection could be had.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] PoolError),
-    /// A statement failed.
-    #[error("retention query failed: {0}")]
-    Query(#[source] tokio_postgres::Error),
-    /// Bringing the rollups up to date first failed (nothing was deleted).
-    #[error(transparent)]
-    Rollup(#[from] RollupError),
-}
-
 /// What a dry run found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgePreview {
@@ -149,17 +136,14 @@ pub struct PurgeOutcome {
 /// Counts the events before `cutoff` that [`purge`] would delete, deleting
 /// nothing: like a pass, it brings the rollups up to date first and counts
 /// only events rolled up.
-pub async fn preview(pool: &Pool, cutoff: DateTime<Utc>) -> Result<PurgePreview, RetentionError> {
+pub async fn preview(pool: &Pool, cutoff: DateTime<Utc>) -> Result<PurgePreview, DbError> {
     rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
-    let client = pool.get().await.map_err(RetentionError::Unavailable)?;
-    let row = client
-        .query_one(PREVIEW_SQL, &[&cutoff])
-        .await
-        .map_err(RetentionError::Query)?;
+    let client = pool.get().await?;
+    let row = client.query_one(PREVIEW_SQL, &[&cutoff]).await?;
     Ok(PurgePreview {
-        events: row.try_get(0).map_err(RetentionError::Query)?,
-        oldest: row.try_get(1).map_err(RetentionError::Query)?,
-        newest: row.try_get(2).map_err(RetentionError::Query)?,
+        events: row.try_get(0)?,
+        oldest: row.try_get(1)?,
+        newest: row.try_get(2)?,
     })
 }
 
@@ -172,7 +156,7 @@ pub async fn purge(
     cutoff: DateTime<Utc>,
     options: &RetentionOptions,
     cancel: &CancellationToken,
-) -> Result<PurgeOutcome, RetentionError> {
+) -> Result<PurgeOutcome, DbError> {
     let started = Instant::now();
     rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
     let mut outcome = purge_rolled_up(pool, cutoff, options, cancel).await?;
@@ -188,7 +172,7 @@ pub async fn purge_rolled_up(
     cutoff: DateTime<Utc>,
     options: &RetentionOptions,
     cancel: &CancellationToken,
-) -> Result<PurgeOutcome, RetentionError> {
+) -> Result<PurgeOutcome, DbError> {
     let started = Instant::now();
     let limit = options.batch_rows.max(1);
     let mut outcome = PurgeOutcome {
@@ -204,36 +188,26 @@ pub async fn purge_rolled_up(
             break;
         }
         let row = {
-            let client = pool.get().await.map_err(RetentionError::Unavailable)?;
+            let client = pool.get().await?;
             match last {
                 None => {
-                    let statement = client
-                        .prepare_cached(FIRST_BATCH_SQL)
-                        .await
-                        .map_err(RetentionError::Query)?;
+                    let statement = client.prepare_cached(FIRST_BATCH_SQL).await?;
                     client.query_opt(&statement, &[&cutoff, &limit]).await
                 }
                 Some((at, id)) => {
-                    let statement = client
-                        .prepare_cached(NEXT_BATCH_SQL)
-                        .await
-                        .map_err(RetentionError::Query)?;
+                    let statement = client.prepare_cached(NEXT_BATCH_SQL).await?;
                     client
                         .query_opt(&statement, &[&cutoff, &limit, &at, &id])
                         .await
                 }
-            }
-            .map_err(RetentionError::Query)?
+            }?
         };
         outcome.batches += 1;
         // No row: nothing left before the cutoff (after the last key).
         let Some(row) = row else { break };
-        let deleted: i64 = row.try_get(0).map_err(RetentionError::Query)?;
+        let deleted: i64 = row.try_get(0)?;
         outcome.deleted += u64::try_from(deleted).unwrap_or(0);
-        last = Some((
-            row.try_get(1).map_err(RetentionError::Query)?,
-            row.try_get(2).map_err(RetentionError::Query)?,
-        ));
+        last = Some((row.try_get(1)?, row.try_get(2)?));
         tokio::select! {
             () = cancel.cancelled() => {}
             () = tokio::time::sleep(options.batch_pause) => {}
@@ -249,7 +223,7 @@ pub async fn run_once(
     options: &RetentionOptions,
     now: DateTime<Utc>,
     cancel: &CancellationToken,
-) -> Result<Option<PurgeOutcome>, RetentionError> {
+) -> Result<Option<PurgeOutcome>, DbError> {
     let Some(cutoff) = options.policy.cutoff(now) else {
         return Ok(None);
     };

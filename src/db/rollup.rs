@@ -18,7 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Pool, PoolError};
+use deadpool_postgres::Pool;
+
+use super::DbError;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -63,28 +65,6 @@ pub struct CatchUp {
     pub ids: u64,
     /// Wall time.
     pub elapsed: Duration,
-}
-
-/// Why a catch-up failed. Nothing is lost: a failed step rolls back and its
-/// queue rows stay for the next run.
-#[derive(Debug, thiserror::Error)]
-pub enum RollupError {
-    /// No connection could be had.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] PoolError),
-    /// A statement failed.
-    #[error("rollup catch-up failed: {0}")]
-    Query(#[source] tokio_postgres::Error),
-}
-
-impl RollupError {
-    /// True when the database cannot be reached right now.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            RollupError::Unavailable(_) => true,
-            RollupError::Query(e) => e.is_closed(),
-        }
-    }
 }
 
 /// Rolls up every queued range visible when called, on `client`. Returns at
@@ -140,16 +120,15 @@ pub async fn catch_up(client: &mut Client, mode: Mode) -> Result<CatchUp, tokio_
     Ok(done)
 }
 
-/// [`catch_up`] on a connection from `pool`.
-pub async fn catch_up_pool(pool: &Pool, mode: Mode) -> Result<CatchUp, RollupError> {
-    let mut client = pool.get().await.map_err(RollupError::Unavailable)?;
-    catch_up(&mut client, mode)
-        .await
-        .map_err(RollupError::Query)
+/// [`catch_up`] on a connection from `pool`. A failure loses nothing: a
+/// failed step rolls back and its queue rows stay for the next run.
+pub async fn catch_up_pool(pool: &Pool, mode: Mode) -> Result<CatchUp, DbError> {
+    let mut client = pool.get().await?;
+    Ok(catch_up(&mut client, mode).await?)
 }
 
 /// One run of the background job, logged (debug; info when large).
-pub async fn run_once(pool: &Pool) -> Result<CatchUp, RollupError> {
+pub async fn run_once(pool: &Pool) -> Result<CatchUp, DbError> {
     let result = catch_up_pool(pool, Mode::SkipLocked).await;
     match &result {
         Ok(done) if done.ids >= LARGE_RUN_IDS => tracing::info!(

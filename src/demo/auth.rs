@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use crate::core::ingest::{Record, Value, MAX_FIELDS};
-use crate::db::ingest::CopyWriter;
+use crate::core::ingest::{IngestSchema, Record, Value, MAX_FIELDS};
 use crate::kinds::auth::INGEST;
 
 /// The authentication methods as (type, name, relative weight); weights sum to 100.
@@ -151,71 +150,30 @@ impl Generator {
         let user = sample(&self.user_cumulative, &mut self.rng);
         (method, application, user)
     }
+}
 
-    /// Writes `counts[i]` events into `buckets[i]`, in time order, one COPY per ~50k rows.
-    async fn copy(
-        &mut self,
-        client: &tokio_postgres::Client,
-        buckets: &[Bucket],
-        counts: &[u64],
-        progress: &mut impl FnMut(u64, u64),
-    ) -> Result<u64, DemoError> {
-        let total: u64 = counts.iter().sum();
-        let mut done = 0u64;
-        let mut inserted = 0u64;
-        let mut times: Vec<i64> = Vec::new();
-        let mut index = 0;
-        while index < buckets.len() {
-            let mut writer = CopyWriter::start(client, &INGEST)
-                .await
-                .map_err(db_err("starting COPY into auth_event"))?;
-            let mut chunk_rows = 0u64;
-            while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
-                let bucket = buckets[index];
-                let count = counts[index];
-                index += 1;
-                times.clear();
-                let len = bucket.end_us - bucket.start_us;
-                for _ in 0..count {
-                    times.push(bucket.start_us + self.rng.gen_range(0..len));
-                }
-                times.sort_unstable();
-                for &t in &times {
-                    let occurred_at =
-                        DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
-                    let (method, application, user) = self.pick();
-                    let (method_type, method_name, _) = METHODS[method];
-                    let mut values = [Value::Null; MAX_FIELDS];
-                    values[..5].copy_from_slice(&[
-                        Value::Time(occurred_at),
-                        Value::Text(method_type),
-                        Value::Text(method_name),
-                        Value::Text(&self.applications[application]),
-                        Value::Text(&self.users[user]),
-                    ]);
-                    writer
-                        .write(&Record {
-                            schema: &INGEST,
-                            values,
-                        })
-                        .await
-                        .map_err(db_err("writing COPY data"))?;
-                    done += 1;
-                    if done % PROGRESS_EVERY == 0 {
-                        progress(done, total);
-                    }
-                }
-                chunk_rows += count;
-            }
-            inserted += writer
-                .finish()
-                .await
-                .map_err(db_err("finishing COPY into auth_event"))?;
+impl Source for Generator {
+    const SCHEMA: &'static IngestSchema = &INGEST;
+
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn record(&mut self, at: DateTime<Utc>) -> Record<'_> {
+        let (method, application, user) = self.pick();
+        let (method_type, method_name, _) = METHODS[method];
+        let mut values = [Value::Null; MAX_FIELDS];
+        values[..5].copy_from_slice(&[
+            Value::Time(at),
+            Value::Text(method_type),
+            Value::Text(method_name),
+            Value::Text(&self.applications[application]),
+            Value::Text(&self.users[user]),
+        ]);
+        Record {
+            schema: &INGEST,
+            values,
         }
-        if done % PROGRESS_EVERY != 0 {
-            progress(done, total);
-        }
-        Ok(inserted)
     }
 }
 
@@ -249,9 +207,7 @@ pub async fn seed(
     let mut generator = Generator::new(opts.rng_seed, opts.users, event_seed(opts.rng_seed));
     let buckets = plan(start_us, end_us, Some(&mut generator.rng));
     let counts = apportion(opts.events, &buckets);
-    generator
-        .copy(client, &buckets, &counts, &mut progress)
-        .await
+    copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
 
 /// Derives the event stream's seed from the population seed.
@@ -317,9 +273,7 @@ pub async fn backfill(
         return Ok(0);
     }
     let counts = apportion(total, &buckets);
-    generator
-        .copy(client, &buckets, &counts, &mut progress)
-        .await
+    copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
 
 /// One second's worth of trickle events, ready to bind as arrays.
@@ -429,52 +383,7 @@ async fn insert_batch(pool: &deadpool_postgres::Pool, batch: &TrickleBatch) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-
-    /// One cluster for all demo tests; its postmaster dies with the test process.
-    fn cluster() -> &'static EmbeddedPostgres {
-        static CLUSTER: OnceLock<Result<EmbeddedPostgres, String>> = OnceLock::new();
-        let started = CLUSTER.get_or_init(|| {
-            let data_dir = test_cluster_dir().map_err(|e| e.to_string())?;
-            EmbeddedPostgres::start(EmbeddedOptions {
-                data_dir,
-                durable: false,
-            })
-            .map_err(|e| e.to_string())
-        });
-        match started {
-            Ok(pg) => pg,
-            Err(e) => panic!("cannot start the test cluster: {e}"),
-        }
-    }
-
-    /// Creates a fresh migrated database and returns its connection settings.
-    async fn fresh_database() -> tokio_postgres::Config {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let pg = tokio::task::spawn_blocking(cluster).await.expect("cluster");
-        let name = format!("demo_test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let admin = connect(&pg.pg_config("postgres")).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let config = pg.pg_config(&name);
-        crate::db::migrate::run(&mut connect(&config).await)
-            .await
-            .expect("migrate");
-        config
-    }
-
-    async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        client
-    }
+    use crate::demo::test_db::{connect, fresh_database};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::core::{
     identity::IdentityType,
-    ingest::{Record, Value, MAX_FIELDS},
+    ingest::{IngestSchema, Record, Value, MAX_FIELDS},
     pseudonym::Pseudonymiser,
 };
 use crate::db::{directory::Entries, ingest::CopyWriter};
@@ -251,7 +251,7 @@ impl Generator {
 
     /// The row as a record of the client-event ingest schema (one column
     /// list, shared with ingest).
-    fn record<'a>(&'a self, row: &Row) -> Record<'a> {
+    fn record_of<'a>(&'a self, row: &Row) -> Record<'a> {
         let client = &self.clients[row.client];
         let ap = &self.aps[row.ap];
         let inter = row.intermediate.map(|i| INTERMEDIATE[i]);
@@ -301,49 +301,18 @@ impl Generator {
             values,
         }
     }
+}
 
-    /// Writes `counts[i]` events into `buckets[i]`, in time order, one COPY per ~50k rows.
-    async fn copy(
-        &mut self,
-        client: &tokio_postgres::Client,
-        buckets: &[Bucket],
-        counts: &[u64],
-    ) -> Result<u64, DemoError> {
-        let mut inserted = 0u64;
-        let mut times: Vec<i64> = Vec::new();
-        let mut index = 0;
-        while index < buckets.len() {
-            let mut writer = CopyWriter::start(client, &INGEST)
-                .await
-                .map_err(db_err("starting COPY into client_event"))?;
-            let mut chunk_rows = 0u64;
-            while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
-                let bucket = buckets[index];
-                let count = counts[index];
-                index += 1;
-                times.clear();
-                let len = bucket.end_us - bucket.start_us;
-                for _ in 0..count {
-                    times.push(bucket.start_us + self.rng.gen_range(0..len));
-                }
-                times.sort_unstable();
-                for &t in &times {
-                    let at =
-                        DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
-                    let row = self.draw(at);
-                    writer
-                        .write(&self.record(&row))
-                        .await
-                        .map_err(db_err("writing COPY data"))?;
-                }
-                chunk_rows += count;
-            }
-            inserted += writer
-                .finish()
-                .await
-                .map_err(db_err("finishing COPY into client_event"))?;
-        }
-        Ok(inserted)
+impl Source for Generator {
+    const SCHEMA: &'static IngestSchema = &INGEST;
+
+    fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    fn record(&mut self, at: DateTime<Utc>) -> Record<'_> {
+        let row = self.draw(at);
+        self.record_of(&row)
     }
 }
 
@@ -379,7 +348,7 @@ pub async fn seed(
         .ok_or(DemoError::TimeOutOfRange(end_us))?;
     let buckets = plan(start_us, end_us, Some(&mut generator.rng));
     let counts = apportion(events, &buckets);
-    generator.copy(client, &buckets, &counts).await
+    copy_buckets(&mut generator, client, &buckets, &counts, &mut |_, _| {}).await
 }
 
 /// Fills the gap between the newest stored client event and `now` (at most
@@ -431,7 +400,7 @@ pub async fn backfill(
     let gap_weight: f64 = buckets.iter().map(|b| b.weight).sum();
     let total = (count as f64 / stored_weight * gap_weight).round() as u64;
     let counts = apportion(total, &buckets);
-    generator.copy(client, &buckets, &counts).await
+    copy_buckets(&mut generator, client, &buckets, &counts, &mut |_, _| {}).await
 }
 
 /// Keeps inserting a few client events every second until `shutdown`
@@ -493,12 +462,99 @@ async fn insert(
     for &t in times {
         let at =
             DateTime::from_timestamp_micros(t).ok_or_else(|| format!("time {t} out of range"))?;
-        let row = generator.draw(at);
         writer
-            .write(&generator.record(&row))
+            .write(&generator.record(at))
             .await
             .map_err(|e| describe(&e))?;
     }
     writer.finish().await.map_err(|e| describe(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::test_db::{connect, fresh_database};
+
+    #[tokio::test]
+    async fn seed_writes_realistic_client_events_and_their_pseudonyms() {
+        let config = fresh_database().await;
+        let client = connect(&config).await;
+        let end: DateTime<Utc> = "2026-10-01T00:00:00Z".parse().unwrap();
+        let opts = SeedOptions {
+            days: 7,
+            end,
+            ..SeedOptions::default()
+        };
+        let p = Pseudonymiser::new(b"k").unwrap();
+        let inserted = seed(&client, &opts, 20_000, Some(&p)).await.unwrap();
+        assert_eq!(inserted, 20_000);
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE event_type = 'Success'), \
+                        count(*) FILTER (WHERE event_type = 'Failure'), \
+                        count(*) FILTER (WHERE event_type = 'Intermediate'), \
+                        min(occurred_at), max(occurred_at), count(DISTINCT client_mac), \
+                        count(*) FILTER (WHERE event_type = 'Failure' AND failure_code IS NULL), \
+                        count(*) FILTER (WHERE event_type = 'Success' AND failure_code IS NOT NULL) \
+                 FROM client_event",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (success, failure, intermediate): (i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        // Mostly successes, some failures, a few intermediate events.
+        assert!(
+            success > 15_000 && failure > 1_000 && intermediate > 800,
+            "{success} {failure} {intermediate}"
+        );
+        let (oldest, newest): (DateTime<Utc>, DateTime<Utc>) = (row.get(3), row.get(4));
+        assert!(oldest >= end - chrono::Duration::days(7) && newest < end);
+        assert!(row.get::<_, i64>(5) > 1_000, "thousands of clients");
+        assert_eq!(row.get::<_, i64>(6), 0, "every failure has a reason");
+        assert_eq!(row.get::<_, i64>(7), 0, "successes have no failure fields");
+        // Failures concentrate on the troubled APs.
+        let troubled: Vec<String> = {
+            let generator = Generator::new(opts.rng_seed, 0);
+            TROUBLED_APS
+                .iter()
+                .map(|&i| generator.aps[i].name.clone())
+                .collect()
+        };
+        let on_troubled: i64 = client
+            .query_one(
+                "SELECT count(*) FROM client_event WHERE event_type = 'Failure' AND ap_name = ANY($1)",
+                &[&troubled],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            on_troubled * 2 > failure,
+            "{on_troubled} of {failure} on troubled APs"
+        );
+        // Every stored MAC is in its one notation, and its pseudonym resolves to it.
+        let mac: String = client
+            .query_one("SELECT client_mac FROM client_event LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(IdentityType::Mac.normalise(&mac), mac);
+        let pseudonym = crate::core::identity::pseudonym_of(&p, IdentityType::Mac, &mac);
+        assert_eq!(
+            crate::db::directory::resolve(&client, &pseudonym)
+                .await
+                .unwrap(),
+            Some(mac)
+        );
+        // The same seed gives the same data.
+        let again = fresh_database().await;
+        let again = connect(&again).await;
+        seed(&again, &opts, 20_000, None).await.unwrap();
+        let fingerprint = "SELECT md5(string_agg(occurred_at::text || client_mac || event_type, ',' ORDER BY id)) FROM client_event";
+        let a: String = client.query_one(fingerprint, &[]).await.unwrap().get(0);
+        let b: String = again.query_one(fingerprint, &[]).await.unwrap().get(0);
+        assert_eq!(a, b);
+    }
 }

@@ -14,6 +14,73 @@ pub mod client;
 
 pub use auth::{backfill, seed, trickle};
 
+use crate::core::ingest::{IngestSchema, Record};
+use crate::db::ingest::CopyWriter;
+
+/// A kind's demo generator: draws one record at a time.
+trait Source {
+    /// The kind's ingest schema (the columns written).
+    const SCHEMA: &'static IngestSchema;
+    /// The random stream the times are drawn from.
+    fn rng(&mut self) -> &mut StdRng;
+    /// Draws the record at `at`.
+    fn record(&mut self, at: DateTime<Utc>) -> Record<'_>;
+}
+
+/// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
+/// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
+/// every 100,000 rows and at the end. Returns the rows inserted.
+async fn copy_buckets<S: Source>(
+    source: &mut S,
+    client: &tokio_postgres::Client,
+    buckets: &[Bucket],
+    counts: &[u64],
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<u64, DemoError> {
+    let total: u64 = counts.iter().sum();
+    let mut done = 0u64;
+    let mut inserted = 0u64;
+    let mut times: Vec<i64> = Vec::new();
+    let mut index = 0;
+    while index < buckets.len() {
+        let mut writer = CopyWriter::start(client, S::SCHEMA)
+            .await
+            .map_err(db_err("starting the demo data COPY"))?;
+        let mut chunk_rows = 0u64;
+        while index < buckets.len() && chunk_rows < COPY_CHUNK_ROWS {
+            let bucket = buckets[index];
+            let count = counts[index];
+            index += 1;
+            times.clear();
+            let len = bucket.end_us - bucket.start_us;
+            for _ in 0..count {
+                times.push(bucket.start_us + source.rng().gen_range(0..len));
+            }
+            times.sort_unstable();
+            for &t in &times {
+                let at = DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
+                writer
+                    .write(&source.record(at))
+                    .await
+                    .map_err(db_err("writing COPY data"))?;
+                done += 1;
+                if done % PROGRESS_EVERY == 0 {
+                    progress(done, total);
+                }
+            }
+            chunk_rows += count;
+        }
+        inserted += writer
+            .finish()
+            .await
+            .map_err(db_err("finishing the demo data COPY"))?;
+    }
+    if done % PROGRESS_EVERY != 0 {
+        progress(done, total);
+    }
+    Ok(inserted)
+}
+
 /// The number of events [`SeedOptions::default`] inserts.
 pub const DEFAULT_EVENTS: u64 = 1_200_000;
 /// The number of days [`SeedOptions::default`] spreads events over.
@@ -224,4 +291,56 @@ fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
 fn trickle_rate(t_us: i64) -> f64 {
     let peak = HOUR_WEIGHTS.iter().copied().fold(0.0, f64::max);
     TRICKLE_MIN_RATE + (TRICKLE_MAX_RATE - TRICKLE_MIN_RATE) * rate_weight(t_us) / peak
+}
+
+/// A private cluster for the demo generators' tests, a fresh migrated
+/// database per test.
+#[cfg(test)]
+pub(crate) mod test_db {
+    use crate::db::embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+
+    /// One cluster for all demo tests; its postmaster dies with the test process.
+    fn cluster() -> &'static EmbeddedPostgres {
+        static CLUSTER: OnceLock<Result<EmbeddedPostgres, String>> = OnceLock::new();
+        let started = CLUSTER.get_or_init(|| {
+            let data_dir = test_cluster_dir().map_err(|e| e.to_string())?;
+            EmbeddedPostgres::start(EmbeddedOptions {
+                data_dir,
+                durable: false,
+            })
+            .map_err(|e| e.to_string())
+        });
+        match started {
+            Ok(pg) => pg,
+            Err(e) => panic!("cannot start the test cluster: {e}"),
+        }
+    }
+
+    /// Creates a fresh migrated database and returns its connection settings.
+    pub(crate) async fn fresh_database() -> tokio_postgres::Config {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let pg = tokio::task::spawn_blocking(cluster).await.expect("cluster");
+        let name = format!("demo_test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let admin = connect(&pg.pg_config("postgres")).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let config = pg.pg_config(&name);
+        crate::db::migrate::run(&mut connect(&config).await)
+            .await
+            .expect("migrate");
+        config
+    }
+
+    pub(crate) async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    }
 }

@@ -121,19 +121,7 @@ async fn window(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = require_read(&req, &state.tokens)?;
-    let period: Period = req
-        .match_info()
-        .get("period")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
-    let query = ListingQuery::parse(req.query_string())?;
-    let direction = Direction::from_sort(query.sort.as_deref());
-    let window = match req.match_info().get("datetime") {
-        Some(datetime) => Window::parse(period, datetime, direction),
-        None => Window::latest(period, direction, Utc::now()),
-    }
-    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let selection = kind.parse_filters(&query.pairs, scope.can_see_identities())?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
@@ -164,6 +152,25 @@ async fn window(
     let listing = Listing::window(&window, selection);
     let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
     Ok(response.streaming(stream))
+}
+
+/// The window a `…/{period}[/{datetime}][?sort=…]` request names (the
+/// latest complete one without a datetime), and its query parameters.
+pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> {
+    let period: Period = req
+        .match_info()
+        .get("period")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let direction = Direction::from_sort(query.sort.as_deref());
+    let window = match req.match_info().get("datetime") {
+        Some(datetime) => Window::parse(period, datetime, direction),
+        None => Window::latest(period, direction, Utc::now()),
+    }
+    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    Ok((window, query))
 }
 
 /// The answer to a HEAD of a streamed resource: the GET's status and

@@ -3,20 +3,16 @@
 //! failure reasons, success rate per SSID and per AP), as JSON, CSV or NDJSON.
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use chrono::Utc;
 
 use super::{
     auth::require_read,
     error::ApiError,
-    listing::{base_url, link_header, negotiate_format, ok, ListingQuery},
+    listing::{base_url, link_header, negotiate_format, ok, window_of},
     state::{get_or_head, get_resource},
     AppState,
 };
 use crate::{
-    core::{
-        kind::{Listing, Selection},
-        window::{Direction, Period, Window},
-    },
+    core::kind::{Listing, Selection},
     db,
     kinds::client::KIND,
 };
@@ -36,19 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require_read(&req, &state.tokens)?;
-    let period: Period = req
-        .match_info()
-        .get("period")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
-    let query = ListingQuery::parse(req.query_string())?;
-    let direction = Direction::from_sort(query.sort.as_deref());
-    let window = match req.match_info().get("datetime") {
-        Some(datetime) => Window::parse(period, datetime, direction),
-        None => Window::latest(period, direction, Utc::now()),
-    }
-    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let link_query = KIND.link_query(
         query.format.as_ref().map(|_| format.as_str()),
