@@ -332,10 +332,15 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   curl -H "Authorization: Bearer $T" '{base}/api/v1/accounting/report'
   curl -H "Authorization: Bearer $T" '{base}/api/v1/accounting/verify/daily-users/{month}?format=csv'
 
-  # ingest (needs the read+write token)
+  # Wi-Fi client events: who failed to connect in the last hour, where and why
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/client-events/summary/hour'
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/client-events/hour?eventType=Failure&format=ndjson'
+
+  # ingest (needs the read+write token); a fresh eventId each time, so a rerun stores again
   export W={write_token}
-  printf '%s\n' '{{"timestamp":"{now}","authMethodType":"PASSWORD","authMethodName":"password.1","authRequestOrigin":"CN=Appl-1,DC=demo","userId":"jane@example.com","eventId":"demo-1"}}' |
+  printf '%s\n' "{{\"timestamp\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"authMethodType\":\"PASSWORD\",\"authMethodName\":\"password.1\",\"authRequestOrigin\":\"CN=Appl-1,DC=demo\",\"userId\":\"jane@example.com\",\"eventId\":\"demo-$(date +%s%N)\"}}" |
     curl -H "Authorization: Bearer $W" -H 'Content-Type: application/x-ndjson' --data-binary @- '{base}/api/v1/events'
+  # {{"received":1,"inserted":1,"duplicates":0}}   (started at {now})
 "#
     );
 }

@@ -1,4 +1,5 @@
-//! `POST /api/v1/events`: producers push events. The body is parsed while it
+//! `POST /api/v1/events`, `POST /api/v1/client-events` (every kind with an
+//! ingest schema): producers push records. The body is parsed while it
 //! streams into the database (see [`crate::db::ingest`]: a direct COPY when
 //! no `eventId` is stored already or repeated, otherwise a replay of the
 //! spooled body through a deduplicating insert); a request is stored whole or
@@ -6,23 +7,21 @@
 //! retrying a request is safe. Each stored request's path is logged and
 //! counted (`acctstream_ingest_requests_total{path}`).
 
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::time::Instant;
 
 use actix_web::{
-    dev::Decompress,
-    error::PayloadError,
-    http::header::{self, ContentEncoding, HeaderMap},
+    http::header::{self, HeaderMap},
     web, HttpRequest, HttpResponse,
 };
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{auth::require_write, error::ApiError, AppState};
+use super::{
+    auth::require_write,
+    body::{too_large, BodyError, LimitedBody},
+    error::ApiError,
+    AppState,
+};
 use crate::{
     core::ingest::{IngestFormat, IngestSchema},
     db::ingest::{self as db_ingest, IngestError},
@@ -93,18 +92,9 @@ async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     require_write(&req, &state.tokens)?;
     let format = body_format(req.headers())?;
-    let encoding = body_encoding(req.headers())?;
     let limit = state.options.ingest.max_body_bytes;
-    if declared_length(req.headers()).is_some_and(|length| length > limit) {
-        return Err(too_large(limit));
-    }
+    let mut body = LimitedBody::new(&req, payload, limit)?;
     let started = Instant::now();
-    let mut body = LimitedBody {
-        payload: Decompress::new(payload, encoding),
-        limit,
-        seen: 0,
-        ended: false,
-    };
     let metrics = &state.options.metrics;
     let stored = db_ingest::ingest(&state.pool, schema, &state.pseudonymiser, format, &mut body);
     match stored.await {
@@ -118,7 +108,7 @@ async fn ingest(
                 received = summary.received,
                 inserted = summary.inserted,
                 duplicates = summary.duplicates(),
-                bytes = body.seen,
+                bytes = body.seen(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "events ingested"
             );
@@ -160,42 +150,6 @@ fn body_format(headers: &HeaderMap) -> Result<IngestFormat, ApiError> {
         })
 }
 
-/// How the body is compressed: none, or one of the codings actix decodes.
-fn body_encoding(headers: &HeaderMap) -> Result<ContentEncoding, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Ok(ContentEncoding::Identity);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| {
-            ApiError::UnsupportedMediaType(
-                "Unsupported Content-Encoding: send the body uncompressed or with one of \
-                 gzip, deflate, br or zstd."
-                    .to_owned(),
-            )
-        })
-}
-
-/// The `Content-Length`, when the request has a readable one.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "The request body is larger than the limit of {limit} bytes; nothing was stored. \
-         Split the events into smaller requests."
-    ))
-}
-
 fn api_error(error: IngestError<BodyError>, limit: u64) -> ApiError {
     match error {
         IngestError::Invalid(record) => {
@@ -217,62 +171,5 @@ fn api_error(error: IngestError<BodyError>, limit: u64) -> ApiError {
         }
         IngestError::Database(e) => ApiError::Internal(Box::new(e)),
         IngestError::Spool(e) => ApiError::Internal(Box::new(e)),
-    }
-}
-
-/// Why the body stream stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// More bytes than the limit arrived.
-    #[error("the body is larger than the limit")]
-    TooLarge,
-    /// The body could not be read (the client broke off, or a
-    /// `Content-Encoding` was corrupt).
-    #[error("{0}")]
-    Read(PayloadError),
-}
-
-/// The request body, decoded and counted as it streams: more than `limit`
-/// decoded bytes end it with [`BodyError::TooLarge`], whatever
-/// `Content-Length` said (so a small compressed body cannot expand without
-/// bound).
-struct LimitedBody {
-    payload: Decompress<web::Payload>,
-    limit: u64,
-    seen: u64,
-    ended: bool,
-}
-
-impl Stream for LimitedBody {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        let item = match this.payload.poll_next_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(item) => item,
-        };
-        Poll::Ready(match item {
-            None => {
-                this.ended = true;
-                None
-            }
-            Some(Err(e)) => {
-                this.ended = true;
-                Some(Err(BodyError::Read(e)))
-            }
-            Some(Ok(chunk)) => {
-                this.seen += chunk.len() as u64;
-                if this.seen > this.limit {
-                    this.ended = true;
-                    Some(Err(BodyError::TooLarge))
-                } else {
-                    Some(Ok(chunk))
-                }
-            }
-        })
     }
 }

@@ -3,6 +3,7 @@
 //! their input into core types, then hand over to [`crate::db`].
 
 mod auth;
+mod body;
 mod clients;
 pub mod docs;
 pub mod error;

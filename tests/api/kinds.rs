@@ -505,7 +505,8 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
                 ..event(&at, "u")
             }])
             .await;
-            app.insert_client_events(&[client_event(&at, "68:05:71:a4:ef:0e", value, "AP")])
+            // The SSID and (for the summary) the AP name carry the value.
+            app.insert_client_events(&[client_event(&at, "68:05:71:a4:ef:0e", value, value)])
                 .await;
         }
         let cell = |i: usize| match guard {
@@ -545,6 +546,48 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
         let json = get_json(&app, "/api/v1/statistics/events/day/2021-04-10").await;
         for (i, (value, _)) in FORMULAS.iter().enumerate() {
             assert_eq!(json["events"][i]["authMethodType"], *value);
+        }
+        // One client's history: newest first, the SSID is column 5.
+        let device = app.pseudonym("68:05:71:a4:ef:0e");
+        let (_, body) = get_ok(
+            &app,
+            TOKEN,
+            &format!("{HISTORY}/{device}/events?format=csv"),
+        )
+        .await;
+        let text = String::from_utf8(body).unwrap();
+        let rows: Vec<&str> = text
+            .split("\r\n")
+            .skip(1)
+            .filter(|r| !r.is_empty())
+            .collect();
+        assert_eq!(rows.len(), FORMULAS.len(), "{text:?}");
+        for (n, row) in rows.iter().enumerate() {
+            let i = FORMULAS.len() - 1 - n;
+            let mut rest = *row;
+            for _ in 0..4 {
+                rest = &rest[rest.find(',').unwrap() + 1..];
+            }
+            assert!(
+                rest.starts_with(&format!("{},", cell(i))),
+                "{guard:?} history row {n}: {rest:?}"
+            );
+        }
+        // The summary: the SSID and AP rows name them (each one success).
+        let (_, body) = get_ok(
+            &app,
+            TOKEN,
+            "/api/v1/statistics/client-events/summary/day/2021-04-10?format=csv",
+        )
+        .await;
+        let text = String::from_utf8(body).unwrap();
+        for (i, (value, _)) in FORMULAS.iter().enumerate() {
+            for section in ["ssid", "ap"] {
+                assert!(
+                    text.contains(&format!("\r\n{section},{},,1,1,0,1\r\n", cell(i))),
+                    "{guard:?} summary: no {section} row for {value:?} in {text:?}"
+                );
+            }
         }
         // Reports: the method type column.
         for path in [
