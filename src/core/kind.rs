@@ -79,6 +79,12 @@ impl Column {
         }
     }
 
+    /// The record's time, `timestamp` in JSON and `Timestamp` in CSV, as
+    /// every kind names it.
+    pub const fn timestamp(sql: &'static str) -> Column {
+        Column::new("timestamp", "Timestamp", ColumnType::Timestamp, sql)
+    }
+
     /// The same column, nullable.
     pub const fn nullable(self) -> Column {
         Column {

@@ -2,17 +2,12 @@
 
 use crate::core::{
     identity::IdentityType,
-    ingest::{FieldType, IngestField, IngestSchema, SqlType, MAX_EVENT_ID_CHARS},
+    ingest::{FieldType, IngestField, IngestSchema, SqlType},
     kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
 };
 
 static COLUMNS: [Column; 5] = [
-    Column::new(
-        "timestamp",
-        "Timestamp",
-        ColumnType::Timestamp,
-        "occurred_at",
-    ),
+    Column::timestamp("occurred_at"),
     Column::new(
         "authMethodType",
         "Authentication Method Type",
@@ -73,9 +68,7 @@ static INGEST_FIELDS: [IngestField; 6] = [
         SqlType::Text,
         FieldType::Identity(IdentityType::User),
     ),
-    IngestField::text("eventId", "event_id")
-        .optional()
-        .max_chars(MAX_EVENT_ID_CHARS),
+    IngestField::event_id("event_id"),
 ];
 
 /// How authentication events are ingested (`POST /api/v1/events`). User ids

@@ -4,19 +4,14 @@
 
 use crate::core::{
     identity::IdentityType,
-    ingest::{FieldType, IngestField, IngestSchema, SqlType, MAX_EVENT_ID_CHARS},
+    ingest::{FieldType, IngestField, IngestSchema, SqlType},
     kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
 };
 
 use ColumnType::{Integer, Text};
 
 static COLUMNS: [Column; 28] = [
-    Column::new(
-        "timestamp",
-        "Timestamp",
-        ColumnType::Timestamp,
-        "occurred_at",
-    ),
+    Column::timestamp("occurred_at"),
     Column::new(
         "macAddress",
         "Pseudonymised Client MAC",
@@ -223,7 +218,7 @@ static INGEST_FIELDS: [IngestField; 28] = [
     int4("dhcpLatency", "dhcp_latency"),
     int4("aaaLatency", "aaa_latency"),
     int4("dnsLatency", "dns_latency"),
-    text("eventId", "event_id").max_chars(MAX_EVENT_ID_CHARS),
+    IngestField::event_id("event_id"),
 ];
 
 /// How client events are ingested (`POST /api/v1/client-events`), in the

@@ -182,6 +182,15 @@ impl IngestField {
         }
     }
 
+    /// The producer's optional `eventId` (retries of a stored one are
+    /// skipped), at most [`MAX_EVENT_ID_CHARS`] characters, as every kind
+    /// names it.
+    pub const fn event_id(column: &'static str) -> IngestField {
+        IngestField::text("eventId", column)
+            .optional()
+            .max_chars(MAX_EVENT_ID_CHARS)
+    }
+
     /// The same field, optional.
     pub const fn optional(self) -> IngestField {
         IngestField {
