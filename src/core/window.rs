@@ -138,10 +138,18 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// Maps the `sort` query parameter to a direction: `-` means descending, anything else ascending.
+    /// Maps the `sort` query parameter to a direction: `-`, `desc`,
+    /// `descending` and `-timestamp` (case-insensitive) mean descending,
+    /// anything else (or nothing) ascending. Links always write `sort=-`.
     pub fn from_sort(sort: Option<&str>) -> Direction {
         match sort {
-            Some("-") => Direction::Descending,
+            Some(s)
+                if ["-", "desc", "descending", "-timestamp"]
+                    .iter()
+                    .any(|d| s.eq_ignore_ascii_case(d)) =>
+            {
+                Direction::Descending
+            }
             _ => Direction::Ascending,
         }
     }
@@ -161,7 +169,9 @@ pub enum WindowError {
         period: Period,
     },
     /// The window or one of its neighbours would fall outside years 0001 to 9999.
-    #[error("The datetime is out of the supported range (years 0001 to 9999).")]
+    #[error(
+        "The datetime is out of the supported range: the window and both its neighbours (prev, next) must lie within the years 0001 to 9999, so the first and the last window of that range cannot be served."
+    )]
     OutOfRange,
 }
 
@@ -377,9 +387,21 @@ impl Window {
         self.file_stem_for("events")
     }
 
-    /// Returns a file name stem such as `client-events-day-2021-04-10`
-    /// for a resource called `name`.
+    /// Returns a file name stem for a resource called `name`, named after the
+    /// interval actually served: ascending `client-events-day-2021-04-10`
+    /// (`2021-04-10T00:00 <= t < 2021-04-11T00:00`); descending (`sort=-` on
+    /// `day/2021-04-24`, which serves `2021-04-23T00:00 < t <= 2021-04-24T00:00`)
+    /// `client-events-day-after-2021-04-23-through-2021-04-24`.
     pub fn file_stem_for(&self, name: &str) -> String {
+        if self.direction == Direction::Descending {
+            let (lower, upper) = self.bounds();
+            return format!(
+                "{name}-{}-after-{}-through-{}",
+                self.period.as_str(),
+                canonical(self.period, lower),
+                canonical(self.period, upper)
+            );
+        }
         format!(
             "{name}-{}-{}",
             self.period.as_str(),
@@ -534,6 +556,15 @@ mod tests {
         assert_eq!(Direction::from_sort(Some("")), Direction::Ascending);
         assert_eq!(Direction::from_sort(Some("+")), Direction::Ascending);
         assert_eq!(Direction::from_sort(Some("--")), Direction::Ascending);
+        for descending in ["desc", "DESC", "Descending", "-timestamp", "-TIMESTAMP"] {
+            assert_eq!(
+                Direction::from_sort(Some(descending)),
+                Direction::Descending
+            );
+        }
+        for ascending in ["asc", "timestamp", "+timestamp", "desc ", "-time"] {
+            assert_eq!(Direction::from_sort(Some(ascending)), Direction::Ascending);
+        }
     }
 
     #[test]
@@ -544,7 +575,7 @@ mod tests {
         );
         assert_eq!(
             WindowError::OutOfRange.to_string(),
-            "The datetime is out of the supported range (years 0001 to 9999)."
+            "The datetime is out of the supported range: the window and both its neighbours (prev, next) must lie within the years 0001 to 9999, so the first and the last window of that range cannot be served."
         );
     }
 
@@ -857,6 +888,15 @@ mod tests {
         );
         let w = asc(Period::Minute, "2021-04-10T00:00");
         assert_eq!(w.file_stem(), "events-minute-2021-04-10T00:00");
+        // Descending windows are named after the interval they serve.
+        assert_eq!(
+            desc(Period::Day, "2021-04-24").file_stem(),
+            "events-day-after-2021-04-23-through-2021-04-24"
+        );
+        assert_eq!(
+            desc(Period::Month, "2021-03").file_stem_for("client-events"),
+            "client-events-month-after-2021-02-through-2021-03"
+        );
         assert_eq!(
             w.links("http://x").unwrap().prev,
             "http://x/api/v1/statistics/events/minute/2021-04-09T23:59"

@@ -138,3 +138,21 @@ impl Stream for LimitedBody {
         })
     }
 }
+
+/// What went wrong reading a body, in plain words (never the decoder's
+/// internals).
+pub fn describe(error: &PayloadError) -> &'static str {
+    match error {
+        PayloadError::Incomplete(_) => {
+            "it ended early, or is not valid data of its Content-Encoding (a truncated \
+             or corrupt compressed body)"
+        }
+        PayloadError::EncodingCorrupted => "it is not valid data of its Content-Encoding",
+        PayloadError::Overflow => "it is larger than the server accepts",
+        PayloadError::UnknownLength => "its length is unknown",
+        PayloadError::Io(_) => {
+            "the connection failed, or it is not valid data of its Content-Encoding"
+        }
+        _ => "the connection failed while it was sent",
+    }
+}

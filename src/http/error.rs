@@ -7,7 +7,10 @@
 //! pool or an unreachable database is a 503, not a 500.
 
 use actix_web::{
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
     http::{header, StatusCode},
+    middleware::Next,
     HttpResponse, ResponseError,
 };
 use serde::Serialize;
@@ -162,5 +165,79 @@ impl ResponseError for ApiError {
             error: self.code().to_owned(),
             error_description: self.to_string(),
         })
+    }
+}
+
+/// Middleware: an error answered by another layer than our handlers (the
+/// compression middleware's 406 for an `Accept-Encoding` it cannot meet,
+/// actix-web's own payload and routing errors) gets the same
+/// `ErrorResponse` JSON body as ours, with its status and headers kept.
+/// Responses that already are JSON pass untouched.
+pub async fn json_error_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(response.map_into_boxed_body());
+    }
+    let (request, old) = response.into_parts();
+    let mut fixed = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            fixed.append_header((name.clone(), value.clone()));
+        }
+    }
+    fixed.insert_header((header::CACHE_CONTROL, "no-store"));
+    let (error, error_description) = describe_status(status);
+    let body = fixed.json(ErrorResponse {
+        error: error.to_owned(),
+        error_description: error_description.to_owned(),
+    });
+    Ok(ServiceResponse::new(request, body))
+}
+
+/// The `ErrorResponse` of a status some other layer answered with.
+fn describe_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::NOT_ACCEPTABLE => (
+            "not_acceptable",
+            "None of the content codings the request accepts is available: responses are sent as identity, gzip, br or zstd (Accept-Encoding).",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "The request body or its headers are larger than the service accepts.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "The request body's Content-Type or Content-Encoding is not supported.",
+        ),
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            "No resource at this path. See /openapi.yaml for the API.",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This resource does not support this method.",
+        ),
+        StatusCode::UNAUTHORIZED => ("invalid_token", "A valid bearer token is required."),
+        StatusCode::FORBIDDEN => ("insufficient_scope", "The bearer token may not do this."),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "temporarily_unavailable",
+            "The service is temporarily unavailable; try again shortly.",
+        ),
+        s if s.is_server_error() => ("server_error", "An internal error occurred."),
+        _ => (
+            "invalid_request",
+            "The request is malformed (its headers, path or body could not be read).",
+        ),
     }
 }

@@ -163,7 +163,8 @@ fn api_error(error: IngestError<BodyError>, limit: u64) -> ApiError {
         }
         IngestError::Body(BodyError::TooLarge) => too_large(limit),
         IngestError::Body(BodyError::Read(e)) => ApiError::InvalidRequest(format!(
-            "The request body could not be read ({e}); nothing was stored."
+            "The request body could not be read: {}; nothing was stored.",
+            super::body::describe(&e)
         )),
         IngestError::Unavailable(e) => ApiError::Unavailable(Box::new(e)),
         IngestError::Conflict(e) | IngestError::Disconnected(e) => {

@@ -95,6 +95,28 @@ fn ok() -> HttpResponse {
         .json(Status { status: "ok" })
 }
 
+/// The pool's use, in the `/readyz` body.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolUse {
+    size: usize,
+    available: usize,
+    max_size: usize,
+    waiting: usize,
+}
+
+/// `{"status":"ok","pool":{…}}`.
+fn ready(pool: PoolUse) -> HttpResponse {
+    #[derive(serde::Serialize)]
+    struct Ready {
+        status: &'static str,
+        pool: PoolUse,
+    }
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(Ready { status: "ok", pool })
+}
+
 /// The process is alive and serving; the database is not consulted.
 async fn healthz() -> HttpResponse {
     ok()
@@ -113,10 +135,23 @@ enum NotReady {
     Timeout,
 }
 
-/// Ready when a pooled connection answers and every migration is applied.
+/// Ready when the database answers and every migration is applied. A busy
+/// pool is not a reason to be taken out of rotation: when every connection
+/// is in use (each one answered when it was checked out), readiness says
+/// so without waiting for one. The body reports the pool's use either way.
 /// A connection to a server that went away is not reused (the pool checks
 /// `is_closed` when recycling), so readiness recovers when the database does.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let status = state.pool.status();
+    let pool = PoolUse {
+        size: status.size,
+        available: status.available,
+        max_size: status.max_size,
+        waiting: status.waiting,
+    };
+    if status.available == 0 && status.size >= status.max_size {
+        return Ok(ready(pool));
+    }
     let check = async {
         let client = state.pool.get().await?;
         match db::migrate::is_current(&client).await? {
@@ -125,7 +160,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         }
     };
     match tokio::time::timeout(READY_TIMEOUT, check).await {
-        Ok(Ok(())) => Ok(ok()),
+        Ok(Ok(())) => Ok(ready(pool)),
         Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(e))),
         Err(_) => Err(ApiError::Unavailable(Box::new(NotReady::Timeout))),
     }

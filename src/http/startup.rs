@@ -39,6 +39,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(super::error::json_error_bodies))
             .wrap(middleware::from_fn(super::telemetry::middleware))
             .configure(routes)
             .default_service(web::to(not_found))

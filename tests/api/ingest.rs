@@ -677,7 +677,7 @@ async fn a_large_body_is_streamed() {
 
 /// `data` as a gzip member of stored (uncompressed) deflate blocks, which
 /// every gzip decoder reads; enough to test decoding without a compressor.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip_stored(data: &[u8]) -> Vec<u8> {
     let crc = data.iter().fold(!0u32, |mut crc, &byte| {
         crc ^= u32::from(byte);
         for _ in 0..8 {
