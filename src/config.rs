@@ -76,6 +76,9 @@ pub enum ConfigError {
     /// The public URL is not an absolute http(s) URL.
     #[error("ACCTSTREAM_PUBLIC_URL must be an absolute http:// or https:// URL without query or fragment, got {0:?}")]
     BadPublicUrl(String),
+    /// A CORS origin is not `scheme://host[:port]`.
+    #[error("ACCTSTREAM_CORS_ORIGINS: entry {0} is not an origin such as https://dashboard.example.com (scheme, host and optional port; no path), or `*`")]
+    BadCorsOrigin(usize),
     /// The report file name prefix has characters outside `[A-Za-z0-9._-]`.
     #[error("ACCTSTREAM_REPORT_FILENAME_PREFIX: {0}, got {1:?}")]
     BadReportFilenamePrefix(crate::core::report::InvalidPrefix, String),
@@ -303,9 +306,61 @@ pub fn parse_public_url(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
+/// Parses `ACCTSTREAM_CORS_ORIGINS`: comma-separated origins
+/// (`https://dashboard.example.com`, `http://localhost:3000`) that browsers
+/// may call the API from, or `*` for any; empty means none (no CORS).
+pub fn parse_cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        if entry == "*" {
+            origins.push(entry.to_owned());
+            continue;
+        }
+        let bad = || ConfigError::BadCorsOrigin(index + 1);
+        let rest = entry
+            .strip_prefix("https://")
+            .or_else(|| entry.strip_prefix("http://"))
+            .ok_or_else(bad)?;
+        let valid = !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !valid {
+            return Err(bad());
+        }
+        origins.push(entry.to_ascii_lowercase());
+    }
+    Ok(origins)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_checked() {
+        assert_eq!(parse_cors_origins("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_cors_origins(" https://A.example.com , http://localhost:3000,,*").unwrap(),
+            ["https://a.example.com", "http://localhost:3000", "*"]
+        );
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a.example.com/",
+            "ftp://a",
+            "https://a b",
+        ] {
+            assert!(parse_cors_origins(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_cors_origins("https://ok.example,nope").unwrap_err().to_string(),
+            "ACCTSTREAM_CORS_ORIGINS: entry 2 is not an origin such as https://dashboard.example.com (scheme, host and optional port; no path), or `*`"
+        );
+    }
 
     #[test]
     fn tokens_match_exactly() {

@@ -38,14 +38,30 @@ impl Database {
                 embedded: None,
             });
         }
-        let options = EmbeddedOptions {
-            data_dir: common.data_dir.clone(),
-            durable,
+        let start = |data_dir: std::path::PathBuf| async move {
+            tracing::info!(data_dir = %data_dir.display(), "starting embedded PostgreSQL");
+            let options = EmbeddedOptions { data_dir, durable };
+            tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
+                .await
+                .map_err(|e| io("starting embedded PostgreSQL")(std::io::Error::other(e)))
         };
-        tracing::info!(data_dir = %common.data_dir.display(), "starting embedded PostgreSQL");
-        let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
-            .await
-            .map_err(|e| io("starting embedded PostgreSQL")(std::io::Error::other(e)))??;
+        let embedded = match start(common.data_dir.clone()).await? {
+            Err(db::embedded::EmbeddedError::NotReachable { path, user, .. }) => {
+                // We are root and PostgreSQL's user cannot enter the data
+                // directory (a clone under /root, mode 700): keep the cluster
+                // in a directory of its own for this data directory instead.
+                let fallback = fallback_cluster_dir(&common.data_dir);
+                tracing::warn!(
+                    unreachable = %path.display(),
+                    postgres_user = %user,
+                    cluster_dir = %fallback.display(),
+                    "PostgreSQL's user cannot enter the data directory; the embedded cluster lives in {} instead",
+                    fallback.display()
+                );
+                start(fallback).await??
+            }
+            started => started?,
+        };
         tracing::info!(url = %embedded.url("acctstream"), "embedded PostgreSQL ready");
         let config = embedded.pg_config("acctstream");
         let database = Database {
@@ -174,6 +190,7 @@ async fn serve_with(
                 max_body_bytes: args.max_body_bytes,
             },
             csv_formula_guard: args.csv_formula_guard.parse().unwrap_or_default(),
+            cors_origins: config::parse_cors_origins(&args.cors_origins)?,
             ..http::AppOptions::default()
         },
     };
@@ -476,4 +493,15 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
     .await;
     database.stop().await;
     result
+}
+
+/// Where the embedded cluster of `data_dir` lives when PostgreSQL's
+/// unprivileged user cannot enter `data_dir`: `/var/tmp/acctstream-<hash>`,
+/// one per data directory (kept across reboots, like the data directory).
+fn fallback_cluster_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let name: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    std::path::Path::new("/var/tmp").join(format!("acctstream-{name}"))
 }

@@ -129,6 +129,10 @@ struct ServeArgs {
         value_parser = ["quote", "off"]
     )]
     csv_formula_guard: String,
+    /// Comma-separated origins browsers may call the API from (e.g.
+    /// https://dashboard.example.com), or `*`; none by default (no CORS).
+    #[arg(long, env = "ACCTSTREAM_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
 }
 
 #[derive(Debug, Args)]

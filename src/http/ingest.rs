@@ -20,6 +20,7 @@ use super::{
     auth::require_write,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
+    state::{not_allowed, options, POST_ALLOW},
     AppState,
 };
 use crate::{
@@ -73,13 +74,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         ingest(schema, req, payload, state)
                     },
                 ))
-                .default_service(web::to(post_only)),
+                .route(
+                    web::route()
+                        .guard(actix_web::guard::Options())
+                        .to(|| options(POST_ALLOW)),
+                )
+                .default_service(web::to(|| not_allowed(POST_ALLOW))),
         );
     }
-}
-
-async fn post_only() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { allow: "POST" })
 }
 
 /// The handler: authenticate, choose the parser by `Content-Type`, refuse a

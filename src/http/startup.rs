@@ -19,6 +19,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     super::reports::configure(cfg);
 }
 
+/// CORS for browsers on `origins` (checked by `config::parse_cors_origins`;
+/// `*` allows any): preflight requests are answered, the API's request
+/// headers allowed, and `Link`, `Content-Disposition` and `X-Request-Id`
+/// exposed to scripts.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "HEAD", "POST", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::ACCEPT,
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            super::telemetry::X_REQUEST_ID.clone(),
+        ])
+        .expose_headers([
+            header::LINK,
+            header::CONTENT_DISPOSITION,
+            super::telemetry::X_REQUEST_ID.clone(),
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
@@ -34,11 +67,16 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     super::docs::init()?;
     let grace = state.options.ops.shutdown_grace;
+    let origins = state.options.cors_origins.clone();
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::Compress::default())
+            .wrap(middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
             .wrap(middleware::from_fn(super::error::json_error_bodies))
             .wrap(middleware::from_fn(super::telemetry::middleware))
             .configure(routes)

@@ -37,6 +37,9 @@ pub struct AppOptions {
     pub ingest: super::IngestOptions,
     /// What CSV bodies do with formula-like text (`ACCTSTREAM_CSV_FORMULA_GUARD`).
     pub csv_formula_guard: crate::core::encode::FormulaGuard,
+    /// Origins browsers may call the API from (`ACCTSTREAM_CORS_ORIGINS`,
+    /// checked by `config::parse_cors_origins`); empty: no CORS.
+    pub cors_origins: Vec<String>,
 }
 
 /// A route answering GET and HEAD (a HEAD gets the GET's status and headers
@@ -45,16 +48,33 @@ pub fn get_or_head() -> Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
+/// The methods of a read-only resource.
+pub const GET_ALLOW: &str = "GET, HEAD, OPTIONS";
+/// The methods of an ingest resource.
+pub const POST_ALLOW: &str = "POST, OPTIONS";
+
 /// A resource at `path` answering with `handler` (made with
-/// [`get_or_head`]), and 405 `method_not_allowed` (with `Allow: GET, HEAD`)
-/// to any other method.
+/// [`get_or_head`]), `OPTIONS` with 204 and `Allow`, and 405
+/// `method_not_allowed` (with `Allow`) to any other method.
 pub fn get_resource(path: &str, handler: Route) -> actix_web::Resource {
     web::resource(path)
         .route(handler)
-        .default_service(web::to(get_only))
+        .route(
+            web::route()
+                .guard(guard::Options())
+                .to(|| options(GET_ALLOW)),
+        )
+        .default_service(web::to(|| not_allowed(GET_ALLOW)))
+}
+
+/// The answer to `OPTIONS` (without CORS preflight headers): the methods.
+pub async fn options(allow: &'static str) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((actix_web::http::header::ALLOW, allow))
+        .finish()
 }
 
 /// The answer for a known path with an unsupported method.
-async fn get_only() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+pub async fn not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
 }

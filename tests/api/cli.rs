@@ -146,3 +146,51 @@ fn wait_with_timeout(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Issue 11, item 13: in a root shell under a directory PostgreSQL's user
+/// cannot enter (a clone under /root, mode 700), the embedded cluster is kept
+/// in `/var/tmp/acctstream-<hash>` instead, and the log says where. As
+/// another user, PostgreSQL runs as that user and the data directory serves.
+#[test]
+fn an_unreachable_data_dir_keeps_the_cluster_elsewhere() {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::temp_dir().join(format!("acctstream-private-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let canonical = std::fs::canonicalize(&data).unwrap();
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let name: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let fallback = std::path::Path::new("/var/tmp").join(format!("acctstream-{name}"));
+    let _ = std::fs::remove_dir_all(&fallback);
+
+    let output = acctstream()
+        .arg("migrate")
+        .env("ACCTSTREAM_DATA_DIR", &data)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let root = unsafe { libc::geteuid() } == 0;
+    let result = std::panic::catch_unwind(|| {
+        assert!(output.status.success(), "{stderr}");
+        if root {
+            assert!(
+                stderr.contains("cannot enter the data directory")
+                    && stderr.contains(&fallback.display().to_string()),
+                "{stderr}"
+            );
+            assert!(fallback.join("pgdata/PG_VERSION").is_file());
+        } else {
+            assert!(data.join("pgdata/PG_VERSION").is_file(), "{stderr}");
+        }
+    });
+    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_dir_all(&fallback);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -164,7 +164,10 @@ async fn unknown_path_is_404_and_wrong_method_405() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers().get("allow").unwrap(), "GET, HEAD");
+    assert_eq!(
+        response.headers().get("allow").unwrap(),
+        "GET, HEAD, OPTIONS"
+    );
     let (code, _) = error_of(&mut response).await;
     assert_eq!(code, "method_not_allowed");
 }

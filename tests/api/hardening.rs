@@ -255,3 +255,100 @@ async fn readyz_stays_ready_while_the_pool_is_busy() {
     assert_eq!(body["pool"]["maxSize"], 2);
     drop(sockets);
 }
+
+/// Item 12: browsers on configured origins may call the API (preflight
+/// answered, `Link`, `Content-Disposition` and `X-Request-Id` exposed);
+/// other origins may not; `OPTIONS` always answers with `Allow`.
+#[actix_web::test]
+async fn cors_for_configured_origins_and_options_with_allow() {
+    let origin = "https://dash.example.com";
+    let app = spawn_app_with(AppOptions {
+        http: acctstream::http::AppOptions {
+            cors_origins: vec![origin.to_owned()],
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let path = format!("{}/api/v1/statistics/events/day/2021-04-10", app.address);
+    let preflight = |from: &'static str| {
+        app.client()
+            .request(awc::http::Method::OPTIONS, &path)
+            .insert_header(("Origin", from))
+            .insert_header(("Access-Control-Request-Method", "GET"))
+            .insert_header(("Access-Control-Request-Headers", "authorization, accept"))
+            .send()
+    };
+    let response = preflight(origin).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        origin
+    );
+    let methods = response
+        .headers()
+        .get("access-control-allow-methods")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("GET"), "{methods}");
+    let mut response = preflight("https://evil.example").await.unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    assert_eq!(response.status(), 400);
+    let body: Value = serde_json::from_slice(&body_of(&mut response).await).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+
+    let (status, headers, _) = answer(
+        &app,
+        "/api/v1/statistics/events/day/2021-04-10?format=csv",
+        &[("Origin", origin)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), origin);
+    let exposed = headers
+        .get("access-control-expose-headers")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["link", "content-disposition", "x-request-id"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+
+    // Without origins configured: no CORS headers, and OPTIONS lists the methods.
+    let plain = spawn_app().await;
+    let (_, headers, _) = answer(
+        &plain,
+        "/api/v1/statistics/events/day/2021-04-10",
+        &[("Origin", origin)],
+    )
+    .await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+    for (path, allow) in [
+        (
+            "/api/v1/statistics/events/day/2021-04-10",
+            "GET, HEAD, OPTIONS",
+        ),
+        ("/healthz", "GET, HEAD, OPTIONS"),
+        ("/api/v1/events", "POST, OPTIONS"),
+    ] {
+        let response = plain
+            .client()
+            .request(
+                awc::http::Method::OPTIONS,
+                format!("{}{path}", plain.address),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{path}");
+        assert_eq!(response.headers().get("allow").unwrap(), allow, "{path}");
+    }
+}

@@ -707,7 +707,7 @@ async fn reports_need_a_token_and_only_get() {
             .await
             .unwrap();
         assert_eq!(response.status(), 405, "{path}");
-        assert_eq!(header(response.headers(), "allow"), "GET, HEAD");
+        assert_eq!(header(response.headers(), "allow"), "GET, HEAD, OPTIONS");
     }
 }
 
