@@ -217,7 +217,9 @@ impl<E> From<tokio_postgres::Error> for IngestError<E> {
             {
                 IngestError::Conflict(error)
             }
-            _ if error.is_closed() => IngestError::Disconnected(error),
+            // The one rule for "the database is not there right now" (a
+            // restart's 57P01 included): 503, retry.
+            _ if super::is_unavailable(&error) => IngestError::Disconnected(error),
             _ => IngestError::Database(error),
         }
     }

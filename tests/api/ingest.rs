@@ -474,7 +474,10 @@ async fn unsupported_media_types_and_methods() {
         .await
         .expect("GET");
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers().get(header::ALLOW).unwrap(), "POST, OPTIONS");
+    assert_eq!(
+        response.headers().get(header::ALLOW).unwrap(),
+        "POST, OPTIONS"
+    );
     let error: ErrorResponse = serde_json::from_slice(&body_of(&mut response).await).unwrap();
     assert_eq!(error.error, "method_not_allowed");
     assert_eq!(count(&app).await, 0);

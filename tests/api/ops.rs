@@ -339,3 +339,92 @@ async fn metrics_token_protects_metrics_when_set() {
     let text = String::from_utf8(body_of(&mut ok).await).unwrap();
     assert!(text.contains("acctstream_http_requests_total"), "{text}");
 }
+
+/// Issue 11, item 1: a database restart (fast shutdown: pooled connections
+/// get 57P01 `admin_shutdown`) answers 503 with `Retry-After` on every
+/// route kind (stream, ingest, report) while it lasts, never a 500, and the
+/// next requests succeed without restarting the service.
+#[actix_web::test]
+async fn a_database_restart_is_503_then_recovers_on_every_route() {
+    let dir = test_cluster_dir().unwrap();
+    let pg = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || start_cluster(dir))
+            .await
+            .unwrap()
+    };
+    let config = pg.pg_config("postgres");
+    {
+        let mut client = connect(&config).await;
+        db::migrate::run(&mut client).await.unwrap();
+    }
+    let app = spawn_app_on("postgres".into(), config.clone(), AppOptions::default()).await;
+    let ingest_body = r#"{"timestamp":"2021-04-10T00:00:00Z","authMethodType":"A","authMethodName":"a","authRequestOrigin":"o","userId":"u"}"#;
+    // Every route kind, with a connection each from the pool.
+    let statuses = || async {
+        let stream = app.get("/api/v1/statistics/events/day/2021-04-10");
+        let report = app.get("/api/v1/accounting/report/2021-04");
+        let ingest = app
+            .client()
+            .post(format!("{}/api/v1/events", app.address))
+            .insert_header((
+                "Authorization",
+                format!("Bearer {}", crate::helpers::WRITE_TOKEN),
+            ))
+            .insert_header(("Content-Type", "application/x-ndjson"))
+            .send_body(ingest_body);
+        let (stream, report, ingest) = tokio::join!(stream.send(), report.send(), ingest);
+        let mut out = Vec::new();
+        for (route, response) in [("stream", stream), ("report", report), ("ingest", ingest)] {
+            let mut response =
+                response.unwrap_or_else(|e| panic!("{route}: no answer at all: {e}"));
+            let status = response.status().as_u16();
+            let body = crate::helpers::body_of(&mut response).await;
+            if status == 503 {
+                assert!(response.headers().get("retry-after").is_some(), "{route}");
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body["error"], "temporarily_unavailable", "{route}");
+            }
+            out.push((route, status));
+        }
+        out
+    };
+    for (route, status) in statuses().await {
+        assert_eq!(status, 200, "{route} before the restart");
+    }
+    assert!(app.pool.status().size >= 2);
+
+    // Down: every route answers 503 promptly.
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    for (route, status) in statuses().await {
+        assert_eq!(status, 503, "{route} while the database is down");
+    }
+    // Up again: the pooled connections are dead (57P01 or closed); requests
+    // answer 200 or 503, never anything else, and soon 200 everywhere.
+    let pg = tokio::task::spawn_blocking(move || start_cluster(dir))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let round = statuses().await;
+        for (route, status) in &round {
+            assert!(
+                *status == 200 || *status == 503,
+                "{route} answered {status} after the restart"
+            );
+        }
+        if round.iter().all(|(_, status)| *status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {round:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(app);
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
