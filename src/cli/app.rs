@@ -38,6 +38,24 @@ impl Database {
                 embedded: None,
             });
         }
+        // A cluster that a running `acctstream demo` (or `serve`) started in
+        // this data directory, or in its fallback: use it rather than fail on
+        // its lock, so that admin commands work beside a running demo.
+        for dir in [
+            common.data_dir.clone(),
+            fallback_cluster_dir(&common.data_dir),
+        ] {
+            if let Some(config) = db::embedded::running_cluster(&dir, "acctstream") {
+                tracing::info!(
+                    data_dir = %dir.display(),
+                    "using the embedded PostgreSQL that another acctstream process runs"
+                );
+                return Ok(Database {
+                    config,
+                    embedded: None,
+                });
+            }
+        }
         let start = |data_dir: std::path::PathBuf| async move {
             tracing::info!(data_dir = %data_dir.display(), "starting embedded PostgreSQL");
             let options = EmbeddedOptions { data_dir, durable };

@@ -194,3 +194,59 @@ fn an_unreachable_data_dir_keeps_the_cluster_elsewhere() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Issue 11, item 11: admin commands beside a running server find and use
+/// the embedded cluster it runs, rather than failing on its lock.
+#[test]
+fn admin_commands_use_the_cluster_of_a_running_server() {
+    let dir = tempfile::Builder::new()
+        .prefix("acctstream-cli-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut child = acctstream()
+        .arg("serve")
+        .env("ACCTSTREAM_DATA_DIR", dir.path())
+        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+        .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
+        .env("ACCTSTREAM_API_TOKENS", "cli-token")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "serve did not start listening");
+        let line = lines.next().expect("serve exited early").unwrap();
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let run = |args: &[&str]| {
+        acctstream()
+            .args(args)
+            .env("ACCTSTREAM_DATA_DIR", dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let migrate = run(&["migrate"]);
+    let purge = run(&["purge", "--dry-run"]);
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    drain.join().unwrap();
+    assert!(status.success());
+    for (name, output) in [("migrate", migrate), ("purge --dry-run", purge)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("using the embedded PostgreSQL that another acctstream process runs"),
+            "{name}: {stderr}"
+        );
+    }
+}

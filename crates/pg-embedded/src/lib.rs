@@ -446,7 +446,6 @@ fn bind_to_parent(command: &mut Command) {
 }
 
 /// Returns true if `pid` names a live process (zombies count as alive, as kill(2) sees them).
-#[cfg(any(test, feature = "test-support"))]
 fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -928,6 +927,29 @@ impl InitdbFailure {
             InitdbFailure::Other(e) => e,
         }
     }
+}
+
+/// Connection settings for `dbname` on a cluster that another process
+/// (e.g. a running `acctstream demo`) started in `data_dir` and that is up:
+/// read from its `postmaster.pid` (pid alive, status `ready`, then the
+/// port and socket directory lines). `None` when no such server runs.
+pub fn running_cluster(data_dir: &Path, dbname: &str) -> Option<tokio_postgres::Config> {
+    let text = fs::read_to_string(data_dir.join("pgdata").join("postmaster.pid")).ok()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let pid: u32 = lines.first()?.parse().ok()?;
+    let port: u16 = lines.get(3)?.parse().ok()?;
+    let socket_dir = lines.get(4)?;
+    let ready = lines.get(7) == Some(&"ready");
+    if !ready || socket_dir.is_empty() || !pid_alive(pid) {
+        return None;
+    }
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(socket_dir)
+        .port(port)
+        .user(SUPERUSER)
+        .dbname(dbname);
+    Some(config)
 }
 
 /// Returns true when `postmaster.pid` names `pid` and its status line (the 8th) says `ready`.
