@@ -150,12 +150,120 @@ async fn openapi_yaml() -> HttpResponse {
         .body(OPENAPI_YAML)
 }
 
-async fn openapi_json() -> Result<HttpResponse, ApiError> {
-    let json = api_docs_json().map_err(|e| ApiError::Internal(e.into()))?;
+async fn openapi_json(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let query = super::listing::ListingQuery::parse(req.query_string())?;
+    let examples: Vec<&str> = query
+        .pairs
+        .iter()
+        .filter(|(k, _)| k == "examples")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let json = match examples.as_slice() {
+        [] => api_docs_json().map_err(|e| ApiError::Internal(e.into()))?,
+        ["today"] => {
+            api_docs_json_for_today(chrono::Utc::now()).map_err(|e| ApiError::Internal(e.into()))?
+        }
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "The parameter `examples` takes one value: `today`.".into(),
+            ))
+        }
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(no_cache())
         .body(json))
+}
+
+/// The OpenAPI document as JSON with the examples Swagger UI's "Try it out"
+/// starts from made valid today: `datetime` the last complete day (then
+/// hour, minute, month), `month` the previous month, `day` yesterday, and no
+/// `sort` (ascending), so that on the demo the first try shows data.
+pub fn api_docs_json_for_today(now: chrono::DateTime<chrono::Utc>) -> Result<Bytes, String> {
+    use chrono::{Datelike, Duration};
+    use serde_yaml_ng::{Mapping, Value};
+    let mut spec: Value = serde_yaml_ng::from_str(OPENAPI_YAML).map_err(|e| e.to_string())?;
+    spec.apply_merge().map_err(|e| e.to_string())?;
+    let yesterday = (now - Duration::days(1)).format("%Y-%m-%d").to_string();
+    let last_hour = (now - Duration::hours(1)).format("%Y-%m-%dT%H").to_string();
+    let last_minute = (now - Duration::minutes(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let first = now
+        .date_naive()
+        .with_day(1)
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(now.date_naive());
+    let last_month = format!("{:04}-{:02}", first.year(), first.month());
+    let mut datetime_examples = Mapping::new();
+    for (name, value) in [
+        ("day", &yesterday),
+        ("hour", &last_hour),
+        ("minute", &last_minute),
+        ("month", &last_month),
+    ] {
+        let mut example = Mapping::new();
+        example.insert("value".into(), Value::String(value.clone()));
+        datetime_examples.insert(name.into(), Value::Mapping(example));
+    }
+    let patch = |parameter: &mut Value| {
+        let Some(parameter) = parameter.as_mapping_mut() else {
+            return;
+        };
+        let name = parameter
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match name.as_deref() {
+            Some("datetime") => {
+                parameter.insert("examples".into(), Value::Mapping(datetime_examples.clone()));
+            }
+            Some("sort") => {
+                parameter.remove("example");
+                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_mapping_mut) {
+                    schema.remove("example");
+                }
+            }
+            Some("month") | Some("day") => {
+                let value = if name.as_deref() == Some("month") {
+                    &last_month
+                } else {
+                    &yesterday
+                };
+                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_mapping_mut) {
+                    schema.insert("example".into(), Value::String(value.clone()));
+                }
+            }
+            _ => {}
+        }
+    };
+    if let Some(parameters) = spec
+        .get_mut("components")
+        .and_then(|c| c.get_mut("parameters"))
+        .and_then(Value::as_mapping_mut)
+    {
+        for (_, parameter) in parameters.iter_mut() {
+            patch(parameter);
+        }
+    }
+    if let Some(paths) = spec.get_mut("paths").and_then(Value::as_mapping_mut) {
+        for (_, item) in paths.iter_mut() {
+            let Some(item) = item.as_mapping_mut() else {
+                continue;
+            };
+            for (_, operation) in item.iter_mut() {
+                if let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_sequence_mut)
+                {
+                    parameters.iter_mut().for_each(&patch);
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&spec)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }
 
 async fn swagger_ui_index() -> HttpResponse {

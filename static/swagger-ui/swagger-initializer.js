@@ -1,9 +1,11 @@
 // acctstream's own Swagger UI set-up (the rest of this directory is the
 // unmodified swagger-ui-dist package). It loads the spec the service serves
-// itself; nothing is fetched from anywhere else.
+// itself; nothing is fetched from anywhere else. `examples=today` makes the
+// examples "Try it out" starts from valid today (yesterday's day window, no
+// sort), so that the first try on the demo shows data.
 window.onload = function () {
   window.ui = SwaggerUIBundle({
-    url: new URL("../v3/api-docs", window.location.href).href,
+    url: new URL("../v3/api-docs?examples=today", window.location.href).href,
     dom_id: "#swagger-ui",
     deepLinking: true,
     presets: [SwaggerUIBundle.presets.apis],

@@ -699,3 +699,85 @@ fn each_kinds_ingest_schema_matches_its_fields() {
         assert!(post.is_object(), "{} is not documented", route.path);
     }
 }
+
+/// Issue 11, item 8: what Swagger UI loads has examples valid today, so the
+/// first "Try it out" of a window shows data: the `datetime` example is
+/// yesterday's day (the `period` example is `day`) and `sort` has none.
+#[actix_web::test]
+async fn swagger_ui_examples_are_valid_today() {
+    let app = spawn_app().await;
+    let client = app.client();
+    let mut init = client
+        .get(format!("{}/swagger-ui/swagger-initializer.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    let init = String::from_utf8(body_of(&mut init).await).unwrap();
+    assert!(init.contains("v3/api-docs?examples=today"), "{init}");
+
+    let mut response = client
+        .get(format!("{}/v3/api-docs?examples=today", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spec: Value = serde_json::from_slice(&body_of(&mut response).await).unwrap();
+    let now = chrono::Utc::now();
+    let yesterday = (now - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let parameters = &spec["components"]["parameters"];
+    assert_eq!(parameters["period"]["schema"]["example"], "day");
+    let datetime = &parameters["datetime"]["examples"];
+    // The first example is the one "Try it out" starts from.
+    let (first, value) = datetime.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(
+        (first.as_str(), &value["value"]),
+        ("day", &Value::from(yesterday.clone()))
+    );
+    assert!(parameters["sort"].get("example").is_none());
+    assert!(parameters["sort"]["schema"].get("example").is_none());
+    assert_eq!(parameters["day"]["schema"]["example"], yesterday);
+    // The inline datetime of the events window too.
+    let inline = spec["paths"]["/api/v1/statistics/events/{period}/{datetime}"]["get"]
+        ["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "datetime")
+        .unwrap()
+        .clone();
+    assert_eq!(inline["examples"]["day"]["value"], yesterday);
+
+    // The window those defaults name has data when yesterday has events.
+    app.insert(&[crate::helpers::event(
+        &format!("{yesterday}T12:00:00Z"),
+        "u",
+    )])
+    .await;
+    let mut response = app
+        .get(&format!("/api/v1/statistics/events/day/{yesterday}"))
+        .send()
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&body_of(&mut response).await).unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 1);
+
+    // Without the parameter: the document as it is; anything else is a 400.
+    let mut plain = client
+        .get(format!("{}/v3/api-docs", app.address))
+        .send()
+        .await
+        .unwrap();
+    let plain: Value = serde_json::from_slice(&body_of(&mut plain).await).unwrap();
+    assert_eq!(
+        plain["components"]["parameters"]["sort"]["schema"]["example"],
+        "-"
+    );
+    let response = client
+        .get(format!("{}/v3/api-docs?examples=tomorrow", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
