@@ -236,8 +236,9 @@ impl Window {
 
     /// Returns the latest complete window before `now` for `period` and `direction`.
     ///
-    /// Ascending windows start one period before the start of the current minute, hour, day or
-    /// month (weeks: seven days before the start of today); descending windows end at that start.
+    /// Ascending windows start one period before the start of the current minute, hour, day,
+    /// ISO 8601 week (Monday 00:00 UTC) or month; descending windows end at that start. So the
+    /// latest week is the last complete calendar week, Monday to Monday.
     pub fn latest(
         period: Period,
         direction: Direction,
@@ -247,7 +248,12 @@ impl Window {
         let start: Option<NaiveDateTime> = match period {
             Period::Minute => date.and_hms_opt(now.hour(), now.minute(), 0),
             Period::Hour => date.and_hms_opt(now.hour(), 0, 0),
-            Period::Day | Period::Week => date.and_hms_opt(0, 0, 0),
+            Period::Day => date.and_hms_opt(0, 0, 0),
+            Period::Week => date
+                .checked_sub_days(chrono::Days::new(u64::from(
+                    date.weekday().num_days_from_monday(),
+                )))
+                .and_then(|monday| monday.and_hms_opt(0, 0, 0)),
             Period::Month => date.with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0)),
         };
         let start = start.ok_or(WindowError::OutOfRange)?.and_utc();
@@ -827,7 +833,9 @@ mod tests {
             (Period::Minute, "2026-11-22T15:36", "2026-11-22T15:37"),
             (Period::Hour, "2026-11-22T14", "2026-11-22T15"),
             (Period::Day, "2026-11-21", "2026-11-22"),
-            (Period::Week, "2026-11-15", "2026-11-22"),
+            // 2026-11-22 is a Sunday: the last complete ISO week is Monday
+            // 2026-11-09 to Monday 2026-11-16.
+            (Period::Week, "2026-11-09", "2026-11-16"),
             (Period::Month, "2026-10", "2026-11"),
         ];
         for &(p, a, d) in cases {
@@ -842,6 +850,10 @@ mod tests {
             assert!(wa.bounds().1 <= now);
             assert_eq!(wa.bounds(), wd.bounds());
         }
+        // On a Monday the week that just ended is the latest.
+        let monday = utc(2026, 11, 23, 0, 0);
+        let week = Window::latest(Period::Week, Direction::Ascending, monday).unwrap();
+        assert_eq!(week.canonical_datetime(), "2026-11-16");
         let month_start_jan = utc(2026, 1, 1, 0, 0);
         assert_eq!(
             Window::latest(Period::Month, Direction::Ascending, month_start_jan)

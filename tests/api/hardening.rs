@@ -352,3 +352,30 @@ async fn cors_for_configured_origins_and_options_with_allow() {
         assert_eq!(response.headers().get("allow").unwrap(), allow, "{path}");
     }
 }
+
+/// Item 14: the latest week is the last complete ISO 8601 week, Monday
+/// 00:00 UTC to Monday, and its links step a week at a time.
+#[actix_web::test]
+async fn the_latest_week_is_the_last_iso_week() {
+    use chrono::{Datelike, Duration, Utc};
+    let app = spawn_app().await;
+    let today = Utc::now().date_naive();
+    let this_monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let last_monday = this_monday - Duration::days(7);
+    let (status, _, body) = answer(&app, "/api/v1/statistics/events/week", &[]).await;
+    assert_eq!(status, 200);
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        json["links"]["self"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/week/{last_monday}")),
+        "{}",
+        json["links"]
+    );
+    assert!(json["links"]["next"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/week/{this_monday}")));
+    assert_eq!(last_monday.weekday(), chrono::Weekday::Mon);
+}

@@ -105,3 +105,54 @@ async fn client_disconnect_cancels_the_query_and_frees_the_connection() {
     let json: Value = serde_json::from_slice(&body_of(&mut again).await).unwrap();
     assert_eq!(json["events"].as_array().unwrap().len(), 60_000);
 }
+
+/// Issue 11, item 2: a slow reader that leaves (a graceful close, nothing
+/// left unread, so a FIN rather than a reset) frees its database backend
+/// within a second: the query is cancelled and the connection is back in
+/// the pool (measured with `pg_stat_activity`).
+#[actix_web::test]
+async fn a_slow_reader_that_leaves_frees_its_backend_within_a_second() {
+    let app = spawn_app().await;
+    app.insert_many("2021-04-10T00:00:00Z", ROWS).await;
+    for encoding in ["identity", "gzip"] {
+        let mut socket = app
+            .open_raw(
+                BIG_WINDOW,
+                &[("Accept", "text/csv"), ("Accept-Encoding", encoding)],
+            )
+            .await;
+        // Read slowly for a while: the server blocks on us, the query waits.
+        let mut buffer = vec![0u8; 4096];
+        for _ in 0..20 {
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0);
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(app.running_event_queries().await, 1, "{encoding}");
+        // Then drain what has arrived and leave.
+        let mut big = vec![0u8; 1 << 20];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(20), socket.read(&mut big)).await
+        {
+            if n == 0 {
+                break;
+            }
+        }
+        let left = std::time::Instant::now();
+        drop(socket);
+        eventually("the query is cancelled", || async {
+            app.running_event_queries().await == 0
+        })
+        .await;
+        eventually("the connection is back in the pool", || async {
+            let status = app.pool.status();
+            status.available == status.size
+        })
+        .await;
+        let took = left.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{encoding}: the backend was busy {took:?} after the client left"
+        );
+    }
+}
