@@ -279,7 +279,7 @@ pub(super) async fn run_demo(
         };
         let trickle = tokio::spawn(demo::trickle(trickle_pool.clone(), stopped()));
         let client_trickle = tokio::spawn(demo::client::trickle(trickle_pool, stopped()));
-        let banner = |base: &str| print_demo_banner(base, &token, &write_token);
+        let banner = |base: &str| println!("{}", demo_banner(base, &token, &write_token));
         let served = serve_with(
             common,
             args,
@@ -350,11 +350,13 @@ async fn seed_or_top_up(
     Ok(())
 }
 
-fn print_demo_banner(base: &str, token: &str, write_token: &str) {
+/// What `demo` prints once it listens: the tokens and example commands,
+/// every one of them valid today (current times, a fresh `eventId`).
+fn demo_banner(base: &str, token: &str, write_token: &str) -> String {
     let day = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
     let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     let month = Utc::now().format("%Y-%m");
-    println!(
+    format!(
         r#"
 acctstream demo is running at {base}  (Ctrl-C stops it)
 
@@ -377,7 +379,7 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
     curl -H "Authorization: Bearer $W" -H 'Content-Type: application/x-ndjson' --data-binary @- '{base}/api/v1/events'
   # {{"received":1,"inserted":1,"duplicates":0}}   (started at {now})
 "#
-    );
+    )
 }
 
 /// Reads a secret kept in the data directory, creating a random one (32
@@ -522,4 +524,31 @@ fn fallback_cluster_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
     let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
     let name: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     std::path::Path::new("/var/tmp").join(format!("acctstream-{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11, item 7: the demo's examples do something useful on any day:
+    /// no fixed dates or event IDs; the answer to expect is shown.
+    #[test]
+    fn the_demo_banner_examples_are_current() {
+        let banner = demo_banner("http://127.0.0.1:8080", "read-token", "write-token");
+        assert!(banner.contains("export T=read-token") && banner.contains("export W=write-token"));
+        assert!(
+            banner.contains("$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
+            "{banner}"
+        );
+        assert!(
+            banner.contains(r#"\"eventId\":\"demo-$(date +%s%N)\""#),
+            "{banner}"
+        );
+        assert!(!banner.contains("2021-"), "{banner}");
+        assert!(
+            banner.contains(r#"{"received":1,"inserted":1,"duplicates":0}"#),
+            "{banner}"
+        );
+        assert!(banner.contains("/api/v1/statistics/client-events/summary/hour"));
+    }
 }

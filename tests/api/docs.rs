@@ -781,3 +781,31 @@ async fn swagger_ui_examples_are_valid_today() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+/// Issue 11, item 7: the README's ingest examples post current events with a
+/// fresh `eventId` (a fixed date would be deleted by retention, a fixed ID
+/// silently skipped on a rerun), and show the answer to expect.
+#[test]
+fn readme_ingest_examples_are_current() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut posts = 0;
+    for block in readme.split("```sh").skip(1) {
+        let block = block.split("```").next().unwrap();
+        if !block.contains("--data-binary") {
+            continue;
+        }
+        posts += 1;
+        assert!(
+            block.contains("$(date"),
+            "an ingest example with a fixed time:\n{block}"
+        );
+        assert!(!block.contains(r#""timestamp":"20"#), "{block}");
+        assert!(!block.contains(r#""eventId":"evt-1""#), "{block}");
+        assert!(
+            block.contains(r#""inserted":"#),
+            "no answer shown:\n{block}"
+        );
+    }
+    assert!(posts >= 2, "the README should show ingest for both kinds");
+}
