@@ -8,7 +8,6 @@
 
 use super::*;
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
@@ -69,11 +68,6 @@ const LAST_NAMES: [&str; 16] = [
     "Silva",
     "Brown",
 ];
-
-const INSERT_SQL: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
-                          auth_method_name, auth_request_origin, user_id) \
-                          SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], \
-                          $4::text[], $5::text[])";
 
 /// The user population, applications and method mix, plus the random stream drawing from them.
 struct Generator {
@@ -276,16 +270,6 @@ pub async fn backfill(
     copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
 
-/// One second's worth of trickle events, ready to bind as arrays.
-#[derive(Default)]
-struct TrickleBatch {
-    occurred_at: Vec<DateTime<Utc>>,
-    method_types: Vec<&'static str>,
-    method_names: Vec<&'static str>,
-    origins: Vec<String>,
-    users: Vec<String>,
-}
-
 /// Keeps inserting a few events every second, stamped with the current time, until `shutdown`
 /// resolves; the rate follows the daily rhythm (2–30 per second).
 ///
@@ -296,94 +280,19 @@ pub async fn trickle(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
     let start_us = Utc::now().timestamp_micros();
-    let mut generator = Generator::new(
+    let generator = Generator::new(
         DEFAULT_RNG_SEED,
         DEFAULT_USERS,
         event_seed(start_us as u64).rotate_left(17),
     );
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u32;
-    let mut batch = TrickleBatch::default();
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            _ = interval.tick() => {}
-        }
-        let now_us = Utc::now().timestamp_micros();
-        let rate = trickle_rate(now_us) * generator.rng.gen_range(0.6..1.4);
-        let count = (rate.round() as usize).max(1);
-        let mut times: Vec<i64> = (0..count)
-            .map(|_| now_us - generator.rng.gen_range(0..MICROS_PER_SECOND))
-            .collect();
-        times.sort_unstable();
-        batch.occurred_at.clear();
-        batch.method_types.clear();
-        batch.method_names.clear();
-        batch.origins.clear();
-        batch.users.clear();
-        for t in times {
-            let occurred_at =
-                DateTime::from_timestamp_micros(t).ok_or(DemoError::TimeOutOfRange(t))?;
-            let (method, application, user) = generator.pick();
-            batch.occurred_at.push(occurred_at);
-            batch.method_types.push(METHODS[method].0);
-            batch.method_names.push(METHODS[method].1);
-            batch
-                .origins
-                .push(generator.applications[application].clone());
-            batch.users.push(generator.users[user].clone());
-        }
-        let outcome = tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            outcome = insert_batch(&pool, &batch) => outcome,
-        };
-        match outcome {
-            Ok(()) => failures = 0,
-            Err(last) => {
-                failures += 1;
-                tracing::warn!(error = %last, failures, "demo trickle could not insert events");
-                if failures >= TRICKLE_MAX_FAILURES {
-                    return Err(DemoError::TrickleFailed { failures, last });
-                }
-            }
-        }
-    }
-}
-
-/// Inserts one trickle batch; errors come back as text for the log.
-async fn insert_batch(pool: &deadpool_postgres::Pool, batch: &TrickleBatch) -> Result<(), String> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| format!("cannot get a connection: {e}"))?;
-    let statement = client
-        .prepare_cached(INSERT_SQL)
-        .await
-        .map_err(|e| describe(&e))?;
-    client
-        .execute(
-            &statement,
-            &[
-                &batch.occurred_at,
-                &batch.method_types,
-                &batch.method_names,
-                &batch.origins,
-                &batch.users,
-            ],
-        )
-        .await
-        .map_err(|e| describe(&e))?;
-    Ok(())
+    trickle_records(pool, generator, 1.0, shutdown).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::demo::test_db::{connect, fresh_database};
+    use std::time::Duration;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -5,7 +5,6 @@
 //! around roams. Follows the same daily rhythm as the authentication events.
 
 use std::future::Future;
-use std::time::Duration;
 
 use super::*;
 use crate::core::{
@@ -13,7 +12,7 @@ use crate::core::{
     ingest::{IngestSchema, Record, Value, MAX_FIELDS},
     pseudonym::Pseudonymiser,
 };
-use crate::db::{directory::Entries, ingest::CopyWriter};
+use crate::db::directory::Entries;
 use crate::kinds::client::INGEST;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
@@ -410,65 +409,8 @@ pub async fn trickle(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
     let start_us = Utc::now().timestamp_micros();
-    let mut generator = Generator::new(DEFAULT_RNG_SEED, (start_us as u64).rotate_left(29));
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u32;
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            _ = interval.tick() => {}
-        }
-        let now_us = Utc::now().timestamp_micros();
-        let count = (trickle_rate(now_us) / 4.0 * generator.rng.gen_range(0.6..1.4))
-            .round()
-            .max(1.0) as usize;
-        let mut times: Vec<i64> = (0..count)
-            .map(|_| now_us - generator.rng.gen_range(0..MICROS_PER_SECOND))
-            .collect();
-        times.sort_unstable();
-        let outcome = tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            outcome = insert(&pool, &mut generator, &times) => outcome,
-        };
-        match outcome {
-            Ok(()) => failures = 0,
-            Err(last) => {
-                failures += 1;
-                tracing::warn!(error = %last, failures, "demo trickle could not insert client events");
-                if failures >= TRICKLE_MAX_FAILURES {
-                    return Err(DemoError::TrickleFailed { failures, last });
-                }
-            }
-        }
-    }
-}
-
-async fn insert(
-    pool: &deadpool_postgres::Pool,
-    generator: &mut Generator,
-    times: &[i64],
-) -> Result<(), String> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| format!("cannot get a connection: {e}"))?;
-    let mut writer = CopyWriter::start(&client, &INGEST)
-        .await
-        .map_err(|e| describe(&e))?;
-    for &t in times {
-        let at =
-            DateTime::from_timestamp_micros(t).ok_or_else(|| format!("time {t} out of range"))?;
-        writer
-            .write(&generator.record(at))
-            .await
-            .map_err(|e| describe(&e))?;
-    }
-    writer.finish().await.map_err(|e| describe(&e))?;
-    Ok(())
+    let generator = Generator::new(DEFAULT_RNG_SEED, (start_us as u64).rotate_left(29));
+    trickle_records(pool, generator, 0.25, shutdown).await
 }
 
 #[cfg(test)]

@@ -293,6 +293,77 @@ fn trickle_rate(t_us: i64) -> f64 {
     TRICKLE_MIN_RATE + (TRICKLE_MAX_RATE - TRICKLE_MIN_RATE) * rate_weight(t_us) / peak
 }
 
+/// Keeps inserting records of `generator` every second until `shutdown`
+/// resolves, stamped within the last second, `share` times the
+/// authentication-event rate (which follows the daily rhythm, 2–30 per
+/// second), at least one. A failed second is logged and retried; after 60
+/// failures in a row the trickle gives up with [`DemoError::TrickleFailed`].
+async fn trickle_records<S: Source>(
+    pool: deadpool_postgres::Pool,
+    mut generator: S,
+    share: f64,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let now_us = Utc::now().timestamp_micros();
+        let rate = trickle_rate(now_us) * share * generator.rng().gen_range(0.6..1.4);
+        let count = (rate.round() as usize).max(1);
+        let mut times: Vec<i64> = (0..count)
+            .map(|_| now_us - generator.rng().gen_range(0..MICROS_PER_SECOND))
+            .collect();
+        times.sort_unstable();
+        let outcome = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            outcome = insert_second(&pool, &mut generator, &times) => outcome,
+        };
+        match outcome {
+            Ok(()) => failures = 0,
+            Err(last) => {
+                failures += 1;
+                tracing::warn!(table = S::SCHEMA.table, error = %last, failures, "demo trickle could not insert records");
+                if failures >= TRICKLE_MAX_FAILURES {
+                    return Err(DemoError::TrickleFailed { failures, last });
+                }
+            }
+        }
+    }
+}
+
+/// Inserts one second of trickle records; errors come back as text for the log.
+async fn insert_second<S: Source>(
+    pool: &deadpool_postgres::Pool,
+    generator: &mut S,
+    times: &[i64],
+) -> Result<(), String> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| format!("cannot get a connection: {e}"))?;
+    let mut writer = CopyWriter::start(&client, S::SCHEMA)
+        .await
+        .map_err(|e| describe(&e))?;
+    for &t in times {
+        let at =
+            DateTime::from_timestamp_micros(t).ok_or_else(|| format!("time {t} out of range"))?;
+        writer
+            .write(&generator.record(at))
+            .await
+            .map_err(|e| describe(&e))?;
+    }
+    writer.finish().await.map_err(|e| describe(&e))?;
+    Ok(())
+}
+
 /// A private cluster for the demo generators' tests, a fresh migrated
 /// database per test.
 #[cfg(test)]

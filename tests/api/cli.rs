@@ -65,32 +65,7 @@ fn serve_with_embedded_postgres_answers_and_stops_cleanly_on_sigterm() {
         .prefix("acctstream-cli-")
         .tempdir_in("/tmp")
         .unwrap();
-    let mut child = acctstream()
-        .arg("serve")
-        .env("ACCTSTREAM_DATA_DIR", dir.path())
-        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
-        .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
-        .env("ACCTSTREAM_API_TOKENS", "cli-token")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        assert!(Instant::now() < deadline, "serve did not start listening");
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line
-            .split("address=")
-            .nth(1)
-            .filter(|_| line.contains("listening"))
-        {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, address, drain) = spawn_serve(dir.path());
 
     let response = http_get(
         &address,
@@ -115,6 +90,44 @@ fn serve_with_embedded_postgres_answers_and_stops_cleanly_on_sigterm() {
     );
     let log = drain.join().unwrap().join("\n");
     assert!(log.contains("embedded PostgreSQL stopped"), "{log}");
+}
+
+/// Starts `acctstream serve` on an embedded cluster in `data_dir` (port 0),
+/// waits until it listens, and returns it with its address and a thread
+/// draining its log (so it never blocks on a full pipe).
+fn spawn_serve(
+    data_dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let mut child = acctstream()
+        .arg("serve")
+        .env("ACCTSTREAM_DATA_DIR", data_dir)
+        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+        .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
+        .env("ACCTSTREAM_API_TOKENS", "cli-token")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        assert!(Instant::now() < deadline, "serve did not start listening");
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line
+            .split("address=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
+            break rest.trim().to_owned();
+        }
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    (child, address, drain)
 }
 
 fn http_get(address: &str, path: &str, token: &str) -> String {
@@ -203,27 +216,7 @@ fn admin_commands_use_the_cluster_of_a_running_server() {
         .prefix("acctstream-cli-")
         .tempdir_in("/tmp")
         .unwrap();
-    let mut child = acctstream()
-        .arg("serve")
-        .env("ACCTSTREAM_DATA_DIR", dir.path())
-        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
-        .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
-        .env("ACCTSTREAM_API_TOKENS", "cli-token")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "serve did not start listening");
-        let line = lines.next().expect("serve exited early").unwrap();
-        if line.contains("listening") {
-            break;
-        }
-    }
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (mut child, _address, drain) = spawn_serve(dir.path());
 
     let run = |args: &[&str]| {
         acctstream()

@@ -86,9 +86,9 @@ fn start_cluster(dir: std::path::PathBuf) -> EmbeddedPostgres {
     .expect("start a private PostgreSQL")
 }
 
-#[actix_web::test]
-async fn readyz_follows_the_database_down_and_up_again_without_a_restart() {
-    // A cluster of our own: the shared one must not be stopped.
+/// A migrated cluster of the test's own (the shared one must not be
+/// stopped): its directory, the running server and its `postgres` database.
+async fn own_cluster() -> (std::path::PathBuf, EmbeddedPostgres, tokio_postgres::Config) {
     let dir = test_cluster_dir().unwrap();
     let pg = {
         let dir = dir.clone();
@@ -97,10 +97,14 @@ async fn readyz_follows_the_database_down_and_up_again_without_a_restart() {
             .unwrap()
     };
     let config = pg.pg_config("postgres");
-    {
-        let mut client = connect(&config).await;
-        db::migrate::run(&mut client).await.unwrap();
-    }
+    let mut client = connect(&config).await;
+    db::migrate::run(&mut client).await.unwrap();
+    (dir, pg, config)
+}
+
+#[actix_web::test]
+async fn readyz_follows_the_database_down_and_up_again_without_a_restart() {
+    let (dir, pg, config) = own_cluster().await;
     let app = spawn_app_on("postgres".into(), config.clone(), AppOptions::default()).await;
     let (status, _) = get_plain(&app, "/readyz").await;
     assert_eq!(status, 200);
@@ -346,18 +350,7 @@ async fn metrics_token_protects_metrics_when_set() {
 /// next requests succeed without restarting the service.
 #[actix_web::test]
 async fn a_database_restart_is_503_then_recovers_on_every_route() {
-    let dir = test_cluster_dir().unwrap();
-    let pg = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || start_cluster(dir))
-            .await
-            .unwrap()
-    };
-    let config = pg.pg_config("postgres");
-    {
-        let mut client = connect(&config).await;
-        db::migrate::run(&mut client).await.unwrap();
-    }
+    let (dir, pg, config) = own_cluster().await;
     let app = spawn_app_on("postgres".into(), config.clone(), AppOptions::default()).await;
     let ingest_body = r#"{"timestamp":"2021-04-10T00:00:00Z","authMethodType":"A","authMethodName":"a","authRequestOrigin":"o","userId":"u"}"#;
     // Every route kind, with a connection each from the pool.
