@@ -8,8 +8,11 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, in a layer of their own that is reused while
-# Cargo.toml and Cargo.lock stay the same: build them with empty sources.
+# Cargo.toml, Cargo.lock and the workspace's other crate (crates/: the
+# embedded PostgreSQL, rarely changed) stay the same: build them with empty
+# sources of the service.
 COPY Cargo.toml Cargo.lock ./
+COPY crates crates
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
