@@ -103,6 +103,30 @@ client_csv_s=$(for _ in $(seq "$RUNS"); do http_run text/csv "$CLIENT_BASE"; don
 client_json_s=$(for _ in $(seq "$RUNS"); do http_run application/json "$CLIENT_BASE"; done | best)
 client_ndjson_s=$(for _ in $(seq "$RUNS"); do http_run application/x-ndjson "$CLIENT_BASE"; done | best)
 
+# CPU time (user + system, clock ticks) of the service, and of every
+# PostgreSQL process (the one backend streaming dominates; the others idle).
+TICK=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pg_ticks() {
+    local sum=0 pid
+    for pid in $(pgrep -x postgres); do
+        sum=$((sum + $(ticks "$pid" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
+# µs of CPU per row for one download: "<service> <database>".
+cpu_per_row() {  # $1 = Accept, $2 = base URL, $3 = rows
+    local s0 d0 s1 d1
+    s0=$(ticks "$SERVER"); d0=$(pg_ticks)
+    http_run "$1" "$2" >/dev/null
+    s1=$(ticks "$SERVER"); d1=$(pg_ticks)
+    echo "$(calc "round(($s1 - $s0) * 1e6 / $TICK / $3, 2)") $(calc "round(($d1 - $d0) * 1e6 / $TICK / $3, 2)")"
+}
+read -r cpu_csv_s cpu_csv_db < <(cpu_per_row text/csv "$BASE" "$week_rows")
+read -r cpu_json_s cpu_json_db < <(cpu_per_row application/json "$BASE" "$week_rows")
+read -r cpu_client_csv_s cpu_client_csv_db < <(cpu_per_row text/csv "$CLIENT_BASE" "$client_week_rows")
+read -r cpu_client_json_s cpu_client_json_db < <(cpu_per_row application/json "$CLIENT_BASE" "$client_week_rows")
+
 reset_peak() { echo 5 > /proc/$SERVER/clear_refs; }
 peak_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$SERVER/status; }
 
@@ -136,6 +160,11 @@ Wi-Fi client events (28 columns):
   service CSV, week                      $client_csv_rate rows/s   ratio $(ratio "$client_csv_rate" "$client_copy_rate")
   service JSON, week                     $client_json_rate rows/s   ratio $(ratio "$client_json_rate" "$client_copy_rate")
   service NDJSON, week                   $client_ndjson_rate rows/s   ratio $(ratio "$client_ndjson_rate" "$client_copy_rate")
+CPU per row (µs; service / PostgreSQL, one download each):
+  events CSV                             $cpu_csv_s / $cpu_csv_db   (service/db $(ratio "$cpu_csv_s" "$cpu_csv_db"))
+  events JSON                            $cpu_json_s / $cpu_json_db   (service/db $(ratio "$cpu_json_s" "$cpu_json_db"))
+  client events CSV                      $cpu_client_csv_s / $cpu_client_csv_db   (service/db $(ratio "$cpu_client_csv_s" "$cpu_client_csv_db"))
+  client events JSON                     $cpu_client_json_s / $cpu_client_json_db   (service/db $(ratio "$cpu_client_json_s" "$cpu_client_json_db"))
 authentication events, month:
   month CSV: time to first byte          $(calc "round($ttfb * 1000)") ms   (target <= 100), whole month in ${month_s}s
   peak RSS, month at full speed          $rss_fast MB   (target <= 64)
