@@ -91,6 +91,9 @@ pub struct RecordEncoder {
     keys: Vec<Box<[u8]>>,
     /// A field of the current JSON row has been written (the next needs a comma).
     row_has_field: bool,
+    /// The last timestamp's whole second, formatted: consecutive rows mostly
+    /// share it, so the calendar is worked out once per second, not per row.
+    seconds: SecondCache,
     /// The CSV formula guard applies to each column.
     guarded: Vec<bool>,
     /// Rows begun so far.
@@ -200,6 +203,7 @@ impl RecordEncoder {
             guard,
             keys,
             row_has_field: false,
+            seconds: SecondCache::default(),
             guarded,
             rows: 0,
             column: 0,
@@ -255,7 +259,7 @@ impl RecordEncoder {
                 }
                 Value::Float(_) => {}
                 Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
-                Value::Timestamp(t) => write_timestamp(buf, t),
+                Value::Timestamp(t) => self.seconds.write(buf, t),
             }
             return;
         }
@@ -276,7 +280,7 @@ impl RecordEncoder {
             Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
             Value::Timestamp(t) => {
                 buf.put_u8(b'"');
-                write_timestamp(buf, t);
+                self.seconds.write(buf, t);
                 buf.put_u8(b'"');
             }
         }
@@ -461,6 +465,50 @@ fn encode_timestamp(ts: DateTime<Utc>) -> ([u8; TIMESTAMP_MAX], usize) {
         put_digits(&mut out, &mut at, micros, width);
     }
     (out, at)
+}
+
+/// [`write_timestamp`] with the formatted whole second of the last call
+/// remembered: rows in time order share it, and only the fraction is new.
+#[derive(Debug, Default)]
+struct SecondCache {
+    /// The Unix second formatted in `text[..len]`, if any.
+    second: Option<i64>,
+    text: [u8; TIMESTAMP_MAX],
+    len: usize,
+}
+
+impl SecondCache {
+    fn write(&mut self, out: &mut BytesMut, ts: DateTime<Utc>) {
+        let nanos = ts.timestamp_subsec_nanos();
+        // A leap second (nanos >= 1e9) takes the full path.
+        if nanos >= 1_000_000_000 {
+            write_timestamp(out, ts);
+            return;
+        }
+        let second = ts.timestamp();
+        if self.second != Some(second) {
+            let whole = ts - chrono::TimeDelta::nanoseconds(i64::from(nanos));
+            let (text, len) = encode_timestamp(whole);
+            self.text = text;
+            self.len = len;
+            self.second = Some(second);
+        }
+        out.put_slice(&self.text[..self.len]);
+        let mut micros = nanos / 1_000;
+        if micros != 0 {
+            let mut width = 6;
+            while micros % 10 == 0 {
+                micros /= 10;
+                width -= 1;
+            }
+            let mut digits = [0u8; TIMESTAMP_MAX];
+            let mut at = 0;
+            digits[at] = b'.';
+            at += 1;
+            put_digits(&mut digits, &mut at, micros, width);
+            out.put_slice(&digits[..at]);
+        }
+    }
 }
 
 /// Writes `ts` as `YYYY-MM-DDTHH:MM:SS[.ffffff]` (UTC, no zone suffix).
@@ -985,6 +1033,22 @@ mod tests {
             while s.ends_with('0') && s.contains('.') { s.pop(); }
             if s.ends_with('.') { s.pop(); }
             proptest::prop_assert_eq!(format_timestamp(t), s);
+        }
+
+        #[test]
+        fn the_second_cache_writes_what_format_timestamp_does(
+            start in -62_135_596_800i64..253_402_300_000,
+            steps in proptest::collection::vec((0i64..3, 0u32..1_000_000_000), 1..40),
+        ) {
+            let mut cache = SecondCache::default();
+            let mut secs = start;
+            for (step, nanos) in steps {
+                secs += step;
+                let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
+                let mut out = BytesMut::new();
+                cache.write(&mut out, t);
+                proptest::prop_assert_eq!(std::str::from_utf8(&out).unwrap(), format_timestamp(t));
+            }
         }
 
         #[test]
