@@ -150,11 +150,7 @@ pub(super) async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliEr
     if tokens.is_empty() {
         return Err(ConfigError::NoTokens.into());
     }
-    let public_url = args
-        .public_url
-        .as_deref()
-        .map(config::parse_public_url)
-        .transpose()?;
+    let public_url = args.public_url()?;
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate().await?;
@@ -257,11 +253,7 @@ pub(super) async fn run_demo(
     tokens.add(&token);
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
     tokens.add_scoped(&write_token, config::Scope::READ_WRITE);
-    let public_url = args
-        .public_url
-        .as_deref()
-        .map(config::parse_public_url)
-        .transpose()?;
+    let public_url = args.public_url()?;
 
     let database = Database::open(common, true).await?;
     let result = async {

@@ -279,6 +279,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 impl ServeArgs {
+    /// `ACCTSTREAM_PUBLIC_URL`, checked and without a trailing slash.
+    fn public_url(&self) -> Result<Option<String>, ConfigError> {
+        self.public_url
+            .as_deref()
+            .map(crate::config::parse_public_url)
+            .transpose()
+    }
+
     /// `acctstream` without a subcommand serves with the environment's settings.
     fn parse_env() -> ServeArgs {
         #[derive(Parser)]

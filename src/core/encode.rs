@@ -453,18 +453,25 @@ fn encode_timestamp(ts: DateTime<Utc>) -> ([u8; TIMESTAMP_MAX], usize) {
     let nanos = time.nanosecond();
     let leap = u32::from(nanos >= 1_000_000_000);
     put_digits(&mut out, &mut at, time.second() + leap, 2);
-    let mut micros = (nanos % 1_000_000_000) / 1_000;
-    if micros != 0 {
-        let mut width = 6;
-        while micros % 10 == 0 {
-            micros /= 10;
-            width -= 1;
-        }
-        out[at] = b'.';
-        at += 1;
-        put_digits(&mut out, &mut at, micros, width);
-    }
+    put_fraction(&mut out, &mut at, nanos % 1_000_000_000);
     (out, at)
+}
+
+/// Writes `.` and the microseconds of `nanos` (truncated, trailing zeros
+/// trimmed) at `*at`, or nothing when they are zero.
+fn put_fraction(out: &mut [u8; TIMESTAMP_MAX], at: &mut usize, nanos: u32) {
+    let mut micros = nanos / 1_000;
+    if micros == 0 {
+        return;
+    }
+    let mut width = 6;
+    while micros % 10 == 0 {
+        micros /= 10;
+        width -= 1;
+    }
+    out[*at] = b'.';
+    *at += 1;
+    put_digits(out, at, micros, width);
 }
 
 /// [`write_timestamp`] with the formatted whole second of the last call
@@ -494,20 +501,10 @@ impl SecondCache {
             self.second = Some(second);
         }
         out.put_slice(&self.text[..self.len]);
-        let mut micros = nanos / 1_000;
-        if micros != 0 {
-            let mut width = 6;
-            while micros % 10 == 0 {
-                micros /= 10;
-                width -= 1;
-            }
-            let mut digits = [0u8; TIMESTAMP_MAX];
-            let mut at = 0;
-            digits[at] = b'.';
-            at += 1;
-            put_digits(&mut digits, &mut at, micros, width);
-            out.put_slice(&digits[..at]);
-        }
+        let mut fraction = [0u8; TIMESTAMP_MAX];
+        let mut at = 0;
+        put_fraction(&mut fraction, &mut at, nanos);
+        out.put_slice(&fraction[..at]);
     }
 }
 
