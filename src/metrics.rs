@@ -123,6 +123,7 @@ pub struct Metrics {
     pool_max_size: Gauge,
     ingest: Family<OutcomeLabels, Counter>,
     ingest_paths: Family<PathLabels, Counter>,
+    radius: Family<OutcomeLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -153,6 +154,7 @@ impl Metrics {
             pool_max_size: Gauge::default(),
             ingest: Family::default(),
             ingest_paths: Family::default(),
+            radius: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -210,10 +212,24 @@ impl Metrics {
             "Ingest requests stored, by write path (copy: straight COPY; merge: replayed through the deduplicating insert)",
             metrics.ingest_paths.clone(),
         );
+        registry.register(
+            "radius_requests",
+            "RADIUS accounting requests, by outcome (applied; quarantined: kept in \
+             radius_rejected and acknowledged; refused: a batch answered 400)",
+            metrics.radius.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts RADIUS accounting requests by outcome: `applied`,
+    /// `quarantined` or `refused`.
+    pub fn radius_requests(&self, outcome: &'static str, requests: u64) {
+        self.radius
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc_by(requests);
     }
 
     /// Counts one answered request. `route` is the route template (e.g.

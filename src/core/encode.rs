@@ -128,6 +128,17 @@ pub enum JsonHead<'a> {
         /// Every record of the list, when asked for.
         total: Option<i64>,
     },
+    /// A cursor-paged list in the shape of Django REST framework's
+    /// pagination: `"count":…,"next":…,"previous":…` and the records under
+    /// `"results"` (instead of the kind's envelope).
+    Results {
+        /// Every record of the list.
+        count: i64,
+        /// The next page, if any.
+        next: Option<&'a str>,
+        /// The previous page, if any.
+        previous: Option<&'a str>,
+    },
 }
 
 impl RecordEncoder {
@@ -167,8 +178,28 @@ impl RecordEncoder {
                         }
                         buf.put_u8(b',');
                     }
+                    JsonHead::Results {
+                        count,
+                        next,
+                        previous,
+                    } => {
+                        buf.put_slice(b"{\"count\":");
+                        buf.put_slice(itoa::Buffer::new().format(count).as_bytes());
+                        for (key, link) in [(",\"next\":", next), (",\"previous\":", previous)] {
+                            buf.put_slice(key.as_bytes());
+                            match link {
+                                Some(url) => write_json_str(&mut buf, url),
+                                None => buf.put_slice(b"null"),
+                            }
+                        }
+                        buf.put_u8(b',');
+                    }
                 }
-                write_json_str(&mut buf, kind.envelope);
+                let envelope = match head {
+                    JsonHead::Results { .. } => "results",
+                    _ => kind.envelope,
+                };
+                write_json_str(&mut buf, envelope);
                 buf.put_slice(b":[");
             }
             OutputFormat::Csv => {
@@ -557,6 +588,7 @@ mod tests {
         columns: &COLUMNS,
         filters: &[],
         ingest: None,
+        foreign_writes: false,
     };
 
     fn links() -> NavigationLinks {

@@ -25,6 +25,11 @@ pub enum IdentityType {
     /// An IP address: normalised to its canonical text (RFC 5952 for IPv6)
     /// when it parses, else taken as it is.
     Ip,
+    /// A RADIUS `User-Name` as FreeRADIUS's `rlm_sql` stores it: characters
+    /// outside its safe list escaped as `=XX` (`josé+o'neil@x` is stored
+    /// `josé=2Bo=27neil@x`). Normalised to the real string, so a person has
+    /// one pseudonym in every kind and on every path ([`rlm_sql_unescape`]).
+    RadiusUser,
 }
 
 impl IdentityType {
@@ -32,6 +37,7 @@ impl IdentityType {
     pub fn normalise(self, raw: &str) -> Cow<'_, str> {
         match self {
             IdentityType::User => Cow::Borrowed(raw),
+            IdentityType::RadiusUser => rlm_sql_unescape(raw),
             IdentityType::Mac if is_canonical_mac(raw) => Cow::Borrowed(raw),
             IdentityType::Mac => match parse_mac(raw) {
                 Some(bytes) => {
@@ -57,6 +63,79 @@ impl IdentityType {
             },
         }
     }
+}
+
+impl IdentityType {
+    /// Every text under which a normalised value may be stored in a column
+    /// of this type, for lookups by raw value: a RADIUS user name also in
+    /// `rlm_sql`'s escaped form.
+    pub fn stored_forms(self, normalised: &str) -> Vec<String> {
+        let mut forms = vec![normalised.to_owned()];
+        if self == IdentityType::RadiusUser {
+            let escaped = rlm_sql_escape(normalised);
+            if escaped != normalised {
+                forms.push(escaped);
+            }
+        }
+        forms
+    }
+}
+
+/// The characters FreeRADIUS's `rlm_sql` stores as they are (its default
+/// `safe_characters`); every other single-byte character is written `=XX`,
+/// multi-byte UTF-8 characters pass unchanged.
+const RLM_SQL_SAFE: &[u8] =
+    b"@abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_: /";
+
+/// `text` as `rlm_sql` stores it (see [`RLM_SQL_SAFE`]).
+pub fn rlm_sql_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !RLM_SQL_SAFE.contains(&(c as u8)) {
+            out.push_str(&format!("={:02X}", c as u8));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Undoes `rlm_sql`'s escaping: every `=XX` (two uppercase hex digits of an
+/// ASCII character outside the safe list, as `rlm_sql` writes them) becomes
+/// that character. Text without such a sequence is returned as it is.
+pub fn rlm_sql_unescape(text: &str) -> Cow<'_, str> {
+    fn escaped_at(bytes: &[u8], i: usize) -> Option<u8> {
+        let hex = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        };
+        if bytes.get(i) != Some(&b'=') {
+            return None;
+        }
+        let value = hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?;
+        (value < 0x80 && !RLM_SQL_SAFE.contains(&value)).then_some(value)
+    }
+    let bytes = text.as_bytes();
+    if !(0..bytes.len()).any(|i| escaped_at(bytes, i).is_some()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match escaped_at(bytes, i) {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII bytes replaced ASCII sequences: still UTF-8.
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| text.to_owned()))
 }
 
 /// Parses a MAC address written as six hex pairs separated by `:` or `-`,
@@ -233,6 +312,28 @@ pub fn is_pseudonym(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rlm_sql_escaping_round_trips_and_joins_pseudonyms() {
+        assert_eq!(rlm_sql_escape("josé+o'neil@x"), "josé=2Bo=27neil@x");
+        assert_eq!(rlm_sql_unescape("josé=2Bo=27neil@x"), "josé+o'neil@x");
+        assert!(matches!(rlm_sql_unescape("alice@example.org"), Cow::Borrowed(_)));
+        // `=` itself is escaped by rlm_sql, so a stored `=` always starts an escape;
+        // sequences rlm_sql never writes stay as they are.
+        assert_eq!(rlm_sql_escape("a=b"), "a=3Db");
+        assert_eq!(rlm_sql_unescape("a=3Db"), "a=b");
+        assert_eq!(rlm_sql_unescape("a=41b=zz=2"), "a=41b=zz=2");
+        assert_eq!(
+            IdentityType::RadiusUser.stored_forms("josé+o'neil@x"),
+            vec!["josé+o'neil@x".to_owned(), "josé=2Bo=27neil@x".to_owned()]
+        );
+        assert_eq!(IdentityType::RadiusUser.stored_forms("bob"), vec!["bob"]);
+        let p = Pseudonymiser::new(b"k").unwrap();
+        assert_eq!(
+            pseudonym_of(&p, IdentityType::RadiusUser, "josé=2Bo=27neil@x"),
+            pseudonym_of(&p, IdentityType::User, "josé+o'neil@x")
+        );
+    }
 
     #[test]
     fn mac_notations_normalise_to_one() {

@@ -102,6 +102,24 @@ pub enum TimeModel {
         /// The `timestamptz` column.
         column: &'static str,
     },
+    /// A span (a session): the window holds records that overlap it (started
+    /// before its end, and not stopped before its start), ordered by start.
+    Interval {
+        /// The start (`timestamptz`).
+        start: &'static str,
+        /// The stop (`timestamptz`, NULL while open).
+        stop: &'static str,
+    },
+}
+
+impl TimeModel {
+    /// The column records are ordered by.
+    pub fn order_column(self) -> &'static str {
+        match self {
+            TimeModel::Instant { column } => column,
+            TimeModel::Interval { start, .. } => start,
+        }
+    }
 }
 
 /// The type of a filter's values.
@@ -156,6 +174,10 @@ pub struct Kind {
     pub filters: &'static [Filter],
     /// Where and how producers push records, when they can.
     pub ingest: Option<IngestRoute>,
+    /// Others than acctstream write the table (FreeRADIUS's `rlm_sql`): the
+    /// identity directory catches up with new rows before a lookup by
+    /// pseudonym.
+    pub foreign_writes: bool,
 }
 
 /// The ingest endpoint of a kind.
@@ -189,6 +211,16 @@ pub enum FilterValue {
 pub struct Selection {
     /// `(index into Kind::filters, values)`, only filters that were given.
     pub filters: Vec<(usize, Vec<FilterValue>)>,
+}
+
+impl Selection {
+    /// True when some value is a pseudonym (resolved through the identity
+    /// directory).
+    pub fn has_pseudonyms(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|(_, values)| values.iter().any(|v| matches!(v, FilterValue::Pseudonym(_))))
+    }
 }
 
 /// A filter parameter that could not be used.
@@ -333,6 +365,19 @@ pub struct Listing {
     pub selection: Selection,
     /// The page, for offset paging.
     pub page: Option<Page>,
+    /// Keyset paging: order by the id column alone (stable while rows are
+    /// updated) and start after this id, when set.
+    pub keyset: Option<Keyset>,
+    /// A fixed SQL condition of the calling code (never built from input),
+    /// e.g. "open sessions" in a form an index can serve.
+    pub condition: Option<&'static str>,
+}
+
+/// Keyset paging by the id column, in the listing's direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keyset {
+    /// Only records after this id (in the listing's direction).
+    pub after: Option<i64>,
 }
 
 impl Listing {
@@ -352,23 +397,31 @@ impl Listing {
             }),
             selection,
             page: None,
+            keyset: None,
+            condition: None,
         }
     }
 
     /// ` WHERE …` (or nothing) with its parameter numbers, and the number of
     /// the next parameter.
     pub fn predicate(&self, kind: &Kind) -> (String, usize) {
-        let TimeModel::Instant { column: time } = kind.time;
+        let (first, last) = match kind.time {
+            TimeModel::Instant { column } => (column, column),
+            TimeModel::Interval { start, stop } => (stop, start),
+        };
         let mut terms = Vec::new();
         let mut n = 1;
         if let Some(lower) = self.lower {
             let op = if lower.inclusive { ">=" } else { ">" };
-            terms.push(format!("{time} {op} ${n}"));
+            terms.push(match kind.time {
+                TimeModel::Instant { .. } => format!("{first} {op} ${n}"),
+                TimeModel::Interval { .. } => format!("({first} IS NULL OR {first} {op} ${n})"),
+            });
             n += 1;
         }
         if let Some(upper) = self.upper {
             let op = if upper.inclusive { "<=" } else { "<" };
-            terms.push(format!("{time} {op} ${n}"));
+            terms.push(format!("{last} {op} ${n}"));
             n += 1;
         }
         for (index, values) in &self.selection.filters {
@@ -377,11 +430,25 @@ impl Listing {
                 FilterType::Integer => "int8",
                 FilterType::Text | FilterType::OneOf(_) | FilterType::Identity(_) => "text",
             };
-            terms.push(if values.len() == 1 {
+            // Identity filters always take an array: one value may be
+            // stored in several forms (IdentityType::stored_forms).
+            let array = values.len() > 1 || matches!(filter.ty, FilterType::Identity(_));
+            terms.push(if !array {
                 format!("{} = ${n}::{ty}", filter.column)
             } else {
                 format!("{} = ANY(${n}::{ty}[])", filter.column)
             });
+            n += 1;
+        }
+        if let Some(condition) = self.condition {
+            terms.push(format!("({condition})"));
+        }
+        if let Some(Keyset { after: Some(_) }) = self.keyset {
+            let op = match self.direction {
+                Direction::Ascending => ">",
+                Direction::Descending => "<",
+            };
+            terms.push(format!("{} {op} ${n}", kind.id_column));
             n += 1;
         }
         let mut sql = String::new();
@@ -394,24 +461,39 @@ impl Listing {
 
     /// The query of the records, in order, paged when a page is set.
     pub fn sql(&self, kind: &Kind) -> String {
-        let TimeModel::Instant { column: time } = kind.time;
+        let mut columns = String::new();
+        for (i, column) in kind.columns.iter().enumerate() {
+            if i > 0 {
+                columns.push_str(", ");
+            }
+            columns.push_str(column.sql);
+        }
+        self.select_sql(kind, &columns)
+    }
+
+    /// The query of other columns than the records' over the same rows, in
+    /// the same order.
+    pub fn select_sql(&self, kind: &Kind, columns: &str) -> String {
+        let time = kind.time.order_column();
         let order = match self.direction {
             Direction::Ascending => "",
             Direction::Descending => " DESC",
         };
-        let mut sql = String::from("SELECT ");
-        for (i, column) in kind.columns.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(column.sql);
-        }
+        let mut sql = format!("SELECT {columns}");
         let (predicate, n) = self.predicate(kind);
-        let _ = write!(
-            sql,
-            " FROM {}{predicate} ORDER BY {time}{order}, {}{order}",
-            kind.table, kind.id_column
-        );
+        if self.keyset.is_some() {
+            let _ = write!(
+                sql,
+                " FROM {}{predicate} ORDER BY {}{order}",
+                kind.table, kind.id_column
+            );
+        } else {
+            let _ = write!(
+                sql,
+                " FROM {}{predicate} ORDER BY {time}{order}, {}{order}",
+                kind.table, kind.id_column
+            );
+        }
         if self.page.is_some() {
             let _ = write!(sql, " OFFSET ${n} LIMIT ${}", n + 1);
         }
@@ -520,6 +602,7 @@ mod tests {
         columns: &COLUMNS,
         filters: &FILTERS,
         ingest: None,
+        foreign_writes: false,
     };
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -635,6 +718,8 @@ mod tests {
                 offset: 0,
                 limit: 10,
             }),
+            keyset: None,
+            condition: None,
         };
         assert_eq!(
             history.sql(&KIND),

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod kind;
 pub mod negotiate;
 pub mod pseudonym;
+pub mod radius;
 pub mod report;
 pub mod retention;
 pub mod rollup;

@@ -30,6 +30,20 @@ pub async fn resolve(
     row.map(|r| r.try_get(0)).transpose()
 }
 
+/// Lets the directory catch up with rows of `kind` written by others than
+/// acctstream (see [`crate::core::kind::Kind::foreign_writes`]).
+pub async fn catch_up(
+    pool: &deadpool_postgres::Pool,
+    pseudonymiser: &Pseudonymiser,
+    kind: &crate::core::kind::Kind,
+) -> Result<(), crate::db::DbError> {
+    if kind.foreign_writes {
+        let mut client = pool.get().await?;
+        crate::db::sessions::catch_up_directory(&mut client, pseudonymiser).await?;
+    }
+    Ok(())
+}
+
 /// Distinct identity values to record, with their pseudonyms.
 #[derive(Debug, Default)]
 pub struct Entries {

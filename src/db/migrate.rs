@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_client_event.sql",
         sql: include_str!("../../sql/0006_client_event.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_radacct.sql",
+        sql: include_str!("../../sql/0007_radacct.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -109,6 +114,14 @@ pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError>
         done.push(migration.name);
     }
     tx.commit().await.map_err(bookkeeping)?;
+    // Outside any transaction: built CONCURRENTLY, never blocking
+    // FreeRADIUS's writes to a radacct it owns.
+    crate::db::sessions::ensure_indexes(&*client)
+        .await
+        .map_err(|source| MigrateError {
+            name: "radacct indexes",
+            source,
+        })?;
     Ok(done)
 }
 

@@ -15,6 +15,7 @@ pub mod records;
 pub mod reports;
 pub mod retention;
 pub mod rollup;
+pub mod sessions;
 pub mod summary;
 
 pub use error::{is_unavailable, DbError};

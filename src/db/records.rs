@@ -31,7 +31,7 @@ use crate::{
     core::{
         encode::{FormulaGuard, JsonHead, RecordEncoder, Value, CHUNK_TARGET},
         identity::{IdentityPolicy, IdentityWriter},
-        kind::{ColumnType, FilterValue, Kind, Listing},
+        kind::{ColumnType, FilterType, FilterValue, Keyset, Kind, Listing},
         negotiate::OutputFormat,
     },
     db::{directory, DbError},
@@ -76,7 +76,7 @@ pub async fn open(
 ) -> Result<RecordStream, DbError> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(&listing.sql(kind)).await?;
-    let params = params(&client, listing).await?;
+    let params = params(&client, kind, listing).await?;
     let rows = client
         .query_raw(&statement, params.iter().map(Param::as_sql))
         .await?;
@@ -94,28 +94,60 @@ pub async fn open(
     })
 }
 
-/// How many records the listing has (ignoring its page).
-pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
-    one_value(pool, &listing.count_sql(kind), listing).await
-}
-
-/// Whether the listing has any record (ignoring its page).
-pub async fn exists(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<bool, DbError> {
-    one_value(pool, &listing.exists_sql(kind), listing).await
-}
-
-/// The one value `sql` (over the listing's predicate, without a page) returns.
-async fn one_value<T>(pool: &Pool, sql: &str, listing: &Listing) -> Result<T, DbError>
-where
-    T: for<'a> tokio_postgres::types::FromSql<'a>,
-{
+/// The rows of `SELECT {columns}` over the listing (its filters, bounds,
+/// condition and order), at most `limit`: for answers that are not a
+/// stream of records (a calendar, a page's boundaries).
+pub async fn select(
+    pool: &Pool,
+    kind: &Kind,
+    listing: &Listing,
+    columns: &str,
+    limit: i64,
+) -> Result<Vec<Row>, DbError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(sql).await?;
     let unpaged = Listing {
         page: None,
         ..listing.clone()
     };
-    let params = params(&client, &unpaged).await?;
+    let sql = format!("{} LIMIT {limit}", unpaged.select_sql(kind, columns));
+    let statement = client.prepare_cached(&sql).await?;
+    let params = params(&client, kind, &unpaged).await?;
+    Ok(client
+        .query(
+            &statement,
+            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+        )
+        .await?)
+}
+
+/// How many records the listing has (ignoring its page).
+pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
+    one_value(pool, kind, Listing::count_sql, listing).await
+}
+
+/// Whether the listing has any record (ignoring its page).
+pub async fn exists(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<bool, DbError> {
+    one_value(pool, kind, Listing::exists_sql, listing).await
+}
+
+/// The one value `sql` (over the listing's predicate, without a page) returns.
+async fn one_value<T>(
+    pool: &Pool,
+    kind: &Kind,
+    sql: fn(&Listing, &Kind) -> String,
+    listing: &Listing,
+) -> Result<T, DbError>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let client = pool.get().await?;
+    let unpaged = Listing {
+        page: None,
+        keyset: None,
+        ..listing.clone()
+    };
+    let statement = client.prepare_cached(&sql(&unpaged, kind)).await?;
+    let params = params(&client, kind, &unpaged).await?;
     let row = client
         .query_one(
             &statement,
@@ -151,28 +183,45 @@ impl Param {
 /// The listing's parameters in the order of [`Listing::sql`], with
 /// pseudonyms resolved to the raw values they stand for (an unknown
 /// pseudonym matches nothing).
-async fn params(client: &Object, listing: &Listing) -> Result<Vec<Param>, DbError> {
+async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<Param>, DbError> {
     let mut params = Vec::new();
     params.extend(listing.lower.map(|b| Param::Time(b.at)));
     params.extend(listing.upper.map(|b| Param::Time(b.at)));
-    for (_, values) in &listing.selection.filters {
+    for (index, values) in &listing.selection.filters {
+        let identity = match kind.filters[*index].ty {
+            FilterType::Identity(ty) => Some(ty),
+            _ => None,
+        };
         let mut integers = Vec::new();
         let mut texts = Vec::new();
         for value in values {
-            match value {
-                FilterValue::Integer(n) => integers.push(*n),
-                FilterValue::Text(text) => texts.push(text.clone()),
-                FilterValue::Pseudonym(p) => {
-                    texts.extend(directory::resolve(&***client, p).await?);
+            let raw = match value {
+                FilterValue::Integer(n) => {
+                    integers.push(*n);
+                    continue;
                 }
+                FilterValue::Text(text) => Some(text.clone()),
+                FilterValue::Pseudonym(p) => directory::resolve(&***client, p).await?,
+            };
+            match (identity, raw) {
+                (Some(ty), Some(raw)) => texts.extend(ty.stored_forms(&raw)),
+                (None, Some(raw)) => texts.push(raw),
+                (_, None) => {}
             }
         }
-        params.push(match (values.len(), integers.is_empty()) {
-            (1, false) => Param::Integer(integers[0]),
-            (1, true) => Param::Text(texts.pop()),
-            (_, false) => Param::Integers(integers),
-            (_, true) => Param::Texts(texts),
+        params.push(if identity.is_some() {
+            Param::Texts(texts)
+        } else {
+            match (values.len(), integers.is_empty()) {
+                (1, false) => Param::Integer(integers[0]),
+                (1, true) => Param::Text(texts.pop()),
+                (_, false) => Param::Integers(integers),
+                (_, true) => Param::Texts(texts),
+            }
         });
+    }
+    if let Some(Keyset { after: Some(id) }) = listing.keyset {
+        params.push(Param::Integer(id));
     }
     if let Some(page) = listing.page {
         params.push(Param::Integer(page.offset));

@@ -184,6 +184,8 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             offset: history.offset,
             limit: history.limit,
         }),
+        keyset: None,
+        condition: None,
     };
     let known = Listing {
         lower: None,

@@ -50,6 +50,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("No resource at this path. See /openapi.yaml for the API.")]
     NotFound,
+    /// No such record; the text says which.
+    #[error("{0}")]
+    Missing(String),
     /// The resource exists but not with this method.
     #[error("This resource supports only {allow}.")]
     MethodNotAllowed {
@@ -80,7 +83,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
             ApiError::InsufficientScope | ApiError::Forbidden(_) => "insufficient_scope",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -109,7 +112,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -149,6 +149,9 @@ async fn window(
         identities: &identities,
         guard: state.options.csv_formula_guard,
     };
+    if selection.has_pseudonyms() {
+        crate::db::directory::catch_up(&state.pool, &state.pseudonymiser, kind).await?;
+    }
     let listing = Listing::window(&window, selection);
     let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
     Ok(response.streaming(stream))

@@ -11,6 +11,7 @@ mod ingest;
 mod listing;
 pub mod ops;
 pub mod reports;
+mod sessions;
 pub mod startup;
 mod state;
 mod summary;

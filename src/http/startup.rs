@@ -12,6 +12,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Before the windows: `client-events/summary/{period}` would otherwise
     // match `client-events/{period}/{datetime}`.
     super::clients::configure(cfg);
+    super::sessions::configure(cfg);
     listing::configure(cfg);
     super::ingest::configure(cfg);
     super::docs::configure(cfg);

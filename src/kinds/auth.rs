@@ -102,4 +102,5 @@ pub static KIND: Kind = Kind {
         schema: &INGEST,
         openapi: "IngestEvent",
     }),
+    foreign_writes: false,
 };

@@ -253,6 +253,7 @@ pub static KIND: Kind = Kind {
         schema: &INGEST,
         openapi: "IngestClientEvent",
     }),
+    foreign_writes: false,
 };
 
 /// The path of one client's history (`{client}`: pseudonym, or MAC for the

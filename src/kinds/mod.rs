@@ -10,6 +10,7 @@ use crate::core::kind::Kind;
 
 pub mod auth;
 pub mod client;
+pub mod session;
 
 /// Every kind whose windows are served.
-pub static ALL: [&Kind; 2] = [&auth::KIND, &client::KIND];
+pub static ALL: [&Kind; 3] = [&auth::KIND, &client::KIND, &session::KIND];

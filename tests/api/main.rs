@@ -12,6 +12,7 @@ mod ingest;
 mod kinds;
 mod ops;
 mod reports;
+mod sessions;
 mod shutdown;
 mod streaming;
 mod telemetry;

@@ -1,0 +1,476 @@
+//! Network access sessions in FreeRADIUS's `radacct`: applying RADIUS
+//! accounting requests, the quarantine of requests that could not be used,
+//! the indexes acctstream adds, and the identity directory's catch-up with
+//! rows FreeRADIUS wrote directly.
+//!
+//! A batch is applied in one transaction, step by step
+//! ([`crate::core::radius::Step`]): session rows are first inserted
+//! (`ON CONFLICT DO NOTHING`), and those whose key existed are then merged
+//! into the stored row by the rules of [`crate::core::radius`]'s merge,
+//! written once more in SQL ([`UPDATE`]): start the earliest, update and
+//! stop the latest, counters and session time never backwards, a stop never
+//! cleared, other attributes those of the latest event. NAS reboots close
+//! the NAS's open sessions. A deadlock with a concurrent batch (rows locked
+//! in another order) is retried.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::{error::SqlState, GenericClient};
+
+use crate::{
+    core::{
+        identity::IdentityType,
+        pseudonym::Pseudonymiser,
+        radius::{NasReboot, SessionRow, StatusType, Step},
+    },
+    db::{directory::Entries, DbError},
+};
+
+/// The indexes acctstream needs beyond FreeRADIUS's, created
+/// `CONCURRENTLY IF NOT EXISTS` at start-up (never altering the table):
+/// `(name, definition)`.
+pub const INDEXES: [(&str, &str); 4] = [
+    (
+        "radacct_acctstream_user_idx",
+        "radacct (username, acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_device_idx",
+        "radacct (acctstream_mac(callingstationid), acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_stop_idx",
+        "radacct (acctstoptime, acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_online_idx",
+        "radacct (acctstarttime, radacctid) WHERE acctstoptime IS NULL",
+    ),
+];
+
+/// Creates the [`INDEXES`] that are missing (replacing any left invalid by
+/// an interrupted build). Each runs outside a transaction, without blocking
+/// FreeRADIUS's writes.
+pub async fn ensure_indexes(
+    client: &impl GenericClient,
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    let mut created = Vec::new();
+    for (name, definition) in INDEXES {
+        let state = client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
+                 WHERE c.relname = $1 AND pg_table_is_visible(c.oid)",
+                &[&name],
+            )
+            .await?;
+        match state.map(|row| row.try_get::<_, bool>(0)).transpose()? {
+            Some(true) => continue,
+            Some(false) => {
+                client
+                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                    .await?;
+            }
+            None => {}
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}"
+            ))
+            .await?;
+        created.push(name);
+    }
+    Ok(created)
+}
+
+const COLUMNS: &str = "acctuniqueid, acctsessionid, username, realm, nasipaddress, nasportid, \
+     nasporttype, acctstarttime, acctupdatetime, acctstoptime, acctinterval, acctsessiontime, \
+     acctauthentic, connectinfo_start, connectinfo_stop, acctinputoctets, acctoutputoctets, \
+     calledstationid, callingstationid, acctterminatecause, servicetype, framedprotocol, \
+     framedipaddress, framedipv6address, framedipv6prefix, framedinterfaceid, \
+     delegatedipv6prefix, class";
+
+const UNNEST: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], \
+     $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], \
+     $11::int8[], $12::int8[], $13::text[], $14::text[], $15::text[], $16::int8[], $17::int8[], \
+     $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::inet[], $24::inet[], \
+     $25::text[]::inet[], $26::text[], $27::text[]::inet[], $28::text[], $29::bool[], $30::bool[])";
+
+/// New sessions; the keys that existed come back for [`UPDATE`].
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO radacct ({COLUMNS}) \
+         SELECT {COLUMNS} FROM {UNNEST} AS u({COLUMNS}, interim, stop_without_time) \
+         ON CONFLICT (acctuniqueid) DO NOTHING RETURNING acctuniqueid"
+    )
+}
+
+/// The columns whose value is the latest event's that carried one.
+const LATEST: [&str; 18] = [
+    "username",
+    "realm",
+    "nasportid",
+    "nasporttype",
+    "acctauthentic",
+    "connectinfo_start",
+    "connectinfo_stop",
+    "calledstationid",
+    "callingstationid",
+    "acctterminatecause",
+    "servicetype",
+    "framedprotocol",
+    "framedipaddress",
+    "framedipv6address",
+    "framedipv6prefix",
+    "framedinterfaceid",
+    "delegatedipv6prefix",
+    "class",
+];
+
+/// Merges requests into stored rows (the rules of the module's head).
+fn update_sql() -> String {
+    let mut sets = vec![
+        "acctstarttime = least(r.acctstarttime, u.acctstarttime)".to_owned(),
+        "acctupdatetime = greatest(r.acctupdatetime, u.acctupdatetime)".to_owned(),
+        "acctstoptime = greatest(r.acctstoptime, u.acctstoptime)".to_owned(),
+        "acctinterval = CASE WHEN u.acctinterval IS NOT NULL THEN u.acctinterval \
+             WHEN u.interim AND r.acctstoptime IS NULL AND u.acctupdatetime > r.acctupdatetime \
+             THEN extract(epoch FROM u.acctupdatetime - r.acctupdatetime)::int8 \
+             ELSE r.acctinterval END"
+            .to_owned(),
+        "acctsessiontime = greatest(r.acctsessiontime, u.acctsessiontime, \
+             CASE WHEN u.stop_without_time AND r.acctstoptime IS NULL \
+             THEN extract(epoch FROM u.acctstoptime - least(r.acctstarttime, u.acctstarttime))::int8 END)"
+            .to_owned(),
+        "acctinputoctets = greatest(r.acctinputoctets, u.acctinputoctets)".to_owned(),
+        "acctoutputoctets = greatest(r.acctoutputoctets, u.acctoutputoctets)".to_owned(),
+    ];
+    for column in LATEST {
+        // rlm_sql writes '' for a missing attribute: that is no value.
+        let stored = if column.contains("ipv6prefix") || column.starts_with("framedip") {
+            format!("r.{column}")
+        } else {
+            format!("nullif(r.{column}, '')")
+        };
+        sets.push(format!(
+            "{column} = CASE WHEN u.acctupdatetime >= r.acctupdatetime OR r.acctupdatetime IS NULL \
+             THEN coalesce(u.{column}, {stored}) ELSE coalesce({stored}, u.{column}) END"
+        ));
+    }
+    format!(
+        "UPDATE radacct AS r SET {} FROM {UNNEST} AS u({COLUMNS}, interim, stop_without_time) \
+         WHERE r.acctuniqueid = u.acctuniqueid",
+        sets.join(", ")
+    )
+}
+
+/// Closes a NAS's open sessions (Accounting-On/Off), as FreeRADIUS does.
+const REBOOT: &str = "UPDATE radacct SET acctstoptime = $2, \
+     acctupdatetime = greatest(acctupdatetime, $2), \
+     acctsessiontime = greatest(acctsessiontime, extract(epoch FROM $2 - acctstarttime)::int8), \
+     acctterminatecause = $3 \
+     WHERE acctstoptime IS NULL AND nasipaddress = $1 AND acctstarttime <= $2";
+
+/// The columns of a set of rows, as the arrays of [`UNNEST`].
+#[derive(Default)]
+struct Arrays {
+    text: [Vec<Option<String>>; 16],
+    nas: Vec<IpAddr>,
+    times: [Vec<Option<DateTime<Utc>>>; 3],
+    ints: [Vec<Option<i64>>; 4],
+    ips: [Vec<Option<IpAddr>>; 2],
+    prefixes: [Vec<Option<String>>; 2],
+    flags: [Vec<bool>; 2],
+}
+
+impl Arrays {
+    fn push(&mut self, r: &SessionRow) {
+        let texts = [
+            Some(r.unique_id.clone()),
+            Some(r.session_id.clone()),
+            r.user.clone(),
+            r.realm.clone(),
+            r.nas_port_id.clone(),
+            r.nas_port_type.clone(),
+            r.authentic.clone(),
+            r.connect_info_start.clone(),
+            r.connect_info_stop.clone(),
+            r.called.clone(),
+            r.calling.clone(),
+            r.terminate_cause.clone(),
+            r.service_type.clone(),
+            r.framed_protocol.clone(),
+            r.framed_interface_id.clone(),
+            r.class.clone(),
+        ];
+        for (column, value) in self.text.iter_mut().zip(texts) {
+            column.push(value);
+        }
+        self.nas.push(r.nas);
+        for (column, value) in self
+            .times
+            .iter_mut()
+            .zip([Some(r.start), Some(r.update), r.stop])
+        {
+            column.push(value);
+        }
+        for (column, value) in self.ints.iter_mut().zip([
+            r.interval,
+            r.session_time,
+            Some(r.input_octets),
+            Some(r.output_octets),
+        ]) {
+            column.push(value);
+        }
+        for (column, value) in self.ips.iter_mut().zip([r.framed_ip, r.framed_ipv6]) {
+            column.push(value);
+        }
+        for (column, value) in self.prefixes.iter_mut().zip([
+            r.framed_ipv6_prefix.clone(),
+            r.delegated_ipv6_prefix.clone(),
+        ]) {
+            column.push(value);
+        }
+        self.flags[0].push(r.status == StatusType::InterimUpdate);
+        self.flags[1].push(r.stop_without_time);
+    }
+
+    /// The 30 parameters, in [`UNNEST`]'s order.
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        let t = &self.text;
+        vec![
+            &t[0], &t[1], &t[2], &t[3], &self.nas, &t[4], &t[5], &self.times[0], &self.times[1],
+            &self.times[2], &self.ints[0], &self.ints[1], &t[6], &t[7], &t[8], &self.ints[2],
+            &self.ints[3], &t[9], &t[10], &t[11], &t[12], &t[13], &self.ips[0], &self.ips[1],
+            &self.prefixes[0], &t[14], &self.prefixes[1], &t[15], &self.flags[0], &self.flags[1],
+        ]
+    }
+}
+
+/// What applying a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Sessions created.
+    pub created: u64,
+    /// Stored sessions merged with a request.
+    pub updated: u64,
+    /// Sessions closed by Accounting-On/Off.
+    pub closed: u64,
+}
+
+/// Applies a batch's steps in one transaction, recording the identities of
+/// its rows in the identity directory.
+pub async fn apply(
+    pool: &Pool,
+    pseudonymiser: &Pseudonymiser,
+    steps: &[Step],
+) -> Result<Applied, DbError> {
+    let mut client = pool.get().await?;
+    let mut attempt = 0;
+    loop {
+        match apply_once(&mut client, pseudonymiser, steps).await {
+            Err(DbError::Query(e))
+                if attempt < 3
+                    && matches!(
+                        e.code(),
+                        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED
+                            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    ) =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn apply_once(
+    client: &mut Object,
+    pseudonymiser: &Pseudonymiser,
+    steps: &[Step],
+) -> Result<Applied, DbError> {
+    let tx = client.transaction().await?;
+    let insert = tx.prepare_cached(&insert_sql()).await?;
+    let update = tx.prepare_cached(&update_sql()).await?;
+    let reboot = tx.prepare_cached(REBOOT).await?;
+    let mut applied = Applied::default();
+    let mut entries = Entries::default();
+    for step in steps {
+        match step {
+            Step::Sessions(rows) => {
+                // New rows are numbered in start order (radAcctId then
+                // follows time); a deadlock with a batch inserting the same
+                // new keys in another order is retried.
+                let mut by_start: Vec<&SessionRow> = rows.iter().collect();
+                by_start.sort_by(|a, b| (a.start, &a.unique_id).cmp(&(b.start, &b.unique_id)));
+                let mut all = Arrays::default();
+                for row in by_start {
+                    all.push(row);
+                    record_identities(&mut entries, pseudonymiser, row);
+                }
+                let inserted: std::collections::HashSet<String> = tx
+                    .query(&insert, &all.params())
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<_, String>(0))
+                    .collect::<Result<_, _>>()?;
+                applied.created += inserted.len() as u64;
+                let mut existing = Arrays::default();
+                let mut any = false;
+                for row in rows.iter().filter(|r| !inserted.contains(&r.unique_id)) {
+                    existing.push(row);
+                    any = true;
+                }
+                if any {
+                    applied.updated += tx.execute(&update, &existing.params()).await?;
+                }
+            }
+            Step::Reboot(NasReboot { nas, at, cause }) => {
+                applied.closed += tx.execute(&reboot, &[nas, at, cause]).await?;
+            }
+        }
+    }
+    entries.record(&*tx).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+fn record_identities(entries: &mut Entries, pseudonymiser: &Pseudonymiser, row: &SessionRow) {
+    if let Some(user) = &row.user {
+        entries.add(pseudonymiser, IdentityType::RadiusUser, user);
+    }
+    if let Some(calling) = &row.calling {
+        entries.add(pseudonymiser, IdentityType::Mac, calling);
+    }
+    for ip in [row.framed_ip, row.framed_ipv6].into_iter().flatten() {
+        entries.add(pseudonymiser, IdentityType::Ip, &ip.to_string());
+    }
+}
+
+/// Rows read per round of the directory's catch-up.
+const CATCH_UP_BATCH: i64 = 10_000;
+
+/// Records in the identity directory the identities of `radacct` rows
+/// written since the last catch-up (by FreeRADIUS's `rlm_sql` or anyone
+/// else), so they can be found by pseudonym. Returns how many rows were
+/// read. Concurrent catch-ups wait for each other (the cursor row's lock).
+pub async fn catch_up_directory(
+    client: &mut Object,
+    pseudonymiser: &Pseudonymiser,
+) -> Result<u64, DbError> {
+    let mut total = 0;
+    loop {
+        let tx = client.transaction().await?;
+        let cursor: i64 = tx
+            .query_one(
+                "SELECT radacctid FROM radacct_directory_cursor FOR UPDATE",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let rows = tx
+            .query(
+                "SELECT radacctid, nullif(username, ''), nullif(callingstationid, ''), \
+                 host(framedipaddress), host(framedipv6address) \
+                 FROM radacct WHERE radacctid > $1 ORDER BY radacctid LIMIT $2",
+                &[&cursor, &CATCH_UP_BATCH],
+            )
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(total);
+        };
+        let last: i64 = last.try_get(0)?;
+        let mut entries = Entries::default();
+        for row in &rows {
+            let values: [(usize, IdentityType); 4] = [
+                (1, IdentityType::RadiusUser),
+                (2, IdentityType::Mac),
+                (3, IdentityType::Ip),
+                (4, IdentityType::Ip),
+            ];
+            for (i, ty) in values {
+                if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
+                    entries.add(pseudonymiser, ty, value);
+                }
+            }
+        }
+        entries.record(&*tx).await?;
+        tx.execute(
+            "UPDATE radacct_directory_cursor SET radacctid = $1",
+            &[&last],
+        )
+        .await?;
+        tx.commit().await?;
+        total += rows.len() as u64;
+        if (rows.len() as i64) < CATCH_UP_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Keeps a request acctstream could not use, with the reason.
+pub async fn quarantine(
+    pool: &Pool,
+    reason: &str,
+    record: &serde_json::Value,
+) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "INSERT INTO radius_rejected (reason, record) VALUES ($1, $2::text::jsonb) RETURNING id",
+            &[&reason, &record.to_string()],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// One quarantined request.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Its number.
+    pub id: i64,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// Why it was not used.
+    pub reason: String,
+    /// The request as posted.
+    pub record: serde_json::Value,
+}
+
+/// The newest quarantined requests, newest first, before `before` (an id).
+pub async fn rejected(
+    pool: &Pool,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Rejected>, DbError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, received_at, reason, record::text FROM radius_rejected \
+             WHERE id < coalesce($1, 9223372036854775807) ORDER BY id DESC LIMIT $2",
+            &[&before, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let text: String = row.try_get(3)?;
+            Ok(Rejected {
+                id: row.try_get(0)?,
+                received_at: row.try_get(1)?,
+                reason: row.try_get(2)?,
+                record: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect()
+}
+
+/// How many requests are in quarantine.
+pub async fn rejected_count(pool: &Pool) -> Result<i64, DbError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_one("SELECT count(*) FROM radius_rejected", &[])
+        .await?
+        .try_get(0)?)
+}
+

@@ -1,0 +1,885 @@
+//! Network access sessions beyond their windows (which the shared window
+//! handler serves at `/api/v1/statistics/sessions/{period}[/{datetime}]`):
+//!
+//! - `POST /api/v1/accounting/radius`: RADIUS accounting requests (one bare
+//!   object as `rlm_rest` posts it, answered 204; an array or NDJSON batch,
+//!   atomic, answered 200 with what it did or 400 naming record and
+//!   attribute);
+//! - `GET /api/v1/accounting/radius/rejected`: the quarantine;
+//! - `GET /api/v1/sessions` (keyset pages), `/api/v1/sessions/online`,
+//!   `/api/v1/sessions/{radAcctId}`;
+//! - `GET /api/v1/users/{user}/sessions`, `/api/v1/devices/{device}/sessions`;
+//! - `GET /api/v1/devices/sessions/calendar` (calendar widgets' shape).
+
+use std::{
+    collections::HashSet,
+    sync::{Mutex, OnceLock},
+};
+
+use actix_web::{
+    http::{header, Method},
+    web, HttpRequest, HttpResponse,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use bytes::BytesMut;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    auth::require_read,
+    body::{too_large, BodyError, LimitedBody},
+    error::ApiError,
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, ListingQuery},
+    state::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
+    telemetry::stream_tally,
+    AppState,
+};
+use crate::{
+    config::Scope,
+    core::{
+        encode::JsonHead,
+        identity::{IdentityPolicy, IdentityType, IdentityWriter},
+        kind::{Bound, Keyset, Listing, Page, Selection},
+        negotiate::OutputFormat,
+        radius::{self, merge_requests, parse_body, parse_request, Body},
+        window::Direction,
+    },
+    db::{
+        self,
+        records::{self, Output},
+        sessions as db_sessions,
+    },
+    kinds::session::{INGEST_PATH, KIND, ONLINE_SQL, REJECTED_PATH},
+};
+
+/// Most records one page of `/api/v1/sessions` may hold.
+pub const MAX_LIMIT: i64 = 1000;
+/// The page size when `limit` is absent.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// Longest range of one calendar request, in days.
+pub const MAX_CALENDAR_DAYS: i64 = 92;
+/// Most entries of one calendar answer.
+pub const MAX_CALENDAR_ENTRIES: i64 = 10_000;
+
+/// Registers the routes (`online` before `{radAcctId}`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(INGEST_PATH)
+            .route(web::post().to(post_radius))
+            .route(
+                web::route()
+                    .guard(actix_web::guard::Options())
+                    .to(|| options(POST_ALLOW)),
+            )
+            .default_service(web::to(|| not_allowed(POST_ALLOW))),
+    );
+    cfg.service(get_resource(REJECTED_PATH, get_or_head().to(rejected)));
+    cfg.service(get_resource("/api/v1/sessions", get_or_head().to(list)));
+    cfg.service(get_resource("/api/v1/sessions/online", get_or_head().to(online)));
+    cfg.service(get_resource(
+        "/api/v1/sessions/{radAcctId}",
+        get_or_head().to(one),
+    ));
+    cfg.service(get_resource(
+        "/api/v1/devices/sessions/calendar",
+        get_or_head().to(calendar),
+    ));
+    cfg.service(get_resource(
+        "/api/v1/users/{user}/sessions",
+        get_or_head().to(|req, state| history(req, state, "user")),
+    ));
+    cfg.service(get_resource(
+        "/api/v1/devices/{device}/sessions",
+        get_or_head().to(|req, state| history(req, state, "device")),
+    ));
+}
+
+// ---------------------------------------------------------------- ingest --
+
+/// What a batch did.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchAnswer {
+    received: u64,
+    created: u64,
+    updated: u64,
+    closed_by_nas_reboot: u64,
+}
+
+/// Logs once per NAS that its dates name a zone that cannot be read.
+fn warn_zone_once(nas: &str) {
+    static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let warned = WARNED.get_or_init(|| Mutex::new(HashSet::new()));
+    let first = warned
+        .lock()
+        .map(|mut set| set.len() < 10_000 && set.insert(nas.to_owned()))
+        .unwrap_or(false);
+    if first {
+        tracing::warn!(
+            nas,
+            "Event-Timestamp names an ambiguous or unknown time zone: using the time received \
+             (less Acct-Delay-Time) for this NAS's requests; run FreeRADIUS with TZ=UTC"
+        );
+    }
+}
+
+/// `POST /api/v1/accounting/radius`.
+async fn post_radius(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    if !scope.write {
+        return Err(ApiError::InsufficientScope);
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let ndjson = match content_type.as_str() {
+        "application/json" => false,
+        "application/x-ndjson" => true,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "Send accounting requests as application/json (one object, or an array) \
+                 or application/x-ndjson (Content-Type header)."
+                    .into(),
+            ))
+        }
+    };
+    let limit = state.options.ingest.max_body_bytes;
+    let mut body = LimitedBody::new(&req, payload, limit)?;
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(BodyError::TooLarge) => return Err(too_large(limit)),
+            Err(BodyError::Read(e)) => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "The request body could not be read: {}; nothing was stored.",
+                    super::body::describe(&e)
+                )))
+            }
+        }
+    }
+    let received = Utc::now();
+    let metrics = &state.options.metrics;
+    let parsed = parse_body(&bytes, ndjson).map_err(|e| {
+        metrics.radius_requests("refused", 1);
+        ApiError::InvalidRequest(format!("{}; nothing was stored.", capitalise(&e.to_string())))
+    })?;
+    match parsed {
+        Body::Single(object) => match parse_request(&object, received) {
+            Ok((request, notes)) => {
+                if let Some(nas) = notes.zone_fallback {
+                    warn_zone_once(&nas);
+                }
+                let steps = merge_requests([request]);
+                db_sessions::apply(&state.pool, &state.pseudonymiser, &steps).await?;
+                metrics.radius_requests("applied", 1);
+                Ok(HttpResponse::NoContent().finish())
+            }
+            Err(rejection) => {
+                // A NAS retransmits a request that is not acknowledged for
+                // ever: keep it with the reason and acknowledge it.
+                let id = db_sessions::quarantine(
+                    &state.pool,
+                    &rejection.to_string(),
+                    &Value::Object(object),
+                )
+                .await?;
+                metrics.radius_requests("quarantined", 1);
+                tracing::warn!(id, reason = %rejection, "RADIUS request quarantined");
+                Ok(HttpResponse::NoContent()
+                    .insert_header(("Acctstream-Quarantined", id.to_string()))
+                    .finish())
+            }
+        },
+        Body::Batch(objects) => {
+            let mut requests = Vec::with_capacity(objects.len());
+            for (position, object) in &objects {
+                match parse_request(object, received) {
+                    Ok((request, notes)) => {
+                        if let Some(nas) = notes.zone_fallback {
+                            warn_zone_once(&nas);
+                        }
+                        requests.push(request);
+                    }
+                    Err(rejection) => {
+                        metrics.radius_requests("refused", objects.len() as u64);
+                        return Err(ApiError::InvalidRequest(format!(
+                            "Record {position}: {rejection}. Nothing was stored."
+                        )));
+                    }
+                }
+            }
+            let received_count = requests.len() as u64;
+            let steps = merge_requests(requests);
+            let applied = db_sessions::apply(&state.pool, &state.pseudonymiser, &steps).await?;
+            metrics.radius_requests("applied", received_count);
+            Ok(HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(BatchAnswer {
+                    received: received_count,
+                    created: applied.created,
+                    updated: applied.updated,
+                    closed_by_nas_reboot: applied.closed,
+                }))
+        }
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The attributes of a quarantined request that hold identities.
+const IDENTITY_ATTRIBUTES: [(&str, IdentityType); 5] = [
+    ("user-name", IdentityType::RadiusUser),
+    ("calling-station-id", IdentityType::Mac),
+    ("framed-ip-address", IdentityType::Ip),
+    ("framed-ipv6-address", IdentityType::Ip),
+    ("stripped-user-name", IdentityType::RadiusUser),
+];
+
+/// A quarantined request as shown: identity attributes pseudonymised unless
+/// the token may see identities.
+fn shown_record(record: Value, writer: &mut IdentityWriter) -> Value {
+    let Value::Object(map) = record else {
+        return record;
+    };
+    let mut out = Map::new();
+    for (name, value) in map {
+        let ty = IDENTITY_ATTRIBUTES
+            .iter()
+            .find(|(attr, _)| name.eq_ignore_ascii_case(attr))
+            .map(|(_, ty)| *ty);
+        let value = match ty {
+            None => value,
+            Some(ty) => show_value(value, ty, writer),
+        };
+        out.insert(name, value);
+    }
+    Value::Object(out)
+}
+
+fn show_value(value: Value, ty: IdentityType, writer: &mut IdentityWriter) -> Value {
+    match value {
+        Value::String(s) => {
+            let text = radius::utf8_from_byte_escapes(&s).into_owned();
+            Value::String(writer.show(ty, &text).as_str().to_owned())
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| show_value(v, ty, writer))
+                .collect(),
+        ),
+        Value::Object(mut form) => {
+            if let Some(v) = form.remove("value") {
+                form.insert("value".into(), show_value(v, ty, writer));
+            }
+            Value::Object(form)
+        }
+        // Numbers and others: no identity can be read from them, hide them.
+        _ => Value::Null,
+    }
+}
+
+/// `GET /api/v1/accounting/radius/rejected`: newest first, `limit` (1–1000,
+/// default 100) and `before` (an id) to page.
+async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    if !scope.write {
+        return Err(ApiError::Forbidden(
+            "Reading quarantined RADIUS requests needs a token with the read+write scope.".into(),
+        ));
+    }
+    let query = ListingQuery::parse(req.query_string())?;
+    let limit = integer_param(&query, "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let before = integer_param(&query, "before", 1, i64::MAX)?;
+    if req.method() == Method::HEAD {
+        return Ok(head_only(ok(OutputFormat::Json, "rejected.json")));
+    }
+    let rows = db_sessions::rejected(&state.pool, before, limit + 1).await?;
+    let total = db_sessions::rejected_count(&state.pool).await?;
+    let policy = identity_policy(scope, &state);
+    let mut writer = IdentityWriter::new(&policy);
+    let more = rows.len() as i64 > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = match (more, rows.last()) {
+        (true, Some(last)) => Value::String(format!(
+            "{}{REJECTED_PATH}?limit={limit}&before={}",
+            base_url(&req, state.public_url.as_deref()),
+            last.id
+        )),
+        _ => Value::Null,
+    };
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "receivedAt": r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "reason": r.reason,
+                "record": shown_record(r.record, &mut writer),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "count": total, "next": next, "rejected": items })))
+}
+
+// ------------------------------------------------------------------ reads --
+
+fn integer_param(
+    query: &ListingQuery,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    let mut values = query.pairs.iter().filter(|(k, _)| k == name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "The parameter `{name}` may appear only once."
+        )));
+    }
+    first
+        .map(|(_, v)| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "The parameter `{name}` must be an integer from {min} to {max}."
+                    ))
+                })
+        })
+        .transpose()
+}
+
+fn single_param<'a>(query: &'a ListingQuery, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = query.pairs.iter().filter(|(k, _)| k == name);
+    let first = values.next().map(|(_, v)| v.as_str());
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "The parameter `{name}` may appear only once."
+        )));
+    }
+    Ok(first)
+}
+
+/// A date (`YYYY-MM-DD`: midnight UTC, or the next midnight as an `end`) or
+/// an RFC 3339 time.
+fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| if end { d.succ_opt() } else { Some(d) })
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "The parameter `{name}` must be a date (YYYY-MM-DD) or an RFC 3339 time."
+            ))
+        })
+}
+
+/// The kind's filters among the query's pairs, leaving out `skip`
+/// (parameters that are not filters here).
+fn filters(
+    query: &ListingQuery,
+    scope: Scope,
+    skip: &[&str],
+) -> Result<Selection, ApiError> {
+    let pairs: Vec<(String, String)> = query
+        .pairs
+        .iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok(KIND.parse_filters(&pairs, scope.can_see_identities())?)
+}
+
+/// Lets the identity directory catch up with rows FreeRADIUS wrote before a
+/// lookup by pseudonym.
+async fn catch_up(state: &AppState, selection: &Selection) -> Result<(), ApiError> {
+    if selection.has_pseudonyms() {
+        db::directory::catch_up(&state.pool, &state.pseudonymiser, &KIND).await?;
+    }
+    Ok(())
+}
+
+/// Streams a listing of sessions into `response` (headers only for HEAD).
+async fn stream(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: Scope,
+    listing: &Listing,
+    head: JsonHead<'_>,
+    resource: &'static str,
+    (mut response, format): (actix_web::HttpResponseBuilder, OutputFormat),
+) -> Result<HttpResponse, ApiError> {
+    if req.method() == Method::HEAD {
+        return Ok(head_only(response));
+    }
+    let identities = identity_policy(scope, state);
+    let output = Output {
+        format,
+        head,
+        identities: &identities,
+        guard: state.options.csv_formula_guard,
+    };
+    let tally = stream_tally(req, state, resource, format.as_str());
+    let stream = records::open(&state.pool, &KIND, listing, output, tally).await?;
+    Ok(response.streaming(stream))
+}
+
+/// An opaque keyset cursor: `n<id>` (older than id) for `next`.
+fn encode_cursor(after: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{after}"))
+}
+
+fn decode_cursor(text: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|s| s.strip_prefix("v1:").and_then(|n| n.parse::<i64>().ok()))
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(
+                "The parameter `cursor` is not a cursor this service gave out.".into(),
+            )
+        })
+}
+
+/// The list's URL with another cursor (every other parameter kept).
+fn cursor_link(base: &str, raw_query: &str, cursor: Option<&str>) -> String {
+    let mut kept: Vec<String> = raw_query
+        .split('&')
+        .filter(|part| !part.is_empty() && !part.starts_with("cursor="))
+        .map(str::to_owned)
+        .collect();
+    if let Some(cursor) = cursor {
+        kept.push(format!("cursor={cursor}"));
+    }
+    if kept.is_empty() {
+        format!("{base}/api/v1/sessions")
+    } else {
+        format!("{base}/api/v1/sessions?{}", kept.join("&"))
+    }
+}
+
+/// `GET /api/v1/sessions`: newest first by `radAcctId` (stable while
+/// sessions are inserted and updated), `start_date`/`end_date` (sessions
+/// overlapping the range), the session filters, `limit`, `cursor`.
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let limit = integer_param(&query, "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let after = single_param(&query, "cursor")?
+        .map(decode_cursor)
+        .transpose()?;
+    let lower = single_param(&query, "start_date")?
+        .map(|t| parse_instant("start_date", t, false))
+        .transpose()?;
+    let upper = single_param(&query, "end_date")?
+        .map(|t| parse_instant("end_date", t, true))
+        .transpose()?;
+    if let (Some(l), Some(u)) = (lower, upper) {
+        if l >= u {
+            return Err(ApiError::InvalidRequest(
+                "`start_date` must be before `end_date`.".into(),
+            ));
+        }
+    }
+    let selection = filters(
+        &query,
+        scope,
+        &["limit", "cursor", "start_date", "end_date", "format", "sort"],
+    )?;
+    catch_up(&state, &selection).await?;
+    let listing = Listing {
+        direction: Direction::Descending,
+        lower: lower.map(|at| Bound {
+            at,
+            inclusive: true,
+        }),
+        upper: upper.map(|at| Bound {
+            at,
+            inclusive: false,
+        }),
+        selection,
+        page: Some(Page { offset: 0, limit }),
+        keyset: Some(Keyset { after }),
+        condition: None,
+    };
+    // The page's ids (one more tells whether a next page exists), and the
+    // ids just before it (for the previous page's cursor).
+    let ids: Vec<i64> = ids_of(&state, &listing, limit + 1).await?;
+    let next = (ids.len() as i64 > limit).then(|| ids[limit as usize - 1]);
+    let previous = match (after, ids.first()) {
+        (None, _) => None,
+        (Some(after), first) => {
+            let above = Listing {
+                direction: Direction::Ascending,
+                keyset: Some(Keyset {
+                    after: Some(first.map_or(after - 1, |f| *f)),
+                }),
+                ..listing.clone()
+            };
+            let newer = ids_of(&state, &above, limit).await?;
+            match newer.len() as i64 {
+                0 => None,
+                n if n < limit => Some(None),
+                _ => Some(newer.last().map(|id| encode_cursor(id + 1))),
+            }
+        }
+    };
+    let count = records::count(&state.pool, &KIND, &listing).await?;
+    let base = base_url(&req, state.public_url.as_deref());
+    let next = next.map(|id| cursor_link(&base, req.query_string(), Some(&encode_cursor(id))));
+    let previous = previous.map(|cursor| cursor_link(&base, req.query_string(), cursor.as_deref()));
+    let mut response = ok(format, "sessions.csv");
+    let links: Vec<String> = [("prev", &previous), ("next", &next)]
+        .into_iter()
+        .filter_map(|(rel, url)| url.as_ref().map(|u| format!("<{u}>; rel=\"{rel}\"")))
+        .collect();
+    if !links.is_empty() {
+        if let Ok(value) = header::HeaderValue::from_str(&links.join(", ")) {
+            response.insert_header((header::LINK, value));
+        }
+    }
+    response.insert_header(("X-Total-Count", count.to_string()));
+    let head = JsonHead::Results {
+        count,
+        next: next.as_deref(),
+        previous: previous.as_deref(),
+    };
+    stream(&req, &state, scope, &listing, head, "sessions_list", (response, format)).await
+}
+
+async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i64>, ApiError> {
+    let rows = records::select(&state.pool, &KIND, listing, KIND.id_column, limit).await?;
+    rows.iter()
+        .map(|r| r.try_get::<_, i64>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::from(db::DbError::from(e)))
+}
+
+/// `GET /api/v1/sessions/online`: open sessions not stale, newest first.
+async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let limit = integer_param(&query, "limit", 1, i64::MAX)?;
+    let selection = filters(&query, scope, &["limit", "format", "sort"])?;
+    catch_up(&state, &selection).await?;
+    let listing = Listing {
+        direction: Direction::Descending,
+        lower: None,
+        upper: None,
+        selection,
+        page: limit.map(|limit| Page { offset: 0, limit }),
+        keyset: None,
+        condition: Some(ONLINE_SQL),
+    };
+    let now = Utc::now().format("%Y-%m-%dT%H-%M-%SZ");
+    let response = ok(format, &format!("sessions-online-{now}.csv"));
+    let head = JsonHead::Paged {
+        previous: None,
+        next: None,
+        total: None,
+    };
+    stream(&req, &state, scope, &listing, head, "sessions_online", (response, format)).await
+}
+
+/// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
+/// row or one NDJSON line).
+async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let id = req
+        .match_info()
+        .get("radAcctId")
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("`radAcctId` must be a positive integer.".into())
+        })?;
+    let selection = KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?;
+    let listing = Listing {
+        direction: Direction::Ascending,
+        lower: None,
+        upper: None,
+        selection,
+        page: None,
+        keyset: None,
+        condition: None,
+    };
+    if !records::exists(&state.pool, &KIND, &listing).await? {
+        return Err(ApiError::Missing(format!("No session has radAcctId {id}.")));
+    }
+    let mut response = ok(format, &format!("session-{id}.csv"));
+    if req.method() == Method::HEAD {
+        return Ok(head_only(response));
+    }
+    let identities = identity_policy(scope, &state);
+    // Encoded as NDJSON (one line), which is the JSON object itself.
+    let output = Output {
+        format: if format == OutputFormat::Json {
+            OutputFormat::Ndjson
+        } else {
+            format
+        },
+        head: JsonHead::Paged {
+            previous: None,
+            next: None,
+            total: None,
+        },
+        identities: &identities,
+        guard: state.options.csv_formula_guard,
+    };
+    let tally = stream_tally(&req, &state, "session", format.as_str());
+    let mut rows = records::open(&state.pool, &KIND, &listing, output, tally).await?;
+    let mut body = BytesMut::new();
+    while let Some(chunk) = rows.next().await {
+        match chunk {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(e) => return Err(ApiError::Internal(Box::new(e))),
+        }
+    }
+    if format == OutputFormat::Json && body.ends_with(b"\n") {
+        body.truncate(body.len() - 1);
+    }
+    Ok(response.body(body.freeze()))
+}
+
+/// `period`: `1d`, `7d`, `30d`, … (1 to 3660 days).
+fn parse_period(text: &str) -> Result<Duration, ApiError> {
+    text.strip_suffix('d')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| (1..=3660).contains(n))
+        .map(Duration::days)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(
+                "The parameter `period` must be a number of days from 1 to 3660 followed by \
+                 `d` (e.g. `7d`)."
+                    .into(),
+            )
+        })
+}
+
+/// `GET /api/v1/users/{user}/sessions` and `/api/v1/devices/{device}/sessions`:
+/// newest first, over `period` (default `30d`) or `from`/`to`.
+async fn history(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    let id = req.match_info().get(who).unwrap_or_default().to_owned();
+    let period = single_param(&query, "period")?;
+    let from = single_param(&query, "from")?
+        .map(|t| parse_instant("from", t, false))
+        .transpose()?;
+    let to = single_param(&query, "to")?
+        .map(|t| parse_instant("to", t, true))
+        .transpose()?;
+    if period.is_some() && (from.is_some() || to.is_some()) {
+        return Err(ApiError::InvalidRequest(
+            "Give either `period` or `from`/`to`, not both.".into(),
+        ));
+    }
+    let (lower, upper) = match (from, to) {
+        (None, None) => {
+            let span = parse_period(period.unwrap_or("30d"))?;
+            (Some(Utc::now() - span), None)
+        }
+        (from, to) => (from, to),
+    };
+    let who_selection = KIND.parse_filters(&[(who.to_owned(), id.clone())], scope.can_see_identities())?;
+    let mut selection = filters(&query, scope, &["period", "from", "to", "format", "sort", who])?;
+    selection.filters.extend(who_selection.filters.iter().cloned());
+    selection.filters.sort_by_key(|(index, _)| *index);
+    catch_up(&state, &who_selection).await?;
+    let known = Listing {
+        direction: Direction::Descending,
+        lower: None,
+        upper: None,
+        selection: who_selection,
+        page: None,
+        keyset: None,
+        condition: None,
+    };
+    if !records::exists(&state.pool, &KIND, &known).await? {
+        return Err(ApiError::Missing(format!(
+            "No session of this {who} is known."
+        )));
+    }
+    let listing = Listing {
+        lower: lower.map(|at| Bound {
+            at,
+            inclusive: true,
+        }),
+        upper: upper.map(|at| Bound {
+            at,
+            inclusive: false,
+        }),
+        selection,
+        ..known
+    };
+    let response = ok(format, &format!("{who}-sessions.csv"));
+    let head = JsonHead::Paged {
+        previous: None,
+        next: None,
+        total: None,
+    };
+    let resource = if who == "user" {
+        "user_sessions"
+    } else {
+        "device_sessions"
+    };
+    stream(&req, &state, scope, &listing, head, resource, (response, format)).await
+}
+
+/// The calendar entry colours, by status.
+fn colour(status: &str) -> &'static str {
+    match status {
+        "open" => "#2e7d32",
+        "stale" => "#f9a825",
+        _ => "#607d8b",
+    }
+}
+
+/// `GET /api/v1/devices/sessions/calendar?start=…&end=…`: one entry per
+/// session with a device in the range (at most 92 days, 10,000 entries), in
+/// the shape calendar widgets with resources take (FullCalendar: `id`,
+/// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
+/// `status`). Open sessions end now; stale ones at their last update.
+async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scope = require_read(&req, &state.tokens)?;
+    let query = ListingQuery::parse(req.query_string())?;
+    let format = negotiate_format(&req, query.format.as_deref())?;
+    if format != OutputFormat::Json {
+        return Err(ApiError::NotAcceptable(
+            "The calendar is served as application/json only.".into(),
+        ));
+    }
+    let start = single_param(&query, "start")?
+        .ok_or_else(|| ApiError::InvalidRequest("The parameter `start` is required.".into()))
+        .and_then(|t| parse_instant("start", t, false))?;
+    let end = single_param(&query, "end")?
+        .ok_or_else(|| ApiError::InvalidRequest("The parameter `end` is required.".into()))
+        .and_then(|t| {
+            // `end` is exclusive, as calendar widgets send it: a date means
+            // its own midnight.
+            parse_instant("end", t, false)
+        })?;
+    if end <= start || end - start > Duration::days(MAX_CALENDAR_DAYS) {
+        return Err(ApiError::InvalidRequest(format!(
+            "`end` must be after `start`, at most {MAX_CALENDAR_DAYS} days later."
+        )));
+    }
+    let selection = filters(&query, scope, &["start", "end", "format", "timeZone"])?;
+    catch_up(&state, &selection).await?;
+    let listing = Listing {
+        direction: Direction::Ascending,
+        lower: Some(Bound {
+            at: start,
+            inclusive: true,
+        }),
+        upper: Some(Bound {
+            at: end,
+            inclusive: false,
+        }),
+        selection,
+        page: None,
+        keyset: None,
+        condition: Some("nullif(callingstationid, '') IS NOT NULL"),
+    };
+    if req.method() == Method::HEAD {
+        return Ok(head_only(ok(format, "calendar.json")));
+    }
+    let columns = format!(
+        "radacctid, callingstationid, nullif(username, ''), host(nasipaddress), \
+         nullif(calledstationid, ''), acctstarttime, \
+         coalesce(acctstoptime, CASE WHEN ({status}) = 'stale' \
+             THEN coalesce(acctupdatetime, acctstarttime) ELSE now() END), \
+         {status}, nullif(acctterminatecause, ''), \
+         coalesce(acctinputoctets, 0) + coalesce(acctoutputoctets, 0)",
+        status = crate::kinds::session::STATUS_SQL
+    );
+    let rows = records::select(&state.pool, &KIND, &listing, &columns, MAX_CALENDAR_ENTRIES + 1)
+        .await?;
+    if rows.len() as i64 > MAX_CALENDAR_ENTRIES {
+        return Err(ApiError::InvalidRequest(format!(
+            "More than {MAX_CALENDAR_ENTRIES} sessions in this range: narrow it or filter."
+        )));
+    }
+    let policy: IdentityPolicy = identity_policy(scope, &state);
+    let mut writer = IdentityWriter::new(&policy);
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let get = |e| ApiError::from(db::DbError::from(e));
+        let id: i64 = row.try_get(0).map_err(get)?;
+        let device: &str = row.try_get(1).map_err(get)?;
+        let user: Option<&str> = row.try_get(2).map_err(get)?;
+        let nas: String = row.try_get(3).map_err(get)?;
+        let called: Option<String> = row.try_get(4).map_err(get)?;
+        let from: Option<DateTime<Utc>> = row.try_get(5).map_err(get)?;
+        let until: Option<DateTime<Utc>> = row.try_get(6).map_err(get)?;
+        let status: String = row.try_get(7).map_err(get)?;
+        let cause: Option<String> = row.try_get(8).map_err(get)?;
+        let octets: i64 = row.try_get(9).map_err(get)?;
+        let device = writer.show(IdentityType::Mac, device).as_str().to_owned();
+        let user = user.map(|u| writer.show(IdentityType::RadiusUser, u).as_str().to_owned());
+        let time = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        };
+        let title = match &called {
+            Some(called) => format!("{nas} {called}"),
+            None => nas.clone(),
+        };
+        let mut tooltip = format!("{status} session via NAS {nas}");
+        if let Some(cause) = &cause {
+            tooltip.push_str(&format!(", ended: {cause}"));
+        }
+        tooltip.push_str(&format!(", {octets} octets"));
+        entries.push(json!({
+            "id": id.to_string(),
+            "resourceId": device,
+            "start": time(from),
+            "end": time(until),
+            "title": title,
+            "color": colour(&status),
+            "tooltip": tooltip,
+            "status": status,
+            "userName": user,
+        }));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::VARY, "Accept"))
+        .json(entries))
+}

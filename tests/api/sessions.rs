@@ -1,0 +1,687 @@
+//! Network access sessions: RADIUS accounting ingest with FreeRADIUS's
+//! semantics made safe (a table of packet sequences, in order, shuffled and
+//! replayed), reads (windows that overlap, filters, the keyset list, one
+//! session, online, user and device histories, the calendar), pseudonyms
+//! shared with the other kinds, the quarantine, and a `radacct` that
+//! FreeRADIUS created and wrote first.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    body_of, event, fresh_database_unmigrated, spawn_app, spawn_app_on, AppOptions, TestApp,
+    IDENTITIES_TOKEN, TOKEN, WRITE_TOKEN,
+};
+
+const RADIUS: &str = "/api/v1/accounting/radius";
+/// 2026-11-20T00:00:00Z.
+const T0: i64 = 1_795_132_800;
+
+impl TestApp {
+    /// Posts a body to the RADIUS ingest; returns status and body.
+    async fn post_radius(&self, content_type: &str, body: String) -> (u16, Vec<u8>) {
+        let mut response = self
+            .client()
+            .post(format!("{}{RADIUS}", self.address))
+            .insert_header(("Authorization", format!("Bearer {WRITE_TOKEN}")))
+            .insert_header(("Content-Type", content_type))
+            .send_body(body)
+            .await
+            .expect("post");
+        let body = body_of(&mut response).await;
+        (response.status().as_u16(), body)
+    }
+
+    async fn post_batch(&self, packets: &[Value]) -> Value {
+        let (status, body) = self
+            .post_radius("application/json", Value::Array(packets.to_vec()).to_string())
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("JSON")
+    }
+
+    async fn json_as(&self, token: &str, path: &str) -> Value {
+        let mut response = self.get_as(token, path).send().await.expect("request");
+        let body = body_of(&mut response).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("JSON")
+    }
+
+    /// Every stored session, in a comparable form (no radacctid, ordered by key).
+    async fn session_rows(&self) -> Vec<Value> {
+        let rows = self
+            .db
+            .query(
+                "SELECT (to_jsonb(r) - 'radacctid' - 'acctinterval')::text FROM radacct r ORDER BY acctuniqueid",
+                &[],
+            )
+            .await
+            .expect("read radacct");
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get(0)).expect("JSON row"))
+            .collect()
+    }
+}
+
+/// One accounting request for session `sid` of `user` on NAS 10.0.0.1.
+fn packet(status: &str, sid: &str, user: &str, at: i64, extra: Value) -> Value {
+    let mut v = json!({
+        "Acct-Status-Type": status,
+        "Acct-Session-Id": sid,
+        "User-Name": user,
+        "NAS-IP-Address": "10.0.0.1",
+        "NAS-Port": 1,
+        "NAS-Port-Type": "Wireless-802.11",
+        "Calling-Station-Id": "68-05-71-A4-EF-0E",
+        "Called-Station-Id": "00-11-22-33-44-55:Corp",
+        "Framed-IP-Address": "192.0.2.10",
+        "Event-Timestamp": T0 + at,
+    });
+    if let (Some(map), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        map.extend(more.clone());
+    }
+    v
+}
+
+fn interim(sid: &str, at: i64, time: i64, input: i64) -> Value {
+    packet(
+        "Interim-Update",
+        sid,
+        "alice",
+        at,
+        json!({"Acct-Session-Time": time, "Acct-Input-Octets": input, "Acct-Output-Octets": input / 2}),
+    )
+}
+
+fn stop(sid: &str, at: i64, time: i64, input: Option<i64>) -> Value {
+    let mut extra = json!({"Acct-Session-Time": time, "Acct-Terminate-Cause": "User-Request"});
+    if let Some(input) = input {
+        extra["Acct-Input-Octets"] = json!(input);
+    }
+    packet("Stop", sid, "alice", at, extra)
+}
+
+/// A deterministic shuffle.
+fn shuffled(packets: &[Value], seed: u64) -> Vec<Value> {
+    let mut out = packets.to_vec();
+    let mut state = seed;
+    for i in (1..out.len()).rev() {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        out.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    out
+}
+
+/// The ingest rules, each a packet sequence and what the row must be.
+#[actix_web::test]
+async fn packet_sequences_give_the_same_rows_in_any_order_and_replayed() {
+    let sequences: Vec<(&str, Vec<Value>, Value)> = vec![
+        (
+            "start, interims, stop",
+            vec![
+                packet("Start", "A", "alice", 0, json!({})),
+                interim("A", 300, 300, 1000),
+                interim("A", 600, 600, 2000),
+                stop("A", 900, 900, Some(3000)),
+            ],
+            json!({"acctstoptime": "2026-11-20T00:15:00+00:00", "acctsessiontime": 900,
+                   "acctinputoctets": 3000, "acctterminatecause": "User-Request",
+                   "acctstarttime": "2026-11-20T00:00:00+00:00"}),
+        ),
+        (
+            "lost start: interim creates at event − session time",
+            vec![interim("B", 600, 600, 10)],
+            json!({"acctstarttime": "2026-11-20T00:00:00+00:00", "acctstoptime": null,
+                   "acctsessiontime": 600, "acctinputoctets": 10}),
+        ),
+        (
+            "a stop without octets and a late interim keep the larger counters; no reopening",
+            vec![
+                packet("Start", "C", "alice", 0, json!({})),
+                interim("C", 300, 300, 5000),
+                stop("C", 400, 400, None),
+                interim("C", 350, 350, 4000),
+            ],
+            json!({"acctstoptime": "2026-11-20T00:06:40+00:00", "acctsessiontime": 400,
+                   "acctinputoctets": 5000, "acctupdatetime": "2026-11-20T00:06:40+00:00"}),
+        ),
+        (
+            "lost start: the stop creates the closed session",
+            vec![stop("D", 100, 100, Some(7))],
+            json!({"acctstarttime": "2026-11-20T00:00:00+00:00",
+                   "acctstoptime": "2026-11-20T00:01:40+00:00", "acctinputoctets": 7}),
+        ),
+        (
+            "gigawords fold into 64-bit counters",
+            vec![packet(
+                "Interim-Update",
+                "E",
+                "alice",
+                60,
+                json!({"Acct-Session-Time": 60, "Acct-Input-Octets": 5, "Acct-Input-Gigawords": 3,
+                       "Acct-Output-Gigawords": 1, "Acct-Output-Octets": 0}),
+            )],
+            json!({"acctinputoctets": 3i64 * (1i64 << 32) + 5, "acctoutputoctets": 1i64 << 32}),
+        ),
+    ];
+    let app = spawn_app().await;
+    for (name, packets, expected) in &sequences {
+        app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+        app.post_batch(packets).await;
+        let reference = app.session_rows().await;
+        assert_eq!(reference.len(), 1, "{name}");
+        for (key, value) in expected.as_object().unwrap() {
+            assert_eq!(&reference[0][key], value, "{name}: {key}");
+        }
+        // Replayed twice, and shuffled, one request per post or in one batch.
+        app.post_batch(packets).await;
+        app.post_batch(packets).await;
+        assert_eq!(app.session_rows().await, reference, "{name}: replayed");
+        for seed in [1, 2, 3] {
+            app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+            let order = shuffled(packets, seed);
+            for p in &order {
+                let (status, body) = app.post_radius("application/json", p.to_string()).await;
+                assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+            }
+            assert_eq!(app.session_rows().await, reference, "{name}: order {seed}");
+            app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+            app.post_batch(&order).await;
+            assert_eq!(app.session_rows().await, reference, "{name}: batch {seed}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn accounting_on_closes_every_open_session_of_that_nas() {
+    let app = spawn_app().await;
+    let other_nas = json!({"NAS-IP-Address": "10.0.0.2"});
+    app.post_batch(&[
+        packet("Start", "A", "alice", 0, json!({})),
+        packet("Start", "B", "bob", 10, json!({})),
+        packet("Start", "C", "carol", 10, other_nas),
+        stop("A", 50, 50, None),
+    ])
+    .await;
+    let answer = app
+        .post_batch(&[json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1",
+                              "Event-Timestamp": T0 + 100})])
+        .await;
+    assert_eq!(answer["closedByNasReboot"], 1);
+    let rows = app
+        .db
+        .query(
+            "SELECT acctsessionid, acctterminatecause, acctstoptime IS NULL, acctsessiontime \
+             FROM radacct ORDER BY acctsessionid",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<String>, bool, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("A".into(), Some("User-Request".into()), false, Some(50)),
+            ("B".into(), Some("NAS-Reboot".into()), false, Some(90)),
+            ("C".into(), None, true, Some(0)),
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn invalid_batches_store_nothing_and_single_posts_are_quarantined() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .post_radius(
+            "application/json",
+            json!([packet("Start", "A", "alice", 0, json!({})),
+                   {"Acct-Status-Type": "Start", "User-Name": "secret-user"}])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    let text = error["error_description"].as_str().unwrap();
+    assert!(text.contains("Record 2") && text.contains("Acct-Session-Id"), "{text}");
+    assert!(!text.contains("secret-user"));
+    assert!(app.session_rows().await.is_empty());
+
+    // rlm_rest posts one object: a request acctstream cannot use is kept
+    // and acknowledged, so the NAS stops retransmitting.
+    let bad = json!({"Acct-Status-Type": {"type": "integer", "value": ["Start"]},
+                     "User-Name": {"type": "string", "value": ["secret-user"]},
+                     "NAS-IP-Address": {"type": "ipaddr", "value": ["not-an-ip"]},
+                     "Acct-Session-Id": {"type": "string", "value": ["S"]}});
+    let (status, _) = app.post_radius("application/json", bad.to_string()).await;
+    assert_eq!(status, 204);
+    let quarantined = app.json_as(WRITE_TOKEN, "/api/v1/accounting/radius/rejected").await;
+    assert_eq!(quarantined["count"], 1);
+    let item = &quarantined["rejected"][0];
+    assert!(item["reason"].as_str().unwrap().contains("NAS-IP-Address"));
+    // Identities are pseudonymised for a token without the identities scope.
+    let shown = item["record"]["User-Name"]["value"][0].as_str().unwrap();
+    assert_eq!(shown, app.pseudonym("secret-user"));
+    let mut response = app
+        .get_as(TOKEN, "/api/v1/accounting/radius/rejected")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let _ = body_of(&mut response).await;
+    let metrics = {
+        let mut r = app.get("/metrics").send().await.unwrap();
+        String::from_utf8(body_of(&mut r).await).unwrap()
+    };
+    assert!(
+        metrics.contains("acctstream_radius_requests_total{outcome=\"quarantined\"} 1"),
+        "{metrics}"
+    );
+    let (status, _) = app.post_radius("text/plain", "{}".into()).await;
+    assert_eq!(status, 415);
+}
+
+/// Three sessions around the day 2026-11-20: one across its start, one
+/// inside, one still open.
+async fn seed_sessions(app: &TestApp) {
+    app.post_batch(&[
+        packet("Start", "before", "alice", -3600, json!({})),
+        stop("before", 600, 4200, Some(100)),
+        packet("Start", "inside", "bob", 7200, json!({"Calling-Station-Id": "aa:bb:cc:dd:ee:ff",
+                                                       "NAS-IP-Address": "10.0.0.2"})),
+        packet("Stop", "inside", "bob", 9000, json!({"Acct-Session-Time": 1800,
+               "Calling-Station-Id": "aa:bb:cc:dd:ee:ff", "NAS-IP-Address": "10.0.0.2",
+               "Acct-Terminate-Cause": "Idle-Timeout"})),
+        packet("Start", "open", "alice", 80_000, json!({})),
+    ])
+    .await;
+}
+
+#[actix_web::test]
+async fn windows_hold_the_sessions_that_overlap_them() {
+    let app = spawn_app().await;
+    seed_sessions(&app).await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let day = app
+        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20")
+        .await;
+    assert_eq!(ids(&day), vec!["before", "inside", "open"]);
+    // The day before holds only the session that started then.
+    let before = app
+        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-19")
+        .await;
+    assert_eq!(ids(&before), vec!["before"]);
+    // An hour window at the second bound: the session stopped exactly at 02:30.
+    let hour = app
+        .json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T02")
+        .await;
+    assert_eq!(ids(&hour), vec!["inside"]);
+    let after = app
+        .json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T03")
+        .await;
+    assert!(ids(&after).is_empty());
+    let session = &day["sessions"][1];
+    assert_eq!(session["status"], "closed");
+    assert_eq!(session["durationSeconds"], 1800);
+    assert_eq!(session["acctTerminateCause"], "Idle-Timeout");
+    assert_eq!(session["userName"], app.pseudonym("bob"));
+    assert_eq!(session["callingStationId"], app.pseudonym("aa:bb:cc:dd:ee:ff"));
+    assert_eq!(session["framedIpAddress"], app.pseudonym("192.0.2.10"));
+    assert_eq!(session["nasIpAddress"], "10.0.0.2");
+    // Filters, each narrowing to what it names.
+    for (query, expected) in [
+        ("status=closed", vec!["before", "inside"]),
+        ("status=stale", vec!["open"]),
+        ("nas=10.0.0.2", vec!["inside"]),
+        ("terminateCause=Idle-Timeout", vec!["inside"]),
+        ("nasPortType=Wireless-802.11", vec!["before", "inside", "open"]),
+        ("calledStationId=00-11-22-33-44-55:Corp", vec!["before", "inside", "open"]),
+        ("realm=nowhere", vec![]),
+    ] {
+        let body = app
+            .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?{query}"))
+            .await;
+        assert_eq!(ids(&body), expected, "{query}");
+    }
+    let alice = app.pseudonym("alice");
+    let body = app
+        .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?user={alice}"))
+        .await;
+    assert_eq!(ids(&body), vec!["before", "open"]);
+    let device = app.pseudonym("68:05:71:a4:ef:0e");
+    let body = app
+        .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?device={device}"))
+        .await;
+    assert_eq!(ids(&body), vec!["before", "open"]);
+    // Raw identities need the scope, and then are shown raw.
+    let mut r = app
+        .get_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?user=alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let _ = body_of(&mut r).await;
+    let body = app
+        .json_as(IDENTITIES_TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?user=alice")
+        .await;
+    assert_eq!(body["sessions"][0]["userName"], "alice");
+    assert_eq!(body["sessions"][0]["callingStationId"], "68:05:71:a4:ef:0e");
+    // CSV streams the same rows.
+    let mut r = app
+        .get("/api/v1/statistics/sessions/day/2026-11-20")
+        .insert_header(("Accept", "text/csv"))
+        .send()
+        .await
+        .unwrap();
+    let csv = String::from_utf8(body_of(&mut r).await).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("RadAcctId,Acct-Session-Id,"));
+    assert!(!csv.contains("alice"));
+}
+
+#[actix_web::test]
+async fn one_session_online_and_histories() {
+    let app = spawn_app().await;
+    seed_sessions(&app).await;
+    // A fresh open session: online now.
+    let now = chrono::Utc::now().timestamp();
+    app.post_batch(&[packet("Start", "live", "carol", now - T0 - 60, json!({}))])
+        .await;
+    let online = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    let online = online["sessions"].as_array().unwrap();
+    assert_eq!(online.len(), 1, "{online:?}");
+    assert_eq!(online[0]["acctSessionId"], "live");
+    assert_eq!(online[0]["status"], "open");
+    let id = online[0]["radAcctId"].as_i64().unwrap();
+    let one = app.json_as(TOKEN, &format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(one["acctSessionId"], "live");
+    assert!(one.get("sessions").is_none());
+    let mut r = app.get("/api/v1/sessions/999999").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let error: Value = serde_json::from_slice(&body_of(&mut r).await).unwrap();
+    assert_eq!(error["error"], "not_found");
+    let mut r = app.get("/api/v1/sessions/abc").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let _ = body_of(&mut r).await;
+
+    // The stale session (open, not heard of for days) reads as stale with
+    // its last update as the inferred stop.
+    let stale = app
+        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?status=stale")
+        .await;
+    assert_eq!(stale["sessions"][0]["inferredStop"], "2026-11-20T22:13:20");
+    assert_eq!(stale["sessions"][0]["durationSeconds"], 0);
+
+    let alice = app.pseudonym("alice");
+    let history = app
+        .json_as(TOKEN, &format!("/api/v1/users/{alice}/sessions?from=2026-11-01&to=2026-11-30"))
+        .await;
+    let ids: Vec<&str> = history["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["acctSessionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["open", "before"], "newest first");
+    let device = app.pseudonym("aa:bb:cc:dd:ee:ff");
+    let history = app
+        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .await;
+    assert_eq!(history["sessions"][0]["acctSessionId"], "inside");
+    let unknown = "0".repeat(64);
+    let mut r = app
+        .get(&format!("/api/v1/users/{unknown}/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let _ = body_of(&mut r).await;
+    let mut r = app
+        .get(&format!("/api/v1/users/{alice}/sessions?period=week"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let _ = body_of(&mut r).await;
+
+    let calendar = app
+        .json_as(TOKEN, "/api/v1/devices/sessions/calendar?start=2026-11-20&end=2026-11-21")
+        .await;
+    let entries = calendar.as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[1]["resourceId"], device);
+    assert_eq!(entries[1]["start"], "2026-11-20T02:00:00Z");
+    assert_eq!(entries[1]["end"], "2026-11-20T02:30:00Z");
+    assert!(entries[1]["color"].as_str().unwrap().starts_with('#'));
+    let mut r = app
+        .get("/api/v1/devices/sessions/calendar?start=2026-01-01&end=2026-12-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let _ = body_of(&mut r).await;
+}
+
+#[actix_web::test]
+async fn the_keyset_list_stays_correct_while_sessions_change() {
+    let app = spawn_app().await;
+    let packets: Vec<Value> = (0..25)
+        .map(|i| packet("Start", &format!("s{i:02}"), "alice", i * 60, json!({})))
+        .collect();
+    app.post_batch(&packets).await;
+    let first = app.json_as(TOKEN, "/api/v1/sessions?limit=10").await;
+    assert_eq!(first["count"], 25);
+    assert!(first["previous"].is_null());
+    let names = |page: &Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first)[0], "s24");
+    // New sessions and updates of listed ones arrive between pages.
+    app.post_batch(&[
+        packet("Start", "new", "alice", 9999, json!({})),
+        stop("s20", 99_999, 10, Some(5)),
+    ])
+    .await;
+    let next = first["next"].as_str().unwrap();
+    let path = &next[next.find("/api/").unwrap()..];
+    let second = app.json_as(TOKEN, path).await;
+    assert_eq!(names(&second)[0], "s14", "no session skipped or repeated");
+    let third_link = second["next"].as_str().unwrap();
+    let third = app
+        .json_as(TOKEN, &third_link[third_link.find("/api/").unwrap()..])
+        .await;
+    assert_eq!(names(&third), vec!["s04", "s03", "s02", "s01", "s00"]);
+    assert!(third["next"].is_null());
+    let previous = third["previous"].as_str().unwrap();
+    let back = app
+        .json_as(TOKEN, &previous[previous.find("/api/").unwrap()..])
+        .await;
+    assert_eq!(names(&back), names(&second));
+    let mut r = app.get("/api/v1/sessions?cursor=bogus").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let _ = body_of(&mut r).await;
+}
+
+#[actix_web::test]
+async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
+    let app = spawn_app().await;
+    app.insert(&[event("2026-11-20T00:00:00Z", "josé+o'neil@x")]).await;
+    // As rlm_rest posts a non-ASCII name: one \u00XX per byte.
+    app.post_batch(&[packet(
+        "Start",
+        "A",
+        "jos\u{00C3}\u{00A9}+o'neil@x",
+        0,
+        json!({}),
+    )])
+    .await;
+    // As rlm_sql stores it.
+    app.db
+        .batch_execute(
+            "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, acctstarttime) \
+             VALUES ('B', 'b', 'josé=2Bo=27neil@x', '10.0.0.3', '2026-11-20T01:00:00Z')",
+        )
+        .await
+        .unwrap();
+    let events = app
+        .json_as(TOKEN, "/api/v1/statistics/events/day/2026-11-20")
+        .await;
+    let pseudonym = events["events"][0]["userId"].as_str().unwrap().to_owned();
+    let sessions = app
+        .json_as(TOKEN, &format!("/api/v1/users/{pseudonym}/sessions?period=3660d"))
+        .await;
+    let sessions = sessions["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    for s in sessions {
+        assert_eq!(s["userName"], pseudonym);
+    }
+    let raw = app
+        .json_as(
+            IDENTITIES_TOKEN,
+            "/api/v1/statistics/sessions/day/2026-11-20?user=jos%C3%A9%2Bo%27neil%40x",
+        )
+        .await;
+    let names: Vec<&str> = raw["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["josé+o'neil@x", "josé+o'neil@x"]);
+}
+
+/// FreeRADIUS 3.2's own schema.sql, as a FreeRADIUS installation creates it.
+const FREERADIUS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS radacct (
+	RadAcctId bigserial PRIMARY KEY, AcctSessionId text NOT NULL, AcctUniqueId text NOT NULL UNIQUE,
+	UserName text, Realm text, NASIPAddress inet NOT NULL, NASPortId text, NASPortType text,
+	AcctStartTime timestamp with time zone, AcctUpdateTime timestamp with time zone,
+	AcctStopTime timestamp with time zone, AcctInterval bigint, AcctSessionTime bigint,
+	AcctAuthentic text, ConnectInfo_start text, ConnectInfo_stop text, AcctInputOctets bigint,
+	AcctOutputOctets bigint, CalledStationId text, CallingStationId text, AcctTerminateCause text,
+	ServiceType text, FramedProtocol text, FramedIPAddress inet, FramedIPv6Address inet,
+	FramedIPv6Prefix inet, FramedInterfaceId text, DelegatedIPv6Prefix inet, Class text);
+CREATE INDEX radacct_active_session_idx ON radacct (AcctUniqueId) WHERE AcctStopTime IS NULL;
+CREATE INDEX radacct_bulk_close ON radacct (NASIPAddress, AcctStartTime) WHERE AcctStopTime IS NULL;
+CREATE INDEX radacct_start_user_idx ON radacct (AcctStartTime, UserName);
+CREATE INDEX radacct_calss_idx ON radacct (Class);";
+
+/// A Start as FreeRADIUS's queries.conf inserts it (empty strings for
+/// missing attributes).
+const FREERADIUS_START: &str = "INSERT INTO radacct (AcctSessionId, AcctUniqueId, UserName, Realm, \
+    NASIPAddress, NASPortId, NASPortType, AcctStartTime, AcctUpdateTime, AcctStopTime, \
+    AcctSessionTime, AcctAuthentic, ConnectInfo_start, ConnectInfo_Stop, AcctInputOctets, \
+    AcctOutputOctets, CalledStationId, CallingStationId, AcctTerminateCause, ServiceType, \
+    FramedProtocol, FramedIpAddress) VALUES ('S1', 'u1', 'dave', NULLIF('', ''), '10.1.1.1', \
+    NULLIF('7', ''), 'Ethernet', TO_TIMESTAMP(1795132800), TO_TIMESTAMP(1795132800), NULL, 0, \
+    'RADIUS', '', NULL, 0, 0, '', '00:0A:95:9D:68:16', NULL, '', '', NULLIF('', '')::inet)";
+
+#[actix_web::test]
+async fn an_existing_freeradius_table_is_read_as_it_is() {
+    let (name, config) = fresh_database_unmigrated().await;
+    let db = crate::helpers::connect(&config).await;
+    db.batch_execute(FREERADIUS_SCHEMA).await.unwrap();
+    db.batch_execute(FREERADIUS_START).await.unwrap();
+    let columns_before: Vec<String> = db
+        .query(
+            "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+             WHERE table_name = 'radacct' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut client = crate::helpers::connect(&config).await;
+    acctstream::db::migrate::run(&mut client).await.expect("migrate");
+    let app = spawn_app_on(name, config, AppOptions::default()).await;
+    let columns_after: Vec<String> = db
+        .query(
+            "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+             WHERE table_name = 'radacct' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns_before, columns_after, "radacct is never altered");
+    let indexes: Vec<String> = db
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'radacct' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (index, _) in acctstream::db::sessions::INDEXES {
+        assert!(indexes.iter().any(|i| i == index), "{index} in {indexes:?}");
+    }
+    // A row FreeRADIUS wrote is found by its device's pseudonym (the
+    // directory catches up), with empty strings read as absent.
+    let device = app.pseudonym("00:0a:95:9d:68:16");
+    let history = app
+        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .await;
+    let session = &history["sessions"][0];
+    assert_eq!(session["acctSessionId"], "S1");
+    assert_eq!(session["userName"], app.pseudonym("dave"));
+    assert!(session.get("calledStationId").is_none(), "'' reads as absent");
+    assert!(session.get("connectInfoStart").is_none());
+    assert_eq!(session["nasPortId"], "7");
+    // And acctstream's ingest merges into it.
+    app.post_batch(&[json!({"Acct-Status-Type": "Stop", "Acct-Unique-Session-Id": "u1",
+                             "Acct-Session-Id": "S1", "User-Name": "dave",
+                             "NAS-IP-Address": "10.1.1.1", "Acct-Session-Time": 60,
+                             "Event-Timestamp": T0 + 60})])
+        .await;
+    let one = app
+        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .await;
+    assert_eq!(one["sessions"][0]["status"], "closed");
+    assert_eq!(one["sessions"][0]["durationSeconds"], 60);
+}
+
+#[actix_web::test]
+async fn the_sql_mac_notation_matches_the_services() {
+    let app = spawn_app().await;
+    for raw in [
+        "68-05-71-A4-EF-0E",
+        "68:05:71:a4:ef:0e",
+        "680571A4EF0E",
+        "6805.71a4.ef0e",
+        "68:05-71:a4:ef:0e",
+        "not a mac",
+        "192.0.2.1",
+    ] {
+        let sql: String = app
+            .db
+            .query_one("SELECT acctstream_mac($1)", &[&raw])
+            .await
+            .unwrap()
+            .get(0);
+        let rust = acctstream::core::identity::IdentityType::Mac.normalise(raw);
+        assert_eq!(sql, rust, "{raw}");
+    }
+}
