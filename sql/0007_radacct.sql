@@ -84,7 +84,9 @@ CREATE TABLE radius_rejected (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     received_at timestamptz NOT NULL DEFAULT now(),
     reason      text        NOT NULL,
-    record      jsonb       NOT NULL
+    -- The request as posted, as JSON text (not jsonb: a request may hold
+    -- what jsonb refuses, such as \u0000).
+    record      text        NOT NULL
 );
 
 -- How far the identity directory has caught up with `radacct` rows that

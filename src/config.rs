@@ -76,6 +76,9 @@ pub enum ConfigError {
     /// The public URL is not an absolute http(s) URL.
     #[error("ACCTSTREAM_PUBLIC_URL must be an absolute http:// or https:// URL without query or fragment, got {0:?}")]
     BadPublicUrl(String),
+    /// The stale threshold of sessions is not a duration.
+    #[error("ACCTSTREAM_SESSION_STALE_AFTER must be a duration such as 900, 90s, 15m or 2h (1 second to 30 days), got {0:?}")]
+    BadStaleAfter(String),
     /// A CORS origin is not `scheme://host[:port]`.
     #[error("ACCTSTREAM_CORS_ORIGINS: entry {0} is not an origin such as https://dashboard.example.com (scheme, host and optional port; no path), or `*`")]
     BadCorsOrigin(usize),
@@ -309,6 +312,44 @@ pub fn parse_public_url(raw: &str) -> Result<String, ConfigError> {
 /// Parses `ACCTSTREAM_CORS_ORIGINS`: comma-separated origins
 /// (`https://dashboard.example.com`, `http://localhost:3000`) that browsers
 /// may call the API from, or `*` for any; empty means none (no CORS).
+/// `ACCTSTREAM_SESSION_STALE_AFTER`: seconds, or a number with `s`, `m`
+/// or `h`; 1 second to 30 days.
+pub fn parse_stale_after(raw: &str) -> Result<u64, ConfigError> {
+    let text = raw.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, 's')) => (&text[..i], 1),
+        Some((i, 'm')) => (&text[..i], 60),
+        Some((i, 'h')) => (&text[..i], 3600),
+        _ => (text, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|secs| (1..=30 * 86_400).contains(secs))
+        .ok_or_else(|| ConfigError::BadStaleAfter(raw.to_owned()))
+}
+
+/// `config` with every connection's `acctstream.session_stale_after` set
+/// (read by `acctstream_session_stale` in `sql/0007_radacct.sql`), keeping
+/// the options the URL gave.
+pub fn with_stale_after(
+    mut config: tokio_postgres::Config,
+    seconds: Option<u64>,
+) -> tokio_postgres::Config {
+    if let Some(seconds) = seconds {
+        let existing = config.get_options().unwrap_or_default().to_owned();
+        let option = format!("-c acctstream.session_stale_after={seconds}");
+        let options = if existing.is_empty() {
+            option
+        } else {
+            format!("{existing} {option}")
+        };
+        config.options(&options);
+    }
+    config
+}
+
 pub fn parse_cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut origins = Vec::new();
     for (index, entry) in list.split(',').map(str::trim).enumerate() {
@@ -339,6 +380,23 @@ pub fn parse_cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_after_takes_seconds_or_units() {
+        assert_eq!(parse_stale_after("900").unwrap(), 900);
+        assert_eq!(parse_stale_after("90s").unwrap(), 90);
+        assert_eq!(parse_stale_after("15m").unwrap(), 900);
+        assert_eq!(parse_stale_after(" 2h ").unwrap(), 7200);
+        for bad in ["", "0", "m", "-5", "1.5h", "31d", "721h", "ten"] {
+            assert!(parse_stale_after(bad).is_err(), "{bad}");
+        }
+        let config: tokio_postgres::Config = "postgresql://u@h/d?options=-c%20a.b%3D1".parse().unwrap();
+        let config = with_stale_after(config, Some(60));
+        assert_eq!(
+            config.get_options(),
+            Some("-c a.b=1 -c acctstream.session_stale_after=60")
+        );
+    }
 
     #[test]
     fn cors_origins_are_checked() {

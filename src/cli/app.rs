@@ -180,7 +180,15 @@ async fn serve_with(
     banner: Option<&dyn Fn(&str)>,
 ) -> Result<(), CliError> {
     let filename_prefix = config::parse_report_filename_prefix(&args.report_filename_prefix)?;
-    let pool = db::pool::build(database.config.clone(), common.pool_size)?;
+    let stale_after = args
+        .session_stale_after
+        .as_deref()
+        .map(config::parse_stale_after)
+        .transpose()?;
+    let pool = db::pool::build(
+        config::with_stale_after(database.config.clone(), stale_after),
+        common.pool_size,
+    )?;
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
     let address = listener
@@ -262,6 +270,7 @@ pub(super) async fn run_demo(
         seed_or_top_up(&mut client, events, &pseudonymiser).await?;
         drop(client);
         let trickle_pool = db::pool::build(database.config.clone(), 2)?;
+        seed_sessions(&trickle_pool, events, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut stopped = stopped.clone();
@@ -270,7 +279,12 @@ pub(super) async fn run_demo(
             }
         };
         let trickle = tokio::spawn(demo::trickle(trickle_pool.clone(), stopped()));
-        let client_trickle = tokio::spawn(demo::client::trickle(trickle_pool, stopped()));
+        let client_trickle = tokio::spawn(demo::client::trickle(trickle_pool.clone(), stopped()));
+        let session_trickle = tokio::spawn(demo::session::trickle(
+            trickle_pool,
+            pseudonymiser.clone(),
+            stopped(),
+        ));
         let banner = |base: &str| println!("{}", demo_banner(base, &token, &write_token));
         let served = serve_with(
             common,
@@ -285,6 +299,7 @@ pub(super) async fn run_demo(
         let _ = stop_trickle.send(true);
         let _ = trickle.await;
         let _ = client_trickle.await;
+        let _ = session_trickle.await;
         served
     }
     .await;
@@ -342,6 +357,37 @@ async fn seed_or_top_up(
     Ok(())
 }
 
+/// Seeds 30 days of network access sessions once (when `radacct` is empty):
+/// one per [`demo::session::EVENTS_PER_SESSION`] authentication events.
+async fn seed_sessions(
+    pool: &deadpool_postgres::Pool,
+    events: Option<u64>,
+    pseudonymiser: &Pseudonymiser,
+) -> Result<(), CliError> {
+    let client = pool.get().await.map_err(db::DbError::from)?;
+    let empty = client
+        .query_opt("SELECT 1 FROM radacct LIMIT 1", &[])
+        .await
+        .map_err(CliError::Connect)?
+        .is_none();
+    drop(client);
+    if !empty {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut options = demo::SeedOptions::default();
+    if let Some(events) = events {
+        options.events = events;
+    }
+    let sessions = options.events / demo::session::EVENTS_PER_SESSION;
+    let written = demo::session::seed(pool, pseudonymiser, &options, sessions).await?;
+    eprintln!(
+        "  {written} network access sessions inserted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// What `demo` prints once it listens: the tokens and example commands,
 /// every one of them valid today (current times, a fresh `eventId`).
 fn demo_banner(base: &str, token: &str, write_token: &str) -> String {
@@ -364,6 +410,10 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   # Wi-Fi client events: who failed to connect in the last hour, where and why
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/client-events/summary/hour'
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/client-events/hour?eventType=Failure&format=ndjson'
+
+  # network access sessions (RADIUS accounting): who is online now, a day of sessions as CSV
+  curl -H "Authorization: Bearer $T" '{base}/api/v1/sessions/online?limit=5'
+  curl -H "Authorization: Bearer $T" -H 'Accept: text/csv' '{base}/api/v1/statistics/sessions/day/{day}' -o sessions.csv
 
   # ingest (needs the read+write token); a fresh eventId each time, so a rerun stores again
   export W={write_token}
@@ -495,8 +545,10 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
             let outcome =
                 db::retention::purge(&pool, cutoff, &options, &CancellationToken::new()).await?;
             println!(
-                "deleted {} events in {:.1} s; the usage reports keep their figures",
+                "deleted {} events and {} sessions stopped before the cutoff in {:.1} s; \
+                 the usage reports keep their figures",
                 outcome.deleted,
+                outcome.sessions_deleted,
                 outcome.elapsed.as_secs_f64()
             );
         }

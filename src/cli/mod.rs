@@ -92,6 +92,11 @@ struct ServeArgs {
     report_filename_prefix: String,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// When an open session counts as stale (not heard of for this long):
+    /// seconds, or with s, m or h (e.g. 15m). Default: three of its interim
+    /// intervals when known, else one hour.
+    #[arg(long, env = "ACCTSTREAM_SESSION_STALE_AFTER")]
+    session_stale_after: Option<String>,
     /// Milliseconds between two runs of the job that rolls newly inserted
     /// events up into the usage report counters (reports also bring them up
     /// to date before answering, so this only bounds their work).

@@ -125,6 +125,9 @@ pub struct PurgePreview {
 pub struct PurgeOutcome {
     /// Events deleted.
     pub deleted: u64,
+    /// Network access sessions deleted: closed ones whose stop is before the
+    /// cutoff (an open session is never deleted).
+    pub sessions_deleted: u64,
     /// `DELETE` statements run.
     pub batches: u64,
     /// Wall time of the pass, pauses included.
@@ -160,6 +163,18 @@ pub async fn purge(
     let started = Instant::now();
     rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
     let mut outcome = purge_rolled_up(pool, cutoff, options, cancel).await?;
+    if !outcome.interrupted {
+        let (deleted, interrupted) = super::sessions::purge(
+            pool,
+            cutoff,
+            options.batch_rows.max(1),
+            options.batch_pause,
+            cancel,
+        )
+        .await?;
+        outcome.sessions_deleted = deleted;
+        outcome.interrupted = interrupted;
+    }
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
@@ -177,6 +192,7 @@ pub async fn purge_rolled_up(
     let limit = options.batch_rows.max(1);
     let mut outcome = PurgeOutcome {
         deleted: 0,
+        sessions_deleted: 0,
         batches: 0,
         elapsed: Duration::ZERO,
         interrupted: false,
@@ -233,11 +249,13 @@ pub async fn run_once(
             cutoff = %cutoff.to_rfc3339(),
             retention_days = options.policy.days(),
             deleted = outcome.deleted,
+            sessions_deleted = outcome.sessions_deleted,
             batches = outcome.batches,
             elapsed_ms = outcome.elapsed.as_millis() as u64,
             interrupted = outcome.interrupted,
-            "retention pass: deleted {} raw events older than {}",
+            "retention pass: deleted {} raw events and {} sessions stopped before {}",
             outcome.deleted,
+            outcome.sessions_deleted,
             cutoff.to_rfc3339(),
         ),
         Err(error) => tracing::warn!(

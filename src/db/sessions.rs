@@ -409,6 +409,43 @@ pub async fn catch_up_directory(
     }
 }
 
+/// Retention of sessions: deletes closed sessions whose stop is before
+/// `cutoff`, `batch` rows per short transaction with `pause` between, never
+/// an open one (its stop is NULL). Returns the rows deleted and whether
+/// `cancel` stopped it early.
+pub async fn purge(
+    pool: &Pool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+    pause: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(u64, bool), DbError> {
+    let mut deleted = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok((deleted, true));
+        }
+        let n = {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "DELETE FROM radacct WHERE radacctid IN (SELECT radacctid FROM radacct \
+                     WHERE acctstoptime < $1 ORDER BY acctstoptime LIMIT $2)",
+                    &[&cutoff, &batch],
+                )
+                .await?
+        };
+        deleted += n;
+        if (n as i64) < batch {
+            return Ok((deleted, false));
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// Keeps a request acctstream could not use, with the reason.
 pub async fn quarantine(
     pool: &Pool,
@@ -418,7 +455,7 @@ pub async fn quarantine(
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "INSERT INTO radius_rejected (reason, record) VALUES ($1, $2::text::jsonb) RETURNING id",
+            "INSERT INTO radius_rejected (reason, record) VALUES ($1, $2) RETURNING id",
             &[&reason, &record.to_string()],
         )
         .await?;
@@ -447,7 +484,7 @@ pub async fn rejected(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT id, received_at, reason, record::text FROM radius_rejected \
+            "SELECT id, received_at, reason, record FROM radius_rejected \
              WHERE id < coalesce($1, 9223372036854775807) ORDER BY id DESC LIMIT $2",
             &[&before, &limit],
         )
@@ -459,7 +496,10 @@ pub async fn rejected(
                 id: row.try_get(0)?,
                 received_at: row.try_get(1)?,
                 reason: row.try_get(2)?,
-                record: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+                // Written by serde_json, so it reads back; anything else
+                // is shown as an empty object rather than failing the list.
+                record: serde_json::from_str(&text)
+                    .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
             })
         })
         .collect()

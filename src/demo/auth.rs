@@ -204,6 +204,14 @@ pub async fn seed(
     copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
 
+/// The user population of `rng_seed` (the raw user ids, most active
+/// first) and its cumulative activity weights: other kinds' demo data use
+/// the same people, so pseudonyms join across kinds.
+pub(crate) fn population(rng_seed: u64, users: u32) -> (Vec<String>, Vec<f64>) {
+    let generator = Generator::new(rng_seed, users, 0);
+    (generator.users, generator.user_cumulative)
+}
+
 /// Derives the event stream's seed from the population seed.
 fn event_seed(rng_seed: u64) -> u64 {
     rng_seed ^ 0x9e37_79b9_7f4a_7c15

@@ -143,6 +143,16 @@ fn cumulative(weights: impl Iterator<Item = u32>) -> Vec<f64> {
         .collect()
 }
 
+/// The MAC addresses of the Wi-Fi clients of `rng_seed`, so other kinds'
+/// demo devices are the same devices.
+pub(crate) fn client_macs(rng_seed: u64) -> Vec<String> {
+    Generator::new(rng_seed, 0)
+        .clients
+        .into_iter()
+        .map(|c| c.mac)
+        .collect()
+}
+
 impl Generator {
     fn new(population_seed: u64, event_seed: u64) -> Generator {
         let mut rng = StdRng::seed_from_u64(population_seed ^ 0x005e_edc1_1ea7);

@@ -11,6 +11,7 @@ use rand::Rng;
 
 pub mod auth;
 pub mod client;
+pub mod session;
 
 pub use auth::{backfill, seed, trickle};
 
@@ -130,6 +131,9 @@ pub enum DemoError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Storing demo sessions failed.
+    #[error("demo data: writing sessions failed: {0}")]
+    Store(#[from] crate::db::DbError),
     /// A timestamp fell outside what chrono can represent.
     #[error("demo data: timestamp {0} µs after 1970 is out of range; choose a different end time")]
     TimeOutOfRange(i64),

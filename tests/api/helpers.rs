@@ -493,3 +493,10 @@ pub async fn read_bytes(socket: &mut tokio::net::TcpStream, n: usize) -> Vec<u8>
         .expect("the server closed early");
     buffer
 }
+
+/// The test cluster's socket directory and port (for programs that connect
+/// with libpq settings of their own, such as FreeRADIUS's rlm_sql).
+pub fn cluster_socket() -> (std::path::PathBuf, u16) {
+    let pg = &cluster().pg;
+    (pg.socket_dir().to_path_buf(), pg.port())
+}

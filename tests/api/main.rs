@@ -6,6 +6,7 @@ mod cli;
 mod docs;
 mod errors;
 mod events;
+mod freeradius;
 mod hardening;
 mod helpers;
 mod ingest;

@@ -685,3 +685,92 @@ async fn the_sql_mac_notation_matches_the_services() {
         assert_eq!(sql, rust, "{raw}");
     }
 }
+
+#[actix_web::test]
+async fn stale_means_unheard_for_three_intervals_or_the_configured_time() {
+    let now = chrono::Utc::now().timestamp() - T0;
+    let packets = [
+        // Heard of two minutes ago, no interval known: open by default.
+        packet("Start", "quiet", "alice", now - 120, json!({})),
+        // Interim interval 30 s, unheard for two minutes: stale.
+        packet("Start", "lost", "bob", now - 120, json!({"Acct-Interim-Interval": 30})),
+    ];
+    let (default, online) = statuses(spawn_app().await, &packets).await;
+    assert_eq!(
+        default,
+        vec![("lost".into(), "stale".into()), ("quiet".into(), "open".into())]
+    );
+    assert_eq!(online, 1);
+    // ACCTSTREAM_SESSION_STALE_AFTER=60 applies to every session.
+    let (name, config) = crate::helpers::fresh_database().await;
+    let app_database = acctstream::config::with_stale_after(config.clone(), Some(60));
+    let app = spawn_app_on(
+        name,
+        config,
+        AppOptions {
+            app_database: Some(app_database),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let (configured, online) = statuses(app, &packets).await;
+    assert_eq!(
+        configured,
+        vec![("lost".into(), "stale".into()), ("quiet".into(), "stale".into())]
+    );
+    assert_eq!(online, 0);
+}
+
+/// Each session's status in the list, and how many are online.
+async fn statuses(app: TestApp, packets: &[Value]) -> (Vec<(String, String)>, usize) {
+    app.post_batch(packets).await;
+    let list = app.json_as(TOKEN, "/api/v1/sessions").await;
+    let mut got: Vec<(String, String)> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["acctSessionId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let online = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    (got, online["sessions"].as_array().unwrap().len())
+}
+
+#[actix_web::test]
+async fn retention_keeps_open_sessions_and_recent_stops() {
+    let app = spawn_app().await;
+    // Started a year before the cutoff: one stopped before it, one stopped
+    // after it, one still open.
+    app.post_batch(&[
+        packet("Start", "old", "alice", -400 * 86_400, json!({})),
+        stop("old", -399 * 86_400, 86_400, None),
+        packet("Start", "long", "bob", -400 * 86_400, json!({})),
+        packet("Stop", "long", "bob", -86_400, json!({"Acct-Session-Time": 399 * 86_400})),
+        packet("Start", "open", "carol", -400 * 86_400, json!({})),
+    ])
+    .await;
+    let cutoff: chrono::DateTime<chrono::Utc> = chrono::DateTime::from_timestamp(T0 - 180 * 86_400, 0).unwrap();
+    let outcome = acctstream::db::retention::purge(
+        &app.pool,
+        cutoff,
+        &acctstream::db::retention::RetentionOptions::default(),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("purge");
+    assert_eq!(outcome.sessions_deleted, 1);
+    let left: Vec<String> = app
+        .db
+        .query("SELECT acctsessionid FROM radacct ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec!["long", "open"]);
+}

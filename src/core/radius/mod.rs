@@ -27,8 +27,10 @@ use serde_json::{Map, Value};
 
 pub use self::merge::{merge_requests, Step};
 
-/// Longest accepted text value, in characters.
-pub const MAX_TEXT_CHARS: usize = 1_000;
+/// Longest accepted text value, in characters: a RADIUS attribute holds
+/// at most 253 octets, and this keeps every indexed `radacct` column well
+/// within PostgreSQL's index row limit.
+pub const MAX_TEXT_CHARS: usize = 253;
 
 /// What an accounting request reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +213,7 @@ impl<'a> Attributes<'a> {
             return Err(reject(name, "must not contain NUL"));
         }
         if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(reject(name, "longer than 1000 characters"));
+            return Err(reject(name, "longer than 253 characters"));
         }
         Ok((!text.is_empty()).then_some(text))
     }
