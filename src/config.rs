@@ -390,7 +390,8 @@ mod tests {
         for bad in ["", "0", "m", "-5", "1.5h", "31d", "721h", "ten"] {
             assert!(parse_stale_after(bad).is_err(), "{bad}");
         }
-        let config: tokio_postgres::Config = "postgresql://u@h/d?options=-c%20a.b%3D1".parse().unwrap();
+        let config: tokio_postgres::Config =
+            "postgresql://u@h/d?options=-c%20a.b%3D1".parse().unwrap();
         let config = with_stale_after(config, Some(60));
         assert_eq!(
             config.get_options(),

@@ -317,7 +317,10 @@ mod tests {
     fn rlm_sql_escaping_round_trips_and_joins_pseudonyms() {
         assert_eq!(rlm_sql_escape("josé+o'neil@x"), "josé=2Bo=27neil@x");
         assert_eq!(rlm_sql_unescape("josé=2Bo=27neil@x"), "josé+o'neil@x");
-        assert!(matches!(rlm_sql_unescape("alice@example.org"), Cow::Borrowed(_)));
+        assert!(matches!(
+            rlm_sql_unescape("alice@example.org"),
+            Cow::Borrowed(_)
+        ));
         // `=` itself is escaped by rlm_sql, so a stored `=` always starts an escape;
         // sequences rlm_sql never writes stay as they are.
         assert_eq!(rlm_sql_escape("a=b"), "a=3Db");

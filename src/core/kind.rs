@@ -217,9 +217,11 @@ impl Selection {
     /// True when some value is a pseudonym (resolved through the identity
     /// directory).
     pub fn has_pseudonyms(&self) -> bool {
-        self.filters
-            .iter()
-            .any(|(_, values)| values.iter().any(|v| matches!(v, FilterValue::Pseudonym(_))))
+        self.filters.iter().any(|(_, values)| {
+            values
+                .iter()
+                .any(|v| matches!(v, FilterValue::Pseudonym(_)))
+        })
     }
 }
 

@@ -240,10 +240,36 @@ impl Arrays {
     fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         let t = &self.text;
         vec![
-            &t[0], &t[1], &t[2], &t[3], &self.nas, &t[4], &t[5], &self.times[0], &self.times[1],
-            &self.times[2], &self.ints[0], &self.ints[1], &t[6], &t[7], &t[8], &self.ints[2],
-            &self.ints[3], &t[9], &t[10], &t[11], &t[12], &t[13], &self.ips[0], &self.ips[1],
-            &self.prefixes[0], &t[14], &self.prefixes[1], &t[15], &self.flags[0], &self.flags[1],
+            &t[0],
+            &t[1],
+            &t[2],
+            &t[3],
+            &self.nas,
+            &t[4],
+            &t[5],
+            &self.times[0],
+            &self.times[1],
+            &self.times[2],
+            &self.ints[0],
+            &self.ints[1],
+            &t[6],
+            &t[7],
+            &t[8],
+            &self.ints[2],
+            &self.ints[3],
+            &t[9],
+            &t[10],
+            &t[11],
+            &t[12],
+            &t[13],
+            &self.ips[0],
+            &self.ips[1],
+            &self.prefixes[0],
+            &t[14],
+            &self.prefixes[1],
+            &t[15],
+            &self.flags[0],
+            &self.flags[1],
         ]
     }
 }
@@ -513,4 +539,3 @@ pub async fn rejected_count(pool: &Pool) -> Result<i64, DbError> {
         .await?
         .try_get(0)?)
 }
-

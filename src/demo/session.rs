@@ -44,14 +44,46 @@ struct Nas {
 }
 
 const NAS: [Nas; 8] = [
-    Nas { ip: "10.0.1.1", kind: NasKind::Wifi, weight: 30 },
-    Nas { ip: "10.0.1.2", kind: NasKind::Wifi, weight: 25 },
-    Nas { ip: "10.0.1.3", kind: NasKind::Wifi, weight: 15 },
-    Nas { ip: "10.0.2.1", kind: NasKind::Vpn, weight: 12 },
-    Nas { ip: "10.0.3.1", kind: NasKind::Switch, weight: 6 },
-    Nas { ip: "10.0.3.2", kind: NasKind::Switch, weight: 5 },
-    Nas { ip: "10.0.3.3", kind: NasKind::Switch, weight: 4 },
-    Nas { ip: "10.0.3.4", kind: NasKind::Switch, weight: 3 },
+    Nas {
+        ip: "10.0.1.1",
+        kind: NasKind::Wifi,
+        weight: 30,
+    },
+    Nas {
+        ip: "10.0.1.2",
+        kind: NasKind::Wifi,
+        weight: 25,
+    },
+    Nas {
+        ip: "10.0.1.3",
+        kind: NasKind::Wifi,
+        weight: 15,
+    },
+    Nas {
+        ip: "10.0.2.1",
+        kind: NasKind::Vpn,
+        weight: 12,
+    },
+    Nas {
+        ip: "10.0.3.1",
+        kind: NasKind::Switch,
+        weight: 6,
+    },
+    Nas {
+        ip: "10.0.3.2",
+        kind: NasKind::Switch,
+        weight: 5,
+    },
+    Nas {
+        ip: "10.0.3.3",
+        kind: NasKind::Switch,
+        weight: 4,
+    },
+    Nas {
+        ip: "10.0.3.4",
+        kind: NasKind::Switch,
+        weight: 3,
+    },
 ];
 
 /// One planned session.
@@ -111,17 +143,30 @@ impl Generator {
             NasKind::Wifi => (
                 55.0,
                 300,
-                &[("User-Request", 40), ("Idle-Timeout", 30), ("Lost-Carrier", 20), ("Session-Timeout", 10)],
+                &[
+                    ("User-Request", 40),
+                    ("Idle-Timeout", 30),
+                    ("Lost-Carrier", 20),
+                    ("Session-Timeout", 10),
+                ],
             ),
             NasKind::Vpn => (
                 150.0,
                 600,
-                &[("User-Request", 70), ("Idle-Timeout", 20), ("Lost-Service", 10)],
+                &[
+                    ("User-Request", 70),
+                    ("Idle-Timeout", 20),
+                    ("Lost-Service", 10),
+                ],
             ),
             NasKind::Switch => (
                 420.0,
                 600,
-                &[("Lost-Carrier", 60), ("User-Request", 30), ("Admin-Reset", 10)],
+                &[
+                    ("Lost-Carrier", 60),
+                    ("User-Request", 30),
+                    ("Admin-Reset", 10),
+                ],
             ),
         };
         let normal: f64 = (0..6).map(|_| self.rng.gen::<f64>()).sum::<f64>() - 3.0;
@@ -157,7 +202,9 @@ impl Generator {
     fn device(&self, plan: &Plan) -> String {
         match NAS[plan.nas].kind {
             NasKind::Vpn => format!("203.0.113.{}", plan.user % 250 + 1),
-            NasKind::Wifi => self.macs[plan.user % self.macs.len()].to_uppercase().replace(':', "-"),
+            NasKind::Wifi => self.macs[plan.user % self.macs.len()]
+                .to_uppercase()
+                .replace(':', "-"),
             NasKind::Switch => {
                 // Wired desks: the device's second interface.
                 let mac = &self.macs[(plan.user + 1) % self.macs.len()];
@@ -254,7 +301,9 @@ pub async fn seed(
     sessions: u64,
 ) -> Result<u64, DemoError> {
     if opts.days == 0 {
-        return Err(DemoError::InvalidOptions("days must be at least 1".to_owned()));
+        return Err(DemoError::InvalidOptions(
+            "days must be at least 1".to_owned(),
+        ));
     }
     if sessions == 0 {
         return Ok(0);
@@ -304,13 +353,21 @@ struct Live {
 
 /// An accounting request of `row` as a NAS would report it, plain or in
 /// `rlm_rest`'s form.
-fn request(row: &SessionRow, status: &str, at: DateTime<Utc>, rest_form: bool) -> Map<String, Value> {
+fn request(
+    row: &SessionRow,
+    status: &str,
+    at: DateTime<Utc>,
+    rest_form: bool,
+) -> Map<String, Value> {
     let mut attrs: Vec<(&str, Value)> = vec![
         ("Acct-Status-Type", json!(status)),
         ("Acct-Session-Id", json!(row.session_id)),
         ("NAS-IP-Address", json!(row.nas.to_string())),
         ("Event-Timestamp", json!(at.timestamp())),
-        ("Acct-Session-Time", json!((at - row.start).num_seconds().max(0))),
+        (
+            "Acct-Session-Time",
+            json!((at - row.start).num_seconds().max(0)),
+        ),
         ("Acct-Input-Octets", json!(row.input_octets & 0xffff_ffff)),
         ("Acct-Input-Gigawords", json!(row.input_octets >> 32)),
         ("Acct-Output-Octets", json!(row.output_octets & 0xffff_ffff)),
@@ -375,9 +432,10 @@ pub async fn trickle(
         let now = Utc::now();
         let mut requests = Vec::new();
         // New sessions: about one per second at the busiest hour.
-        let starts = (trickle_rate(now.timestamp_micros()) / 15.0 * generator.rng.gen_range(0.5..1.5))
-            .round()
-            .max(1.0) as usize;
+        let starts = (trickle_rate(now.timestamp_micros()) / 15.0
+            * generator.rng.gen_range(0.5..1.5))
+        .round()
+        .max(1.0) as usize;
         for _ in 0..starts {
             let mut plan = generator.plan(now);
             // Short demo sessions, so stops are seen too.
@@ -402,7 +460,12 @@ pub async fn trickle(
             } else {
                 if session.next_interim <= now {
                     let row = generator.row(&session.plan, now);
-                    requests.push(Value::Object(request(&row, "Interim-Update", now, rest_form)));
+                    requests.push(Value::Object(request(
+                        &row,
+                        "Interim-Update",
+                        now,
+                        rest_form,
+                    )));
                     session.next_interim = now + Duration::seconds(session.plan.interval);
                 }
                 still.push_back(session);

@@ -77,7 +77,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     cfg.service(get_resource(REJECTED_PATH, get_or_head().to(rejected)));
     cfg.service(get_resource("/api/v1/sessions", get_or_head().to(list)));
-    cfg.service(get_resource("/api/v1/sessions/online", get_or_head().to(online)));
+    cfg.service(get_resource(
+        "/api/v1/sessions/online",
+        get_or_head().to(online),
+    ));
     cfg.service(get_resource(
         "/api/v1/sessions/{radAcctId}",
         get_or_head().to(one),
@@ -175,7 +178,10 @@ async fn post_radius(
     let metrics = &state.options.metrics;
     let parsed = parse_body(&bytes, ndjson).map_err(|e| {
         metrics.radius_requests("refused", 1);
-        ApiError::InvalidRequest(format!("{}; nothing was stored.", capitalise(&e.to_string())))
+        ApiError::InvalidRequest(format!(
+            "{}; nothing was stored.",
+            capitalise(&e.to_string())
+        ))
     })?;
     match parsed {
         Body::Single(object) => match parse_request(&object, received) {
@@ -404,11 +410,7 @@ fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, Api
 
 /// The kind's filters among the query's pairs, leaving out `skip`
 /// (parameters that are not filters here).
-fn filters(
-    query: &ListingQuery,
-    scope: Scope,
-    skip: &[&str],
-) -> Result<Selection, ApiError> {
+fn filters(query: &ListingQuery, scope: Scope, skip: &[&str]) -> Result<Selection, ApiError> {
     let pairs: Vec<(String, String)> = query
         .pairs
         .iter()
@@ -514,7 +516,14 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let selection = filters(
         &query,
         scope,
-        &["limit", "cursor", "start_date", "end_date", "format", "sort"],
+        &[
+            "limit",
+            "cursor",
+            "start_date",
+            "end_date",
+            "format",
+            "sort",
+        ],
     )?;
     catch_up(&state, &selection).await?;
     let listing = Listing {
@@ -574,7 +583,16 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         next: next.as_deref(),
         previous: previous.as_deref(),
     };
-    stream(&req, &state, scope, &listing, head, "sessions_list", (response, format)).await
+    stream(
+        &req,
+        &state,
+        scope,
+        &listing,
+        head,
+        "sessions_list",
+        (response, format),
+    )
+    .await
 }
 
 async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i64>, ApiError> {
@@ -609,7 +627,16 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         next: None,
         total: None,
     };
-    stream(&req, &state, scope, &listing, head, "sessions_online", (response, format)).await
+    stream(
+        &req,
+        &state,
+        scope,
+        &listing,
+        head,
+        "sessions_online",
+        (response, format),
+    )
+    .await
 }
 
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
@@ -719,9 +746,16 @@ async fn history(
         }
         (from, to) => (from, to),
     };
-    let who_selection = KIND.parse_filters(&[(who.to_owned(), id.clone())], scope.can_see_identities())?;
-    let mut selection = filters(&query, scope, &["period", "from", "to", "format", "sort", who])?;
-    selection.filters.extend(who_selection.filters.iter().cloned());
+    let who_selection =
+        KIND.parse_filters(&[(who.to_owned(), id.clone())], scope.can_see_identities())?;
+    let mut selection = filters(
+        &query,
+        scope,
+        &["period", "from", "to", "format", "sort", who],
+    )?;
+    selection
+        .filters
+        .extend(who_selection.filters.iter().cloned());
     selection.filters.sort_by_key(|(index, _)| *index);
     catch_up(&state, &who_selection).await?;
     let known = Listing {
@@ -761,7 +795,16 @@ async fn history(
     } else {
         "device_sessions"
     };
-    stream(&req, &state, scope, &listing, head, resource, (response, format)).await
+    stream(
+        &req,
+        &state,
+        scope,
+        &listing,
+        head,
+        resource,
+        (response, format),
+    )
+    .await
 }
 
 /// The calendar entry colours, by status.
@@ -831,8 +874,14 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
          coalesce(acctinputoctets, 0) + coalesce(acctoutputoctets, 0)",
         status = crate::kinds::session::STATUS_SQL
     );
-    let rows = records::select(&state.pool, &KIND, &listing, &columns, MAX_CALENDAR_ENTRIES + 1)
-        .await?;
+    let rows = records::select(
+        &state.pool,
+        &KIND,
+        &listing,
+        &columns,
+        MAX_CALENDAR_ENTRIES + 1,
+    )
+    .await?;
     if rows.len() as i64 > MAX_CALENDAR_ENTRIES {
         return Err(ApiError::InvalidRequest(format!(
             "More than {MAX_CALENDAR_ENTRIES} sessions in this range: narrow it or filter."

@@ -20,8 +20,7 @@ use std::{
 use serde_json::Value;
 
 use crate::helpers::{
-    body_of, cluster_socket, fresh_database, spawn_app_on, AppOptions, TestApp, TOKEN,
-    WRITE_TOKEN,
+    body_of, cluster_socket, fresh_database, spawn_app_on, AppOptions, TestApp, TOKEN, WRITE_TOKEN,
 };
 
 const SECRET: &str = "testing123";
@@ -376,7 +375,12 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     // As in FreeRADIUS's default site, a module after `sql` answers ok, so
     // that requests rlm_sql finds nothing to do for (a replayed Interim-Update
     // or Stop of a closed session: `noop`) are still acknowledged.
-    let conf = radiusd_conf(sql_dir.path(), sql_port, &sql_module, "        sql\n        ok");
+    let conf = radiusd_conf(
+        sql_dir.path(),
+        sql_port,
+        &sql_module,
+        "        sql\n        ok",
+    );
     let sql_server = start_freeradius(sql_dir.path(), &conf);
 
     // rlm_rest posts every request to acctstream, configured as the README says.
@@ -406,9 +410,19 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     // tables.
     let log = |server: &Running| std::fs::read_to_string(&server.log).unwrap_or_default();
     let answered = send_packets(sql_dir.path(), sql_port);
-    assert_eq!(answered, REQUESTS, "rlm_sql server log:\n{}", log(&sql_server));
+    assert_eq!(
+        answered,
+        REQUESTS,
+        "rlm_sql server log:\n{}",
+        log(&sql_server)
+    );
     let answered = send_packets(rest_dir.path(), rest_port);
-    assert_eq!(answered, REQUESTS, "rlm_rest server log:\n{}", log(&rest_server));
+    assert_eq!(
+        answered,
+        REQUESTS,
+        "rlm_rest server log:\n{}",
+        log(&rest_server)
+    );
     // rlm_rest sends Event-Timestamp as date text ("Nov 20 2026 00:00:00
     // UTC"): the equal start and stop times below show it was read right.
     assert!(log(&rest_server).contains("rest: Encoding attribute \"Event-Timestamp\""));
@@ -424,7 +438,10 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(raw[1], "josé=2Bo=27neil@x", "rlm_sql stores the name escaped");
+    assert_eq!(
+        raw[1], "josé=2Bo=27neil@x",
+        "rlm_sql stores the name escaped"
+    );
     let s1 = &sql_rows[0];
     assert_eq!(s1["acctinputoctets"], (2i64 << 32) + 2000);
     assert_eq!(s1["acctoutputoctets"], (1i64 << 32) + 900);
@@ -437,7 +454,10 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     assert_eq!(from_sql.len(), 3);
     assert_eq!(from_rest, from_sql);
     assert_eq!(from_sql[1]["userName"], sql_app.pseudonym("josé+o'neil@x"));
-    assert_eq!(from_sql[0]["callingStationId"], sql_app.pseudonym("68:05:71:a4:ef:0e"));
+    assert_eq!(
+        from_sql[0]["callingStationId"],
+        sql_app.pseudonym("68:05:71:a4:ef:0e")
+    );
 
     // The whole sequence replayed: still every request answered. Through
     // acctstream nothing changes. rlm_sql's own queries, replaying the Start
@@ -446,12 +466,26 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     // the one difference, and why acctstream's merge never moves times
     // backwards.
     let answered = send_packets(sql_dir.path(), sql_port);
-    assert_eq!(answered, REQUESTS, "rlm_sql server log:\n{}", log(&sql_server));
+    assert_eq!(
+        answered,
+        REQUESTS,
+        "rlm_sql server log:\n{}",
+        log(&sql_server)
+    );
     let answered = send_packets(rest_dir.path(), rest_port);
-    assert_eq!(answered, REQUESTS, "rlm_rest server log:\n{}", log(&rest_server));
+    assert_eq!(
+        answered,
+        REQUESTS,
+        "rlm_rest server log:\n{}",
+        log(&rest_server)
+    );
     drop(sql_server);
     drop(rest_server);
-    assert_eq!(sessions_of(&rest_app.db).await, rest_rows, "a replay changes nothing");
+    assert_eq!(
+        sessions_of(&rest_app.db).await,
+        rest_rows,
+        "a replay changes nothing"
+    );
     let mut sql_replayed = sessions_of(&sql_app.db).await;
     assert_eq!(
         sql_replayed[2]["acctupdatetime"], sql_replayed[2]["acctstarttime"],
@@ -459,5 +493,4 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     );
     sql_replayed[2]["acctupdatetime"] = sql_rows[2]["acctupdatetime"].clone();
     assert_eq!(sql_replayed, sql_rows, "and nothing else");
-
 }

@@ -33,7 +33,10 @@ impl TestApp {
 
     async fn post_batch(&self, packets: &[Value]) -> Value {
         let (status, body) = self
-            .post_radius("application/json", Value::Array(packets.to_vec()).to_string())
+            .post_radius(
+                "application/json",
+                Value::Array(packets.to_vec()).to_string(),
+            )
             .await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("JSON")
@@ -110,7 +113,9 @@ fn shuffled(packets: &[Value], seed: u64) -> Vec<Value> {
     let mut out = packets.to_vec();
     let mut state = seed;
     for i in (1..out.len()).rev() {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         out.swap(i, (state >> 33) as usize % (i + 1));
     }
     out
@@ -170,7 +175,10 @@ async fn packet_sequences_give_the_same_rows_in_any_order_and_replayed() {
     ];
     let app = spawn_app().await;
     for (name, packets, expected) in &sequences {
-        app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+        app.db
+            .batch_execute("TRUNCATE radacct")
+            .await
+            .expect("truncate");
         app.post_batch(packets).await;
         let reference = app.session_rows().await;
         assert_eq!(reference.len(), 1, "{name}");
@@ -182,14 +190,20 @@ async fn packet_sequences_give_the_same_rows_in_any_order_and_replayed() {
         app.post_batch(packets).await;
         assert_eq!(app.session_rows().await, reference, "{name}: replayed");
         for seed in [1, 2, 3] {
-            app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+            app.db
+                .batch_execute("TRUNCATE radacct")
+                .await
+                .expect("truncate");
             let order = shuffled(packets, seed);
             for p in &order {
                 let (status, body) = app.post_radius("application/json", p.to_string()).await;
                 assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
             }
             assert_eq!(app.session_rows().await, reference, "{name}: order {seed}");
-            app.db.batch_execute("TRUNCATE radacct").await.expect("truncate");
+            app.db
+                .batch_execute("TRUNCATE radacct")
+                .await
+                .expect("truncate");
             app.post_batch(&order).await;
             assert_eq!(app.session_rows().await, reference, "{name}: batch {seed}");
         }
@@ -208,8 +222,10 @@ async fn accounting_on_closes_every_open_session_of_that_nas() {
     ])
     .await;
     let answer = app
-        .post_batch(&[json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1",
-                              "Event-Timestamp": T0 + 100})])
+        .post_batch(&[
+            json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1",
+                              "Event-Timestamp": T0 + 100}),
+        ])
         .await;
     assert_eq!(answer["closedByNasReboot"], 1);
     let rows = app
@@ -249,7 +265,10 @@ async fn invalid_batches_store_nothing_and_single_posts_are_quarantined() {
     assert_eq!(status, 400);
     let error: Value = serde_json::from_slice(&body).unwrap();
     let text = error["error_description"].as_str().unwrap();
-    assert!(text.contains("Record 2") && text.contains("Acct-Session-Id"), "{text}");
+    assert!(
+        text.contains("Record 2") && text.contains("Acct-Session-Id"),
+        "{text}"
+    );
     assert!(!text.contains("secret-user"));
     assert!(app.session_rows().await.is_empty());
 
@@ -261,7 +280,9 @@ async fn invalid_batches_store_nothing_and_single_posts_are_quarantined() {
                      "Acct-Session-Id": {"type": "string", "value": ["S"]}});
     let (status, _) = app.post_radius("application/json", bad.to_string()).await;
     assert_eq!(status, 204);
-    let quarantined = app.json_as(WRITE_TOKEN, "/api/v1/accounting/radius/rejected").await;
+    let quarantined = app
+        .json_as(WRITE_TOKEN, "/api/v1/accounting/radius/rejected")
+        .await;
     assert_eq!(quarantined["count"], 1);
     let item = &quarantined["rejected"][0];
     assert!(item["reason"].as_str().unwrap().contains("NAS-IP-Address"));
@@ -293,11 +314,23 @@ async fn seed_sessions(app: &TestApp) {
     app.post_batch(&[
         packet("Start", "before", "alice", -3600, json!({})),
         stop("before", 600, 4200, Some(100)),
-        packet("Start", "inside", "bob", 7200, json!({"Calling-Station-Id": "aa:bb:cc:dd:ee:ff",
-                                                       "NAS-IP-Address": "10.0.0.2"})),
-        packet("Stop", "inside", "bob", 9000, json!({"Acct-Session-Time": 1800,
+        packet(
+            "Start",
+            "inside",
+            "bob",
+            7200,
+            json!({"Calling-Station-Id": "aa:bb:cc:dd:ee:ff",
+                                                       "NAS-IP-Address": "10.0.0.2"}),
+        ),
+        packet(
+            "Stop",
+            "inside",
+            "bob",
+            9000,
+            json!({"Acct-Session-Time": 1800,
                "Calling-Station-Id": "aa:bb:cc:dd:ee:ff", "NAS-IP-Address": "10.0.0.2",
-               "Acct-Terminate-Cause": "Idle-Timeout"})),
+               "Acct-Terminate-Cause": "Idle-Timeout"}),
+        ),
         packet("Start", "open", "alice", 80_000, json!({})),
     ])
     .await;
@@ -338,7 +371,10 @@ async fn windows_hold_the_sessions_that_overlap_them() {
     assert_eq!(session["durationSeconds"], 1800);
     assert_eq!(session["acctTerminateCause"], "Idle-Timeout");
     assert_eq!(session["userName"], app.pseudonym("bob"));
-    assert_eq!(session["callingStationId"], app.pseudonym("aa:bb:cc:dd:ee:ff"));
+    assert_eq!(
+        session["callingStationId"],
+        app.pseudonym("aa:bb:cc:dd:ee:ff")
+    );
     assert_eq!(session["framedIpAddress"], app.pseudonym("192.0.2.10"));
     assert_eq!(session["nasIpAddress"], "10.0.0.2");
     // Filters, each narrowing to what it names.
@@ -347,35 +383,56 @@ async fn windows_hold_the_sessions_that_overlap_them() {
         ("status=stale", vec!["open"]),
         ("nas=10.0.0.2", vec!["inside"]),
         ("terminateCause=Idle-Timeout", vec!["inside"]),
-        ("nasPortType=Wireless-802.11", vec!["before", "inside", "open"]),
-        ("calledStationId=00-11-22-33-44-55:Corp", vec!["before", "inside", "open"]),
+        (
+            "nasPortType=Wireless-802.11",
+            vec!["before", "inside", "open"],
+        ),
+        (
+            "calledStationId=00-11-22-33-44-55:Corp",
+            vec!["before", "inside", "open"],
+        ),
         ("realm=nowhere", vec![]),
     ] {
         let body = app
-            .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?{query}"))
+            .json_as(
+                TOKEN,
+                &format!("/api/v1/statistics/sessions/day/2026-11-20?{query}"),
+            )
             .await;
         assert_eq!(ids(&body), expected, "{query}");
     }
     let alice = app.pseudonym("alice");
     let body = app
-        .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?user={alice}"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/statistics/sessions/day/2026-11-20?user={alice}"),
+        )
         .await;
     assert_eq!(ids(&body), vec!["before", "open"]);
     let device = app.pseudonym("68:05:71:a4:ef:0e");
     let body = app
-        .json_as(TOKEN, &format!("/api/v1/statistics/sessions/day/2026-11-20?device={device}"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/statistics/sessions/day/2026-11-20?device={device}"),
+        )
         .await;
     assert_eq!(ids(&body), vec!["before", "open"]);
     // Raw identities need the scope, and then are shown raw.
     let mut r = app
-        .get_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?user=alice")
+        .get_as(
+            TOKEN,
+            "/api/v1/statistics/sessions/day/2026-11-20?user=alice",
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
     let _ = body_of(&mut r).await;
     let body = app
-        .json_as(IDENTITIES_TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?user=alice")
+        .json_as(
+            IDENTITIES_TOKEN,
+            "/api/v1/statistics/sessions/day/2026-11-20?user=alice",
+        )
         .await;
     assert_eq!(body["sessions"][0]["userName"], "alice");
     assert_eq!(body["sessions"][0]["callingStationId"], "68:05:71:a4:ef:0e");
@@ -420,14 +477,20 @@ async fn one_session_online_and_histories() {
     // The stale session (open, not heard of for days) reads as stale with
     // its last update as the inferred stop.
     let stale = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20?status=stale")
+        .json_as(
+            TOKEN,
+            "/api/v1/statistics/sessions/day/2026-11-20?status=stale",
+        )
         .await;
     assert_eq!(stale["sessions"][0]["inferredStop"], "2026-11-20T22:13:20");
     assert_eq!(stale["sessions"][0]["durationSeconds"], 0);
 
     let alice = app.pseudonym("alice");
     let history = app
-        .json_as(TOKEN, &format!("/api/v1/users/{alice}/sessions?from=2026-11-01&to=2026-11-30"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/users/{alice}/sessions?from=2026-11-01&to=2026-11-30"),
+        )
         .await;
     let ids: Vec<&str> = history["sessions"]
         .as_array()
@@ -438,7 +501,10 @@ async fn one_session_online_and_histories() {
     assert_eq!(ids, vec!["open", "before"], "newest first");
     let device = app.pseudonym("aa:bb:cc:dd:ee:ff");
     let history = app
-        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/devices/{device}/sessions?period=3660d"),
+        )
         .await;
     assert_eq!(history["sessions"][0]["acctSessionId"], "inside");
     let unknown = "0".repeat(64);
@@ -458,7 +524,10 @@ async fn one_session_online_and_histories() {
     let _ = body_of(&mut r).await;
 
     let calendar = app
-        .json_as(TOKEN, "/api/v1/devices/sessions/calendar?start=2026-11-20&end=2026-11-21")
+        .json_as(
+            TOKEN,
+            "/api/v1/devices/sessions/calendar?start=2026-11-20&end=2026-11-21",
+        )
         .await;
     let entries = calendar.as_array().unwrap();
     assert_eq!(entries.len(), 3);
@@ -515,7 +584,11 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
         .json_as(TOKEN, &previous[previous.find("/api/").unwrap()..])
         .await;
     assert_eq!(names(&back), names(&second));
-    let mut r = app.get("/api/v1/sessions?cursor=bogus").send().await.unwrap();
+    let mut r = app
+        .get("/api/v1/sessions?cursor=bogus")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let _ = body_of(&mut r).await;
 }
@@ -523,7 +596,8 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
 #[actix_web::test]
 async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
     let app = spawn_app().await;
-    app.insert(&[event("2026-11-20T00:00:00Z", "josé+o'neil@x")]).await;
+    app.insert(&[event("2026-11-20T00:00:00Z", "josé+o'neil@x")])
+        .await;
     // As rlm_rest posts a non-ASCII name: one \u00XX per byte.
     app.post_batch(&[packet(
         "Start",
@@ -546,7 +620,10 @@ async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
         .await;
     let pseudonym = events["events"][0]["userId"].as_str().unwrap().to_owned();
     let sessions = app
-        .json_as(TOKEN, &format!("/api/v1/users/{pseudonym}/sessions?period=3660d"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/users/{pseudonym}/sessions?period=3660d"),
+        )
         .await;
     let sessions = sessions["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
@@ -585,7 +662,8 @@ CREATE INDEX radacct_calss_idx ON radacct (Class);";
 
 /// A Start as FreeRADIUS's queries.conf inserts it (empty strings for
 /// missing attributes).
-const FREERADIUS_START: &str = "INSERT INTO radacct (AcctSessionId, AcctUniqueId, UserName, Realm, \
+const FREERADIUS_START: &str =
+    "INSERT INTO radacct (AcctSessionId, AcctUniqueId, UserName, Realm, \
     NASIPAddress, NASPortId, NASPortType, AcctStartTime, AcctUpdateTime, AcctStopTime, \
     AcctSessionTime, AcctAuthentic, ConnectInfo_start, ConnectInfo_Stop, AcctInputOctets, \
     AcctOutputOctets, CalledStationId, CallingStationId, AcctTerminateCause, ServiceType, \
@@ -611,7 +689,9 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
         .map(|r| r.get(0))
         .collect();
     let mut client = crate::helpers::connect(&config).await;
-    acctstream::db::migrate::run(&mut client).await.expect("migrate");
+    acctstream::db::migrate::run(&mut client)
+        .await
+        .expect("migrate");
     let app = spawn_app_on(name, config, AppOptions::default()).await;
     let columns_after: Vec<String> = db
         .query(
@@ -642,22 +722,33 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
     // directory catches up), with empty strings read as absent.
     let device = app.pseudonym("00:0a:95:9d:68:16");
     let history = app
-        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/devices/{device}/sessions?period=3660d"),
+        )
         .await;
     let session = &history["sessions"][0];
     assert_eq!(session["acctSessionId"], "S1");
     assert_eq!(session["userName"], app.pseudonym("dave"));
-    assert!(session.get("calledStationId").is_none(), "'' reads as absent");
+    assert!(
+        session.get("calledStationId").is_none(),
+        "'' reads as absent"
+    );
     assert!(session.get("connectInfoStart").is_none());
     assert_eq!(session["nasPortId"], "7");
     // And acctstream's ingest merges into it.
-    app.post_batch(&[json!({"Acct-Status-Type": "Stop", "Acct-Unique-Session-Id": "u1",
+    app.post_batch(&[
+        json!({"Acct-Status-Type": "Stop", "Acct-Unique-Session-Id": "u1",
                              "Acct-Session-Id": "S1", "User-Name": "dave",
                              "NAS-IP-Address": "10.1.1.1", "Acct-Session-Time": 60,
-                             "Event-Timestamp": T0 + 60})])
-        .await;
+                             "Event-Timestamp": T0 + 60}),
+    ])
+    .await;
     let one = app
-        .json_as(TOKEN, &format!("/api/v1/devices/{device}/sessions?period=3660d"))
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/devices/{device}/sessions?period=3660d"),
+        )
         .await;
     assert_eq!(one["sessions"][0]["status"], "closed");
     assert_eq!(one["sessions"][0]["durationSeconds"], 60);
@@ -693,12 +784,21 @@ async fn stale_means_unheard_for_three_intervals_or_the_configured_time() {
         // Heard of two minutes ago, no interval known: open by default.
         packet("Start", "quiet", "alice", now - 120, json!({})),
         // Interim interval 30 s, unheard for two minutes: stale.
-        packet("Start", "lost", "bob", now - 120, json!({"Acct-Interim-Interval": 30})),
+        packet(
+            "Start",
+            "lost",
+            "bob",
+            now - 120,
+            json!({"Acct-Interim-Interval": 30}),
+        ),
     ];
     let (default, online) = statuses(spawn_app().await, &packets).await;
     assert_eq!(
         default,
-        vec![("lost".into(), "stale".into()), ("quiet".into(), "open".into())]
+        vec![
+            ("lost".into(), "stale".into()),
+            ("quiet".into(), "open".into())
+        ]
     );
     assert_eq!(online, 1);
     // ACCTSTREAM_SESSION_STALE_AFTER=60 applies to every session.
@@ -716,7 +816,10 @@ async fn stale_means_unheard_for_three_intervals_or_the_configured_time() {
     let (configured, online) = statuses(app, &packets).await;
     assert_eq!(
         configured,
-        vec![("lost".into(), "stale".into()), ("quiet".into(), "stale".into())]
+        vec![
+            ("lost".into(), "stale".into()),
+            ("quiet".into(), "stale".into())
+        ]
     );
     assert_eq!(online, 0);
 }
@@ -750,11 +853,18 @@ async fn retention_keeps_open_sessions_and_recent_stops() {
         packet("Start", "old", "alice", -400 * 86_400, json!({})),
         stop("old", -399 * 86_400, 86_400, None),
         packet("Start", "long", "bob", -400 * 86_400, json!({})),
-        packet("Stop", "long", "bob", -86_400, json!({"Acct-Session-Time": 399 * 86_400})),
+        packet(
+            "Stop",
+            "long",
+            "bob",
+            -86_400,
+            json!({"Acct-Session-Time": 399 * 86_400}),
+        ),
         packet("Start", "open", "carol", -400 * 86_400, json!({})),
     ])
     .await;
-    let cutoff: chrono::DateTime<chrono::Utc> = chrono::DateTime::from_timestamp(T0 - 180 * 86_400, 0).unwrap();
+    let cutoff: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::from_timestamp(T0 - 180 * 86_400, 0).unwrap();
     let outcome = acctstream::db::retention::purge(
         &app.pool,
         cutoff,

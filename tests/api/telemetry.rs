@@ -408,3 +408,54 @@ async fn compressed_streams_keep_the_mid_stream_failure_rules() {
     assert_eq!(json["error"]["error"], "server_error", "{}", json["error"]);
     assert!(json["events"].as_array().unwrap().len() < 300_000);
 }
+
+#[actix_web::test]
+async fn radius_dates_in_an_unreadable_zone_are_logged_once_per_nas_and_no_identity_is() {
+    captured_logs();
+    let app = spawn_app().await;
+    let post = |body: String| {
+        app.client()
+            .post(format!("{}/api/v1/accounting/radius", app.address))
+            .insert_header(("Authorization", format!("Bearer {WRITE_TOKEN}")))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+    };
+    for (nas, session) in [
+        ("10.77.0.1", "Z1"),
+        ("10.77.0.1", "Z2"),
+        ("10.77.0.2", "Z3"),
+    ] {
+        let body = serde_json::json!({
+            "Acct-Status-Type": {"type": "integer", "value": ["Start"]},
+            "Acct-Session-Id": {"type": "string", "value": [session]},
+            "User-Name": {"type": "string", "value": ["raw-user-RADIUSLOG@example.test"]},
+            "NAS-IP-Address": {"type": "ipaddr", "value": [nas]},
+            "Event-Timestamp": {"type": "date", "value": ["Nov 25 2026 17:40:00 CST"]},
+        });
+        let response = post(body.to_string()).await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    // A request that cannot be used is quarantined: its reason is logged,
+    // its identities are not.
+    let response = post(
+        serde_json::json!({"Acct-Status-Type": "Start", "User-Name": "raw-user-RADIUSLOG@example.test"})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().contains_key("acctstream-quarantined"));
+    let logs = logs_now();
+    let warnings = |nas: &str| {
+        logs.lines()
+            .filter(|l| l.contains("ambiguous or unknown time zone") && l.contains(nas))
+            .count()
+    };
+    assert_eq!(warnings("10.77.0.1"), 1, "{logs}");
+    assert_eq!(warnings("10.77.0.2"), 1, "{logs}");
+    assert!(logs.contains("RADIUS request quarantined"));
+    assert!(
+        !logs.contains("raw-user-RADIUSLOG"),
+        "a raw user name reached the log"
+    );
+}

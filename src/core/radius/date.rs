@@ -88,7 +88,11 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, DateError> {
 
 /// Seconds east of UTC for `+0100`, `-05:00`, `+01` or an unambiguous name.
 fn offset_of(zone: &str) -> Result<i32, DateError> {
-    if let Some(rest) = zone.strip_prefix('+').map(|r| (1, r)).or_else(|| zone.strip_prefix('-').map(|r| (-1, r))) {
+    if let Some(rest) = zone
+        .strip_prefix('+')
+        .map(|r| (1, r))
+        .or_else(|| zone.strip_prefix('-').map(|r| (-1, r)))
+    {
         let (sign, digits) = rest;
         let digits: String = digits.chars().filter(|c| *c != ':').collect();
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -122,24 +126,53 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn reads_freeradius_dates_in_known_zones() {
-        assert_eq!(parse("Nov 26 2026 01:16:08 UTC"), Ok(at("2026-11-26T01:16:08Z")));
-        assert_eq!(parse("Nov  6 2026 01:16:08 GMT"), Ok(at("2026-11-06T01:16:08Z")));
-        assert_eq!(parse("Jul 01 2026 12:00:00 CEST"), Ok(at("2026-07-01T10:00:00Z")));
-        assert_eq!(parse("Nov 25 2026 17:40:00 -0600"), Ok(at("2026-11-25T23:40:00Z")));
-        assert_eq!(parse("Nov 25 2026 17:40:00 +05:30"), Ok(at("2026-11-25T12:10:00Z")));
-        assert_eq!(parse("2026-11-26T01:16:08Z"), Ok(at("2026-11-26T01:16:08Z")));
+        assert_eq!(
+            parse("Nov 26 2026 01:16:08 UTC"),
+            Ok(at("2026-11-26T01:16:08Z"))
+        );
+        assert_eq!(
+            parse("Nov  6 2026 01:16:08 GMT"),
+            Ok(at("2026-11-06T01:16:08Z"))
+        );
+        assert_eq!(
+            parse("Jul 01 2026 12:00:00 CEST"),
+            Ok(at("2026-07-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse("Nov 25 2026 17:40:00 -0600"),
+            Ok(at("2026-11-25T23:40:00Z"))
+        );
+        assert_eq!(
+            parse("Nov 25 2026 17:40:00 +05:30"),
+            Ok(at("2026-11-25T12:10:00Z"))
+        );
+        assert_eq!(
+            parse("2026-11-26T01:16:08Z"),
+            Ok(at("2026-11-26T01:16:08Z"))
+        );
     }
 
     #[test]
     fn ambiguous_or_unknown_zones_are_not_guessed() {
-        assert_eq!(parse("Nov 25 2026 17:40:00 CST"), Err(DateError::UnknownZone));
-        assert_eq!(parse("Nov 25 2026 17:40:00 IST"), Err(DateError::UnknownZone));
-        assert_eq!(parse("Nov 25 2026 17:40:00 XYZT"), Err(DateError::UnknownZone));
+        assert_eq!(
+            parse("Nov 25 2026 17:40:00 CST"),
+            Err(DateError::UnknownZone)
+        );
+        assert_eq!(
+            parse("Nov 25 2026 17:40:00 IST"),
+            Err(DateError::UnknownZone)
+        );
+        assert_eq!(
+            parse("Nov 25 2026 17:40:00 XYZT"),
+            Err(DateError::UnknownZone)
+        );
         assert_eq!(parse("Nov 25 2026 17:40:00"), Err(DateError::UnknownZone));
         assert_eq!(parse("yesterday"), Err(DateError::Malformed));
         assert_eq!(parse("Nov 32 2026 17:40:00 UTC"), Err(DateError::Malformed));

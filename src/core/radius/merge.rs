@@ -83,7 +83,11 @@ impl SessionRow {
         later(&mut self.nas_port_id, other.nas_port_id, newer);
         later(&mut self.nas_port_type, other.nas_port_type, newer);
         later(&mut self.authentic, other.authentic, newer);
-        later(&mut self.connect_info_start, other.connect_info_start, newer);
+        later(
+            &mut self.connect_info_start,
+            other.connect_info_start,
+            newer,
+        );
         later(&mut self.connect_info_stop, other.connect_info_stop, newer);
         later(&mut self.called, other.called, newer);
         later(&mut self.calling, other.calling, newer);
@@ -92,8 +96,16 @@ impl SessionRow {
         later(&mut self.framed_protocol, other.framed_protocol, newer);
         later(&mut self.framed_ip, other.framed_ip, newer);
         later(&mut self.framed_ipv6, other.framed_ipv6, newer);
-        later(&mut self.framed_ipv6_prefix, other.framed_ipv6_prefix, newer);
-        later(&mut self.framed_interface_id, other.framed_interface_id, newer);
+        later(
+            &mut self.framed_ipv6_prefix,
+            other.framed_ipv6_prefix,
+            newer,
+        );
+        later(
+            &mut self.framed_interface_id,
+            other.framed_interface_id,
+            newer,
+        );
         later(
             &mut self.delegated_ipv6_prefix,
             other.delegated_ipv6_prefix,

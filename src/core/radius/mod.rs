@@ -345,11 +345,19 @@ pub fn parse_request(
     };
 
     if matches!(status, StatusType::AccountingOn | StatusType::AccountingOff) {
-        let nas = nas.ok_or_else(|| reject("NAS-IP-Address", "is required for Accounting-On/Off"))?;
+        let nas =
+            nas.ok_or_else(|| reject("NAS-IP-Address", "is required for Accounting-On/Off"))?;
         let cause = attrs
             .named("Acct-Terminate-Cause", &enums::TERMINATE_CAUSE)?
             .unwrap_or_else(|| "NAS-Reboot".to_owned());
-        return Ok((Request::NasReboot(NasReboot { nas, at: event, cause }), notes));
+        return Ok((
+            Request::NasReboot(NasReboot {
+                nas,
+                at: event,
+                cause,
+            }),
+            notes,
+        ));
     }
 
     let session_id = attrs
@@ -473,7 +481,12 @@ pub enum BodyError {
 fn syntax(record: usize, e: &serde_json::Error) -> BodyError {
     BodyError::Syntax {
         record,
-        detail: format!("{:?} at line {} column {}", e.classify(), e.line(), e.column()),
+        detail: format!(
+            "{:?} at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
     }
 }
 

@@ -8,7 +8,10 @@ fn received() -> DateTime<Utc> {
 }
 
 fn session(value: Value) -> SessionRow {
-    match parse_request(value.as_object().unwrap(), received()).unwrap().0 {
+    match parse_request(value.as_object().unwrap(), received())
+        .unwrap()
+        .0
+    {
         Request::Session(row) => *row,
         other => panic!("not a session request: {other:?}"),
     }
@@ -63,10 +66,13 @@ fn rlm_rest_form_and_plain_values_read_the_same() {
 
 #[test]
 fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
-    let base = json!({"Acct-Status-Type": "Start", "Acct-Session-Id": "S", "NAS-IP-Address": "10.0.0.1"});
+    let base =
+        json!({"Acct-Status-Type": "Start", "Acct-Session-Id": "S", "NAS-IP-Address": "10.0.0.1"});
     let with = |extra: Value| {
         let mut v = base.clone();
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         v
     };
     assert_eq!(session(base.clone()).start, received());
@@ -78,7 +84,10 @@ fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
         "Event-Timestamp": rest("date", json!("Nov 26 2026 01:16:08 UTC")),
         "Acct-Delay-Time": 30,
     })));
-    assert_eq!(dated.start, Utc.with_ymd_and_hms(2026, 11, 26, 1, 16, 8).unwrap());
+    assert_eq!(
+        dated.start,
+        Utc.with_ymd_and_hms(2026, 11, 26, 1, 16, 8).unwrap()
+    );
     let (request, notes) = parse_request(
         with(json!({"Event-Timestamp": "Nov 25 2026 17:40:00 CST"}))
             .as_object()
@@ -87,10 +96,14 @@ fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
     )
     .unwrap();
     assert_eq!(notes.zone_fallback.as_deref(), Some("10.0.0.1"));
-    let Request::Session(row) = request else { panic!() };
+    let Request::Session(row) = request else {
+        panic!()
+    };
     assert_eq!(row.start, received());
     let err = parse_request(
-        with(json!({"Event-Timestamp": "soon"})).as_object().unwrap(),
+        with(json!({"Event-Timestamp": "soon"}))
+            .as_object()
+            .unwrap(),
         received(),
     )
     .unwrap_err();
@@ -115,12 +128,30 @@ fn bad_requests_name_the_attribute_never_the_value() {
         (json!({}), "Acct-Status-Type"),
         (json!({"Acct-Status-Type": "Reboot"}), "Acct-Status-Type"),
         (json!({"Acct-Status-Type": 15}), "Acct-Status-Type"),
-        (json!({"Acct-Status-Type": "Start", "NAS-IP-Address": "10.0.0.1"}), "Acct-Session-Id"),
-        (json!({"Acct-Status-Type": "Start", "Acct-Session-Id": "S", "NAS-IP-Address": "secret-host"}), "NAS-IP-Address"),
-        (json!({"Acct-Status-Type": "Stop", "Acct-Session-Id": "S", "Acct-Input-Octets": -1}), "Acct-Input-Octets"),
-        (json!({"Acct-Status-Type": "Stop", "Acct-Session-Id": "S", "User-Name": "a\u{0}b"}), "User-Name"),
-        (json!({"Acct-Status-Type": "Accounting-On"}), "NAS-IP-Address"),
-        (json!({"Acct-Status-Type": "Start", "Acct-Session-Id": {"type": "string"}}), "Acct-Session-Id"),
+        (
+            json!({"Acct-Status-Type": "Start", "NAS-IP-Address": "10.0.0.1"}),
+            "Acct-Session-Id",
+        ),
+        (
+            json!({"Acct-Status-Type": "Start", "Acct-Session-Id": "S", "NAS-IP-Address": "secret-host"}),
+            "NAS-IP-Address",
+        ),
+        (
+            json!({"Acct-Status-Type": "Stop", "Acct-Session-Id": "S", "Acct-Input-Octets": -1}),
+            "Acct-Input-Octets",
+        ),
+        (
+            json!({"Acct-Status-Type": "Stop", "Acct-Session-Id": "S", "User-Name": "a\u{0}b"}),
+            "User-Name",
+        ),
+        (
+            json!({"Acct-Status-Type": "Accounting-On"}),
+            "NAS-IP-Address",
+        ),
+        (
+            json!({"Acct-Status-Type": "Start", "Acct-Session-Id": {"type": "string"}}),
+            "Acct-Session-Id",
+        ),
     ];
     for (value, attribute) in cases {
         let err = parse_request(value.as_object().unwrap(), received()).unwrap_err();
@@ -168,7 +199,7 @@ fn packet(status: &str, at: i64, session_time: Option<i64>, octets: Option<i64>)
 
 #[test]
 fn a_batch_merges_to_the_same_row_in_any_order() {
-    let packets = vec![
+    let packets = [
         packet("Start", 0, None, None),
         packet("Interim-Update", 300, Some(300), Some(1000)),
         packet("Interim-Update", 600, Some(600), Some(2000)),
@@ -177,7 +208,9 @@ fn a_batch_merges_to_the_same_row_in_any_order() {
     ];
     let rows = |order: &[usize]| {
         let steps = merge_requests(order.iter().map(|&i| packets[i].clone()));
-        let [Step::Sessions(rows)] = steps.as_slice() else { panic!("{steps:?}") };
+        let [Step::Sessions(rows)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
         let mut row = rows[0].clone();
         // The interval alone depends on arrival order, as in FreeRADIUS.
         row.interval = None;
@@ -201,24 +234,43 @@ fn a_batch_merges_to_the_same_row_in_any_order() {
 #[test]
 fn nas_reboots_split_a_batch_in_order() {
     let on = parse_request(
-        json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1"}).as_object().unwrap(),
+        json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1"})
+            .as_object()
+            .unwrap(),
         received(),
     )
     .unwrap()
     .0;
-    let steps = merge_requests(vec![packet("Start", 0, None, None), on, packet("Stop", 10, Some(10), None)]);
+    let steps = merge_requests(vec![
+        packet("Start", 0, None, None),
+        on,
+        packet("Stop", 10, Some(10), None),
+    ]);
     assert_eq!(steps.len(), 3);
     assert!(matches!(steps[1], Step::Reboot(_)));
 }
 
 #[test]
 fn bodies_are_one_object_an_array_or_ndjson() {
-    assert!(matches!(parse_body(br#"{"a":1}"#, false), Ok(Body::Single(_))));
-    let Ok(Body::Batch(b)) = parse_body(br#"[{"a":1},{"b":2}]"#, false) else { panic!() };
+    assert!(matches!(
+        parse_body(br#"{"a":1}"#, false),
+        Ok(Body::Single(_))
+    ));
+    let Ok(Body::Batch(b)) = parse_body(br#"[{"a":1},{"b":2}]"#, false) else {
+        panic!()
+    };
     assert_eq!(b.len(), 2);
-    let Ok(Body::Batch(b)) = parse_body(b"{\"a\":1}\n\n{\"b\":2}\r\n", true) else { panic!() };
+    let Ok(Body::Batch(b)) = parse_body(b"{\"a\":1}\n\n{\"b\":2}\r\n", true) else {
+        panic!()
+    };
     assert_eq!(b.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 3]);
-    assert_eq!(parse_body(b"[1]", false).unwrap_err(), BodyError::NotObject { record: 1 });
+    assert_eq!(
+        parse_body(b"[1]", false).unwrap_err(),
+        BodyError::NotObject { record: 1 }
+    );
     assert_eq!(parse_body(b"[]", false).unwrap_err(), BodyError::Empty);
-    assert!(matches!(parse_body(b"{\"a\":1}\n{", true), Err(BodyError::Syntax { record: 2, .. })));
+    assert!(matches!(
+        parse_body(b"{\"a\":1}\n{", true),
+        Err(BodyError::Syntax { record: 2, .. })
+    ));
 }

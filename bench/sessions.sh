@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Sessions benchmark: network access sessions on radacct, in one run.
+#
+#   bench/sessions.sh                          # 10 M sessions, 50,000 open (seeded once)
+#   SESSIONS=1000000 OPEN=5000 bench/sessions.sh
+#
+# Seeds SESSIONS closed sessions over October 2026 (200,000 users, 300,000
+# devices, 8 NAS) plus OPEN open ones heard of in the last five minutes,
+# into an embedded cluster under bench/out/.data-sessions, then prints:
+#   - the week window 2026-10-08 (sessions overlapping it) as CSV and JSON,
+#     rows/s against psql's COPY (SELECT * ... same rows, same order) TO
+#     STDOUT, median of RUNS interleaved runs, and their ratio;
+#   - p50/p95 latency of one session, one user's 30-day history and
+#     `online` (all OPEN sessions, and the newest 100), keep-alive GETs;
+#   - RADIUS ingest: REQUESTS accounting requests (Start : Interim : Stop =
+#     1 : 4 : 1) posted in batches of 1,000, requests/s, against the same
+#     requests applied as FreeRADIUS 3.2's queries.conf statements by psql
+#     (one statement per request, as rlm_sql runs them), on emptied tables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SESSIONS=${SESSIONS:-10000000}
+OPEN=${OPEN:-50000}
+RUNS=${RUNS:-5}
+REQUESTS=${REQUESTS:-60000}
+PORT=${PORT:-18082}
+DATA_DIR=${DATA_DIR:-$PWD/bench/out/.data-sessions}
+OUT=bench/out/sessions
+TOKEN=bench-token
+WRITE_TOKEN=bench-write-token
+KEY=bench-key
+export ACCTSTREAM_PSEUDONYM_KEY=$KEY ACCTSTREAM_API_TOKENS="$TOKEN,$WRITE_TOKEN:read+write"
+export ACCTSTREAM_DATA_DIR=$DATA_DIR ACCTSTREAM_BIND=127.0.0.1:$PORT RUST_LOG=${RUST_LOG:-warn}
+export ACCTSTREAM_RETENTION_DAYS=0
+unset DATABASE_URL
+
+for tool in curl psql python3; do
+    command -v $tool >/dev/null || { echo "bench: needs $tool on PATH" >&2; exit 1; }
+done
+echo "building the release binary..." >&2
+cargo build --release --quiet
+BIN=target/release/acctstream
+PY=bench/sessions.py
+mkdir -p "$DATA_DIR" "$OUT"
+PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"
+
+"$BIN" serve &
+SERVER=$!
+trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break
+    sleep 0.2
+done
+
+marker="$DATA_DIR/seeded-$SESSIONS-$OPEN"
+if [ ! -e "$marker" ]; then
+    echo "seeding $SESSIONS sessions and $OPEN open ones (once)..." >&2
+    psql "$PSQL_URL" -q <<SQL
+TRUNCATE radacct, identity_directory;
+UPDATE radacct_directory_cursor SET radacctid = 0;
+INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, nasportid, nasporttype,
+    acctstarttime, acctupdatetime, acctstoptime, acctinterval, acctsessiontime, acctauthentic,
+    acctinputoctets, acctoutputoctets, calledstationid, callingstationid, acctterminatecause,
+    servicetype, framedipaddress)
+SELECT to_hex(i), md5(i::text), 'user' || (i * 7 % 200000) || '@example.com',
+       ('10.0.' || (i % 8) || '.1')::inet, (i % 48)::text, 'Wireless-802.11',
+       s, s + len, s + len, 300, extract(epoch FROM len)::int8, 'RADIUS',
+       (i % 1000) * 100000, (i % 1000) * 400000, '00-11-74-00-00-0' || (i % 8) || ':Corp',
+       lpad(to_hex(i * 13 % 300000), 12, '0'), 'User-Request', 'Framed-User',
+       ('10.100.' || (i / 250 % 250) || '.' || (i % 250 + 1))::inet
+FROM generate_series(1, $SESSIONS) AS i,
+     LATERAL (SELECT timestamptz '2026-10-01' + i * (interval '31 days' / $SESSIONS) AS s,
+                     (300 + i * 7919 % 14000) * interval '1 second' AS len) AS x;
+INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, nasportid, nasporttype,
+    acctstarttime, acctupdatetime, acctinterval, acctsessiontime, acctinputoctets,
+    acctoutputoctets, callingstationid, servicetype)
+SELECT 'open-' || i, md5('open' || i), 'user' || (i * 11 % 200000) || '@example.com',
+       ('10.0.' || (i % 8) || '.1')::inet, (i % 48)::text, 'Wireless-802.11',
+       now() - (i % 28800) * interval '1 second', now() - (i % 290) * interval '1 second', 300,
+       i % 28800, 0, 0, lpad(to_hex(i * 17 % 300000), 12, '0'), 'Framed-User'
+FROM generate_series(1, $OPEN) AS i;
+ANALYZE radacct;
+SQL
+    touch "$marker"
+fi
+
+AUTH="Authorization: Bearer $TOKEN"
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+calc() { python3 -c "print($1)"; }
+
+# The identity directory catches up with the seeded rows on the first
+# lookup by pseudonym (once; not measured).
+user=user14@example.com
+user_p=$(python3 $PY pseudonym "$KEY" "$user")
+echo "identity directory catch-up (once)..." >&2
+curl -s -o /dev/null -H "$AUTH" "http://127.0.0.1:$PORT/api/v1/users/$user_p/sessions?period=1d"
+
+FROM="2026-10-08T00:00:00Z"; TO="2026-10-15T00:00:00Z"
+WHERE="(acctstoptime IS NULL OR acctstoptime >= '$FROM') AND acctstarttime < '$TO'"
+week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM radacct WHERE $WHERE")
+copy_s=(); csv_s=(); json_s=()
+for _ in $(seq 1 "$RUNS"); do
+    t0=$(date +%s.%N)
+    psql "$PSQL_URL" -qc "COPY (SELECT * FROM radacct WHERE $WHERE ORDER BY acctstarttime, radacctid) TO STDOUT WITH CSV" >/dev/null
+    t1=$(date +%s.%N)
+    copy_s+=("$(calc "$t1 - $t0")")
+    csv_s+=("$(curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" -H 'Accept: text/csv' "http://127.0.0.1:$PORT/api/v1/statistics/sessions/week/2026-10-08")")
+    json_s+=("$(curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" "http://127.0.0.1:$PORT/api/v1/statistics/sessions/week/2026-10-08")")
+done
+copy=$(printf '%s\n' "${copy_s[@]}" | median)
+csv=$(printf '%s\n' "${csv_s[@]}" | median)
+json=$(printf '%s\n' "${json_s[@]}" | median)
+echo "sessions: $SESSIONS closed + $OPEN open; week window 2026-10-08: $week_rows sessions, median of $RUNS"
+printf '  %-28s %12.0f rows/s  ratio %s\n' "COPY (psql, raw)" "$(calc "$week_rows / $copy")" "1.00"
+printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream CSV" "$(calc "$week_rows / $csv")" "$(calc "$copy / $csv")"
+printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream JSON" "$(calc "$week_rows / $json")" "$(calc "$copy / $json")"
+
+one_id=$(psql "$PSQL_URL" -Atc "SELECT radacctid FROM radacct WHERE acctsessionid = to_hex($SESSIONS / 2)")
+echo "latency (p50 ms, p95 ms, body bytes), 200 keep-alive GETs each:"
+for what in "one session|/api/v1/sessions/$one_id" \
+            "one user's 30 days|/api/v1/users/$user_p/sessions?period=30d" \
+            "online, newest 100|/api/v1/sessions/online?limit=100" \
+            "online, all|/api/v1/sessions/online"; do
+    label=${what%%|*}; path=${what#*|}
+    n=200; [ "$label" = "online, all" ] && n=20
+    printf '  %-28s %s\n' "$label" "$(python3 $PY latency "http://127.0.0.1:$PORT$path" "$TOKEN" $n)"
+done
+
+echo "RADIUS ingest, $REQUESTS requests (Start : Interim : Stop = 1 : 4 : 1):"
+python3 $PY requests "$OUT" "$REQUESTS" 1000 >/dev/null
+ingest_s=(); sql_s=()
+for _ in $(seq 1 "$RUNS"); do
+    psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
+    ingest_s+=("$(python3 $PY post "http://127.0.0.1:$PORT/api/v1/accounting/radius" "$WRITE_TOKEN" "$OUT")")
+    psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
+    t0=$(date +%s.%N)
+    psql "$PSQL_URL" -q -f "$OUT/freeradius.sql" >/dev/null
+    t1=$(date +%s.%N)
+    sql_s+=("$(calc "$REQUESTS / ($t1 - $t0)")")
+done
+ingest=$(printf '%s\n' "${ingest_s[@]}" | sort -g | median)
+sql=$(printf '%s\n' "${sql_s[@]}" | sort -g | median)
+printf '  %-28s %12.0f requests/s\n' "FreeRADIUS SQL (psql)" "$sql"
+printf '  %-28s %12.0f requests/s  ratio %.2f\n' "acctstream, batches of 1000" "$ingest" "$(calc "$ingest / $sql")"
