@@ -10,7 +10,7 @@
 #   - the week window 2026-10-08 (sessions overlapping it) as CSV and JSON,
 #     rows/s against psql's COPY (SELECT * ... same rows, same order) TO
 #     STDOUT, median of RUNS interleaved runs, and their ratio;
-#   - p50/p95 latency of one session, one user's 30-day history and
+#   - p50/p95 latency of one session, one user's October history and
 #     `online` (all OPEN sessions, and the newest 100), keep-alive GETs;
 #   - RADIUS ingest: REQUESTS accounting requests (Start : Interim : Stop =
 #     1 : 4 : 1) posted in batches of 1,000, requests/s, against the same
@@ -55,7 +55,7 @@ done
 marker="$DATA_DIR/seeded-$SESSIONS-$OPEN"
 if [ ! -e "$marker" ]; then
     echo "seeding $SESSIONS sessions and $OPEN open ones (once)..." >&2
-    psql "$PSQL_URL" -q <<SQL
+    psql "$PSQL_URL" -q -v ON_ERROR_STOP=1 <<SQL
 TRUNCATE radacct, identity_directory;
 UPDATE radacct_directory_cursor SET radacctid = 0;
 INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, nasportid, nasporttype,
@@ -68,7 +68,7 @@ SELECT to_hex(i), md5(i::text), 'user' || (i * 7 % 200000) || '@example.com',
        (i % 1000) * 100000, (i % 1000) * 400000, '00-11-74-00-00-0' || (i % 8) || ':Corp',
        lpad(to_hex(i * 13 % 300000), 12, '0'), 'User-Request', 'Framed-User',
        ('10.100.' || (i / 250 % 250) || '.' || (i % 250 + 1))::inet
-FROM generate_series(1, $SESSIONS) AS i,
+FROM generate_series(1::bigint, $SESSIONS) AS i,
      LATERAL (SELECT timestamptz '2026-10-01' + i * (interval '31 days' / $SESSIONS) AS s,
                      (300 + i * 7919 % 14000) * interval '1 second' AS len) AS x;
 INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, nasportid, nasporttype,
@@ -78,7 +78,7 @@ SELECT 'open-' || i, md5('open' || i), 'user' || (i * 11 % 200000) || '@example.
        ('10.0.' || (i % 8) || '.1')::inet, (i % 48)::text, 'Wireless-802.11',
        now() - (i % 28800) * interval '1 second', now() - (i % 290) * interval '1 second', 300,
        i % 28800, 0, 0, lpad(to_hex(i * 17 % 300000), 12, '0'), 'Framed-User'
-FROM generate_series(1, $OPEN) AS i;
+FROM generate_series(1::bigint, $OPEN) AS i;
 ANALYZE radacct;
 SQL
     touch "$marker"
@@ -118,7 +118,7 @@ printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream JSON" "$(calc "$week_ro
 one_id=$(psql "$PSQL_URL" -Atc "SELECT radacctid FROM radacct WHERE acctsessionid = to_hex($SESSIONS / 2)")
 echo "latency (p50 ms, p95 ms, body bytes), 200 keep-alive GETs each:"
 for what in "one session|/api/v1/sessions/$one_id" \
-            "one user's 30 days|/api/v1/users/$user_p/sessions?period=30d" \
+            "one user, October|/api/v1/users/$user_p/sessions?from=2026-10-01&to=2026-10-31" \
             "online, newest 100|/api/v1/sessions/online?limit=100" \
             "online, all|/api/v1/sessions/online"; do
     label=${what%%|*}; path=${what#*|}

@@ -185,17 +185,24 @@ async fn serve_with(
         .as_deref()
         .map(config::parse_stale_after)
         .transpose()?;
-    let pool = db::pool::build(
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let pool = db::pool::Pools::per_worker(
         config::with_stale_after(database.config.clone(), stale_after),
         common.pool_size,
+        workers,
     )?;
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
     let address = listener
         .local_addr()
         .map_err(io("reading the bound address"))?;
-    let retention_pool = pool.clone();
-    let rollup_pool = pool.clone();
+    // The background jobs have a pool of their own: a connection's driver
+    // task lives on the runtime that opened it, and request streams run on
+    // the HTTP workers' runtimes; connections opened by the jobs (on the
+    // main runtime) would make every streamed row cross threads.
+    let jobs_pool = db::pool::build(database.config.clone(), 2)?;
+    let retention_pool = jobs_pool.clone();
+    let rollup_pool = jobs_pool;
     let state = AppState {
         pool,
         pseudonymiser,

@@ -202,12 +202,14 @@ fn is_canonical_mac(text: &str) -> bool {
 
 /// `68:05:71:a4:ef:0e`.
 pub fn format_mac(mac: [u8; 6]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(17);
     for (i, byte) in mac.iter().enumerate() {
         if i > 0 {
             out.push(':');
         }
-        out.push_str(&format!("{byte:02x}"));
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
     }
     out
 }

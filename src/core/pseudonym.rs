@@ -110,7 +110,9 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 16_384;
 /// (roughly 150 bytes per entry for short ids).
 pub struct PseudonymCache {
     pseudonymiser: Pseudonymiser,
-    memo: HashMap<Box<str>, Pseudonym>,
+    /// foldhash rather than SipHash: about 3× faster on short keys, with a
+    /// per-process random seed (the keys come from stored data).
+    memo: HashMap<Box<str>, Pseudonym, foldhash::fast::RandomState>,
     max_entries: usize,
     last: Pseudonym,
 }
@@ -134,7 +136,7 @@ impl PseudonymCache {
     pub fn with_capacity_limit(pseudonymiser: Pseudonymiser, max_entries: usize) -> Self {
         PseudonymCache {
             pseudonymiser,
-            memo: HashMap::new(),
+            memo: HashMap::default(),
             max_entries,
             last: Pseudonym([b'0'; 64]),
         }

@@ -34,3 +34,109 @@ pub fn build(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Po
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the connection pool: {0}")]
 pub struct PoolBuildError(String);
+
+/// The request handlers' connection pools: one per HTTP worker thread.
+///
+/// tokio-postgres drives each connection from a task on the runtime that
+/// opened it, and every actix-web worker is a runtime of its own. A stream
+/// served on one worker from a connection opened on another hands every
+/// batch of rows across threads (futex wake-ups, context switches: measured
+/// at a third of the wall time of a large download). Each worker thread
+/// therefore takes its connections from a pool of its own, so a connection
+/// is opened, driven and read on one thread. The worker threads are mapped
+/// to the pools round-robin, the first time each asks; `Deref` gives the
+/// calling thread's pool.
+#[derive(Clone)]
+pub struct Pools {
+    pools: std::sync::Arc<Vec<Pool>>,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pools")
+            .field("pools", &self.pools.len())
+            .finish()
+    }
+}
+
+impl From<Pool> for Pools {
+    /// One pool for every thread (tests, tools).
+    fn from(pool: Pool) -> Pools {
+        Pools {
+            pools: std::sync::Arc::new(vec![pool]),
+        }
+    }
+}
+
+impl Pools {
+    /// `workers` pools sharing `max_size` connections (each at least 2).
+    pub fn per_worker(
+        config: tokio_postgres::Config,
+        max_size: usize,
+        workers: usize,
+    ) -> Result<Pools, PoolBuildError> {
+        let workers = workers.max(1);
+        let each = max_size.div_ceil(workers).max(2);
+        let pools = (0..workers)
+            .map(|_| build(config.clone(), each))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pools {
+            pools: std::sync::Arc::new(pools),
+        })
+    }
+
+    /// How many pools (the HTTP workers to run).
+    pub fn len(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// Always false: there is at least one pool.
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+
+    /// The calling thread's pool.
+    pub fn current(&self) -> &Pool {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+        }
+        let slot = SLOT.with(|slot| match slot.get() {
+            Some(i) => i,
+            None => {
+                let i = NEXT.fetch_add(1, Ordering::Relaxed);
+                slot.set(Some(i));
+                i
+            }
+        });
+        &self.pools[slot % self.pools.len()]
+    }
+
+    /// The state of all pools together.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        let mut total = deadpool_postgres::Status {
+            max_size: 0,
+            size: 0,
+            available: 0,
+            waiting: 0,
+        };
+        for pool in self.pools.iter() {
+            let status = pool.status();
+            total.max_size += status.max_size;
+            total.size += status.size;
+            total.available += status.available;
+            total.waiting += status.waiting;
+        }
+        total
+    }
+}
+
+impl std::ops::Deref for Pools {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        self.current()
+    }
+}

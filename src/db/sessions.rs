@@ -50,13 +50,46 @@ pub const INDEXES: [(&str, &str); 4] = [
     ),
 ];
 
+/// Session advisory lock serialising [`ensure_indexes`] between instances
+/// ("acctidx" in ASCII).
+const INDEX_LOCK: i64 = 0x0061_6363_7469_6478;
+
 /// Creates the [`INDEXES`] that are missing (replacing any left invalid by
 /// an interrupted build). Each runs outside a transaction, without blocking
-/// FreeRADIUS's writes.
+/// FreeRADIUS's writes. Instances starting together take turns: two
+/// concurrent `CREATE INDEX CONCURRENTLY` on one table wait for each other's
+/// transactions, so the lock is polled with short statements rather than
+/// waited for in one.
 pub async fn ensure_indexes(
     client: &impl GenericClient,
 ) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    let mut created = Vec::new();
+    if missing_indexes(client).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_LOCK])
+            .await?
+            .try_get(0)?;
+        if locked {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let result = create_missing(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&INDEX_LOCK])
+        .await;
+    let created = result?;
+    unlocked?;
+    Ok(created)
+}
+
+/// The [`INDEXES`] that do not exist, with whether an invalid one is in the way.
+async fn missing_indexes(
+    client: &impl GenericClient,
+) -> Result<Vec<(&'static str, &'static str, bool)>, tokio_postgres::Error> {
+    let mut missing = Vec::new();
     for (name, definition) in INDEXES {
         let state = client
             .query_opt(
@@ -66,13 +99,23 @@ pub async fn ensure_indexes(
             )
             .await?;
         match state.map(|row| row.try_get::<_, bool>(0)).transpose()? {
-            Some(true) => continue,
-            Some(false) => {
-                client
-                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                    .await?;
-            }
-            None => {}
+            Some(true) => {}
+            Some(false) => missing.push((name, definition, true)),
+            None => missing.push((name, definition, false)),
+        }
+    }
+    Ok(missing)
+}
+
+async fn create_missing(
+    client: &impl GenericClient,
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    let mut created = Vec::new();
+    for (name, definition, invalid) in missing_indexes(client).await? {
+        if invalid {
+            client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                .await?;
         }
         client
             .batch_execute(&format!(

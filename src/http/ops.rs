@@ -142,7 +142,8 @@ enum NotReady {
 /// A connection to a server that went away is not reused (the pool checks
 /// `is_closed` when recycling), so readiness recovers when the database does.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let status = state.pool.status();
+    // This worker's pool: the one a request here would wait for.
+    let status = state.pool.current().status();
     let pool = PoolUse {
         size: status.size,
         available: status.available,

@@ -390,11 +390,33 @@ fn single_param<'a>(query: &'a ListingQuery, name: &str) -> Result<Option<&'a st
     Ok(first)
 }
 
-/// A date (`YYYY-MM-DD`: midnight UTC, or the next midnight as an `end`) or
-/// an RFC 3339 time.
+/// A time given as a date (`YYYY-MM-DD`: midnight UTC, or as an `end` the
+/// next midnight) or a time in the ISO 8601 forms of seed 000's API
+/// (`2024-01-01 00:01:00`, UTC unless it says otherwise,
+/// `2024-01-01 00:01:00+00:00`, RFC 3339 with `T`).
 fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+    let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
+        if let Ok(at) = DateTime::parse_from_str(text, format) {
+            return Ok(at.with_timezone(&Utc));
+        }
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(at.and_utc());
+        }
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
@@ -403,7 +425,8 @@ fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, Api
         .map(|t| t.and_utc())
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!(
-                "The parameter `{name}` must be a date (YYYY-MM-DD) or an RFC 3339 time."
+                "The parameter `{name}` must be a date (`2024-01-01`) or a time \
+                 (`2024-01-01 00:01:00`, `2024-01-01 00:01:00+00:00`, RFC 3339)."
             ))
         })
 }
@@ -513,6 +536,16 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             ));
         }
     }
+    let condition = match single_param(&query, "session_status")? {
+        None | Some("all") => None,
+        Some("active") => Some("acctstoptime IS NULL"),
+        Some("inactive") => Some("acctstoptime IS NOT NULL"),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "The parameter `session_status` must be all, active or inactive.".into(),
+            ))
+        }
+    };
     let selection = filters(
         &query,
         scope,
@@ -523,6 +556,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             "end_date",
             "format",
             "sort",
+            "session_status",
         ],
     )?;
     catch_up(&state, &selection).await?;
@@ -539,7 +573,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         selection,
         page: Some(Page { offset: 0, limit }),
         keyset: Some(Keyset { after }),
-        condition: None,
+        condition,
     };
     // The page's ids (one more tells whether a next page exists), and the
     // ids just before it (for the previous page's cursor).

@@ -69,6 +69,8 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     super::docs::init()?;
     let grace = state.options.ops.shutdown_grace;
     let origins = state.options.cors_origins.clone();
+    // One HTTP worker per connection pool (see `db::pool::Pools`).
+    let workers = state.pool.len();
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -83,6 +85,15 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             .configure(routes)
             .default_service(web::to(not_found))
     })
+    // No Nagle: the last small segment of a streamed response must not wait
+    // for the client's delayed ACK (40 ms per small window otherwise); the
+    // encoder already writes in ~32 KiB chunks.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .workers(workers)
     .shutdown_timeout(grace.as_secs())
     .disable_signals()
     .listen(listener)?

@@ -3,7 +3,6 @@
 //! `startup` (which only wires the routes).
 
 use actix_web::{guard, web, HttpResponse, Route};
-use deadpool_postgres::Pool;
 
 use super::error::ApiError;
 use crate::{config::ApiTokens, core::pseudonym::Pseudonymiser};
@@ -11,8 +10,9 @@ use crate::{config::ApiTokens, core::pseudonym::Pseudonymiser};
 /// What every handler needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The connection pool.
-    pub pool: Pool,
+    /// The connection pools (one per HTTP worker; `state.pool` derefs to
+    /// the calling worker's).
+    pub pool: crate::db::pool::Pools,
     /// Keyed pseudonymisation of identities.
     pub pseudonymiser: Pseudonymiser,
     /// Bearer tokens allowed to use the API.

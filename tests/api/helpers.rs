@@ -200,7 +200,7 @@ pub async fn spawn_app_on(
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
     let state = AppState {
-        pool: pool.clone(),
+        pool: pool.clone().into(),
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(&format!(
             "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities"

@@ -884,3 +884,46 @@ async fn retention_keeps_open_sessions_and_recent_stops() {
         .collect();
     assert_eq!(left, vec!["long", "open"]);
 }
+
+#[actix_web::test]
+async fn the_list_takes_the_seed_apis_date_forms_and_session_status() {
+    let app = spawn_app().await;
+    seed_sessions(&app).await;
+    let names = |page: Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("session_status=active", vec!["open"]),
+        ("session_status=inactive", vec!["inside", "before"]),
+        ("session_status=all", vec!["open", "inside", "before"]),
+        (
+            "start_date=2026-11-20%2002:00:00&end_date=2026-11-20%2002:10:00%2B00:00",
+            vec!["inside"],
+        ),
+        ("start_date=2026-11-20T02:40:00Z", vec!["open"]),
+        ("end_date=2026-11-19", vec!["before"]),
+    ] {
+        let page = app
+            .json_as(TOKEN, &format!("/api/v1/sessions?{query}"))
+            .await;
+        assert_eq!(names(page), expected, "{query}");
+    }
+    for bad in [
+        "session_status=gone",
+        "start_date=yesterday",
+        "start_date=2026-11-21&end_date=2026-11-20",
+    ] {
+        let mut r = app
+            .get(&format!("/api/v1/sessions?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let _ = body_of(&mut r).await;
+    }
+}

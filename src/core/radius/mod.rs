@@ -19,7 +19,7 @@ pub mod date;
 pub mod enums;
 mod merge;
 
-use std::{borrow::Cow, collections::HashMap, fmt::Write as _, net::IpAddr};
+use std::{borrow::Cow, fmt::Write as _, net::IpAddr};
 
 use chrono::{DateTime, Duration, Utc};
 use md5::{Digest, Md5};
@@ -158,24 +158,29 @@ pub struct Notes {
     pub zone_fallback: Option<String>,
 }
 
-/// The attributes of one request, by lowercase name.
+/// The attributes of one request, looked up by name without regard to
+/// case (the exact spelling first, which is what NAS and FreeRADIUS send).
 struct Attributes<'a> {
-    by_name: HashMap<String, &'a Value>,
+    object: &'a Map<String, Value>,
 }
 
 impl<'a> Attributes<'a> {
     fn new(object: &'a Map<String, Value>) -> Self {
-        Attributes {
-            by_name: object
+        Attributes { object }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.object.get(name).or_else(|| {
+            self.object
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
-        }
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value)
+        })
     }
 
     /// The first value of `name`, plain or in `rlm_rest`'s form.
     fn scalar(&self, name: &'static str) -> Result<Option<Scalar<'a>>, Rejection> {
-        let Some(value) = self.by_name.get(&name.to_ascii_lowercase()) else {
+        let Some(value) = self.get(name) else {
             return Ok(None);
         };
         let value = match value {
@@ -190,7 +195,7 @@ impl<'a> Attributes<'a> {
                 }
             },
             Value::Array(values) => values.first(),
-            other => Some(*other),
+            other => Some(other),
         };
         match value {
             None | Some(Value::Null) => Ok(None),
