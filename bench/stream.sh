@@ -98,6 +98,19 @@ csv_s=$(for _ in $(seq "$RUNS"); do http_run text/csv; done | best)
 json_s=$(for _ in $(seq "$RUNS"); do http_run application/json; done | best)
 ndjson_s=$(for _ in $(seq "$RUNS"); do http_run application/x-ndjson; done | best)
 unguarded_s=$(for _ in $(seq "$RUNS"); do http_run text/csv "http://127.0.0.1:$((PORT + 1))/api/v1/statistics/events"; done | best)
+# Compressed CSV: the coding the client asks for alone; rows/s, and the
+# compression ratio (plain bytes / bytes on the wire).
+plain_bytes=$(curl -sf -o /dev/null -w '%{size_download}' -H "$AUTH" -H 'Accept: text/csv' "$BASE/week/$WEEK")
+coded_run() {  # $1 = coding; prints "<seconds> <bytes>"
+    curl -sf -o /dev/null -w '%{time_total} %{size_download}\n' -H "$AUTH" -H 'Accept: text/csv' \
+        -H "Accept-Encoding: $1" "$BASE/week/$WEEK"
+}
+declare -A coded_s coded_bytes
+for coding in gzip zstd br; do
+    best_line=$(for _ in $(seq "$RUNS"); do coded_run "$coding"; done | sort -g | head -1)
+    coded_s[$coding]=${best_line% *}
+    coded_bytes[$coding]=${best_line#* }
+done
 client_copy_s=$(for _ in $(seq "$RUNS"); do copy_run "$CLIENT_COLUMNS" client_event; done | best)
 client_csv_s=$(for _ in $(seq "$RUNS"); do http_run text/csv "$CLIENT_BASE"; done | best)
 client_json_s=$(for _ in $(seq "$RUNS"); do http_run application/json "$CLIENT_BASE"; done | best)
@@ -155,6 +168,9 @@ authentication events (5 columns):
   service CSV, formula guard off         $unguarded_rate rows/s   ratio $(ratio "$unguarded_rate" "$copy_rate")   (guard on / off: $(ratio "$csv_rate" "$unguarded_rate"))
   service JSON, week                     $json_rate rows/s   ratio $(ratio "$json_rate" "$copy_rate")   (target >= 0.4)
   service NDJSON, week                   $ndjson_rate rows/s   ratio $(ratio "$ndjson_rate" "$copy_rate")
+  service CSV, gzip                      $(calc "round($week_rows / ${coded_s[gzip]})") rows/s   ratio $(ratio "$week_rows / ${coded_s[gzip]}" "$copy_rate")   (compressed $(ratio "$plain_bytes" "${coded_bytes[gzip]}"):1; target >= 0.6)
+  service CSV, zstd                      $(calc "round($week_rows / ${coded_s[zstd]})") rows/s   ratio $(ratio "$week_rows / ${coded_s[zstd]}" "$copy_rate")   (compressed $(ratio "$plain_bytes" "${coded_bytes[zstd]}"):1; target >= 0.8)
+  service CSV, br                        $(calc "round($week_rows / ${coded_s[br]})") rows/s   ratio $(ratio "$week_rows / ${coded_s[br]}" "$copy_rate")   (compressed $(ratio "$plain_bytes" "${coded_bytes[br]}"):1)
 Wi-Fi client events (28 columns):
   COPY (SELECT ...) TO STDOUT WITH CSV   $client_copy_rate rows/s   (baseline, ${client_copy_s}s)
   service CSV, week                      $client_csv_rate rows/s   ratio $(ratio "$client_csv_rate" "$client_copy_rate")

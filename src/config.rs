@@ -76,6 +76,9 @@ pub enum ConfigError {
     /// The public URL is not an absolute http(s) URL.
     #[error("ACCTSTREAM_PUBLIC_URL must be an absolute http:// or https:// URL without query or fragment, got {0:?}")]
     BadPublicUrl(String),
+    /// A compression level is out of range.
+    #[error("{0}")]
+    BadCompressionLevel(String),
     /// The stale threshold of sessions is not a duration.
     #[error("ACCTSTREAM_SESSION_STALE_AFTER must be a duration such as 900, 90s, 15m or 2h (1 second to 30 days), got {0:?}")]
     BadStaleAfter(String),

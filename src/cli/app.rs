@@ -220,6 +220,8 @@ async fn serve_with(
             },
             csv_formula_guard: args.csv_formula_guard.parse().unwrap_or_default(),
             cors_origins: config::parse_cors_origins(&args.cors_origins)?,
+            compression: crate::core::compress::Levels::parse(&args.gzip_level, &args.zstd_level)
+                .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
             ..http::AppOptions::default()
         },
     };

@@ -92,6 +92,12 @@ struct ServeArgs {
     report_filename_prefix: String,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// gzip level of streamed bodies, 1 (fastest) to 9 (smallest).
+    #[arg(long, env = "ACCTSTREAM_GZIP_LEVEL", default_value_t = crate::core::compress::DEFAULT_GZIP_LEVEL.to_string())]
+    gzip_level: String,
+    /// zstd level of streamed bodies, 1 (fastest) to 19 (smallest).
+    #[arg(long, env = "ACCTSTREAM_ZSTD_LEVEL", default_value_t = crate::core::compress::DEFAULT_ZSTD_LEVEL.to_string())]
+    zstd_level: String,
     /// When an open session counts as stale (not heard of for this long):
     /// seconds, or with s, m or h (e.g. 15m). Default: three of its interim
     /// intervals when known, else one hour.

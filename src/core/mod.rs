@@ -2,6 +2,7 @@
 //! encoders. Nothing in here knows about actix-web or PostgreSQL; everything is
 //! unit-tested on its own.
 
+pub mod compress;
 pub mod encode;
 pub mod identity;
 pub mod ingest;

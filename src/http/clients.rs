@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::{
     auth::require_read,
     error::ApiError,
-    listing::{base_url, head_only, identity_policy, negotiate_format, ok, ListingQuery},
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
     state::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
@@ -246,5 +246,5 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     };
     let tally = stream_tally(&req, &state, "client_history", format.as_str());
     let stream = records::open(&state.pool, &KIND, &listing, output, tally).await?;
-    Ok(response.streaming(stream))
+    Ok(streamed(&req, &state, response, stream))
 }

@@ -154,7 +154,7 @@ async fn window(
     }
     let listing = Listing::window(&window, selection);
     let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
-    Ok(response.streaming(stream))
+    Ok(streamed(&req, &state, response, stream))
 }
 
 /// The window a `…/{period}[/{datetime}][?sort=…]` request names (the
@@ -178,6 +178,95 @@ pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> 
 
 /// The answer to a HEAD of a streamed resource: the GET's status and
 /// headers (chunked, like the GET), no body, and no query started.
+/// The response with a streamed body of records: compressed here, on the
+/// worker that encodes the rows and at the configured level, when the
+/// client's fastest acceptable coding (`core::negotiate::fastest_coding`)
+/// is gzip or zstd; any other coding is left to the compression layer.
+pub fn streamed(
+    req: &HttpRequest,
+    state: &AppState,
+    mut response: HttpResponseBuilder,
+    stream: crate::db::records::RecordStream,
+) -> HttpResponse {
+    let mut offered = String::new();
+    for value in req.headers().get_all(header::ACCEPT_ENCODING) {
+        if let Ok(text) = value.to_str() {
+            offered.push_str(text);
+            offered.push(',');
+        }
+    }
+    let coding = crate::core::negotiate::fastest_coding(&offered)
+        .and_then(crate::core::compress::Coding::from_name);
+    let compressor = coding.and_then(|coding| {
+        crate::core::compress::Compressor::new(coding, state.options.compression)
+            .ok()
+            .map(|c| (coding, c))
+    });
+    match compressor {
+        None => response.streaming(stream),
+        Some((coding, compressor)) => {
+            response
+                .insert_header((header::CONTENT_ENCODING, coding.name()))
+                .append_header((header::VARY, "Accept-Encoding"));
+            response.streaming(Compressed {
+                inner: stream,
+                compressor: Some(compressor),
+            })
+        }
+    }
+}
+
+/// A record stream, compressed chunk by chunk.
+struct Compressed {
+    inner: crate::db::records::RecordStream,
+    compressor: Option<crate::core::compress::Compressor>,
+}
+
+impl futures_util::Stream for Compressed {
+    type Item = Result<bytes::Bytes, Box<dyn std::error::Error>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        loop {
+            if self.compressor.is_none() {
+                return Poll::Ready(None);
+            }
+            match std::pin::Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    self.compressor = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let Some(compressor) = self.compressor.as_mut() else {
+                        return Poll::Ready(None);
+                    };
+                    match compressor.push(&chunk) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(out))),
+                        Err(e) => {
+                            self.compressor = None;
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    let Some(compressor) = self.compressor.take() else {
+                        return Poll::Ready(None);
+                    };
+                    return Poll::Ready(match compressor.finish() {
+                        Ok(out) => Some(Ok(out)),
+                        Err(e) => Some(Err(Box::new(e))),
+                    });
+                }
+            }
+        }
+    }
+}
+
 pub fn head_only(mut response: HttpResponseBuilder) -> HttpResponse {
     response.streaming(futures_util::stream::empty::<
         Result<bytes::Bytes, std::convert::Infallible>,

@@ -141,7 +141,7 @@ async fn day_events(
     let stream =
         db::records::open(&state.pool, &kinds::auth::KIND, &listing, output, tally).await?;
     let prefix = &state.options.reports.filename_prefix;
-    Ok(ok(format, &prefix.day_events(day))
-        .insert_header((header::LINK, link_header(&links)))
-        .streaming(stream))
+    let mut response = ok(format, &prefix.day_events(day));
+    response.insert_header((header::LINK, link_header(&links)));
+    Ok(super::listing::streamed(&req, &state, response, stream))
 }

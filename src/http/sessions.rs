@@ -31,7 +31,7 @@ use super::{
     auth::require_read,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
-    listing::{base_url, head_only, identity_policy, negotiate_format, ok, ListingQuery},
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
     state::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
     telemetry::stream_tally,
     AppState,
@@ -460,7 +460,7 @@ async fn stream(
     listing: &Listing,
     head: JsonHead<'_>,
     resource: &'static str,
-    (mut response, format): (actix_web::HttpResponseBuilder, OutputFormat),
+    (response, format): (actix_web::HttpResponseBuilder, OutputFormat),
 ) -> Result<HttpResponse, ApiError> {
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
@@ -474,7 +474,7 @@ async fn stream(
     };
     let tally = stream_tally(req, state, resource, format.as_str());
     let stream = records::open(&state.pool, &KIND, listing, output, tally).await?;
-    Ok(response.streaming(stream))
+    Ok(streamed(req, state, response, stream))
 }
 
 /// An opaque keyset cursor: `n<id>` (older than id) for `next`.

@@ -57,6 +57,33 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// Middleware before the compression layer: when the client accepts several
+/// codings, it gets the fastest of them (`core::negotiate::fastest_coding`):
+/// the compression layer otherwise takes the client's first, and a
+/// download's speed is the compressor's.
+async fn fastest_coding(
+    mut req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let header = actix_web::http::header::ACCEPT_ENCODING;
+    let mut offered = String::new();
+    for value in req.headers().get_all(&header) {
+        if let Ok(text) = value.to_str() {
+            if !offered.is_empty() {
+                offered.push(',');
+            }
+            offered.push_str(text);
+        }
+    }
+    if let Some(coding) = crate::core::negotiate::fastest_coding(&offered) {
+        req.headers_mut().insert(
+            header,
+            actix_web::http::header::HeaderValue::from_static(coding),
+        );
+    }
+    next.call(req).await
+}
+
 /// Starts serving on `listener` (bind port 0 in tests). The returned server
 /// runs until it is awaited to completion or stopped through its handle;
 /// a graceful stop lets in-flight responses finish for up to
@@ -76,6 +103,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(fastest_coding))
             .wrap(middleware::Condition::new(
                 !origins.is_empty(),
                 cors(&origins),

@@ -27,6 +27,8 @@ pub struct AppState {
 /// `serve` uses when nothing is configured, so tests set only what they test.
 #[derive(Clone, Debug, Default)]
 pub struct AppOptions {
+    /// Levels of the gzip and zstd compression of streamed bodies.
+    pub compression: crate::core::compress::Levels,
     /// The metrics every worker records into and `/metrics` shows.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `/metrics` protection and the shutdown grace period.

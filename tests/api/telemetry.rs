@@ -459,3 +459,31 @@ async fn radius_dates_in_an_unreadable_zone_are_logged_once_per_nas_and_no_ident
         "a raw user name reached the log"
     );
 }
+
+#[actix_web::test]
+async fn the_fastest_coding_the_client_accepts_is_used() {
+    let app = spawn_app().await;
+    app.insert(&[event("2021-04-24T10:00:00Z", "alice")]).await;
+    for (offered, expected) in [
+        ("gzip, deflate, br, zstd", Some("zstd")),
+        ("deflate, gzip, br", Some("gzip")),
+        ("br", Some("br")),
+        ("zstd;q=0, br, gzip;q=0.5", Some("gzip")),
+        ("identity", None),
+    ] {
+        let mut response = app
+            .get(DAY)
+            .insert_header(("Accept-Encoding", offered))
+            .no_decompress()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{offered}");
+        let coding = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(coding.as_deref(), expected, "{offered}");
+        body_of(&mut response).await;
+    }
+}
