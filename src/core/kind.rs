@@ -341,6 +341,24 @@ pub struct Bound {
     pub inclusive: bool,
 }
 
+impl Bound {
+    /// Records at or after `at` (a range's start).
+    pub fn at_or_after(at: DateTime<Utc>) -> Bound {
+        Bound {
+            at,
+            inclusive: true,
+        }
+    }
+
+    /// Records before `at` (a half-open range's end).
+    pub fn before(at: DateTime<Utc>) -> Bound {
+        Bound {
+            at,
+            inclusive: false,
+        }
+    }
+}
+
 /// Paging by offset, for lists that are not windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {

@@ -6,16 +6,16 @@
 //! - `GET /api/v1/statistics/client-events/summary/{period}[/{datetime}]`:
 //!   what a Wi-Fi administrator asks first about a window.
 
-use actix_web::{
-    http::{header, Method},
-    web, HttpRequest, HttpResponse,
-};
+use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
 use super::{
     auth::require_read,
     error::ApiError,
-    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
+    listing::{
+        base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
+        ListingQuery,
+    },
     state::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
@@ -59,29 +59,9 @@ struct HistoryQuery {
 }
 
 fn parse_history_query(query: &ListingQuery) -> Result<HistoryQuery, ApiError> {
-    let single = |name: &str| -> Result<Option<&str>, ApiError> {
-        let mut values = query.pairs.iter().filter(|(k, _)| k == name);
-        let first = values.next().map(|(_, v)| v.as_str());
-        if values.next().is_some() {
-            return Err(ApiError::InvalidRequest(format!(
-                "The parameter `{name}` may appear only once."
-            )));
-        }
-        Ok(first)
-    };
+    let single = |name: &str| query.single(name);
     let integer = |name: &str, min: i64, max: i64, default: i64| -> Result<i64, ApiError> {
-        match single(name)? {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                        "The parameter `{name}` must be an integer from {min} to {max}."
-                    ))
-                }),
-        }
+        Ok(query.integer(name, min, max)?.unwrap_or(default))
     };
     let millis = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
         single(name)?
@@ -218,15 +198,7 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         _ => Some(page_link(&base, &client, req.query_string(), next_offset)),
     };
     let mut response = ok(format, "client-events-history.csv");
-    let links: Vec<String> = [("prev", &previous), ("next", &next)]
-        .into_iter()
-        .filter_map(|(rel, url)| url.as_ref().map(|u| format!("<{u}>; rel=\"{rel}\"")))
-        .collect();
-    if !links.is_empty() {
-        if let Ok(value) = header::HeaderValue::from_str(&links.join(", ")) {
-            response.insert_header((header::LINK, value));
-        }
-    }
+    page_links(&mut response, previous.as_deref(), next.as_deref());
     if let Some(total) = total {
         response.insert_header(("X-Total-Count", total.to_string()));
     }

@@ -94,6 +94,36 @@ impl ListingQuery {
 }
 
 /// Who sees what: pseudonyms, or raw identities for the `identities` scope.
+impl ListingQuery {
+    /// The value of a parameter that may appear at most once.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "The parameter `{name}` may appear only once."
+            )));
+        }
+        Ok(first)
+    }
+
+    /// The value of an integer parameter from `min` to `max`, at most once.
+    pub fn integer(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        self.single(name)?
+            .map(|text| {
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "The parameter `{name}` must be an integer from {min} to {max}."
+                        ))
+                    })
+            })
+            .transpose()
+    }
+}
+
 pub fn identity_policy(scope: Scope, state: &AppState) -> IdentityPolicy {
     if scope.can_see_identities() {
         IdentityPolicy::Reveal
@@ -263,6 +293,19 @@ impl futures_util::Stream for Compressed {
                     });
                 }
             }
+        }
+    }
+}
+
+/// `Link: <…>; rel="prev", <…>; rel="next"` for the pages that exist.
+pub fn page_links(response: &mut HttpResponseBuilder, previous: Option<&str>, next: Option<&str>) {
+    let links: Vec<String> = [("prev", previous), ("next", next)]
+        .into_iter()
+        .filter_map(|(rel, url)| url.map(|u| format!("<{u}>; rel=\"{rel}\"")))
+        .collect();
+    if !links.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+            response.insert_header((header::LINK, value));
         }
     }
 }

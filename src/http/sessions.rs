@@ -31,7 +31,10 @@ use super::{
     auth::require_read,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
-    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
+    listing::{
+        base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
+        ListingQuery,
+    },
     state::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
     telemetry::stream_tally,
     AppState,
@@ -315,8 +318,10 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         ));
     }
     let query = ListingQuery::parse(req.query_string())?;
-    let limit = integer_param(&query, "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
-    let before = integer_param(&query, "before", 1, i64::MAX)?;
+    let limit = query
+        .integer("limit", 1, MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let before = query.integer("before", 1, i64::MAX)?;
     if req.method() == Method::HEAD {
         return Ok(head_only(ok(OutputFormat::Json, "rejected.json")));
     }
@@ -352,42 +357,17 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 
 // ------------------------------------------------------------------ reads --
 
-fn integer_param(
-    query: &ListingQuery,
-    name: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, ApiError> {
-    let mut values = query.pairs.iter().filter(|(k, _)| k == name);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ApiError::InvalidRequest(format!(
-            "The parameter `{name}` may appear only once."
-        )));
-    }
-    first
-        .map(|(_, v)| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                        "The parameter `{name}` must be an integer from {min} to {max}."
-                    ))
-                })
-        })
-        .transpose()
-}
+/// The start and end of a range given by two parameters (see [`parse_instant`]).
+type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-fn single_param<'a>(query: &'a ListingQuery, name: &str) -> Result<Option<&'a str>, ApiError> {
-    let mut values = query.pairs.iter().filter(|(k, _)| k == name);
-    let first = values.next().map(|(_, v)| v.as_str());
-    if values.next().is_some() {
-        return Err(ApiError::InvalidRequest(format!(
-            "The parameter `{name}` may appear only once."
-        )));
-    }
-    Ok(first)
+fn range_params(query: &ListingQuery, start: &str, end: &str) -> Result<Range, ApiError> {
+    let at = |name: &str, end: bool| {
+        query
+            .single(name)?
+            .map(|t| parse_instant(name, t, end))
+            .transpose()
+    };
+    Ok((at(start, false)?, at(end, true)?))
 }
 
 /// A time given as a date (`YYYY-MM-DD`: midnight UTC, or as an `end` the
@@ -519,16 +499,11 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let scope = require_read(&req, &state.tokens)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let limit = integer_param(&query, "limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
-    let after = single_param(&query, "cursor")?
-        .map(decode_cursor)
-        .transpose()?;
-    let lower = single_param(&query, "start_date")?
-        .map(|t| parse_instant("start_date", t, false))
-        .transpose()?;
-    let upper = single_param(&query, "end_date")?
-        .map(|t| parse_instant("end_date", t, true))
-        .transpose()?;
+    let limit = query
+        .integer("limit", 1, MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let after = query.single("cursor")?.map(decode_cursor).transpose()?;
+    let (lower, upper) = range_params(&query, "start_date", "end_date")?;
     if let (Some(l), Some(u)) = (lower, upper) {
         if l >= u {
             return Err(ApiError::InvalidRequest(
@@ -536,7 +511,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             ));
         }
     }
-    let condition = match single_param(&query, "session_status")? {
+    let condition = match query.single("session_status")? {
         None | Some("all") => None,
         Some("active") => Some("acctstoptime IS NULL"),
         Some("inactive") => Some("acctstoptime IS NOT NULL"),
@@ -562,14 +537,8 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     catch_up(&state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
-        lower: lower.map(|at| Bound {
-            at,
-            inclusive: true,
-        }),
-        upper: upper.map(|at| Bound {
-            at,
-            inclusive: false,
-        }),
+        lower: lower.map(Bound::at_or_after),
+        upper: upper.map(Bound::before),
         selection,
         page: Some(Page { offset: 0, limit }),
         keyset: Some(Keyset { after }),
@@ -602,15 +571,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let next = next.map(|id| cursor_link(&base, req.query_string(), Some(&encode_cursor(id))));
     let previous = previous.map(|cursor| cursor_link(&base, req.query_string(), cursor.as_deref()));
     let mut response = ok(format, "sessions.csv");
-    let links: Vec<String> = [("prev", &previous), ("next", &next)]
-        .into_iter()
-        .filter_map(|(rel, url)| url.as_ref().map(|u| format!("<{u}>; rel=\"{rel}\"")))
-        .collect();
-    if !links.is_empty() {
-        if let Ok(value) = header::HeaderValue::from_str(&links.join(", ")) {
-            response.insert_header((header::LINK, value));
-        }
-    }
+    page_links(&mut response, previous.as_deref(), next.as_deref());
     response.insert_header(("X-Total-Count", count.to_string()));
     let head = JsonHead::Results {
         count,
@@ -642,7 +603,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     let scope = require_read(&req, &state.tokens)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let limit = integer_param(&query, "limit", 1, i64::MAX)?;
+    let limit = query.integer("limit", 1, i64::MAX)?;
     let selection = filters(&query, scope, &["limit", "format", "sort"])?;
     catch_up(&state, &selection).await?;
     let listing = Listing {
@@ -761,13 +722,8 @@ async fn history(
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req.match_info().get(who).unwrap_or_default().to_owned();
-    let period = single_param(&query, "period")?;
-    let from = single_param(&query, "from")?
-        .map(|t| parse_instant("from", t, false))
-        .transpose()?;
-    let to = single_param(&query, "to")?
-        .map(|t| parse_instant("to", t, true))
-        .transpose()?;
+    let period = query.single("period")?;
+    let (from, to) = range_params(&query, "from", "to")?;
     if period.is_some() && (from.is_some() || to.is_some()) {
         return Err(ApiError::InvalidRequest(
             "Give either `period` or `from`/`to`, not both.".into(),
@@ -807,14 +763,8 @@ async fn history(
         )));
     }
     let listing = Listing {
-        lower: lower.map(|at| Bound {
-            at,
-            inclusive: true,
-        }),
-        upper: upper.map(|at| Bound {
-            at,
-            inclusive: false,
-        }),
+        lower: lower.map(Bound::at_or_after),
+        upper: upper.map(Bound::before),
         selection,
         ..known
     };
@@ -864,10 +814,12 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "The calendar is served as application/json only.".into(),
         ));
     }
-    let start = single_param(&query, "start")?
+    let start = query
+        .single("start")?
         .ok_or_else(|| ApiError::InvalidRequest("The parameter `start` is required.".into()))
         .and_then(|t| parse_instant("start", t, false))?;
-    let end = single_param(&query, "end")?
+    let end = query
+        .single("end")?
         .ok_or_else(|| ApiError::InvalidRequest("The parameter `end` is required.".into()))
         .and_then(|t| {
             // `end` is exclusive, as calendar widgets send it: a date means
@@ -883,14 +835,8 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     catch_up(&state, &selection).await?;
     let listing = Listing {
         direction: Direction::Ascending,
-        lower: Some(Bound {
-            at: start,
-            inclusive: true,
-        }),
-        upper: Some(Bound {
-            at: end,
-            inclusive: false,
-        }),
+        lower: Some(Bound::at_or_after(start)),
+        upper: Some(Bound::before(end)),
         selection,
         page: None,
         keyset: None,
