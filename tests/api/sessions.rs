@@ -42,6 +42,13 @@ impl TestApp {
         serde_json::from_slice(&body).expect("JSON")
     }
 
+    /// The status of `GET path` with the read token (body read and dropped).
+    async fn status_of(&self, path: &str) -> u16 {
+        let mut response = self.get(path).send().await.expect("request");
+        let _ = body_of(&mut response).await;
+        response.status().as_u16()
+    }
+
     async fn json_as(&self, token: &str, path: &str) -> Value {
         let mut response = self.get_as(token, path).send().await.expect("request");
         let body = body_of(&mut response).await;
@@ -470,9 +477,7 @@ async fn one_session_online_and_histories() {
     assert_eq!(r.status(), 404);
     let error: Value = serde_json::from_slice(&body_of(&mut r).await).unwrap();
     assert_eq!(error["error"], "not_found");
-    let mut r = app.get("/api/v1/sessions/abc").send().await.unwrap();
-    assert_eq!(r.status(), 400);
-    let _ = body_of(&mut r).await;
+    assert_eq!(app.status_of("/api/v1/sessions/abc").await, 400);
 
     // The stale session (open, not heard of for days) reads as stale with
     // its last update as the inferred stop.
@@ -508,20 +513,16 @@ async fn one_session_online_and_histories() {
         .await;
     assert_eq!(history["sessions"][0]["acctSessionId"], "inside");
     let unknown = "0".repeat(64);
-    let mut r = app
-        .get(&format!("/api/v1/users/{unknown}/sessions"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let _ = body_of(&mut r).await;
-    let mut r = app
-        .get(&format!("/api/v1/users/{alice}/sessions?period=week"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let _ = body_of(&mut r).await;
+    assert_eq!(
+        app.status_of(&format!("/api/v1/users/{unknown}/sessions"))
+            .await,
+        404
+    );
+    assert_eq!(
+        app.status_of(&format!("/api/v1/users/{alice}/sessions?period=week"))
+            .await,
+        400
+    );
 
     let calendar = app
         .json_as(
@@ -535,13 +536,11 @@ async fn one_session_online_and_histories() {
     assert_eq!(entries[1]["start"], "2026-11-20T02:00:00Z");
     assert_eq!(entries[1]["end"], "2026-11-20T02:30:00Z");
     assert!(entries[1]["color"].as_str().unwrap().starts_with('#'));
-    let mut r = app
-        .get("/api/v1/devices/sessions/calendar?start=2026-01-01&end=2026-12-01")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let _ = body_of(&mut r).await;
+    assert_eq!(
+        app.status_of("/api/v1/devices/sessions/calendar?start=2026-01-01&end=2026-12-01")
+            .await,
+        400
+    );
 }
 
 #[actix_web::test]
@@ -584,13 +583,7 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
         .json_as(TOKEN, &previous[previous.find("/api/").unwrap()..])
         .await;
     assert_eq!(names(&back), names(&second));
-    let mut r = app
-        .get("/api/v1/sessions?cursor=bogus")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let _ = body_of(&mut r).await;
+    assert_eq!(app.status_of("/api/v1/sessions?cursor=bogus").await, 400);
 }
 
 #[actix_web::test]
@@ -918,12 +911,10 @@ async fn the_list_takes_the_seed_apis_date_forms_and_session_status() {
         "start_date=yesterday",
         "start_date=2026-11-21&end_date=2026-11-20",
     ] {
-        let mut r = app
-            .get(&format!("/api/v1/sessions?{bad}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{bad}");
-        let _ = body_of(&mut r).await;
+        assert_eq!(
+            app.status_of(&format!("/api/v1/sessions?{bad}")).await,
+            400,
+            "{bad}"
+        );
     }
 }
