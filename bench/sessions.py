@@ -5,7 +5,7 @@
   sessions.py requests OUT_DIR N BATCH         N accounting requests, Start : Interim : Stop
                                                = 1 : 4 : 1, as JSON batches (OUT_DIR/batch-*.json)
                                                and as FreeRADIUS queries.conf SQL (OUT_DIR/freeradius.sql)
-  sessions.py post URL TOKEN OUT_DIR           posts every batch, prints requests/s
+  sessions.py post URL TOKEN OUT_DIR [CLIENTS] posts every batch over CLIENTS connections, prints requests/s
 """
 
 import glob
@@ -86,9 +86,22 @@ def requests(out, n, batch):
             json.dump(all_requests[i:i + batch], f)
     # The same requests as rlm_sql runs them (FreeRADIUS 3.2 queries.conf,
     # one statement per request; the unique id as acct_unique computes it).
-    with open(os.path.join(out, "freeradius.sql"), "w") as f:
-        f.write("\\set ON_ERROR_STOP 1\n")
-        for r in all_requests:
+    # Also split in two by blocks of ten sessions, for two sessions at once.
+    halves = [open(os.path.join(out, f"freeradius-{i}.sql"), "w") for i in range(2)]
+    for half in halves:
+        half.write("\\set ON_ERROR_STOP 1\n")
+    with open(os.path.join(out, "freeradius.sql"), "w") as whole:
+        whole.write("\\set ON_ERROR_STOP 1\n")
+        for index, r in enumerate(all_requests):
+            session = int(r["Acct-Session-Id"][1:])
+
+            class Both:
+                @staticmethod
+                def write(text):
+                    whole.write(text)
+                    halves[session // 10 % 2].write(text)
+
+            f = Both
             uid = hashlib.md5(f"{r['User-Name']},{r['Acct-Session-Id']},{r['NAS-IP-Address']},,,{r['NAS-Port']}".encode()).hexdigest()
             t = r["Event-Timestamp"]
             common = (sql_text(r["Acct-Session-Id"]), sql_text(uid), sql_text(r["User-Name"]), sql_text(r["NAS-IP-Address"]),
@@ -115,23 +128,41 @@ def requests(out, n, batch):
                     f"AcctSessionTime = {r['Acct-Session-Time']}, AcctInputOctets = {r['Acct-Input-Octets']}, "
                     f"AcctOutputOctets = {r['Acct-Output-Octets']}, AcctTerminateCause = 'User-Request', "
                     f"FramedIPAddress = {framed}::inet, ConnectInfo_stop = '' WHERE AcctUniqueId = {uq} AND AcctStopTime IS NULL;\n")
+    for half in halves:
+        half.close()
     print(len(all_requests))
 
 
-def post(url, token, out):
+def post(url, token, out, clients=1):
+    """Posts every batch, `clients` connections at once (each its share of
+    the batches, in order); prints requests/s."""
+    import threading
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
     bodies = [open(p, "rb").read() for p in sorted(glob.glob(os.path.join(out, "batch-*.json")))]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     count = sum(len(json.loads(b)) for b in bodies)
+    failures = []
+
+    def run(share):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+        for body in share:
+            conn.request("POST", u.path, body=body, headers=headers)
+            response = conn.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                failures.append(f"POST: {response.status} {answer[:300]!r}")
+                return
+
+    shares = [bodies[i::clients] for i in range(clients)]
+    threads = [threading.Thread(target=run, args=(share,)) for share in shares]
     start = time.perf_counter()
-    for body in bodies:
-        conn.request("POST", u.path, body=body, headers=headers)
-        response = conn.getresponse()
-        answer = response.read()
-        if response.status != 200:
-            sys.exit(f"POST: {response.status} {answer[:300]!r}")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     elapsed = time.perf_counter() - start
+    if failures:
+        sys.exit(failures[0])
     print(f"{count / elapsed:.0f}")
 
 
@@ -144,6 +175,6 @@ if __name__ == "__main__":
     elif command == "requests":
         requests(args[0], int(args[1]), int(args[2]))
     elif command == "post":
-        post(args[0], args[1], args[2])
+        post(args[0], args[1], args[2], int(args[3]) if len(args) > 3 else 1)
     else:
         sys.exit(__doc__)

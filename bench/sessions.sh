@@ -13,9 +13,10 @@
 #   - p50/p95 latency of one session, one user's October history and
 #     `online` (all OPEN sessions, and the newest 100), keep-alive GETs;
 #   - RADIUS ingest: REQUESTS accounting requests (Start : Interim : Stop =
-#     1 : 4 : 1) posted in batches of 1,000, requests/s, against the same
-#     requests applied as FreeRADIUS 3.2's queries.conf statements by psql
-#     (one statement per request, as rlm_sql runs them), on emptied tables.
+#     1 : 4 : 1) posted in batches of 1,000 by one client and by two at once
+#     (two FreeRADIUS servers), requests/s, against the same requests applied
+#     as FreeRADIUS 3.2's queries.conf statements by one psql and by two
+#     (one statement per request, as rlm_sql runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -130,17 +131,26 @@ done
 
 echo "RADIUS ingest, $REQUESTS requests (Start : Interim : Stop = 1 : 4 : 1):"
 python3 $PY requests "$OUT" "$REQUESTS" 1000 >/dev/null
-ingest_s=(); sql_s=()
-for _ in $(seq 1 "$RUNS"); do
-    psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
-    ingest_s+=("$(python3 $PY post "http://127.0.0.1:$PORT/api/v1/accounting/radius" "$WRITE_TOKEN" "$OUT")")
-    psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
-    t0=$(date +%s.%N)
-    psql "$PSQL_URL" -q -f "$OUT/freeradius.sql" >/dev/null
-    t1=$(date +%s.%N)
-    sql_s+=("$(calc "$REQUESTS / ($t1 - $t0)")")
+for clients in 1 2; do
+    ingest_s=(); sql_s=()
+    for _ in $(seq 1 "$RUNS"); do
+        psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
+        ingest_s+=("$(python3 $PY post "http://127.0.0.1:$PORT/api/v1/accounting/radius" "$WRITE_TOKEN" "$OUT" $clients)")
+        psql "$PSQL_URL" -qc "DELETE FROM radacct WHERE acctsessionid LIKE 'B%'"
+        t0=$(date +%s.%N)
+        if [ "$clients" = 1 ]; then
+            psql "$PSQL_URL" -q -f "$OUT/freeradius.sql" >/dev/null
+        else
+            psql "$PSQL_URL" -q -f "$OUT/freeradius-0.sql" >/dev/null &
+            first=$!
+            psql "$PSQL_URL" -q -f "$OUT/freeradius-1.sql" >/dev/null
+            wait "$first"
+        fi
+        t1=$(date +%s.%N)
+        sql_s+=("$(calc "$REQUESTS / ($t1 - $t0)")")
+    done
+    ingest=$(printf '%s\n' "${ingest_s[@]}" | median)
+    sql=$(printf '%s\n' "${sql_s[@]}" | median)
+    printf '  %-28s %12.0f requests/s\n' "FreeRADIUS SQL, $clients psql" "$sql"
+    printf '  %-28s %12.0f requests/s  ratio %.2f\n' "acctstream, $clients client(s)" "$ingest" "$(calc "$ingest / $sql")"
 done
-ingest=$(printf '%s\n' "${ingest_s[@]}" | sort -g | median)
-sql=$(printf '%s\n' "${sql_s[@]}" | sort -g | median)
-printf '  %-28s %12.0f requests/s\n' "FreeRADIUS SQL (psql)" "$sql"
-printf '  %-28s %12.0f requests/s  ratio %.2f\n' "acctstream, batches of 1000" "$ingest" "$(calc "$ingest / $sql")"
