@@ -8,7 +8,7 @@
 //! | `ACCTSTREAM_PUBLIC_URL` | base URL for links (default: the request's scheme and `Host`) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY` | the pseudonymisation key (its UTF-8 bytes) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY_FILE` | a file holding the key (one trailing newline is ignored) |
-//! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens: `token` may read, `token:read+write` may also ingest |
+//! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens, `[name=]token[:scope]`: `token` may read, `token:read+write` may also ingest, `+identities` sees raw identities, `+audit` reads the audit trail |
 //! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
 //! | `ACCTSTREAM_MAX_BODY_BYTES` | largest ingest request body in bytes (default 64 MiB) |
 //! | `ACCTSTREAM_REPORT_FILENAME_PREFIX` | prefix of the report CSV file names, `[A-Za-z0-9._-]` only (default empty) |
@@ -82,6 +82,12 @@ pub enum ConfigError {
     /// The stale threshold of sessions is not a duration.
     #[error("ACCTSTREAM_SESSION_STALE_AFTER must be a duration such as 900, 90s, 15m or 2h (1 second to 30 days), got {0:?}")]
     BadStaleAfter(String),
+    /// The OAuth2 settings are incomplete or wrong.
+    #[error("{0}")]
+    BadOAuth(String),
+    /// `ACCTSTREAM_RATE_LIMIT` is not `<n>/s` or `<n>/min`.
+    #[error("ACCTSTREAM_RATE_LIMIT must be <n>/s or <n>/min with n from 1 to 1000000, got {0:?}")]
+    BadRateLimit(String),
     /// A CORS origin is not `scheme://host[:port]`.
     #[error("ACCTSTREAM_CORS_ORIGINS: entry {0} is not an origin such as https://dashboard.example.com (scheme, host and optional port; no path), or `*`")]
     BadCorsOrigin(usize),
@@ -136,28 +142,43 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(key)
 }
 
-/// What a bearer token may do. Every token may read (pseudonymised data);
-/// `write` may also ingest; `identities` sees raw identities (user ids, MAC
-/// and IP addresses) instead of pseudonyms.
+/// What a bearer token may do. A static token always reads (pseudonymised
+/// data); `write` may also ingest; `identities` sees raw identities (user
+/// ids, MAC and IP addresses) instead of pseudonyms; `audit` reads the
+/// access audit trail. An OAuth2 access token holds exactly the grants its
+/// scopes map to (`core::jwt::ScopeMap`), so it may lack `read`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Scope {
+    /// May read accounting data.
+    pub read: bool,
     /// May ingest (`token:read+write`).
     pub write: bool,
     /// Sees raw identities (`token:read+identities`).
     pub identities: bool,
+    /// May read the access audit trail (`token:read+audit`).
+    pub audit: bool,
 }
 
 impl Scope {
     /// Read only (an entry without a scope, or `token:read`).
     pub const READ: Scope = Scope {
+        read: true,
         write: false,
         identities: false,
+        audit: false,
     };
     /// Read and ingest (`token:read+write`).
     pub const READ_WRITE: Scope = Scope {
+        read: true,
         write: true,
         identities: false,
+        audit: false,
     };
+
+    /// True when this scope may read accounting data.
+    pub fn can_read(self) -> bool {
+        self.read
+    }
 
     /// True when this scope may ingest events.
     pub fn can_write(self) -> bool {
@@ -169,48 +190,89 @@ impl Scope {
         self.identities
     }
 
-    /// Parses `read`, optionally joined by `+` with `write` and/or
-    /// `identities` (any order, each once).
+    /// True when this scope may read the access audit trail.
+    pub fn can_audit(self) -> bool {
+        self.audit
+    }
+
+    /// The scope's names joined by `+` (`read+write`), as the audit trail
+    /// records them.
+    pub fn names(self) -> String {
+        [
+            (self.read, "read"),
+            (self.write, "write"),
+            (self.identities, "identities"),
+            (self.audit, "audit"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join("+")
+    }
+
+    /// Parses `read`, optionally joined by `+` with `write`, `identities`
+    /// and/or `audit` (any order, each once).
     pub fn parse(text: &str) -> Option<Scope> {
-        let mut scope = Scope::READ;
-        let mut read = false;
+        let mut scope = Scope::default();
         for part in text.split('+') {
             let flag = match part {
-                "read" => &mut read,
+                "read" => &mut scope.read,
                 "write" => &mut scope.write,
                 "identities" => &mut scope.identities,
+                "audit" => &mut scope.audit,
                 _ => return None,
             };
             if std::mem::replace(flag, true) {
                 return None;
             }
         }
-        read.then_some(scope)
+        scope.read.then_some(scope)
     }
 }
 
-/// The bearer tokens allowed to use the API, each with its [`Scope`].
+/// One configured static token: its digest, scope and label.
+#[derive(Clone)]
+struct StaticToken {
+    digest: [u8; 32],
+    scope: Scope,
+    label: String,
+}
+
+/// The bearer tokens allowed to use the API, each with its [`Scope`] and a
+/// label (`name=token`, or `token-` and the first 8 hex digits of the
+/// token's SHA-256) that names the client in the audit trail and the
+/// per-client limits.
 ///
 /// Tokens are kept only as SHA-256 digests, and a presented token is compared
 /// against every one of them in constant time, so neither the comparison time
 /// nor a memory dump reveals a token (or which scope matched).
 #[derive(Clone, Default)]
 pub struct ApiTokens {
-    digests: Vec<([u8; 32], Scope)>,
+    tokens: Vec<StaticToken>,
 }
 
 impl fmt::Debug for ApiTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiTokens({} configured)", self.digests.len())
+        write!(f, "ApiTokens({} configured)", self.tokens.len())
     }
 }
 
+/// True for a token label: 1 to 64 of `[A-Za-z0-9._-]`.
+fn is_label(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 impl ApiTokens {
-    /// Parses a comma-separated list of `token` (read only) or
-    /// `token:read+write` (read and ingest) entries. Empty entries are
-    /// skipped; whitespace around entries is trimmed. An entry with inner
-    /// whitespace, an empty token or an unknown scope is rejected with an
-    /// error naming the entry's 1-based position in the list, never the token.
+    /// Parses a comma-separated list of `[name=]token[:scope]` entries:
+    /// `token` reads, `token:read+write` also ingests (see [`Scope::parse`]).
+    /// Empty entries are skipped; whitespace around entries is trimmed. An
+    /// entry with inner whitespace, an empty token, a bad name or an unknown
+    /// scope is rejected with an error naming the entry's 1-based position
+    /// in the list, never the token.
     pub fn parse(list: &str) -> Result<ApiTokens, ConfigError> {
         let mut tokens = ApiTokens::default();
         for (index, entry) in list.split(',').map(str::trim).enumerate() {
@@ -223,15 +285,27 @@ impl ApiTokens {
                     "entry {position} contains whitespace or a control character"
                 )));
             }
-            let (token, scope) = match entry.split_once(':') {
+            let (name, entry) = match entry.split_once('=') {
+                Some((name, rest)) => {
+                    if !is_label(name) {
+                        return Err(ConfigError::BadToken(format!(
+                            "entry {position} has a name that is not 1 to 64 of [A-Za-z0-9._-] \
+                             (write `name=token:scope`)"
+                        )));
+                    }
+                    (Some(name), rest)
+                }
+                None => (None, entry),
+            };
+            let (token, scope) = match entry.rsplit_once(':') {
                 None => (entry, Scope::READ),
                 Some((token, scope)) => match Scope::parse(scope) {
                     Some(scope) => (token, scope),
                     None => {
                         return Err(ConfigError::BadToken(format!(
                             "entry {position} has an unknown scope: write `token` (read only), \
-                             `token:read+write`, `token:read+identities` or \
-                             `token:read+write+identities`"
+                             or `token:read` joined by `+` with any of `write`, `identities` \
+                             and `audit` (e.g. `token:read+write`)"
                         )))
                     }
                 },
@@ -241,7 +315,10 @@ impl ApiTokens {
                     "entry {position} has an empty token before its scope"
                 )));
             }
-            tokens.add_scoped(token, scope);
+            match name {
+                Some(name) => tokens.add_named(name, token, scope),
+                None => tokens.add_scoped(token, scope),
+            }
         }
         Ok(tokens)
     }
@@ -256,15 +333,35 @@ impl ApiTokens {
         self.add_scoped(token, Scope::READ);
     }
 
-    /// Allows one more token with the given scope.
+    /// Allows one more token with the given scope, labelled by its digest.
     pub fn add_scoped(&mut self, token: &str, scope: Scope) {
-        self.digests
-            .push((Sha256::digest(token.as_bytes()).into(), scope));
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let label = format!(
+            "token-{}",
+            digest[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        self.tokens.push(StaticToken {
+            digest,
+            scope,
+            label,
+        });
+    }
+
+    /// Allows one more token with the given scope and label.
+    pub fn add_named(&mut self, name: &str, token: &str, scope: Scope) {
+        self.tokens.push(StaticToken {
+            digest: Sha256::digest(token.as_bytes()).into(),
+            scope,
+            label: name.to_owned(),
+        });
     }
 
     /// True when no token is configured.
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
+        self.tokens.is_empty()
     }
 
     /// True when `presented` is one of the configured tokens (any scope may
@@ -274,23 +371,46 @@ impl ApiTokens {
     }
 
     /// The scope of `presented`, or `None` when it is not a configured token.
-    /// Every configured digest is compared, whatever matches, in constant
-    /// time; when a token is listed twice, the wider scope wins.
     pub fn scope_of(&self, presented: &str) -> Option<Scope> {
+        self.lookup(presented).map(|(scope, _)| scope)
+    }
+
+    /// The scope and label of `presented`, or `None` when it is not a
+    /// configured token. Every configured digest is compared, whatever
+    /// matches, in constant time; when a token is listed twice, the scopes
+    /// are joined and the last entry's label is used.
+    pub fn lookup(&self, presented: &str) -> Option<(Scope, &str)> {
+        use subtle::ConditionallySelectable;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
-        let mut write = subtle::Choice::from(0);
-        let mut identities = subtle::Choice::from(0);
-        for (known, scope) in &self.digests {
-            let matches = known.ct_eq(&digest);
+        let mut flags = [subtle::Choice::from(0); 3];
+        let mut matched = 0u32;
+        for (index, known) in self.tokens.iter().enumerate() {
+            let matches = known.digest.ct_eq(&digest);
             found |= matches;
-            write |= matches & subtle::Choice::from(u8::from(scope.write));
-            identities |= matches & subtle::Choice::from(u8::from(scope.identities));
+            let scope = known.scope;
+            for (flag, on) in flags
+                .iter_mut()
+                .zip([scope.write, scope.identities, scope.audit])
+            {
+                *flag |= matches & subtle::Choice::from(u8::from(on));
+            }
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            matched = u32::conditional_select(&matched, &index, matches);
         }
-        bool::from(found).then_some(Scope {
-            write: bool::from(write),
-            identities: bool::from(identities),
-        })
+        if !bool::from(found) {
+            return None;
+        }
+        let label = self.tokens.get(matched as usize)?.label.as_str();
+        Some((
+            Scope {
+                read: true,
+                write: bool::from(flags[0]),
+                identities: bool::from(flags[1]),
+                audit: bool::from(flags[2]),
+            },
+            label,
+        ))
     }
 }
 
@@ -464,15 +584,15 @@ mod tests {
         assert_eq!(
             all.scope_of("i"),
             Some(Scope {
-                write: false,
-                identities: true
+                identities: true,
+                ..Scope::READ
             })
         );
         assert_eq!(
             all.scope_of("w"),
             Some(Scope {
-                write: true,
-                identities: true
+                identities: true,
+                ..Scope::READ_WRITE
             })
         );
     }
@@ -492,12 +612,37 @@ mod tests {
             "t:READ+WRITE",
             "t:read+read",
             "t:identities",
-            "t:read+audit",
+            "t:audit",
+            "t:read+admin",
+            "bad name=t",
+            "=t",
         ] {
             assert!(ApiTokens::parse(bad).is_err(), "{bad}");
         }
         let empty = ApiTokens::parse(":read+write").unwrap_err().to_string();
         assert!(empty.contains("entry 1"), "{empty}");
+    }
+
+    #[test]
+    fn tokens_have_labels() {
+        let tokens = ApiTokens::parse("billing=b1:read+audit, plain, e=tok=en:read").unwrap();
+        let (scope, label) = tokens.lookup("b1").unwrap();
+        assert_eq!(label, "billing");
+        assert!(scope.can_read() && scope.can_audit() && !scope.can_write());
+        assert_eq!(scope.names(), "read+audit");
+        // Unnamed: `token-` and the first 8 hex digits of its SHA-256.
+        let (_, label) = tokens.lookup("plain").unwrap();
+        let digest = Sha256::digest(b"plain");
+        assert_eq!(
+            label,
+            format!(
+                "token-{:02x}{:02x}{:02x}{:02x}",
+                digest[0], digest[1], digest[2], digest[3]
+            )
+        );
+        // A token may hold `=` once it is named.
+        assert_eq!(tokens.lookup("tok=en").unwrap().1, "e");
+        assert!(tokens.lookup("billing").is_none());
     }
 
     #[test]

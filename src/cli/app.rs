@@ -26,15 +26,18 @@ use crate::{
 /// (stopped when this is dropped).
 pub(super) struct Database {
     config: tokio_postgres::Config,
+    tls: db::tls::Tls,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
     pub(super) async fn open(common: &Common, durable: bool) -> Result<Database, CliError> {
         if let Some(url) = &common.database_url {
-            let config = url.parse().map_err(CliError::DatabaseUrl)?;
+            let (config, settings) = db::tls::parse(url).map_err(CliError::DatabaseUrl)?;
+            let tls = db::tls::connector(&settings).map_err(CliError::DatabaseUrl)?;
             return Ok(Database {
                 config,
+                tls,
                 embedded: None,
             });
         }
@@ -52,13 +55,18 @@ impl Database {
                 );
                 return Ok(Database {
                     config,
+                    tls: db::tls::default_connector(),
                     embedded: None,
                 });
             }
         }
         let start = |data_dir: std::path::PathBuf| async move {
             tracing::info!(data_dir = %data_dir.display(), "starting embedded PostgreSQL");
-            let options = EmbeddedOptions { data_dir, durable };
+            let options = EmbeddedOptions {
+                data_dir,
+                durable,
+                ..Default::default()
+            };
             tokio::task::spawn_blocking(move || EmbeddedPostgres::start(options))
                 .await
                 .map_err(|e| io("starting embedded PostgreSQL")(std::io::Error::other(e)))
@@ -84,6 +92,7 @@ impl Database {
         let config = embedded.pg_config("acctstream");
         let database = Database {
             config,
+            tls: db::tls::default_connector(),
             embedded: Some(embedded),
         };
         database.ensure_database().await?;
@@ -94,7 +103,7 @@ impl Database {
     async fn ensure_database(&self) -> Result<(), CliError> {
         let mut admin = self.config.clone();
         admin.dbname("postgres");
-        let client = connect(&admin).await?;
+        let client = connect_with(&admin, &self.tls).await?;
         let exists = client
             .query_opt(
                 "SELECT 1 FROM pg_database WHERE datname = 'acctstream'",
@@ -113,7 +122,7 @@ impl Database {
     }
 
     pub(super) async fn migrate(&self) -> Result<(), CliError> {
-        let mut client = connect(&self.config).await?;
+        let mut client = connect_with(&self.config, &self.tls).await?;
         let applied = db::migrate::run(&mut client).await?;
         tracing::info!(?applied, "migrations up to date");
         Ok(())
@@ -130,10 +139,20 @@ impl Database {
     }
 }
 
-/// Opens one connection whose driver task runs until the client is dropped.
+/// Opens one connection whose driver task runs until the client is dropped
+/// (TLS as the configuration's `sslmode` says, unverified: for URLs without
+/// TLS options).
 pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, CliError> {
+    connect_with(config, &db::tls::default_connector()).await
+}
+
+/// Like [`connect`], through `tls`.
+pub async fn connect_with(
+    config: &tokio_postgres::Config,
+    tls: &db::tls::Tls,
+) -> Result<tokio_postgres::Client, CliError> {
     let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect(tls.clone())
         .await
         .map_err(CliError::Connect)?;
     tokio::spawn(async move {
@@ -170,6 +189,12 @@ pub(super) async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliEr
     result
 }
 
+/// What the demo adds to serving: its banner, and its own OAuth2 issuer.
+struct DemoServing<'a> {
+    banner: &'a dyn Fn(&str),
+    oauth: Option<http::jwks::OAuth>,
+}
+
 async fn serve_with(
     common: &Common,
     args: &ServeArgs,
@@ -177,8 +202,17 @@ async fn serve_with(
     pseudonymiser: Pseudonymiser,
     tokens: ApiTokens,
     public_url: Option<String>,
-    banner: Option<&dyn Fn(&str)>,
+    demo: Option<DemoServing<'_>>,
 ) -> Result<(), CliError> {
+    let (banner, demo_oauth) = match demo {
+        Some(demo) => (Some(demo.banner), demo.oauth),
+        None => (None, None),
+    };
+    let oauth = match demo_oauth {
+        Some(oauth) => Some(oauth),
+        None => args.oauth.build()?,
+    };
+    let limits = args.limits()?;
     let filename_prefix = config::parse_report_filename_prefix(&args.report_filename_prefix)?;
     let stale_after = args
         .session_stale_after
@@ -188,6 +222,7 @@ async fn serve_with(
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let pool = db::pool::Pools::per_worker(
         config::with_stale_after(database.config.clone(), stale_after),
+        database.tls.clone(),
         common.pool_size,
         workers,
     )?;
@@ -200,9 +235,12 @@ async fn serve_with(
     // task lives on the runtime that opened it, and request streams run on
     // the HTTP workers' runtimes; connections opened by the jobs (on the
     // main runtime) would make every streamed row cross threads.
-    let jobs_pool = db::pool::build(database.config.clone(), 2)?;
+    let jobs_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
     let retention_pool = jobs_pool.clone();
+    let audit_pool = jobs_pool.clone();
     let rollup_pool = jobs_pool;
+    let (audit_sink, audit_entries) = db::audit::AuditSink::channel(db::audit::CHANNEL_CAPACITY);
+    let audit_writer = tokio::spawn(db::audit::run_writer(audit_pool.clone(), audit_entries));
     let state = AppState {
         pool,
         pseudonymiser,
@@ -222,6 +260,9 @@ async fn serve_with(
             cors_origins: config::parse_cors_origins(&args.cors_origins)?,
             compression: crate::core::compress::Levels::parse(&args.gzip_level, &args.zstd_level)
                 .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
+            oauth: oauth.map(std::sync::Arc::new),
+            limits: std::sync::Arc::new(limits),
+            audit: Some(audit_sink),
             ..http::AppOptions::default()
         },
     };
@@ -240,11 +281,26 @@ async fn serve_with(
         std::time::Duration::from_millis(args.rollup_interval_ms),
         stop_rollup.clone(),
     ));
+    let audit_retention = tokio::spawn(db::audit::run_retention(
+        audit_pool,
+        args.audit_retention_days,
+        args.retention.options().interval,
+        stop_retention.clone(),
+    ));
     if let Some(banner) = banner {
         banner(&format!("http://{address}"));
     }
     let served = server.await.map_err(io("serving"));
+    // The server's state (and so every audit sink) is gone: the writer
+    // stores what is left, then ends.
+    if tokio::time::timeout(std::time::Duration::from_secs(30), audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit writer did not finish within 30 s");
+    }
     stop_retention.cancel();
+    let _ = audit_retention.await;
     stop_rollup.cancel();
     let _ = retention.await;
     let _ = rollup.await;
@@ -275,10 +331,10 @@ pub(super) async fn run_demo(
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate().await?;
-        let mut client = connect(&database.config).await?;
+        let mut client = connect_with(&database.config, &database.tls).await?;
         seed_or_top_up(&mut client, events, &pseudonymiser).await?;
         drop(client);
-        let trickle_pool = db::pool::build(database.config.clone(), 2)?;
+        let trickle_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
         seed_sessions(&trickle_pool, events, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
         let stopped = move || {
@@ -294,6 +350,30 @@ pub(super) async fn run_demo(
             pseudonymiser.clone(),
             stopped(),
         ));
+        // The demo's own OAuth2 issuer, unless one is configured.
+        let issuer_server = match args.oauth.oauth_issuer {
+            Some(_) => None,
+            None => {
+                let issuer = demo::issuer::Issuer::load_or_create(&common.data_dir)?;
+                Some(demo::issuer::serve(&issuer, &common.data_dir)?)
+            }
+        };
+        let demo_oauth = issuer_server.as_ref().map(|(url, _)| {
+            http::jwks::OAuth::new(
+                crate::core::jwt::Policy {
+                    issuer: url.clone(),
+                    audience: demo::issuer::AUDIENCE.to_owned(),
+                    scopes: crate::core::jwt::ScopeMap::default(),
+                    leeway: crate::core::jwt::DEFAULT_LEEWAY_SECONDS,
+                },
+                http::jwks::KeySource::Discover,
+            )
+        });
+        let issuer_handle = issuer_server.map(|(_, server)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let banner = |base: &str| println!("{}", demo_banner(base, &token, &write_token));
         let served = serve_with(
             common,
@@ -302,9 +382,15 @@ pub(super) async fn run_demo(
             pseudonymiser,
             tokens,
             public_url,
-            Some(&banner),
+            Some(DemoServing {
+                banner: &banner,
+                oauth: demo_oauth,
+            }),
         )
         .await;
+        if let Some(handle) = issuer_handle {
+            handle.stop(false).await;
+        }
         let _ = stop_trickle.send(true);
         let _ = trickle.await;
         let _ = client_trickle.await;
@@ -424,6 +510,10 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   curl -H "Authorization: Bearer $T" '{base}/api/v1/sessions/online?limit=5'
   curl -H "Authorization: Bearer $T" -H 'Accept: text/csv' '{base}/api/v1/statistics/sessions/day/{day}' -o sessions.csv
 
+  # OAuth2: an access token from the demo's local issuer (the static tokens keep working)
+  export J=$(cargo run --release -q -- token --scope read)
+  curl -H "Authorization: Bearer $J" '{base}/api/v1/statistics/events/hour?format=ndjson'
+
   # ingest (needs the read+write token); a fresh eventId each time, so a rerun stores again
   export W={write_token}
   printf '%s\n' "{{\"timestamp\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"authMethodType\":\"PASSWORD\",\"authMethodName\":\"password.1\",\"authRequestOrigin\":\"CN=Appl-1,DC=demo\",\"userId\":\"jane@example.com\",\"eventId\":\"demo-$(date +%s%N)\"}}" |
@@ -462,7 +552,7 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate().await?;
-        let mut client = connect(&database.config).await?;
+        let mut client = connect_with(&database.config, &database.tls).await?;
         let options = demo::SeedOptions {
             events: args.events,
             days: args.days,
@@ -529,7 +619,7 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
     let result = async {
         // The rollups must hold every event before any is deleted.
         database.migrate().await?;
-        let pool = db::pool::build(database.config.clone(), 1)?;
+        let pool = db::pool::build(database.config.clone(), database.tls.clone(), 1)?;
         let cutoff_text = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         println!(
             "retention: {} days; cutoff {cutoff_text} (events before it are deleted)",

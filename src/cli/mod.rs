@@ -70,6 +70,9 @@ enum Command {
     Healthcheck(HealthcheckArgs),
     /// Insert generated events (for benchmarks), then exit.
     Seed(SeedArgs),
+    /// Mint an access token from the demo's local OAuth2 issuer (while
+    /// `acctstream demo` runs in the same data directory), and print it.
+    Token(TokenArgs),
     /// Run one retention pass now: delete the raw events older than
     /// ACCTSTREAM_RETENTION_DAYS whole UTC days (the usage reports keep their
     /// figures), then exit. With --dry-run, only print the cutoff and how
@@ -144,6 +147,45 @@ struct ServeArgs {
     /// https://dashboard.example.com), or `*`; none by default (no CORS).
     #[arg(long, env = "ACCTSTREAM_CORS_ORIGINS", default_value = "")]
     cors_origins: String,
+    #[command(flatten)]
+    oauth: OAuthArgs,
+    /// Requests per client and window, `<n>/s` or `<n>/min` (default: no
+    /// limit). Answers carry RateLimit-* headers; beyond it, 429.
+    #[arg(long, env = "ACCTSTREAM_RATE_LIMIT")]
+    rate_limit: Option<String>,
+    /// Responses one client may have streaming at once (default: no limit);
+    /// beyond it, 429.
+    #[arg(long, env = "ACCTSTREAM_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..))]
+    streams_per_client: Option<u32>,
+    /// Whole days the access audit trail is kept (0 keeps it forever).
+    #[arg(long, env = "ACCTSTREAM_AUDIT_RETENTION_DAYS", default_value_t = db::audit::DEFAULT_RETENTION_DAYS)]
+    audit_retention_days: u32,
+}
+
+/// OAuth2 access tokens (JWTs) beside the static tokens.
+#[derive(Debug, Args, Default)]
+struct OAuthArgs {
+    /// The issuer (`iss`) whose access tokens are accepted; OAuth2 is off
+    /// without it.
+    #[arg(long, env = "ACCTSTREAM_OAUTH_ISSUER")]
+    oauth_issuer: Option<String>,
+    /// The audience (`aud`) tokens must name.
+    #[arg(long, env = "ACCTSTREAM_OAUTH_AUDIENCE")]
+    oauth_audience: Option<String>,
+    /// The issuer's JWKS URL (default: the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "ACCTSTREAM_OAUTH_JWKS_URL")]
+    oauth_jwks_url: Option<String>,
+    /// A JWKS file instead of a URL.
+    #[arg(long, env = "ACCTSTREAM_OAUTH_JWKS_FILE")]
+    oauth_jwks_file: Option<PathBuf>,
+    /// Token scopes to acctstream's grants: `read:accounting.read,write:…,
+    /// identities:…,audit:…` (an unmapped grant is the scope of its own name).
+    #[arg(long, env = "ACCTSTREAM_OAUTH_SCOPES", default_value = "")]
+    oauth_scopes: String,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "ACCTSTREAM_OAUTH_LEEWAY_SECONDS", default_value_t = crate::core::jwt::DEFAULT_LEEWAY_SECONDS, value_parser = clap::value_parser!(u64).range(0..=300))]
+    oauth_leeway_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +196,20 @@ struct DemoArgs {
     /// (default 1,200,000; a small number keeps contract tests quick).
     #[arg(long)]
     events: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The scopes, joined by `+`, spaces or commas: read, write,
+    /// identities, audit.
+    #[arg(long, default_value = "read")]
+    scope: String,
+    /// The client the token is issued to (`client_id` and `sub`).
+    #[arg(long, default_value = "demo-client")]
+    client: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ttl_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -231,8 +287,8 @@ pub enum CliError {
     #[error(transparent)]
     Embedded(#[from] db::embedded::EmbeddedError),
     /// The database URL is malformed.
-    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
-    DatabaseUrl(tokio_postgres::Error),
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(db::tls::TlsError),
     /// The database could not be reached.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(tokio_postgres::Error),
@@ -248,6 +304,9 @@ pub enum CliError {
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
+    /// The demo's OAuth2 issuer failed.
+    #[error(transparent)]
+    Issuer(#[from] demo::issuer::IssuerError),
     /// Binding or serving failed.
     #[error("{context}: {source}")]
     Io {
@@ -286,10 +345,90 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Seed(args)) => seed(&cli.common, &args).await,
         Some(Command::Purge(args)) => purge(&cli.common, &args).await,
+        Some(Command::Token(args)) => {
+            let token = demo::issuer::mint(
+                &cli.common.data_dir,
+                &args.scope,
+                &args.client,
+                args.ttl_seconds,
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+impl OAuthArgs {
+    /// The OAuth2 verifier these settings describe (`None`: OAuth2 off).
+    fn build(&self) -> Result<Option<http::jwks::OAuth>, ConfigError> {
+        let bad = |text: &str| ConfigError::BadOAuth(text.to_owned());
+        let Some(issuer) = self.oauth_issuer.as_deref().filter(|i| !i.is_empty()) else {
+            if self.oauth_audience.is_some()
+                || self.oauth_jwks_url.is_some()
+                || self.oauth_jwks_file.is_some()
+            {
+                return Err(bad(
+                    "ACCTSTREAM_OAUTH_AUDIENCE and the JWKS settings need ACCTSTREAM_OAUTH_ISSUER",
+                ));
+            }
+            return Ok(None);
+        };
+        let audience = self
+            .oauth_audience
+            .clone()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| bad("ACCTSTREAM_OAUTH_ISSUER needs ACCTSTREAM_OAUTH_AUDIENCE"))?;
+        let source = match (&self.oauth_jwks_url, &self.oauth_jwks_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad("set only one of ACCTSTREAM_OAUTH_JWKS_URL and ACCTSTREAM_OAUTH_JWKS_FILE"))
+            }
+            (Some(url), None) if url.starts_with("https://") || url.starts_with("http://") => {
+                http::jwks::KeySource::Url(url.clone())
+            }
+            (Some(_), None) => return Err(bad("ACCTSTREAM_OAUTH_JWKS_URL must be an http(s) URL")),
+            (None, Some(file)) => http::jwks::KeySource::File(file.clone()),
+            (None, None) if issuer.starts_with("https://") || issuer.starts_with("http://") => {
+                http::jwks::KeySource::Discover
+            }
+            (None, None) => {
+                return Err(bad("ACCTSTREAM_OAUTH_ISSUER is not an http(s) URL, so its keys cannot be discovered: set ACCTSTREAM_OAUTH_JWKS_URL or ACCTSTREAM_OAUTH_JWKS_FILE"))
+            }
+        };
+        let scopes = crate::core::jwt::ScopeMap::parse(&self.oauth_scopes)
+            .map_err(|e| ConfigError::BadOAuth(format!("ACCTSTREAM_OAUTH_SCOPES: {e}")))?;
+        Ok(Some(http::jwks::OAuth::new(
+            crate::core::jwt::Policy {
+                issuer: issuer.to_owned(),
+                audience,
+                scopes,
+                leeway: self.oauth_leeway_seconds,
+            },
+            source,
+        )))
     }
 }
 
 impl ServeArgs {
+    /// The per-client limits these settings describe.
+    fn limits(&self) -> Result<crate::core::limits::Limits, ConfigError> {
+        use crate::core::limits::{Limits, Rate, RateLimiter, StreamLimiter};
+        let rate = match self
+            .rate_limit
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            None => None,
+            Some(text) => Some(RateLimiter::new(
+                Rate::parse(text).ok_or_else(|| ConfigError::BadRateLimit(text.to_owned()))?,
+            )),
+        };
+        Ok(Limits {
+            rate,
+            streams: self.streams_per_client.map(StreamLimiter::new),
+        })
+    }
+
     /// `ACCTSTREAM_PUBLIC_URL`, checked and without a trailing slash.
     fn public_url(&self) -> Result<Option<String>, ConfigError> {
         self.public_url

@@ -496,7 +496,7 @@ fn put_fraction(out: &mut [u8; TIMESTAMP_MAX], at: &mut usize, nanos: u32) {
         return;
     }
     let mut width = 6;
-    while micros % 10 == 0 {
+    while micros.is_multiple_of(10) {
         micros /= 10;
         width -= 1;
     }
@@ -589,6 +589,7 @@ mod tests {
         filters: &[],
         ingest: None,
         foreign_writes: false,
+        grant: crate::core::jwt::Grant::Read,
     };
 
     fn links() -> NavigationLinks {

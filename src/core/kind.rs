@@ -178,6 +178,8 @@ pub struct Kind {
     /// identity directory catches up with new rows before a lookup by
     /// pseudonym.
     pub foreign_writes: bool,
+    /// The grant its windows need (`Read`; the audit trail `Audit`).
+    pub grant: crate::core::jwt::Grant,
 }
 
 /// The ingest endpoint of a kind.
@@ -623,6 +625,7 @@ mod tests {
         filters: &FILTERS,
         ingest: None,
         foreign_writes: false,
+        grant: crate::core::jwt::Grant::Read,
     };
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -2,11 +2,14 @@
 //! encoders. Nothing in here knows about actix-web or PostgreSQL; everything is
 //! unit-tested on its own.
 
+pub mod audit;
 pub mod compress;
 pub mod encode;
 pub mod identity;
 pub mod ingest;
+pub mod jwt;
 pub mod kind;
+pub mod limits;
 pub mod negotiate;
 pub mod pseudonym;
 pub mod radius;

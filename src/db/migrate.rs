@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_radacct.sql",
         sql: include_str!("../../sql/0007_radacct.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_access_audit.sql",
+        sql: include_str!("../../sql/0008_access_audit.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -134,7 +139,7 @@ pub async fn is_current(client: &Client) -> Result<bool, tokio_postgres::Error> 
         )
         .await?;
     let latest: i32 = row.get(0);
-    Ok(MIGRATIONS.last().map_or(true, |m| latest >= m.version))
+    Ok(MIGRATIONS.last().is_none_or(|m| latest >= m.version))
 }
 
 #[cfg(test)]

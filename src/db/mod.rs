@@ -6,6 +6,7 @@
 //! record leaves this module: the [`records`] stream hands the encoder
 //! identity values only as [`Shown`](crate::core::identity::Shown).
 
+pub mod audit;
 pub mod directory;
 mod error;
 pub mod ingest;
@@ -17,6 +18,7 @@ pub mod retention;
 pub mod rollup;
 pub mod sessions;
 pub mod summary;
+pub mod tls;
 
 pub use error::{is_unavailable, DbError};
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 /// How long a request waits for a free connection before it is answered 503.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -12,10 +11,14 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a pool of at most `max_size` connections. Connections are opened
 /// lazily, so this succeeds even while the database is down.
-pub fn build(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolBuildError> {
+pub fn build(
+    config: tokio_postgres::Config,
+    tls: super::tls::Tls,
+    max_size: usize,
+) -> Result<Pool, PoolBuildError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -72,13 +75,14 @@ impl Pools {
     /// `workers` pools sharing `max_size` connections (each at least 2).
     pub fn per_worker(
         config: tokio_postgres::Config,
+        tls: super::tls::Tls,
         max_size: usize,
         workers: usize,
     ) -> Result<Pools, PoolBuildError> {
         let workers = workers.max(1);
         let each = max_size.div_ceil(workers).max(2);
         let pools = (0..workers)
-            .map(|_| build(config.clone(), each))
+            .map(|_| build(config.clone(), tls.clone(), each))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Pools {
             pools: std::sync::Arc::new(pools),

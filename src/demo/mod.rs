@@ -11,6 +11,7 @@ use rand::Rng;
 
 pub mod auth;
 pub mod client;
+pub mod issuer;
 pub mod session;
 
 pub use auth::{backfill, seed, trickle};
@@ -65,7 +66,7 @@ async fn copy_buckets<S: Source>(
                     .await
                     .map_err(db_err("writing COPY data"))?;
                 done += 1;
-                if done % PROGRESS_EVERY == 0 {
+                if done.is_multiple_of(PROGRESS_EVERY) {
                     progress(done, total);
                 }
             }
@@ -76,7 +77,7 @@ async fn copy_buckets<S: Source>(
             .await
             .map_err(db_err("finishing the demo data COPY"))?;
     }
-    if done % PROGRESS_EVERY != 0 {
+    if !done.is_multiple_of(PROGRESS_EVERY) {
         progress(done, total);
     }
     Ok(inserted)
@@ -384,6 +385,7 @@ pub(crate) mod test_db {
             EmbeddedPostgres::start(EmbeddedOptions {
                 data_dir,
                 durable: false,
+                ..Default::default()
             })
             .map_err(|e| e.to_string())
         });

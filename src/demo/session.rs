@@ -260,7 +260,11 @@ impl Generator {
                     "00-11-74-00-{:02X}-{:02X}:{}",
                     plan.nas,
                     plan.user % 200,
-                    if plan.user % 7 == 0 { "Guest" } else { "Corp" }
+                    if plan.user.is_multiple_of(7) {
+                        "Guest"
+                    } else {
+                        "Corp"
+                    }
                 ),
                 NasKind::Vpn => "vpn.example.org".to_owned(),
                 NasKind::Switch => format!("00-1B-54-00-00-{:02X}", plan.nas),

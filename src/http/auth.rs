@@ -1,41 +1,308 @@
-//! The bearer-token check.
+//! Who is calling, and what they may do: the bearer-token middleware
+//! (static tokens and OAuth2 access tokens), the per-client limits, and the
+//! checks handlers make.
+//!
+//! The middleware runs for every `/api/` request: it authenticates the
+//! bearer token once (a JWT's key may have to be fetched, so this is async)
+//! and leaves the outcome in the request's extensions; handlers then ask
+//! [`require_read`] or [`require_write`], synchronously. An authenticated
+//! client is counted against its rate limit and its open streams; the
+//! permit of a stream is held by the response body until it is sent or
+//! dropped.
 
-use actix_web::{http::header, HttpRequest};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
 
-use super::error::ApiError;
-use crate::config::{ApiTokens, Scope};
+use actix_web::{
+    body::{BodySize, BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderMap, HeaderName, HeaderValue},
+    middleware::Next,
+    web, HttpMessage, HttpRequest, ResponseError,
+};
+use bytes::Bytes;
 
-/// Accepts the request when its `Authorization: Bearer <token>` names a
-/// configured token (scheme case-insensitive, RFC 6750). Any scope may read.
-pub fn require_token(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiError> {
-    authenticate(req, tokens).map(|_| ())
+use super::{error::ApiError, jwks::TokenError, AppState};
+use crate::{
+    config::Scope,
+    core::{
+        jwt::{Grant, Rejection, ScopeMap},
+        limits::{Decision, StreamPermit},
+    },
+};
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The static token's label, or the access token's client.
+    pub client: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// For an OAuth2 access token: its scope names (for 403s).
+    pub oauth: Option<Arc<ScopeMap>>,
 }
 
-/// Like [`require_token`], and says what the token may see.
-pub fn require_read(req: &HttpRequest, tokens: &ApiTokens) -> Result<Scope, ApiError> {
-    authenticate(req, tokens)
+impl Principal {
+    /// The key its limits are counted under (static and OAuth2 clients
+    /// never share one).
+    fn limit_key(&self) -> String {
+        match self.oauth {
+            Some(_) => format!("oauth:{}", self.client),
+            None => format!("static:{}", self.client),
+        }
+    }
+
+    /// The 403 for a request that needs `grant`.
+    fn lacks(&self, grant: Grant) -> ApiError {
+        match (&self.oauth, grant) {
+            (None, Grant::Write) => ApiError::InsufficientScope,
+            (None, _) => ApiError::ScopeNeeded(format!("read+{grant}")),
+            (Some(map), _) => ApiError::ScopeNeeded(map.scope_for(grant).to_owned()),
+        }
+    }
 }
 
-/// Accepts the request when its bearer token is configured with the
-/// `read+write` scope. A valid read-only token is a 403 `insufficient_scope`;
-/// a missing or unknown token is the same 401 as for reading.
-pub fn require_write(req: &HttpRequest, tokens: &ApiTokens) -> Result<(), ApiError> {
-    if authenticate(req, tokens)?.can_write() {
+/// What authentication found, left in the request's extensions.
+#[derive(Clone, Debug)]
+pub enum Authenticated {
+    /// A known caller.
+    Yes(Principal),
+    /// No bearer token.
+    Missing,
+    /// A token that is neither a configured static token nor a JWT we check.
+    Unknown,
+    /// An access token we refused, and why.
+    Rejected(Rejection),
+    /// The issuer's keys cannot be had.
+    KeysUnavailable,
+}
+
+impl Authenticated {
+    fn principal(&self) -> Result<&Principal, ApiError> {
+        match self {
+            Authenticated::Yes(principal) => Ok(principal),
+            Authenticated::Missing => Err(ApiError::MissingToken),
+            Authenticated::Unknown => Err(ApiError::InvalidToken),
+            Authenticated::Rejected(why) => Err(ApiError::RejectedToken(why.to_string())),
+            Authenticated::KeysUnavailable => Err(ApiError::KeysUnavailable),
+        }
+    }
+}
+
+/// The caller of `req`, when authenticated.
+pub fn principal(req: &HttpRequest) -> Option<Principal> {
+    match req.extensions().get::<Authenticated>() {
+        Some(Authenticated::Yes(principal)) => Some(principal.clone()),
+        _ => None,
+    }
+}
+
+/// Accepts a caller that may read, and says what it may see.
+pub fn require_read(req: &HttpRequest) -> Result<Scope, ApiError> {
+    let outcome = outcome(req);
+    let principal = outcome.principal()?;
+    if principal.scope.can_read() {
+        Ok(principal.scope)
+    } else {
+        Err(principal.lacks(Grant::Read))
+    }
+}
+
+/// Accepts a caller that may ingest. A valid token without the write scope
+/// is a 403 `insufficient_scope`; a missing or unknown token is the same
+/// 401 as for reading.
+pub fn require_write(req: &HttpRequest) -> Result<(), ApiError> {
+    let outcome = outcome(req);
+    let principal = outcome.principal()?;
+    if principal.scope.can_write() {
         Ok(())
     } else {
-        Err(ApiError::InsufficientScope)
+        Err(principal.lacks(Grant::Write))
     }
 }
 
-/// The scope of the request's bearer token.
-fn authenticate(req: &HttpRequest, tokens: &ApiTokens) -> Result<Scope, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::MissingToken);
-    };
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::MissingToken);
+/// Accepts a caller that may read the audit trail.
+pub fn require_audit(req: &HttpRequest) -> Result<Scope, ApiError> {
+    let outcome = outcome(req);
+    let principal = outcome.principal()?;
+    if principal.scope.can_audit() {
+        Ok(principal.scope)
+    } else {
+        Err(principal.lacks(Grant::Audit))
     }
-    tokens.scope_of(token.trim()).ok_or(ApiError::InvalidToken)
+}
+
+/// The middleware's finding, or a static-token check when it did not run.
+fn outcome(req: &HttpRequest) -> Authenticated {
+    if let Some(found) = req.extensions().get::<Authenticated>() {
+        return found.clone();
+    }
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => static_token(req.headers(), state),
+        None => Authenticated::Missing,
+    }
+}
+
+/// The bearer token of `headers`: `Err` with the outcome when there is none
+/// or it is not a bearer token.
+fn bearer(headers: &HeaderMap) -> Result<&str, Authenticated> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Authenticated::Missing)?;
+    let value = value.to_str().map_err(|_| Authenticated::Unknown)?;
+    let (scheme, token) = value.split_once(' ').ok_or(Authenticated::Unknown)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Authenticated::Missing);
+    }
+    Ok(token.trim())
+}
+
+fn static_token(headers: &HeaderMap, state: &AppState) -> Authenticated {
+    let token = match bearer(headers) {
+        Ok(token) => token,
+        Err(outcome) => return outcome,
+    };
+    match state.tokens.lookup(token) {
+        Some((scope, label)) => Authenticated::Yes(Principal {
+            client: label.to_owned(),
+            scope,
+            oauth: None,
+        }),
+        None => Authenticated::Unknown,
+    }
+}
+
+/// Static tokens first (constant time), then, when OAuth2 is configured
+/// and the token has a JWT's shape, the access token.
+async fn authenticate(headers: &HeaderMap, state: &AppState) -> Authenticated {
+    let found = static_token(headers, state);
+    let Authenticated::Unknown = found else {
+        return found;
+    };
+    let (Some(oauth), Ok(token)) = (&state.options.oauth, bearer(headers)) else {
+        return found;
+    };
+    if token.split('.').count() != 3 {
+        return found;
+    }
+    match oauth.verify(token).await {
+        Ok(verified) => Authenticated::Yes(Principal {
+            client: verified.client,
+            scope: verified.scope,
+            oauth: Some(Arc::new(oauth.policy().scopes.clone())),
+        }),
+        Err(TokenError::Rejected(why)) => Authenticated::Rejected(why),
+        Err(TokenError::KeysUnavailable) => Authenticated::KeysUnavailable,
+    }
+}
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+fn rate_headers(headers: &mut HeaderMap, decision: &Decision) {
+    for (name, value) in [
+        (&RATELIMIT_LIMIT, u64::from(decision.limit)),
+        (&RATELIMIT_REMAINING, u64::from(decision.remaining)),
+        (&RATELIMIT_RESET, decision.reset_seconds),
+    ] {
+        headers.insert(name.clone(), HeaderValue::from(value));
+    }
+}
+
+/// The middleware function (wrap it with `actix_web::middleware::from_fn`).
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = state.filter(|_| req.path().starts_with("/api/")) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let outcome = authenticate(req.headers(), &state).await;
+    let key = match &outcome {
+        Authenticated::Yes(principal) => Some(principal.limit_key()),
+        _ => None,
+    };
+    req.extensions_mut().insert(outcome);
+    let Some(key) = key else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let limits = &state.options.limits;
+    let decision = limits
+        .rate
+        .as_ref()
+        .map(|rate| rate.check(&key, Instant::now()));
+    let refuse = |req: ServiceRequest, error: ApiError| {
+        let mut response = error.error_response();
+        if let Some(decision) = &decision {
+            rate_headers(response.headers_mut(), decision);
+        }
+        Ok(req.into_response(response))
+    };
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        return refuse(
+            req,
+            ApiError::TooManyRequests {
+                retry_after: decision.reset_seconds,
+                what: format!(
+                    "This client has made its {} requests of this window; try again in {} s.",
+                    decision.limit, decision.reset_seconds
+                ),
+            },
+        );
+    }
+    let permit = match &limits.streams {
+        None => None,
+        Some(streams) => match streams.acquire(&key) {
+            Some(permit) => Some(permit),
+            None => {
+                return refuse(
+                    req,
+                    ApiError::TooManyRequests {
+                        retry_after: 1,
+                        what: format!(
+                        "This client already has {} responses streaming; wait for one to finish.",
+                        streams.max()
+                    ),
+                    },
+                )
+            }
+        },
+    };
+    let mut response = next.call(req).await?;
+    if let Some(decision) = &decision {
+        rate_headers(response.headers_mut(), decision);
+    }
+    Ok(response
+        .map_body(|_, body| PermitBody {
+            inner: body.boxed(),
+            _permit: permit,
+        })
+        .map_into_boxed_body())
+}
+
+/// A response body holding its client's stream slot until it is done.
+struct PermitBody {
+    inner: BoxBody,
+    _permit: Option<StreamPermit>,
+}
+
+impl MessageBody for PermitBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
 }

@@ -132,7 +132,7 @@ fn page_link(base: &str, client: &str, raw_query: &str, offset: i64) -> String {
 
 /// `GET /api/v1/clients/{client}/events`.
 async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let client = req
         .match_info()
         .get("client")

@@ -47,6 +47,24 @@ pub enum ApiError {
     /// text names it.
     #[error("{0}")]
     Forbidden(String),
+    /// An OAuth2 access token was refused; the text says why (never the
+    /// token).
+    #[error("The bearer token is not valid: {0}.")]
+    RejectedToken(String),
+    /// The token lacks the named scope.
+    #[error("This token lacks the scope this request needs: {0}.")]
+    ScopeNeeded(String),
+    /// The OAuth2 issuer's keys cannot be had right now.
+    #[error("The token issuer's signing keys cannot be fetched right now; try again shortly.")]
+    KeysUnavailable,
+    /// The client is over one of its limits.
+    #[error("{what}")]
+    TooManyRequests {
+        /// Seconds to wait (`Retry-After`).
+        retry_after: u64,
+        /// Which limit, for a human.
+        what: String,
+    },
     /// No such resource.
     #[error("No resource at this path. See /openapi.yaml for the API.")]
     NotFound,
@@ -81,8 +99,14 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
-            ApiError::InsufficientScope | ApiError::Forbidden(_) => "insufficient_scope",
+            ApiError::MissingToken | ApiError::InvalidToken | ApiError::RejectedToken(_) => {
+                "invalid_token"
+            }
+            ApiError::InsufficientScope | ApiError::Forbidden(_) | ApiError::ScopeNeeded(_) => {
+                "insufficient_scope"
+            }
+            ApiError::KeysUnavailable => "temporarily_unavailable",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable(_) => "not_acceptable",
@@ -110,8 +134,14 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::InsufficientScope | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MissingToken | ApiError::InvalidToken | ApiError::RejectedToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::InsufficientScope | ApiError::Forbidden(_) | ApiError::ScopeNeeded(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -156,6 +186,31 @@ impl ResponseError for ApiError {
                     r#"Bearer realm="acctstream", error="insufficient_scope", error_description="Raw identities need a token with the identities scope.""#,
                 ));
             }
+            ApiError::RejectedToken(why) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        r#"Bearer realm="acctstream", error="invalid_token", error_description="{}""#,
+                        quotable(why)
+                    ),
+                ));
+            }
+            ApiError::ScopeNeeded(scope) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        r#"Bearer realm="acctstream", error="insufficient_scope", scope="{}", error_description="This request needs the scope {}.""#,
+                        quotable(scope),
+                        quotable(scope)
+                    ),
+                ));
+            }
+            ApiError::KeysUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "10"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
             }
@@ -169,6 +224,13 @@ impl ResponseError for ApiError {
             error_description: self.to_string(),
         })
     }
+}
+
+/// `text` as it may stand between the quotes of a header parameter.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+        .collect()
 }
 
 /// Middleware: an error answered by another layer than our handlers (the

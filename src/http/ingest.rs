@@ -92,7 +92,7 @@ async fn ingest(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_write(&req, &state.tokens)?;
+    require_write(&req)?;
     let format = body_format(req.headers())?;
     let limit = state.options.ingest.max_body_bytes;
     let mut body = LimitedBody::new(&req, payload, limit)?;

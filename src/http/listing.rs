@@ -150,7 +150,10 @@ async fn window(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = match kind.grant {
+        crate::core::jwt::Grant::Audit => super::auth::require_audit(&req)?,
+        _ => require_read(&req)?,
+    };
     let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let selection = kind.parse_filters(&query.pairs, scope.can_see_identities())?;

@@ -2,12 +2,14 @@
 //! check, and the error type that decides every status code. Handlers parse
 //! their input into core types, then hand over to [`crate::db`].
 
-mod auth;
+mod audit;
+pub mod auth;
 mod body;
 mod clients;
 pub mod docs;
 pub mod error;
 mod ingest;
+pub mod jwks;
 mod listing;
 pub mod ops;
 pub mod reports;

@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::{
-    auth::{require_read, require_token},
+    auth::require_read,
     error::ApiError,
     listing::{base_url, identity_policy, link_header, negotiate_format, ok},
     AppState,
@@ -85,7 +85,7 @@ async fn accounting_report(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&req, &state.tokens)?;
+    require_read(&req)?;
     let month = match month_param(&req)? {
         Some(month) => month,
         None => ReportMonth::previous(Utc::now()).ok_or_else(|| {
@@ -104,7 +104,7 @@ async fn daily_users(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_token(&req, &state.tokens)?;
+    require_read(&req)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
     let report = db::reports::daily_users(&state.pool, month).await?;
@@ -120,7 +120,7 @@ async fn day_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let day = ReportDay::parse(req.match_info().get("day").unwrap_or_default())
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let window = Window::parse(Period::Day, &day.to_string(), Direction::Ascending)

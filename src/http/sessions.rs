@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    auth::require_read,
+    auth::{require_read, require_write},
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
     listing::{
@@ -137,10 +137,7 @@ async fn post_radius(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
-    if !scope.write {
-        return Err(ApiError::InsufficientScope);
-    }
+    require_write(&req)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -311,7 +308,7 @@ fn show_value(value: Value, ty: IdentityType, writer: &mut IdentityWriter) -> Va
 /// `GET /api/v1/accounting/radius/rejected`: newest first, `limit` (1–1000,
 /// default 100) and `before` (an id) to page.
 async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     if !scope.write {
         return Err(ApiError::Forbidden(
             "Reading quarantined RADIUS requests needs a token with the read+write scope.".into(),
@@ -496,7 +493,7 @@ fn cursor_link(base: &str, raw_query: &str, cursor: Option<&str>) -> String {
 /// sessions are inserted and updated), `start_date`/`end_date` (sessions
 /// overlapping the range), the session filters, `limit`, `cursor`.
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -600,7 +597,7 @@ async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i
 
 /// `GET /api/v1/sessions/online`: open sessions not stale, newest first.
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query.integer("limit", 1, i64::MAX)?;
@@ -637,7 +634,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
 /// row or one NDJSON line).
 async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req
@@ -718,7 +715,7 @@ async fn history(
     state: web::Data<AppState>,
     who: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req.match_info().get(who).unwrap_or_default().to_owned();
@@ -806,7 +803,7 @@ fn colour(status: &str) -> &'static str {
 /// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
 /// `status`). Open sessions end now; stale ones at their last update.
 async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req, &state.tokens)?;
+    let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     if format != OutputFormat::Json {

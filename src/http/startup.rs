@@ -103,6 +103,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(super::auth::middleware))
             .wrap(middleware::from_fn(fastest_coding))
             .wrap(middleware::Condition::new(
                 !origins.is_empty(),

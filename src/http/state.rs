@@ -42,6 +42,12 @@ pub struct AppOptions {
     /// Origins browsers may call the API from (`ACCTSTREAM_CORS_ORIGINS`,
     /// checked by `config::parse_cors_origins`); empty: no CORS.
     pub cors_origins: Vec<String>,
+    /// OAuth2 access tokens, when an issuer is configured.
+    pub oauth: Option<std::sync::Arc<super::jwks::OAuth>>,
+    /// Per-client request-rate and stream limits (off by default).
+    pub limits: std::sync::Arc<crate::core::limits::Limits>,
+    /// Where audited requests leave their entries (`None`: not audited).
+    pub audit: Option<crate::db::audit::AuditSink>,
 }
 
 /// A route answering GET and HEAD (a HEAD gets the GET's status and headers

@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_read(&req, &state.tokens)?;
+    require_read(&req)?;
     let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let link_query = KIND.link_query(

@@ -86,6 +86,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<LoggedBody>, actix_web::Error> {
     let started = Instant::now();
+    let arrived = chrono::Utc::now();
     let id = request_id(req.headers().get(&X_REQUEST_ID));
     let rows = RowsHandle::new();
     req.extensions_mut()
@@ -113,7 +114,9 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED.to_owned());
     let status = response.status().as_u16();
+    let audit = super::audit::pending(&response, &route, &id, arrived);
     let log = RequestLog {
+        audit,
         metrics,
         method,
         route,
@@ -133,6 +136,7 @@ pub async fn middleware(
 
 /// What the log line and the metrics need once the body is done.
 struct RequestLog {
+    audit: Option<super::audit::Pending>,
     metrics: Option<Arc<Metrics>>,
     method: String,
     route: String,
@@ -145,6 +149,14 @@ struct RequestLog {
 impl RequestLog {
     fn emit(self, bytes: u64, complete: bool) {
         let duration = self.started.elapsed();
+        if let Some(audit) = self.audit {
+            audit.finish(
+                self.rows.get_if_set(),
+                bytes,
+                complete,
+                duration.as_secs_f64() * 1000.0,
+            );
+        }
         if let Some(metrics) = &self.metrics {
             metrics.record_request(&self.method, &self.route, self.status, duration);
         }

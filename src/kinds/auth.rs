@@ -103,4 +103,5 @@ pub static KIND: Kind = Kind {
         openapi: "IngestEvent",
     }),
     foreign_writes: false,
+    grant: crate::core::jwt::Grant::Read,
 };

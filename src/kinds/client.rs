@@ -254,6 +254,7 @@ pub static KIND: Kind = Kind {
         openapi: "IngestClientEvent",
     }),
     foreign_writes: false,
+    grant: crate::core::jwt::Grant::Read,
 };
 
 /// The path of one client's history (`{client}`: pseudonym, or MAC for the

@@ -8,9 +8,10 @@
 
 use crate::core::kind::Kind;
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod session;
 
 /// Every kind whose windows are served.
-pub static ALL: [&Kind; 3] = [&auth::KIND, &client::KIND, &session::KIND];
+pub static ALL: [&Kind; 4] = [&auth::KIND, &client::KIND, &session::KIND, &audit::KIND];

@@ -228,6 +228,7 @@ pub static KIND: Kind = Kind {
     filters: &FILTERS,
     ingest: None,
     foreign_writes: true,
+    grant: crate::core::jwt::Grant::Read,
 };
 
 /// Open sessions not stale, in a form the partial index

@@ -27,6 +27,8 @@ pub const TOKEN: &str = "test-token-0123456789";
 pub const WRITE_TOKEN: &str = "test-write-token-0123456789";
 /// A read token with the `identities` scope (sees raw identities).
 pub const IDENTITIES_TOKEN: &str = "test-identities-token-0123456789";
+/// A read+audit token, labelled `auditor`.
+pub const AUDIT_TOKEN: &str = "test-audit-token-0123456789";
 /// The pseudonymisation key of every test app.
 pub const KEY: &str = "test-pseudonym-key";
 
@@ -53,6 +55,7 @@ fn start_cluster() -> Cluster {
     let pg = EmbeddedPostgres::start(EmbeddedOptions {
         data_dir: dir,
         durable: false,
+        ..Default::default()
     })
     .unwrap_or_else(|e| {
         panic!(
@@ -195,7 +198,12 @@ pub async fn spawn_app_on(
     options: AppOptions,
 ) -> TestApp {
     let app_database = options.app_database.unwrap_or_else(|| db_config.clone());
-    let pool = db::pool::build(app_database, options.pool_size).expect("build the pool");
+    let pool = db::pool::build(
+        app_database,
+        acctstream::db::tls::default_connector(),
+        options.pool_size,
+    )
+    .expect("build the pool");
     let pseudonymiser = Pseudonymiser::new(KEY.as_bytes()).expect("a key");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
@@ -203,7 +211,7 @@ pub async fn spawn_app_on(
         pool: pool.clone().into(),
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(&format!(
-            "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities"
+            "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities,auditor={AUDIT_TOKEN}:read+audit"
         ))
         .expect("tokens"),
         public_url: options.public_url,

@@ -2,6 +2,7 @@
 //! cluster that this test binary starts itself (one cluster per binary, one
 //! fresh database per test).
 
+mod audit;
 mod cli;
 mod docs;
 mod errors;
@@ -11,6 +12,7 @@ mod hardening;
 mod helpers;
 mod ingest;
 mod kinds;
+mod oauth;
 mod ops;
 mod reports;
 mod sessions;

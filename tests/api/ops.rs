@@ -82,6 +82,7 @@ fn start_cluster(dir: std::path::PathBuf) -> EmbeddedPostgres {
     EmbeddedPostgres::start(EmbeddedOptions {
         data_dir: dir,
         durable: false,
+        ..Default::default()
     })
     .expect("start a private PostgreSQL")
 }

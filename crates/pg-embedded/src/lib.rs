@@ -179,12 +179,16 @@ fn io_err<'a>(
 }
 
 /// How to create and run a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EmbeddedOptions {
     /// The directory holding the cluster (`pgdata`), its socket directory and its log file.
     pub data_dir: PathBuf,
     /// Whether committed data must survive a crash; tests pass `false` to trade safety for speed.
     pub durable: bool,
+    /// Also listen on 127.0.0.1 at this port (default: the private socket only).
+    pub tcp_port: Option<u16>,
+    /// More server settings, `-c name=value` after ours (e.g. `ssl=on`).
+    pub settings: Vec<(String, String)>,
 }
 
 /// The locations of the PostgreSQL server programs.
@@ -589,7 +593,7 @@ impl EmbeddedPostgres {
             .map_err(|e| e.with_log(&log_path, log_start))?;
         }
 
-        let port = PORT;
+        let port = opts.tcp_port.unwrap_or(PORT);
         let (socket_dir, owns_socket_dir) = Self::make_socket_dir(&data_dir, port, run_as)?;
         let socket_file = socket_dir.join(format!(".s.PGSQL.{port}"));
 
@@ -606,8 +610,14 @@ impl EmbeddedPostgres {
             .arg(&socket_dir)
             .arg("-p")
             .arg(port.to_string())
-            .args(["-c", "listen_addresses="])
             .args(["-c", "unix_socket_permissions=0777"]);
+        match opts.tcp_port {
+            Some(_) => command.args(["-c", "listen_addresses=127.0.0.1"]),
+            None => command.args(["-c", "listen_addresses="]),
+        };
+        for (name, value) in &opts.settings {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
         if !opts.durable {
             command.args([
                 "-c",
@@ -1024,6 +1034,7 @@ mod tests {
         match EmbeddedPostgres::start(EmbeddedOptions {
             data_dir: dir.to_path_buf(),
             durable: false,
+            ..Default::default()
         }) {
             Ok(pg) => pg,
             Err(e) => panic!("cannot start the embedded cluster: {e}"),
@@ -1157,6 +1168,7 @@ mod tests {
         let err = EmbeddedPostgres::start(EmbeddedOptions {
             data_dir: dir.clone(),
             durable: false,
+            ..Default::default()
         })
         .expect_err("data directory in use");
         let text = err.to_string();

@@ -1,0 +1,123 @@
+//! Glue between a finished request and the access audit trail: which
+//! requests are audited (every `/api/` request of an authenticated client),
+//! and their parameters with identity values pseudonymised (the identity
+//! parameters are those of the kind the route serves).
+
+use actix_web::{dev::ServiceResponse, http::header, web};
+use chrono::{DateTime, Utc};
+
+use super::AppState;
+use crate::{
+    core::{audit::AuditEntry, identity::IdentityType, kind::FilterType},
+    db::audit::AuditSink,
+    kinds,
+};
+
+/// An entry waiting for its body to end.
+pub struct Pending {
+    sink: AuditSink,
+    entry: AuditEntry,
+}
+
+impl Pending {
+    /// Completes the entry and hands it to the writer.
+    pub fn finish(mut self, rows: Option<u64>, bytes: u64, completed: bool, duration_ms: f64) {
+        self.entry.rows = rows;
+        self.entry.bytes = bytes;
+        self.entry.completed = completed;
+        self.entry.duration_ms = duration_ms;
+        self.sink.record(self.entry);
+    }
+}
+
+/// The identity parameters of `route`: the filters of the kind it serves
+/// (a path parameter `user`, `device` or `client` is the filter of that name).
+fn identity_of(route: &str) -> impl Fn(&str) -> Option<IdentityType> {
+    let kind: Option<&'static crate::core::kind::Kind> = kinds::ALL
+        .iter()
+        .copied()
+        .find(|k| route.starts_with(k.path))
+        .or_else(|| {
+            if route.starts_with("/api/v1/clients/") {
+                Some(&kinds::client::KIND)
+            } else if ["/api/v1/sessions", "/api/v1/users/", "/api/v1/devices/"]
+                .iter()
+                .any(|p| route.starts_with(p))
+            {
+                Some(&kinds::session::KIND)
+            } else {
+                None
+            }
+        });
+    let filters = kind.map_or(&[][..], |k| k.filters);
+    move |name: &str| {
+        filters.iter().find_map(|f| match f.ty {
+            FilterType::Identity(ty) if f.param == name => Some(ty),
+            _ => None,
+        })
+    }
+}
+
+/// `a=b&c=d` split and percent-decoded (`+` is a space).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// The audit entry of `response`, when its request is audited.
+pub fn pending<B>(
+    response: &ServiceResponse<B>,
+    route: &str,
+    request_id: &str,
+    at: DateTime<Utc>,
+) -> Option<Pending> {
+    if !route.starts_with("/api/") {
+        return None;
+    }
+    let req = response.request();
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let sink = state.options.audit.clone()?;
+    let principal = super::auth::principal(req)?;
+    let mut pairs: Vec<(String, String)> = req
+        .match_info()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    pairs.extend(query_pairs(req.query_string()));
+    let parameters =
+        crate::core::audit::parameters(&pairs, identity_of(route), &state.pseudonymiser);
+    let representation = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::core::audit::representation);
+    Some(Pending {
+        sink,
+        entry: AuditEntry {
+            at,
+            client: principal.client,
+            scopes: principal.scope.names(),
+            method: req.method().as_str().to_owned(),
+            route: route.to_owned(),
+            parameters,
+            representation,
+            status: response.status().as_u16(),
+            rows: None,
+            bytes: 0,
+            completed: false,
+            duration_ms: 0.0,
+            request_id: request_id.to_owned(),
+        },
+    })
+}

@@ -1,0 +1,454 @@
+//! OAuth2 access tokens against a real JWKS server on 127.0.0.1, and the
+//! per-client limits.
+
+use std::{
+    net::TcpListener,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use acctstream::{
+    core::{
+        jwt::{Policy, ScopeMap},
+        limits::{Limits, Rate, RateLimiter, StreamLimiter},
+    },
+    http::{
+        error::ErrorResponse,
+        jwks::{KeySource, OAuth},
+    },
+};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, AppOptions, TestApp, TOKEN};
+
+const ISSUER: &str = "https://sso.test";
+const AUDIENCE: &str = "acctstream-api";
+
+/// A key of the test issuer.
+struct Key {
+    encoding: EncodingKey,
+    jwk: Jwk,
+    alg: Algorithm,
+}
+
+fn ed25519(kid: &str) -> Key {
+    let pkcs8 = acctstream::core::jwt::ed25519_pkcs8().unwrap();
+    let encoding = EncodingKey::from_ed_der(&pkcs8);
+    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::EdDSA).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    Key {
+        encoding,
+        jwk,
+        alg: Algorithm::EdDSA,
+    }
+}
+
+fn es256(kid: &str) -> Key {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    Key {
+        encoding,
+        jwk,
+        alg: Algorithm::ES256,
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(scope: &str) -> serde_json::Value {
+    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "svc-analytics", "exp": now() + 300, "scope": scope})
+}
+
+fn sign(key: &Key, claims: &serde_json::Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = key.jwk.common.key_id.clone();
+    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+}
+
+/// A JWKS server whose key set the test changes, counting its fetches.
+struct Jwks {
+    url: String,
+    keys: Arc<Mutex<Vec<Jwk>>>,
+    hits: Arc<AtomicUsize>,
+    server: actix_web::dev::ServerHandle,
+}
+
+async fn jwks_server(keys: Vec<Jwk>) -> Jwks {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/keys", listener.local_addr().unwrap());
+    let keys = Arc::new(Mutex::new(keys));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (k, h) = (keys.clone(), hits.clone());
+    let server = HttpServer::new(move || {
+        let (k, h) = (k.clone(), h.clone());
+        App::new().route(
+            "/keys",
+            web::get().to(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+                let body = json!({"keys": *k.lock().unwrap()}).to_string();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .insert_header(("Cache-Control", "max-age=3600"))
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Jwks {
+        url,
+        keys,
+        hits,
+        server: handle,
+    }
+}
+
+fn oauth(url: &str, scopes: &str) -> Arc<OAuth> {
+    Arc::new(OAuth::new(
+        Policy {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            scopes: ScopeMap::parse(scopes).unwrap(),
+            leeway: 5,
+        },
+        KeySource::Url(url.into()),
+    ))
+}
+
+async fn app_with(oauth: Arc<OAuth>, limits: Limits) -> TestApp {
+    let mut options = AppOptions::default();
+    options.http.oauth = Some(oauth);
+    options.http.limits = Arc::new(limits);
+    spawn_app_with(options).await
+}
+
+const PATH: &str = "/api/v1/statistics/events/hour/2026-01-01T00";
+
+async fn status_and_challenge(app: &TestApp, token: &str) -> (u16, String, ErrorResponse) {
+    let mut response = app.get_as(token, PATH).send().await.unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: ErrorResponse = response.json().await.unwrap_or(ErrorResponse {
+        error: String::new(),
+        error_description: String::new(),
+    });
+    (response.status().as_u16(), challenge, body)
+}
+
+#[actix_web::test]
+async fn access_tokens_are_verified_and_every_rejection_says_why() {
+    let key = ed25519("k1");
+    let ec = es256("ec1");
+    let jwks = jwks_server(vec![key.jwk.clone(), ec.jwk.clone()]).await;
+    let app = app_with(
+        oauth(
+            &jwks.url,
+            "read:accounting.read,identities:accounting.identities",
+        ),
+        Limits::default(),
+    )
+    .await;
+
+    let good = sign(&key, &claims("accounting.read"));
+    let response = app.get_as(&good, PATH).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .get_as(&sign(&ec, &claims("accounting.read")), PATH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "ES256");
+    // Static tokens keep working beside OAuth2.
+    assert_eq!(app.get(PATH).send().await.unwrap().status(), 200);
+
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = claims("accounting.read");
+        c[field] = value;
+        sign(&key, &c)
+    };
+    let other = ed25519("k1");
+    let unknown = ed25519("k9");
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("accounting.read"),
+        &EncodingKey::from_secret(b"secret"),
+    )
+    .unwrap();
+    let cases = [
+        (with("exp", json!(now() - 120)), "expired"),
+        (with("nbf", json!(now() + 120)), "not valid yet"),
+        (with("aud", json!("someone-else")), "audience"),
+        (with("iss", json!("https://evil.test")), "issuer"),
+        (sign(&other, &claims("accounting.read")), "signature"),
+        (sign(&unknown, &claims("accounting.read")), "unknown kid"),
+        (hs, "HS256"),
+        ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".to_owned(), "none"),
+    ];
+    for (token, reason) in cases {
+        let (status, challenge, body) = status_and_challenge(&app, &token).await;
+        assert_eq!(status, 401, "{reason}");
+        assert_eq!(body.error, "invalid_token", "{reason}");
+        assert!(
+            body.error_description.contains(reason),
+            "{reason}: {}",
+            body.error_description
+        );
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+        assert!(challenge.contains(reason), "{reason}: {challenge}");
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        if !signature.is_empty() {
+            assert!(!challenge.contains(signature) && !body.error_description.contains(signature));
+        }
+    }
+
+    // A token without the needed scope: 403 naming it.
+    let (status, challenge, body) =
+        status_and_challenge(&app, &sign(&key, &claims("profile"))).await;
+    assert_eq!((status, body.error.as_str()), (403, "insufficient_scope"));
+    assert!(
+        challenge.contains(r#"scope="accounting.read""#),
+        "{challenge}"
+    );
+    // Identities need their scope too; with it, raw values come out.
+    let response = app
+        .get_as(
+            &good,
+            "/api/v1/statistics/sessions/day/2026-11-20?user=jane",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let both = sign(&key, &claims("accounting.read accounting.identities"));
+    let response = app
+        .get_as(
+            &both,
+            "/api/v1/statistics/sessions/day/2026-11-20?user=jane",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    jwks.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn rotated_keys_are_fetched_once_and_garbage_kids_do_not_hammer_the_sso() {
+    let old = ed25519("old");
+    let jwks = jwks_server(vec![old.jwk.clone()]).await;
+    let app = app_with(oauth(&jwks.url, ""), Limits::default()).await;
+    assert_eq!(
+        app.get_as(&sign(&old, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
+    for _ in 0..3 {
+        app.get_as(&sign(&old, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "cached");
+
+    // The issuer rotates: a token with the new kid makes us refetch once.
+    let new = ed25519("new");
+    jwks.keys.lock().unwrap().push(new.jwk.clone());
+    assert_eq!(
+        app.get_as(&sign(&new, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
+
+    // Garbage kids within the minute: 401, and no more fetches.
+    for i in 0..5 {
+        let garbage = ed25519(&format!("garbage-{i}"));
+        let (status, _, _) = status_and_challenge(&app, &sign(&garbage, &claims("read"))).await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        2,
+        "at most one forced refresh a minute"
+    );
+    jwks.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn while_the_sso_is_unreachable_cached_keys_work_and_new_kids_get_401_quickly() {
+    let key = ed25519("k1");
+    let jwks = jwks_server(vec![key.jwk.clone()]).await;
+    let app = app_with(oauth(&jwks.url, ""), Limits::default()).await;
+    assert_eq!(
+        app.get_as(&sign(&key, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    jwks.server.stop(false).await;
+
+    assert_eq!(
+        app.get_as(&sign(&key, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let started = Instant::now();
+    let (status, _, body) =
+        status_and_challenge(&app, &sign(&ed25519("k2"), &claims("read"))).await;
+    assert_eq!(status, 401, "{}", body.error_description);
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+
+    // No keys ever fetched: 503 with Retry-After, never a 500 or a hang.
+    let nowhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/keys", nowhere.local_addr().unwrap());
+    drop(nowhere);
+    let app = app_with(oauth(&dead, ""), Limits::default()).await;
+    let started = Instant::now();
+    let response = app
+        .get_as(&sign(&key, &claims("read")), PATH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[actix_web::test]
+async fn rate_limits_answer_429_with_headers_per_client() {
+    let key = ed25519("k1");
+    let jwks = jwks_server(vec![key.jwk.clone()]).await;
+    let limits = Limits {
+        rate: Some(RateLimiter::new(Rate::parse("3/min").unwrap())),
+        streams: None,
+    };
+    let app = app_with(oauth(&jwks.url, ""), limits).await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let response = app.get(PATH).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers().get("ratelimit-limit").unwrap(), "3");
+        let reset: u64 = response
+            .headers()
+            .get("ratelimit-reset")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&reset));
+        remaining.push(
+            response
+                .headers()
+                .get("ratelimit-remaining")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let mut refused = app.get(PATH).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.headers().get("ratelimit-remaining").unwrap(), "0");
+    let body: ErrorResponse = refused.json().await.unwrap();
+    assert_eq!(body.error, "too_many_requests");
+    // Another client (an access token) is not affected.
+    let response = app
+        .get_as(&sign(&key, &claims("read")), PATH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("ratelimit-remaining").unwrap(), "2");
+    // Documentation and health are not limited.
+    for path in ["/healthz", "/openapi.yaml"] {
+        let response = app.get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(!response.headers().contains_key("ratelimit-limit"));
+    }
+    jwks.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn a_client_at_its_stream_limit_gets_429_and_others_stream_on() {
+    let mut options = AppOptions::default();
+    options.http.limits = Arc::new(Limits {
+        rate: None,
+        streams: Some(StreamLimiter::new(1)),
+    });
+    let app = spawn_app_with(options).await;
+    app.insert_many("2026-01-01T00:00:00Z", 200_000).await;
+    // A slow reader holds its stream open.
+    let mut slow = app
+        .get("/api/v1/statistics/events/day/2026-01-01?format=csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 200);
+    let refused = app.get(PATH).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers().get("retry-after").unwrap(), "1");
+    // Another client is not held up by it.
+    let started = Instant::now();
+    let other = app
+        .get_as(crate::helpers::WRITE_TOKEN, PATH)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Once the stream is read to its end, the client may stream again.
+    let body = slow.body().limit(1 << 30).await.unwrap();
+    assert!(body.len() > 1_000_000);
+    let mut again = 0;
+    for _ in 0..50 {
+        again = app.get(PATH).send().await.unwrap().status().as_u16();
+        if again == 200 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(again, 200);
+    let _ = TOKEN;
+}
