@@ -290,7 +290,7 @@ pub enum CliError {
     #[error("DATABASE_URL: {0}")]
     DatabaseUrl(db::tls::TlsError),
     /// The database could not be reached.
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", db::tls::with_causes(.0))]
     Connect(tokio_postgres::Error),
     /// A migration failed.
     #[error(transparent)]

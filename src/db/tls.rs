@@ -146,6 +146,22 @@ pub fn parse(text: &str) -> Result<(tokio_postgres::Config, TlsSettings), TlsErr
     Ok((config, settings))
 }
 
+/// `error` and its causes, joined by `: ` (tokio-postgres shows only
+/// "error performing TLS handshake", and the reason is in its source).
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

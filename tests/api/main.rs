@@ -19,3 +19,4 @@ mod sessions;
 mod shutdown;
 mod streaming;
 mod telemetry;
+mod tls;
