@@ -8,6 +8,7 @@
 //! | `ACCTSTREAM_PUBLIC_URL` | base URL for links (default: the request's scheme and `Host`) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY` | the pseudonymisation key (its UTF-8 bytes) |
 //! | `ACCTSTREAM_PSEUDONYM_KEY_FILE` | a file holding the key (one trailing newline is ignored) |
+//! | `ACCTSTREAM_PSEUDONYM_KEYS` | a key schedule by month, `2027-01:<key B>,<key A>` (key B from January 2027, key A before) |
 //! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens, `[name=]token[:scope]`: `token` may read, `token:read+write` may also ingest, `+identities` sees raw identities, `+audit` reads the audit trail |
 //! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
 //! | `ACCTSTREAM_MAX_BODY_BYTES` | largest ingest request body in bytes (default 64 MiB) |
@@ -32,6 +33,8 @@ use crate::core::pseudonym::Pseudonymiser;
 
 /// Environment variable holding the pseudonymisation key.
 pub const ENV_PSEUDONYM_KEY: &str = "ACCTSTREAM_PSEUDONYM_KEY";
+/// Environment variable holding a schedule of pseudonymisation keys by month.
+pub const ENV_PSEUDONYM_KEYS: &str = "ACCTSTREAM_PSEUDONYM_KEYS";
 /// Environment variable naming a file that holds the pseudonymisation key.
 pub const ENV_PSEUDONYM_KEY_FILE: &str = "ACCTSTREAM_PSEUDONYM_KEY_FILE";
 /// Environment variable holding the comma-separated bearer tokens.
@@ -53,9 +56,14 @@ pub enum ConfigError {
     /// No key was configured.
     #[error("no pseudonymisation key: set {ENV_PSEUDONYM_KEY} or {ENV_PSEUDONYM_KEY_FILE}")]
     MissingKey,
-    /// Both ways of giving the key were used.
-    #[error("set only one of {ENV_PSEUDONYM_KEY} and {ENV_PSEUDONYM_KEY_FILE}, not both")]
+    /// Several ways of giving the key were used.
+    #[error(
+        "set only one of {ENV_PSEUDONYM_KEY}, {ENV_PSEUDONYM_KEY_FILE} and {ENV_PSEUDONYM_KEYS}"
+    )]
     AmbiguousKey,
+    /// The key schedule is unusable.
+    #[error("{ENV_PSEUDONYM_KEYS}: {0}")]
+    BadKeySchedule(crate::core::pseudonym::ScheduleError),
     /// The key is empty.
     #[error("the pseudonymisation key is empty")]
     EmptyKey,
@@ -104,8 +112,9 @@ pub fn parse_report_filename_prefix(
         .map_err(|e| ConfigError::BadReportFilenamePrefix(e, raw.to_owned()))
 }
 
-/// Reads the pseudonymisation key from `ACCTSTREAM_PSEUDONYM_KEY` or the file
-/// named by `ACCTSTREAM_PSEUDONYM_KEY_FILE`. Returns `Ok(None)` when neither is set.
+/// Reads the pseudonymisation key from `ACCTSTREAM_PSEUDONYM_KEY`, the file
+/// named by `ACCTSTREAM_PSEUDONYM_KEY_FILE`, or a key schedule from
+/// `ACCTSTREAM_PSEUDONYM_KEYS`. Returns `Ok(None)` when none is set.
 pub fn pseudonymiser_from_env() -> Result<Option<Pseudonymiser>, ConfigError> {
     let inline = std::env::var(ENV_PSEUDONYM_KEY)
         .ok()
@@ -113,6 +122,17 @@ pub fn pseudonymiser_from_env() -> Result<Option<Pseudonymiser>, ConfigError> {
     let file = std::env::var(ENV_PSEUDONYM_KEY_FILE)
         .ok()
         .filter(|v| !v.is_empty());
+    if let Some(schedule) = std::env::var(ENV_PSEUDONYM_KEYS)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        if inline.is_some() || file.is_some() {
+            return Err(ConfigError::AmbiguousKey);
+        }
+        return Pseudonymiser::schedule(&schedule)
+            .map(Some)
+            .map_err(ConfigError::BadKeySchedule);
+    }
     let key = match (inline, file) {
         (Some(_), Some(_)) => return Err(ConfigError::AmbiguousKey),
         (Some(key), None) => key.into_bytes(),

@@ -121,10 +121,20 @@ impl Database {
         Ok(())
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), CliError> {
+    /// Applies the migrations; with the key, also converts the usage
+    /// rollups to keyed digests when that is still to do (migration 0009).
+    pub(super) async fn migrate(&self, key: Option<&Pseudonymiser>) -> Result<(), CliError> {
         let mut client = connect_with(&self.config, &self.tls).await?;
         let applied = db::migrate::run(&mut client).await?;
         tracing::info!(?applied, "migrations up to date");
+        if let Some(key) = key {
+            if db::rollup::key_existing(&client, &key.rollup_keys())
+                .await
+                .map_err(CliError::Connect)?
+            {
+                tracing::info!("usage rollups converted to keyed user digests");
+            }
+        }
         Ok(())
     }
 
@@ -172,7 +182,7 @@ pub(super) async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliEr
     let public_url = args.public_url()?;
     let database = Database::open(common, true).await?;
     let result = async {
-        database.migrate().await?;
+        database.migrate(Some(&pseudonymiser)).await?;
         serve_with(
             common,
             args,
@@ -241,6 +251,7 @@ async fn serve_with(
     let rollup_pool = jobs_pool;
     let (audit_sink, audit_entries) = db::audit::AuditSink::channel(db::audit::CHANNEL_CAPACITY);
     let audit_writer = tokio::spawn(db::audit::run_writer(audit_pool.clone(), audit_entries));
+    let rollup_keys = pseudonymiser.rollup_keys();
     let state = AppState {
         pool,
         pseudonymiser,
@@ -272,7 +283,10 @@ async fn serve_with(
     let stop_retention = CancellationToken::new();
     let retention = tokio::spawn(db::retention::run_job(
         retention_pool,
-        args.retention.options(),
+        db::retention::RetentionOptions {
+            rollup_keys: rollup_keys.clone(),
+            ..args.retention.options()
+        },
         stop_retention.clone(),
     ));
     let stop_rollup = CancellationToken::new();
@@ -280,6 +294,7 @@ async fn serve_with(
         rollup_pool,
         std::time::Duration::from_millis(args.rollup_interval_ms),
         stop_rollup.clone(),
+        rollup_keys,
     ));
     let audit_retention = tokio::spawn(db::audit::run_retention(
         audit_pool,
@@ -330,7 +345,7 @@ pub(super) async fn run_demo(
 
     let database = Database::open(common, true).await?;
     let result = async {
-        database.migrate().await?;
+        database.migrate(Some(&pseudonymiser)).await?;
         let mut client = connect_with(&database.config, &database.tls).await?;
         seed_or_top_up(&mut client, events, &pseudonymiser).await?;
         drop(client);
@@ -442,9 +457,13 @@ async fn seed_or_top_up(
         ""
     );
     // Roll the seeded events up now, so the first report answers at once.
-    let rolled = db::rollup::catch_up(client, db::rollup::Mode::Complete)
-        .await
-        .map_err(db::DbError::from)?;
+    let rolled = db::rollup::catch_up(
+        client,
+        db::rollup::Mode::Complete,
+        &pseudonymiser.rollup_keys(),
+    )
+    .await
+    .map_err(db::DbError::from)?;
     eprintln!(
         "  usage rollups brought up to date in {:.1} s",
         rolled.elapsed.as_secs_f64()
@@ -523,6 +542,21 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
     )
 }
 
+/// The key of an admin command: the environment's, else the demo's key in
+/// the data directory (so admin commands work beside `acctstream demo`).
+pub(super) fn admin_key(common: &Common) -> Result<Option<Pseudonymiser>, CliError> {
+    if let Some(key) = config::pseudonymiser_from_env()? {
+        return Ok(Some(key));
+    }
+    let demo_key = common.data_dir.join("pseudonym.key");
+    match std::fs::read_to_string(&demo_key) {
+        Ok(key) if !key.trim().is_empty() => Ok(Some(
+            Pseudonymiser::new(key.trim().as_bytes()).map_err(|_| ConfigError::EmptyKey)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// Reads a secret kept in the data directory, creating a random one (32
 /// random bytes as hex, file mode 0600) the first time.
 fn read_or_create_secret(path: &std::path::Path) -> Result<String, CliError> {
@@ -551,7 +585,9 @@ fn read_or_create_secret(path: &std::path::Path) -> Result<String, CliError> {
 pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
     let database = Database::open(common, true).await?;
     let result = async {
-        database.migrate().await?;
+        database
+            .migrate(config::pseudonymiser_from_env()?.as_ref())
+            .await?;
         let mut client = connect_with(&database.config, &database.tls).await?;
         let options = demo::SeedOptions {
             events: args.events,
@@ -589,14 +625,19 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
                 .await
                 .map_err(CliError::Connect)?;
         }
-        let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
-            .await
-            .map_err(db::DbError::from)?;
-        eprintln!(
-            "  usage rollups brought up to date in {:.1} s ({} event ids)",
-            rolled.elapsed.as_secs_f64(),
-            rolled.ids
-        );
+        // The rollups need the key: without one they are brought up to
+        // date by `serve` (or before the first report).
+        if let Some(key) = config::pseudonymiser_from_env()? {
+            let rolled =
+                db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &key.rollup_keys())
+                    .await
+                    .map_err(db::DbError::from)?;
+            eprintln!(
+                "  usage rollups brought up to date in {:.1} s ({} event ids)",
+                rolled.elapsed.as_secs_f64(),
+                rolled.ids
+            );
+        }
         client
             .batch_execute("VACUUM ANALYZE auth_event")
             .await
@@ -610,15 +651,18 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
 
 /// `acctstream purge [--dry-run]`: one retention pass now, on stdout.
 pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliError> {
-    let options = args.retention.options();
+    let mut options = args.retention.options();
     let Some(cutoff) = options.policy.cutoff(Utc::now()) else {
         println!("retention is disabled (ACCTSTREAM_RETENTION_DAYS=0): nothing to delete");
         return Ok(());
     };
+    // The events are rolled up (with the key) before any is deleted.
+    let pseudonymiser = admin_key(common)?.ok_or(ConfigError::MissingKey)?;
+    options.rollup_keys = pseudonymiser.rollup_keys();
     let database = Database::open(common, true).await?;
     let result = async {
         // The rollups must hold every event before any is deleted.
-        database.migrate().await?;
+        database.migrate(Some(&pseudonymiser)).await?;
         let pool = db::pool::build(database.config.clone(), database.tls.clone(), 1)?;
         let cutoff_text = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         println!(
@@ -626,7 +670,7 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
             options.policy.days()
         );
         if args.dry_run {
-            let preview = db::retention::preview(&pool, cutoff).await?;
+            let preview = db::retention::preview(&pool, cutoff, &options.rollup_keys).await?;
             let when = |t: Option<DateTime<Utc>>| {
                 t.map_or_else(String::new, |t| {
                     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)

@@ -329,7 +329,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Some(Command::Serve(args)) => serve(&cli.common, &args).await,
         Some(Command::Migrate) => {
             let database = Database::open(&cli.common, true).await?;
-            let result = database.migrate().await;
+            let result = match app::admin_key(&cli.common) {
+                Ok(key) => database.migrate(key.as_ref()).await,
+                Err(error) => Err(error),
+            };
             database.stop().await;
             result
         }

@@ -260,19 +260,61 @@ pub enum IdentityPolicy {
 #[derive(Debug)]
 pub struct IdentityWriter {
     cache: Option<PseudonymCache>,
+    /// With a key schedule: the schedule, the key of the current record,
+    /// and a cache per key (the current one is `cache`).
+    schedule: Option<(Pseudonymiser, usize, Vec<Option<PseudonymCache>>)>,
     scratch: String,
 }
 
 impl IdentityWriter {
     /// A writer for one stream.
     pub fn new(policy: &IdentityPolicy) -> IdentityWriter {
+        let (cache, schedule) = match policy {
+            IdentityPolicy::Pseudonymise(p) if p.key_count() > 1 => {
+                let current = p.index_at(chrono::Utc::now());
+                let mut caches: Vec<Option<PseudonymCache>> =
+                    (0..p.key_count()).map(|_| None).collect();
+                let cache = caches
+                    .get_mut(current)
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| PseudonymCache::new(p.only(current)));
+                (Some(cache), Some((p.clone(), current, caches)))
+            }
+            IdentityPolicy::Pseudonymise(p) => (Some(PseudonymCache::new(p.clone())), None),
+            IdentityPolicy::Reveal => (None, None),
+        };
         IdentityWriter {
-            cache: match policy {
-                IdentityPolicy::Pseudonymise(p) => Some(PseudonymCache::new(p.clone())),
-                IdentityPolicy::Reveal => None,
-            },
+            cache,
+            schedule,
             scratch: String::new(),
         }
+    }
+
+    /// True when the pseudonyms depend on the record's time (a key
+    /// schedule): call [`IdentityWriter::at`] before each record's values.
+    pub fn needs_time(&self) -> bool {
+        self.schedule.is_some()
+    }
+
+    /// The record whose identities follow is from `at`: its pseudonyms are
+    /// made with the key in force in its month.
+    pub fn at(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        let Some((schedule, current, caches)) = &mut self.schedule else {
+            return;
+        };
+        let wanted = schedule.index_at(at);
+        if wanted == *current {
+            return;
+        }
+        let next = caches
+            .get_mut(wanted)
+            .and_then(Option::take)
+            .unwrap_or_else(|| PseudonymCache::new(schedule.only(wanted)));
+        let previous = self.cache.replace(next);
+        if let Some(slot) = caches.get_mut(*current) {
+            *slot = previous;
+        }
+        *current = wanted;
     }
 
     /// The value of an identity column of type `ty`, ready to encode.

@@ -276,6 +276,16 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b':');
 
 impl Kind {
+    /// The index of the output column holding each record's time (its
+    /// start for intervals), which picks the pseudonymisation key of a
+    /// schedule.
+    pub fn time_column(&self) -> Option<usize> {
+        let time = self.time.order_column();
+        self.columns
+            .iter()
+            .position(|c| c.ty == ColumnType::Timestamp && c.sql == time)
+    }
+
     /// Picks this kind's filters out of the query pairs (other parameters
     /// are left to the caller). `reveal` says whether raw identity values are
     /// allowed (the `identities` scope).

@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -17,35 +20,205 @@ type HmacSha256 = Hmac<Sha256>;
 #[error("the pseudonymisation key is empty")]
 pub struct EmptyKey;
 
-/// Computes pseudonyms with a fixed secret key.
-///
-/// The keyed HMAC state is computed once and cloned for every pseudonym, so the key
-/// itself is not kept. `Debug` never prints key material.
+/// One key of a schedule: in force from the first day of its month (UTC).
 #[derive(Clone)]
-pub struct Pseudonymiser {
+struct Key {
+    /// The month it takes effect (`None`: the first key, since always).
+    from: Option<NaiveDate>,
+    /// `from` as Unix seconds (`i64::MIN` for the first key).
+    from_secs: i64,
     mac: HmacSha256,
+    /// HMAC's padded keys of the usage-rollup key derived from this key.
+    rollup_ipad: [u8; 64],
+    rollup_opad: [u8; 64],
 }
 
-impl fmt::Debug for Pseudonymiser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pseudonymiser").finish_non_exhaustive()
-    }
-}
-
-impl Pseudonymiser {
-    /// Creates a pseudonymiser keyed with `key`, which must not be empty.
-    pub fn new(key: &[u8]) -> Result<Self, EmptyKey> {
+impl Key {
+    fn new(from: Option<NaiveDate>, key: &[u8]) -> Result<Key, EmptyKey> {
         if key.is_empty() {
             return Err(EmptyKey);
         }
         // HMAC accepts keys of any length, so this cannot fail for a non-empty key.
         let mac = HmacSha256::new_from_slice(key).map_err(|_| EmptyKey)?;
-        Ok(Pseudonymiser { mac })
+        let mut derive = mac.clone();
+        derive.update(ROLLUP_KEY_LABEL);
+        let rollup_key = derive.finalize().into_bytes();
+        let (mut rollup_ipad, mut rollup_opad) = ([0x36u8; 64], [0x5cu8; 64]);
+        for (i, byte) in rollup_key.iter().enumerate() {
+            rollup_ipad[i] ^= byte;
+            rollup_opad[i] ^= byte;
+        }
+        let from_secs = from
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(i64::MIN, |t| t.and_utc().timestamp());
+        Ok(Key {
+            from,
+            from_secs,
+            mac,
+            rollup_ipad,
+            rollup_opad,
+        })
+    }
+}
+
+/// What the usage-rollup key is derived with (HMAC under the pseudonym key).
+const ROLLUP_KEY_LABEL: &[u8] = b"acctstream usage-rollup user key v1";
+
+/// Computes pseudonyms with a secret key, or a schedule of keys by month.
+///
+/// Each keyed HMAC state is computed once and cloned for every pseudonym, so
+/// the keys themselves are not kept. `Debug` never prints key material.
+#[derive(Clone)]
+pub struct Pseudonymiser {
+    /// Ascending by `from`; the first has none.
+    keys: Arc<[Key]>,
+}
+
+impl fmt::Debug for Pseudonymiser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pseudonymiser")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key schedule that cannot be used. The texts never contain a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// A key is empty.
+    #[error("entry {0} has an empty key")]
+    EmptyKey(usize),
+    /// No entry without a month (the key in force before every dated one).
+    #[error("one entry must have no month: the key in force before the first dated one")]
+    NoFirstKey,
+    /// Several entries without a month.
+    #[error("entries {0} and {1} both have no month; only the oldest key may")]
+    TwoFirstKeys(usize, usize),
+    /// Two entries for one month.
+    #[error("entries {0} and {1} take effect in the same month")]
+    SameMonth(usize, usize),
+}
+
+impl Pseudonymiser {
+    /// Creates a pseudonymiser keyed with `key`, which must not be empty.
+    pub fn new(key: &[u8]) -> Result<Self, EmptyKey> {
+        Ok(Pseudonymiser {
+            keys: Arc::from([Key::new(None, key)?]),
+        })
     }
 
-    /// Returns the pseudonym of `raw_user_id`: the lowercase hex HMAC-SHA256 of its UTF-8 bytes.
+    /// Parses a schedule, `ACCTSTREAM_PSEUDONYM_KEYS`: comma-separated
+    /// entries `YYYY-MM:<key>` (in force from that month, UTC) and exactly
+    /// one `<key>` without a month (in force before every dated one), in
+    /// any order; e.g. `2027-01:<key B>,<key A>`.
+    pub fn schedule(text: &str) -> Result<Self, ScheduleError> {
+        let mut keys: Vec<(usize, Key)> = Vec::new();
+        for (index, entry) in text.split(',').enumerate() {
+            let position = index + 1;
+            let entry = entry.trim();
+            let month = entry.get(..8).filter(|p| p.ends_with(':')).and_then(|p| {
+                NaiveDate::parse_from_str(&format!("{}-01", &p[..7]), "%Y-%m-%d").ok()
+            });
+            let (from, key) = match month {
+                Some(month) => (Some(month), &entry[8..]),
+                None => (None, entry),
+            };
+            let key =
+                Key::new(from, key.as_bytes()).map_err(|_| ScheduleError::EmptyKey(position))?;
+            if let Some((other, _)) = keys.iter().find(|(_, k)| k.from == from) {
+                return Err(match from {
+                    None => ScheduleError::TwoFirstKeys(*other, position),
+                    Some(_) => ScheduleError::SameMonth(*other, position),
+                });
+            }
+            keys.push((position, key));
+        }
+        keys.sort_by_key(|(_, k)| k.from_secs);
+        if keys.first().is_none_or(|(_, k)| k.from.is_some()) {
+            return Err(ScheduleError::NoFirstKey);
+        }
+        Ok(Pseudonymiser {
+            keys: keys.into_iter().map(|(_, k)| k).collect(),
+        })
+    }
+
+    /// How many keys the schedule has.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The index of the key in force at `at`.
+    pub fn index_at(&self, at: DateTime<Utc>) -> usize {
+        if self.keys.len() == 1 {
+            return 0;
+        }
+        let secs = at.timestamp();
+        self.keys
+            .iter()
+            .rposition(|k| k.from_secs <= secs)
+            .unwrap_or(0)
+    }
+
+    /// The pseudonymiser of key `index` alone (the last key beyond the end).
+    pub fn only(&self, index: usize) -> Pseudonymiser {
+        match self.keys.get(index).or(self.keys.last()) {
+            Some(key) if self.keys.len() > 1 => Pseudonymiser {
+                keys: Arc::from([key.clone()]),
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// Each key alone, oldest first.
+    pub fn each(&self) -> impl Iterator<Item = Pseudonymiser> + '_ {
+        (0..self.keys.len()).map(|i| self.only(i))
+    }
+
+    /// The pseudonym of `raw_user_id` under the key in force now: the
+    /// lowercase hex HMAC-SHA256 of its UTF-8 bytes.
     pub fn pseudonymise(&self, raw_user_id: &str) -> Pseudonym {
-        finish(self.mac.clone(), raw_user_id.as_bytes())
+        match &*self.keys {
+            [only] => finish(only.mac.clone(), raw_user_id.as_bytes()),
+            _ => self.pseudonymise_at(raw_user_id, Utc::now()),
+        }
+    }
+
+    /// The pseudonym of `raw_user_id` under the key in force at `at`.
+    pub fn pseudonymise_at(&self, raw_user_id: &str, at: DateTime<Utc>) -> Pseudonym {
+        let key = &self.keys[self.index_at(at).min(self.keys.len() - 1)];
+        finish(key.mac.clone(), raw_user_id.as_bytes())
+    }
+
+    /// The usage-rollup keys, as `usage_rollup_range` takes them: the first
+    /// day each is in force (the first key: 0001-01-01), and HMAC's inner
+    /// and outer padded keys.
+    pub fn rollup_keys(&self) -> RollupKeys {
+        let first = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or_default();
+        RollupKeys {
+            from: self.keys.iter().map(|k| k.from.unwrap_or(first)).collect(),
+            ipads: self.keys.iter().map(|k| k.rollup_ipad.to_vec()).collect(),
+            opads: self.keys.iter().map(|k| k.rollup_opad.to_vec()).collect(),
+        }
+    }
+}
+
+/// The usage-rollup keys of a schedule (key material: `Debug` shows none).
+/// The default has no key: rolling up with it fails.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RollupKeys {
+    /// The first day each key is in force.
+    pub from: Vec<NaiveDate>,
+    /// HMAC's inner padded keys.
+    pub ipads: Vec<Vec<u8>>,
+    /// HMAC's outer padded keys.
+    pub opads: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for RollupKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RollupKeys")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,7 +478,7 @@ mod tests {
     fn debug_hides_the_key() {
         let p = Pseudonymiser::new(b"super-secret-key").unwrap();
         let debug = format!("{p:?}");
-        assert_eq!(debug, "Pseudonymiser { .. }");
+        assert_eq!(debug, "Pseudonymiser { keys: 1, .. }");
         let cache = PseudonymCache::new(p);
         let debug = format!("{cache:?}");
         assert!(!debug.contains("super-secret-key"));
@@ -339,5 +512,54 @@ mod tests {
         assert_eq!(*none.get("x"), p.pseudonymise("x"));
         assert_eq!(*none.get("x"), p.pseudonymise("x"));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_schedule_uses_each_key_in_its_months() {
+        let schedule = Pseudonymiser::schedule("2027-01:key-b, key-a ,2027-06:key-c").unwrap();
+        let (a, b, c) = (
+            Pseudonymiser::new(b"key-a").unwrap(),
+            Pseudonymiser::new(b"key-b").unwrap(),
+            Pseudonymiser::new(b"key-c").unwrap(),
+        );
+        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+        for (time, expected) in [
+            ("2026-12-31T23:59:59Z", &a),
+            ("2027-01-01T00:00:00Z", &b),
+            ("2027-05-31T12:00:00Z", &b),
+            ("2027-06-01T00:00:00Z", &c),
+        ] {
+            assert_eq!(
+                schedule.pseudonymise_at("jane", at(time)),
+                expected.pseudonymise("jane"),
+                "{time}"
+            );
+        }
+        assert_eq!(schedule.key_count(), 3);
+        assert_eq!(schedule.only(1).pseudonymise("x"), b.pseudonymise("x"));
+        assert_eq!(schedule.each().count(), 3);
+        let keys = schedule.rollup_keys();
+        assert_eq!(keys.from.len(), 3);
+        assert_eq!(keys.from[1].to_string(), "2027-01-01");
+        assert!(!format!("{keys:?}{schedule:?}").contains("key-"));
+        // A single key is the same as Pseudonymiser::new.
+        assert_eq!(
+            Pseudonymiser::schedule("key-a").unwrap().pseudonymise("j"),
+            a.pseudonymise("j")
+        );
+    }
+
+    #[test]
+    fn bad_schedules_say_which_entry_without_the_key() {
+        for (text, error) in [
+            ("2027-01:b", ScheduleError::NoFirstKey),
+            ("a,b", ScheduleError::TwoFirstKeys(1, 2)),
+            ("a,2027-01:b,2027-01:c", ScheduleError::SameMonth(2, 3)),
+            ("a,2027-01:", ScheduleError::EmptyKey(2)),
+        ] {
+            assert_eq!(Pseudonymiser::schedule(text).unwrap_err(), error, "{text}");
+        }
+        // Something that is not a month is part of the key.
+        assert_eq!(Pseudonymiser::schedule("2027-13:x").unwrap().key_count(), 1);
     }
 }

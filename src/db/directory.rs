@@ -4,8 +4,10 @@
 //!
 //! Whoever writes identities (ingest, the demo) records the pseudonym of
 //! every identity value it stores, in the same transaction. A lookup is one
-//! primary-key probe. Pseudonyms depend on the key: after a key change,
-//! values written before it are found only once they are written again.
+//! primary-key probe. Pseudonyms depend on the key: every value is recorded
+//! under each key of the schedule (`ACCTSTREAM_PSEUDONYM_KEYS`), so a
+//! pseudonym of any month finds it; after a key is replaced (not added),
+//! values written before are found only once they are written again.
 
 use std::collections::HashMap;
 
@@ -44,10 +46,11 @@ pub async fn catch_up(
     Ok(())
 }
 
-/// Distinct identity values to record, with their pseudonyms.
+/// Distinct identity values to record, with their pseudonyms (one per key
+/// of a key schedule, so a pseudonym of any month finds its value).
 #[derive(Debug, Default)]
 pub struct Entries {
-    entries: HashMap<String, String>,
+    entries: HashMap<String, Vec<String>>,
 }
 
 impl Entries {
@@ -55,8 +58,15 @@ impl Entries {
     pub fn add(&mut self, pseudonymiser: &Pseudonymiser, ty: IdentityType, raw: &str) {
         let normalised = ty.normalise(raw);
         if !self.entries.contains_key(normalised.as_ref()) {
-            let pseudonym = pseudonym_of(pseudonymiser, ty, raw);
-            self.entries.insert(normalised.into_owned(), pseudonym);
+            let pseudonyms = if pseudonymiser.key_count() == 1 {
+                vec![pseudonym_of(pseudonymiser, ty, raw)]
+            } else {
+                pseudonymiser
+                    .each()
+                    .map(|key| pseudonym_of(&key, ty, raw))
+                    .collect()
+            };
+            self.entries.insert(normalised.into_owned(), pseudonyms);
         }
     }
 
@@ -78,7 +88,7 @@ impl Entries {
         let (raws, pseudonyms): (Vec<&str>, Vec<&str>) = self
             .entries
             .iter()
-            .map(|(raw, p)| (raw.as_str(), p.as_str()))
+            .flat_map(|(raw, ps)| ps.iter().map(move |p| (raw.as_str(), p.as_str())))
             .unzip();
         client
             .execute(

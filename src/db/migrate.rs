@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_access_audit.sql",
         sql: include_str!("../../sql/0008_access_audit.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_keyed_rollups.sql",
+        sql: include_str!("../../sql/0009_keyed_rollups.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -78,6 +83,12 @@ pub struct MigrateError {
 /// Applies every migration not yet recorded, each in its own transaction,
 /// and returns the names of those applied now.
 pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError> {
+    run_to(client, i32::MAX).await
+}
+
+/// Like [`run`], but only the migrations up to `version` (tests of a
+/// migration's effect on data written before it).
+pub async fn run_to(client: &mut Client, version: i32) -> Result<Vec<&'static str>, MigrateError> {
     let bookkeeping = |source| MigrateError {
         name: "bookkeeping",
         source,
@@ -104,7 +115,10 @@ pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError>
         .map(|row| row.get(0))
         .collect();
     let mut done = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.version) && m.version <= version)
+    {
         let fail = |source| MigrateError {
             name: migration.name,
             source,

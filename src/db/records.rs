@@ -269,6 +269,14 @@ impl RecordStream {
     }
 
     fn push(&mut self, row: &Row) -> Result<(), tokio_postgres::Error> {
+        if self.identities.needs_time() {
+            // A key schedule: pseudonyms of the key of the record's month.
+            if let Some(index) = self.kind.time_column() {
+                if let Some(at) = row.try_get::<_, Option<DateTime<Utc>>>(index)? {
+                    self.identities.at(at);
+                }
+            }
+        }
         self.encoder.begin_row();
         for (i, column) in self.kind.columns.iter().enumerate() {
             let value = match column.ty {

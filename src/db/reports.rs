@@ -10,6 +10,8 @@
 
 use deadpool_postgres::Pool;
 
+use crate::core::pseudonym::RollupKeys;
+
 use super::{rollup, DbError};
 use crate::core::report::{
     AccountingReport, DailyUsers, DailyUsersReport, MethodUsers, ReportMonth,
@@ -30,9 +32,10 @@ const DAILY_USERS_SQL: &str = "\
 pub async fn accounting_report(
     pool: &Pool,
     month: ReportMonth,
+    keys: &RollupKeys,
 ) -> Result<AccountingReport, DbError> {
     let mut client = pool.get().await?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete).await?;
+    rollup::catch_up(&mut client, rollup::Mode::Complete, keys).await?;
     let statement = client.prepare_cached(ACCOUNTING_SQL).await?;
     let rows = client.query(&statement, &[&month.first_day()]).await?;
     let mut methods = Vec::with_capacity(rows.len());
@@ -52,9 +55,13 @@ pub async fn accounting_report(
 }
 
 /// Distinct users per day and method type over one month.
-pub async fn daily_users(pool: &Pool, month: ReportMonth) -> Result<DailyUsersReport, DbError> {
+pub async fn daily_users(
+    pool: &Pool,
+    month: ReportMonth,
+    keys: &RollupKeys,
+) -> Result<DailyUsersReport, DbError> {
     let mut client = pool.get().await?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete).await?;
+    rollup::catch_up(&mut client, rollup::Mode::Complete, keys).await?;
     let statement = client.prepare_cached(DAILY_USERS_SQL).await?;
     let rows = client
         .query(&statement, &[&month.first_day(), &month.end_day()])

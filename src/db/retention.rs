@@ -93,6 +93,8 @@ pub struct RetentionOptions {
     pub batch_rows: i64,
     /// Pause between two batches.
     pub batch_pause: Duration,
+    /// The usage-rollup keys (events are rolled up before they are deleted).
+    pub rollup_keys: crate::core::pseudonym::RollupKeys,
 }
 
 impl Default for RetentionOptions {
@@ -105,6 +107,7 @@ impl Default for RetentionOptions {
             first_run_delay: DEFAULT_FIRST_RUN_DELAY,
             batch_rows: DEFAULT_BATCH_ROWS,
             batch_pause: DEFAULT_BATCH_PAUSE,
+            rollup_keys: Default::default(),
         }
     }
 }
@@ -139,8 +142,12 @@ pub struct PurgeOutcome {
 /// Counts the events before `cutoff` that [`purge`] would delete, deleting
 /// nothing: like a pass, it brings the rollups up to date first and counts
 /// only events rolled up.
-pub async fn preview(pool: &Pool, cutoff: DateTime<Utc>) -> Result<PurgePreview, DbError> {
-    rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
+pub async fn preview(
+    pool: &Pool,
+    cutoff: DateTime<Utc>,
+    keys: &crate::core::pseudonym::RollupKeys,
+) -> Result<PurgePreview, DbError> {
+    rollup::catch_up_pool(pool, rollup::Mode::Complete, keys).await?;
     let client = pool.get().await?;
     let row = client.query_one(PREVIEW_SQL, &[&cutoff]).await?;
     Ok(PurgePreview {
@@ -161,7 +168,7 @@ pub async fn purge(
     cancel: &CancellationToken,
 ) -> Result<PurgeOutcome, DbError> {
     let started = Instant::now();
-    rollup::catch_up_pool(pool, rollup::Mode::Complete).await?;
+    rollup::catch_up_pool(pool, rollup::Mode::Complete, &options.rollup_keys).await?;
     let mut outcome = purge_rolled_up(pool, cutoff, options, cancel).await?;
     if !outcome.interrupted {
         let (deleted, interrupted) = super::sessions::purge(

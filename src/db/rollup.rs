@@ -24,7 +24,10 @@ use super::DbError;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::rollup::{plan_step, QueuedRange};
+use crate::core::{
+    pseudonym::RollupKeys,
+    rollup::{plan_step, QueuedRange},
+};
 
 /// Most event ids rolled up in one transaction: bounds its duration, locks
 /// and memory (a bigger queued range is split over several).
@@ -41,7 +44,7 @@ const TAKE_SQL: &str = "SELECT id, lo, hi FROM usage_rollup_queue WHERE id <= $1
                         ORDER BY id LIMIT $2 FOR UPDATE";
 const TAKE_SKIP_LOCKED_SQL: &str = "SELECT id, lo, hi FROM usage_rollup_queue WHERE id <= $1 \
                                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED";
-const ROLLUP_SQL: &str = "SELECT usage_rollup_range($1, $2)";
+const ROLLUP_SQL: &str = "SELECT usage_rollup_range($1, $2, $3, $4, $5)";
 const DELETE_SQL: &str = "DELETE FROM usage_rollup_queue WHERE id = ANY($1)";
 const SHORTEN_SQL: &str = "UPDATE usage_rollup_queue SET lo = $2 WHERE id = ANY($1)";
 
@@ -69,7 +72,11 @@ pub struct CatchUp {
 
 /// Rolls up every queued range visible when called, on `client`. Returns at
 /// once (one index lookup) when the queue is empty.
-pub async fn catch_up(client: &mut Client, mode: Mode) -> Result<CatchUp, tokio_postgres::Error> {
+pub async fn catch_up(
+    client: &mut Client,
+    mode: Mode,
+    keys: &RollupKeys,
+) -> Result<CatchUp, tokio_postgres::Error> {
     let started = Instant::now();
     let mut done = CatchUp::default();
     // Rows queued later are not ours to wait for: this bound makes a run
@@ -103,7 +110,11 @@ pub async fn catch_up(client: &mut Client, mode: Mode) -> Result<CatchUp, tokio_
             tx.commit().await?;
             break;
         };
-        tx.execute(ROLLUP_SQL, &[&plan.lo, &plan.hi]).await?;
+        tx.execute(
+            ROLLUP_SQL,
+            &[&plan.lo, &plan.hi, &keys.from, &keys.ipads, &keys.opads],
+        )
+        .await?;
         if !plan.delete.is_empty() {
             tx.execute(DELETE_SQL, &[&plan.delete]).await?;
         }
@@ -122,14 +133,14 @@ pub async fn catch_up(client: &mut Client, mode: Mode) -> Result<CatchUp, tokio_
 
 /// [`catch_up`] on a connection from `pool`. A failure loses nothing: a
 /// failed step rolls back and its queue rows stay for the next run.
-pub async fn catch_up_pool(pool: &Pool, mode: Mode) -> Result<CatchUp, DbError> {
+pub async fn catch_up_pool(pool: &Pool, mode: Mode, keys: &RollupKeys) -> Result<CatchUp, DbError> {
     let mut client = pool.get().await?;
-    Ok(catch_up(&mut client, mode).await?)
+    Ok(catch_up(&mut client, mode, keys).await?)
 }
 
 /// One run of the background job, logged (debug; info when large).
-pub async fn run_once(pool: &Pool) -> Result<CatchUp, DbError> {
-    let result = catch_up_pool(pool, Mode::SkipLocked).await;
+pub async fn run_once(pool: &Pool, keys: &RollupKeys) -> Result<CatchUp, DbError> {
+    let result = catch_up_pool(pool, Mode::SkipLocked, keys).await;
     match &result {
         Ok(done) if done.ids >= LARGE_RUN_IDS => tracing::info!(
             steps = done.steps,
@@ -157,7 +168,7 @@ pub async fn run_once(pool: &Pool) -> Result<CatchUp, DbError> {
 /// The background job: a catch-up every `interval` until `cancel` is
 /// cancelled. Cancelling abandons a run in progress: its current step rolls
 /// back and its queue rows stay for the next start.
-pub async fn run_job(pool: Pool, interval: Duration, cancel: CancellationToken) {
+pub async fn run_job(pool: Pool, interval: Duration, cancel: CancellationToken, keys: RollupKeys) {
     tracing::info!(
         interval_ms = interval.as_millis() as u64,
         "rollup job started"
@@ -170,8 +181,24 @@ pub async fn run_job(pool: Pool, interval: Duration, cancel: CancellationToken) 
         tokio::select! {
             () = cancel.cancelled() => break,
             // Errors are logged by run_once.
-            _ = run_once(&pool) => {}
+            _ = run_once(&pool, &keys) => {}
         }
     }
     tracing::info!("rollup job stopped");
+}
+
+/// Converts the rollups' unkeyed digests (before migration 0009) to keyed
+/// ones under `keys`, once; true when this call converted them. Every
+/// figure stays the same (the mapping is one to one).
+pub async fn key_existing(
+    client: &Client,
+    keys: &RollupKeys,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT usage_rollup_key_existing($1, $2, $3)",
+            &[&keys.from, &keys.ipads, &keys.opads],
+        )
+        .await?;
+    row.try_get(0)
 }

@@ -93,7 +93,9 @@ async fn accounting_report(
         })?,
     };
     let format = representation(&req)?;
-    let report = db::reports::accounting_report(&state.pool, month).await?;
+    let report =
+        db::reports::accounting_report(&state.pool, month, &state.pseudonymiser.rollup_keys())
+            .await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &prefix.accounting_report(month))
         .body(report.encode(format, state.options.csv_formula_guard)))
@@ -107,7 +109,8 @@ async fn daily_users(
     require_read(&req)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
-    let report = db::reports::daily_users(&state.pool, month).await?;
+    let report =
+        db::reports::daily_users(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &prefix.daily_users(month))
         .body(report.encode(format, state.options.csv_formula_guard)))

@@ -222,6 +222,8 @@ fn admin_commands_use_the_cluster_of_a_running_server() {
         acctstream()
             .args(args)
             .env("ACCTSTREAM_DATA_DIR", dir.path())
+            // The server's key: purge rolls events up with it first.
+            .env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .output()

@@ -104,6 +104,8 @@ pub struct AppOptions {
     pub app_database: Option<tokio_postgres::Config>,
     /// The app's own options (`AppState::options`).
     pub http: http::AppOptions,
+    /// `ACCTSTREAM_PSEUDONYM_KEYS` instead of the one test key.
+    pub key_schedule: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -113,6 +115,7 @@ impl Default for AppOptions {
             public_url: None,
             app_database: None,
             http: http::AppOptions::default(),
+            key_schedule: None,
         }
     }
 }
@@ -204,7 +207,10 @@ pub async fn spawn_app_on(
         options.pool_size,
     )
     .expect("build the pool");
-    let pseudonymiser = Pseudonymiser::new(KEY.as_bytes()).expect("a key");
+    let pseudonymiser = match &options.key_schedule {
+        Some(schedule) => Pseudonymiser::schedule(schedule).expect("a key schedule"),
+        None => Pseudonymiser::new(KEY.as_bytes()).expect("a key"),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
     let state = AppState {
@@ -507,4 +513,11 @@ pub async fn read_bytes(socket: &mut tokio::net::TcpStream, n: usize) -> Vec<u8>
 pub fn cluster_socket() -> (std::path::PathBuf, u16) {
     let pg = &cluster().pg;
     (pg.socket_dir().to_path_buf(), pg.port())
+}
+
+/// The usage-rollup keys of every test app (its pseudonymisation key).
+pub fn rollup_keys() -> acctstream::core::pseudonym::RollupKeys {
+    Pseudonymiser::new(KEY.as_bytes())
+        .expect("a key")
+        .rollup_keys()
 }

@@ -1097,3 +1097,59 @@ async fn bad_client_events_name_record_and_field_and_store_nothing() {
         .unwrap();
     assert_eq!(response.status(), 403);
 }
+
+/// Issue 10: with a key schedule, each record is pseudonymised with the key
+/// in force in its own month, so a device keeps one pseudonym within a
+/// month; a pseudonym of either month finds it.
+#[actix_web::test]
+async fn pseudonyms_follow_the_key_of_each_records_month() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        key_schedule: Some("2027-02:key-b,key-a".into()),
+        ..Default::default()
+    })
+    .await;
+    let mac = "68:05:71:a4:ef:0e";
+    app.insert_client_events(&[
+        crate::helpers::client_event("2027-01-31T23:58:00Z", mac, "s", "ap"),
+        crate::helpers::client_event("2027-01-31T23:59:00Z", mac, "s", "ap"),
+        crate::helpers::client_event("2027-02-01T00:00:00Z", mac, "s", "ap"),
+    ])
+    .await;
+    let key = |k: &[u8]| acctstream::core::pseudonym::Pseudonymiser::new(k).unwrap();
+    let (a, b) = (
+        acctstream::core::identity::pseudonym_of(
+            &key(b"key-a"),
+            acctstream::core::identity::IdentityType::Mac,
+            mac,
+        ),
+        acctstream::core::identity::pseudonym_of(
+            &key(b"key-b"),
+            acctstream::core::identity::IdentityType::Mac,
+            mac,
+        ),
+    );
+    let (_, body) = get_ok(
+        &app,
+        TOKEN,
+        &format!("{CLIENT_EVENTS}/week/2027-01-28?format=json"),
+    )
+    .await;
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    let shown: Vec<&str> = json["clientEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["macAddress"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, [a.as_str(), a.as_str(), b.as_str()]);
+    for pseudonym in [&a, &b] {
+        let (_, body) = get_ok(
+            &app,
+            TOKEN,
+            &format!("{CLIENT_EVENTS}/week/2027-01-28?client={pseudonym}"),
+        )
+        .await;
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["clientEvents"].as_array().unwrap().len(), 3);
+    }
+}

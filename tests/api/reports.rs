@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    body_of, connect, database_url, event, fresh_database_unmigrated, spawn_app, spawn_app_with,
-    AppOptions, NewEvent, TestApp,
+    body_of, connect, database_url, event, fresh_database_unmigrated, rollup_keys, spawn_app,
+    spawn_app_with, AppOptions, NewEvent, TestApp,
 };
 
 const REPORT: &str = "/api/v1/accounting/report";
@@ -401,6 +401,8 @@ fn acctstream() -> Command {
     ] {
         command.env_remove(var);
     }
+    // Rolling up before a purge needs the key.
+    command.env("ACCTSTREAM_PSEUDONYM_KEY", crate::helpers::KEY);
     command.env("RUST_LOG", "warn");
     command
 }
@@ -525,10 +527,13 @@ async fn purge_deletes_in_batches_only_before_the_cutoff() {
         policy: RetentionPolicy::new(1),
         batch_rows: 3,
         batch_pause: Duration::from_millis(1),
+        rollup_keys: rollup_keys(),
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
-    let preview = db::retention::preview(&app.pool, cutoff).await.unwrap();
+    let preview = db::retention::preview(&app.pool, cutoff, &rollup_keys())
+        .await
+        .unwrap();
     assert_eq!(preview.events, 17);
     let outcome = db::retention::purge(&app.pool, cutoff, &options, &CancellationToken::new())
         .await
@@ -564,6 +569,7 @@ async fn background_job_purges_and_stops_on_shutdown() {
             policy: RetentionPolicy::new(1),
             first_run_delay: Duration::from_millis(10),
             interval: Duration::from_secs(3600),
+            rollup_keys: rollup_keys(),
             ..RetentionOptions::default()
         },
         stop.clone(),
@@ -803,7 +809,7 @@ async fn concurrent_inserts_keep_counters_exact() {
 
 /// Brings the rollups up to date, as a report or a retention pass does.
 async fn caught_up(app: &TestApp) -> db::rollup::CatchUp {
-    db::rollup::catch_up_pool(&app.pool, db::rollup::Mode::Complete)
+    db::rollup::catch_up_pool(&app.pool, db::rollup::Mode::Complete, &rollup_keys())
         .await
         .expect("catch-up")
 }
@@ -929,6 +935,7 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
         app.pool.clone(),
         Duration::from_millis(5),
         stop.clone(),
+        rollup_keys(),
     ));
     let mut tasks = Vec::new();
     for worker in 0..5u32 {
@@ -967,6 +974,7 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
                     db::reports::accounting_report(
                         &pool,
                         acctstream::core::report::ReportMonth::parse("2021-03").unwrap(),
+                        &rollup_keys(),
                     )
                     .await
                     .expect("report during inserts");
@@ -1009,6 +1017,7 @@ async fn retention_never_deletes_events_not_rolled_up() {
         policy: RetentionPolicy::new(1),
         batch_rows: 4,
         batch_pause: Duration::from_millis(1),
+        rollup_keys: rollup_keys(),
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
@@ -1054,6 +1063,7 @@ async fn the_background_job_drains_the_queue_by_itself() {
         app.pool.clone(),
         Duration::from_millis(100),
         stop.clone(),
+        rollup_keys(),
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     while queued(&app.db).await > 0 {
@@ -1114,6 +1124,9 @@ async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
     client.batch_execute(insert).await.unwrap();
     assert_rollups_exact(&client).await;
     let applied = db::migrate::run(&mut client).await.unwrap();
+    db::rollup::key_existing(&client, &rollup_keys())
+        .await
+        .unwrap();
     assert_eq!(applied[0], "0004_rollup_queue.sql");
     assert_eq!(queued(&client).await, 0);
     assert_rollups_exact(&client).await;
@@ -1126,7 +1139,7 @@ async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
         .await
         .unwrap();
     assert_eq!(queued(&client).await, 2);
-    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
+    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &rollup_keys())
         .await
         .unwrap();
     assert_eq!(queued(&client).await, 0);
@@ -1169,6 +1182,9 @@ async fn migration_backfills_existing_events() {
         .await
         .unwrap();
     let applied = db::migrate::run(&mut client).await.unwrap();
+    db::rollup::key_existing(&client, &rollup_keys())
+        .await
+        .unwrap();
     assert!(applied.contains(&"0003_usage_rollups.sql"), "{applied:?}");
     assert!(applied.contains(&"0004_rollup_queue.sql"), "{applied:?}");
     assert_rollups_exact(&client).await;
@@ -1188,7 +1204,7 @@ async fn migration_backfills_existing_events() {
         )
         .await
         .unwrap();
-    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete)
+    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &rollup_keys())
         .await
         .unwrap();
     assert_rollups_exact(&client).await;
@@ -1259,4 +1275,117 @@ async fn serve_refuses_a_bad_file_name_prefix() {
         stderr.contains("ACCTSTREAM_REPORT_FILENAME_PREFIX"),
         "{stderr}"
     );
+}
+
+/// Issue 10: the rollups keep users as keyed digests. Converting the
+/// unkeyed digests of an existing database changes no figure, rolling the
+/// same events up again after it adds nothing (the keyed digest of an event
+/// is the converted one, month by month under a key schedule), and no
+/// stored digest is md5(user_id) any more.
+#[actix_web::test]
+async fn keyed_rollups_keep_every_figure() {
+    let (_, config) = fresh_database_unmigrated().await;
+    let mut client = connect(&config).await;
+    db::migrate::run_to(&mut client, 8).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) \
+             SELECT timestamptz '2026-01-20T00:00:00Z' + i * interval '17 minutes', \
+                    CASE WHEN i % 3 = 0 THEN 'SAML' ELSE 'PASSWORD' END, 'm', 'CN=App', \
+                    'user' || (i % 97) || '@example.com' \
+             FROM generate_series(0, 2999) AS i",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Rolled up the old way (unkeyed md5), as before migration 0009.
+    client
+        .execute("SELECT usage_rollup_range(0, 1000000)", &[])
+        .await
+        .unwrap();
+    let figures = "SELECT (SELECT string_agg(day || auth_method_type || user_count, ',' ORDER BY 1) \
+                          FROM usage_daily_count) || '|' || \
+                   (SELECT string_agg(month || auth_method_type || user_count, ',' ORDER BY 1) \
+                          FROM usage_monthly_count) || '|' || \
+                   (SELECT string_agg(month || ':' || user_count, ',' ORDER BY 1) FROM usage_monthly_total)";
+    let before: String = client.query_one(figures, &[]).await.unwrap().get(0);
+    assert!(before.contains("2026-02-01:97"), "{before}");
+
+    db::migrate::run(&mut client).await.unwrap();
+    let keys = acctstream::core::pseudonym::Pseudonymiser::schedule("2026-02:key-b,key-a")
+        .unwrap()
+        .rollup_keys();
+    // Nothing is added under a key before the stored digests are keyed.
+    let refused = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &keys).await;
+    assert!(refused.is_err(), "rolled up over unkeyed digests");
+    assert!(db::rollup::key_existing(&client, &keys).await.unwrap());
+    assert!(
+        !db::rollup::key_existing(&client, &keys).await.unwrap(),
+        "once"
+    );
+    let after: String = client.query_one(figures, &[]).await.unwrap().get(0);
+    assert_eq!(after, before);
+
+    // The queued ranges (every event) rolled up again, now keyed: nothing new.
+    let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &keys)
+        .await
+        .unwrap();
+    assert!(rolled.ids > 0);
+    let again: String = client.query_one(figures, &[]).await.unwrap().get(0);
+    assert_eq!(again, before);
+
+    let recomputable: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM usage_daily_user WHERE user_key IN \
+                     (SELECT md5(user_id)::uuid FROM auth_event)) + \
+                    (SELECT count(*) FROM usage_monthly_any WHERE user_key IN \
+                     (SELECT md5(user_id)::uuid FROM auth_event))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recomputable, 0);
+    // One user, two months: a different digest in each (two keys).
+    let digests: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT user_key) FROM usage_monthly_any",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let months: i64 = client
+        .query_one("SELECT count(DISTINCT month) FROM usage_monthly_any", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(months, 2);
+    assert_eq!(digests, 2 * 97);
+
+    // The SQL digest is HMAC-SHA256 (RFC 2104) truncated to 16 bytes.
+    use hmac::{KeyInit, Mac};
+    let key = [7u8; 32];
+    let (mut ipad, mut opad) = (vec![0x36u8; 64], vec![0x5cu8; 64]);
+    for (i, byte) in key.iter().enumerate() {
+        ipad[i] ^= byte;
+        opad[i] ^= byte;
+    }
+    let digest = b"0123456789abcdef".to_vec();
+    let sql: String = client
+        .query_one(
+            "SELECT acctstream_keyed_user($1, $2, $3)::text",
+            &[&digest, &ipad, &opad],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&digest);
+    let expected: String = mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sql.replace('-', ""), expected);
 }

@@ -33,7 +33,9 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let other = ca("some other CA");
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let server = params.signed_by(&key, &issuer).unwrap();
     let write = |name: &str, text: String| {
         let path = dir.join(name);
@@ -59,7 +61,10 @@ fn hand_to_postgres(files: &[&Path]) {
     }
     let name = std::ffi::CString::new("postgres").unwrap();
     let user = unsafe { libc::getpwnam(name.as_ptr()) };
-    assert!(!user.is_null(), "running as root needs a `postgres` user to run PostgreSQL (install postgresql)");
+    assert!(
+        !user.is_null(),
+        "running as root needs a `postgres` user to run PostgreSQL (install postgresql)"
+    );
     let (uid, gid) = unsafe { ((*user).pw_uid, (*user).pw_gid) };
     for file in files {
         std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
@@ -76,7 +81,11 @@ fn server() -> &'static SslServer {
         std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (ca, other_ca, crt, key) = certificates(&certs);
         hand_to_postgres(&[&crt, &key]);
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let pg = EmbeddedPostgres::start(EmbeddedOptions {
             data_dir: dir.join("cluster"),
             durable: false,
@@ -115,7 +124,10 @@ async fn connect(url: &str) -> Result<bool, String> {
         .map_err(|e| tls::with_causes(&e))?;
     actix_web::rt::spawn(connection);
     let row = client
-        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .map_err(|e| e.to_string())?;
     Ok(row.get(0))
@@ -126,30 +138,53 @@ async fn every_sslmode_against_a_server_with_ssl_on() {
     let s = server();
     let ca = s.ca.display();
     let other = s.other_ca.display();
-    assert_eq!(connect(&url("127.0.0.1", "sslmode=disable")).await, Ok(false));
+    assert_eq!(
+        connect(&url("127.0.0.1", "sslmode=disable")).await,
+        Ok(false)
+    );
     assert_eq!(connect(&url("127.0.0.1", "sslmode=prefer")).await, Ok(true));
-    assert_eq!(connect(&url("127.0.0.1", "sslmode=require")).await, Ok(true));
+    assert_eq!(
+        connect(&url("127.0.0.1", "sslmode=require")).await,
+        Ok(true)
+    );
     // verify-ca checks the chain, not the name (the certificate is for localhost).
     assert_eq!(
-        connect(&url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}"))).await,
+        connect(&url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={ca}")
+        ))
+        .await,
         Ok(true)
     );
     assert_eq!(
-        connect(&url("localhost", &format!("sslmode=verify-full&sslrootcert={ca}"))).await,
+        connect(&url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}")
+        ))
+        .await,
         Ok(true)
     );
     // verify-full checks the host name.
-    let error = connect(&url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")))
-        .await
-        .unwrap_err();
+    let error = connect(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap_err();
     assert!(error.contains("not valid for name"), "{error}");
     // A certificate from another CA fails verify-ca and verify-full, and
     // require with an explicit root (as libpq).
     for mode in ["verify-ca", "verify-full", "require"] {
-        let error = connect(&url("localhost", &format!("sslmode={mode}&sslrootcert={other}")))
-            .await
-            .unwrap_err();
-        assert!(error.contains("invalid peer certificate"), "{mode}: {error}");
+        let error = connect(&url(
+            "localhost",
+            &format!("sslmode={mode}&sslrootcert={other}"),
+        ))
+        .await
+        .unwrap_err();
+        assert!(
+            error.contains("invalid peer certificate"),
+            "{mode}: {error}"
+        );
     }
 }
 
@@ -160,16 +195,28 @@ async fn a_certificate_that_does_not_verify_is_a_clear_start_up_error() {
         .arg("migrate")
         .env(
             "DATABASE_URL",
-            url("localhost", &format!("sslmode=verify-full&sslrootcert={}", s.other_ca.display())),
+            url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={}", s.other_ca.display()),
+            ),
         )
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("TLS") && stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(
+        stderr.contains("TLS") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_acctstream"))
         .arg("migrate")
-        .env("DATABASE_URL", url("localhost", "sslmode=verify-full&sslrootcert=/nonexistent.pem"))
+        .env(
+            "DATABASE_URL",
+            url(
+                "localhost",
+                "sslmode=verify-full&sslrootcert=/nonexistent.pem",
+            ),
+        )
         .output()
         .unwrap();
     assert!(!missing.status.success());
