@@ -245,3 +245,79 @@ fn admin_commands_use_the_cluster_of_a_running_server() {
         );
     }
 }
+
+/// Issue 10: `demo` runs a local OAuth2 issuer, and `acctstream token`
+/// mints access tokens the demo accepts, scoped as asked.
+#[test]
+fn demo_accepts_tokens_from_its_local_issuer() {
+    let dir = tempfile::Builder::new()
+        .prefix("acctstream-issuer-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let missing = acctstream()
+        .args(["token", "--scope", "read"])
+        .env("ACCTSTREAM_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("acctstream demo"), "{stderr}");
+
+    let mut child = acctstream()
+        .args(["demo", "--events", "2000"])
+        .env("ACCTSTREAM_DATA_DIR", dir.path())
+        .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let address = loop {
+        assert!(Instant::now() < deadline, "demo did not start listening");
+        let line = lines.next().expect("demo exited early").unwrap();
+        if let Some(rest) = line
+            .split("address=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
+            break rest.trim().to_owned();
+        }
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let mint = |scope: &str| {
+        let output = acctstream()
+            .args(["token", "--scope", scope])
+            .env("ACCTSTREAM_DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let read = mint("read");
+    assert_eq!(read.split('.').count(), 3, "{read}");
+    let response = http_get(&address, "/api/v1/statistics/events/hour", &read);
+    let audit_only = mint("audit");
+    let refused = http_get(&address, "/api/v1/statistics/events/hour", &audit_only);
+    let bad = acctstream()
+        .args(["token", "--scope", "read+admin"])
+        .env("ACCTSTREAM_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    let log = drain.join().unwrap().join("\n");
+    assert!(status.success(), "{log}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains(r#"scope="read""#), "{refused}");
+    assert!(!bad.status.success());
+    assert!(!log.contains(&read), "a token reached the log");
+}
