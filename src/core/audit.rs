@@ -41,12 +41,23 @@ pub struct AuditEntry {
     pub request_id: String,
 }
 
+/// How a parameter is kept in the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// As given (a known parameter that carries no identity).
+    AsGiven,
+    /// As the pseudonym of an identity of this type.
+    Identity(IdentityType),
+}
+
 /// `name=value&…` of the path parameters, then the query pairs, in order,
-/// percent-encoded; the value of a parameter `identity_of` names an
-/// identity type is replaced by its pseudonym unless it already is one.
+/// percent-encoded. `kept` says how each is kept: a parameter it does not
+/// know (a client's typo may carry anything) is kept as the pseudonym of its
+/// text, like an identity, so no raw identity reaches the trail whatever a
+/// client sends; an identity already given as a pseudonym stays as it is.
 pub fn parameters(
     pairs: &[(String, String)],
-    identity_of: impl Fn(&str) -> Option<IdentityType>,
+    kept: impl Fn(&str) -> Option<Kept>,
     pseudonymiser: &Pseudonymiser,
 ) -> String {
     let mut out = String::new();
@@ -54,9 +65,11 @@ pub fn parameters(
         if !out.is_empty() {
             out.push('&');
         }
-        let shown = match identity_of(name) {
-            Some(ty) if !is_pseudonym(value) => pseudonym_of(pseudonymiser, ty, value),
-            _ => value.clone(),
+        let shown = match kept(name) {
+            Some(Kept::AsGiven) => value.clone(),
+            _ if is_pseudonym(value) => value.clone(),
+            Some(Kept::Identity(ty)) => pseudonym_of(pseudonymiser, ty, value),
+            None => pseudonym_of(pseudonymiser, IdentityType::User, value),
         };
         out.extend(form_urlencoded(name));
         out.push('=');
@@ -100,22 +113,25 @@ mod tests {
             ("user".to_owned(), "jane@example.com".to_owned()),
             ("nas".to_owned(), "10.0.0.1".to_owned()),
             ("device".to_owned(), "a".repeat(64)),
+            ("userId".to_owned(), "bob@example.com".to_owned()),
         ];
-        let identity_of = |name: &str| match name {
-            "user" => Some(IdentityType::RadiusUser),
-            "device" => Some(IdentityType::Mac),
+        let kept = |name: &str| match name {
+            "user" => Some(Kept::Identity(IdentityType::RadiusUser)),
+            "device" => Some(Kept::Identity(IdentityType::Mac)),
+            "period" | "nas" => Some(Kept::AsGiven),
             _ => None,
         };
-        let text = parameters(&pairs, identity_of, &key);
+        let text = parameters(&pairs, kept, &key);
         let expected = pseudonym_of(&key, IdentityType::RadiusUser, "jane@example.com");
+        let unknown = pseudonym_of(&key, IdentityType::User, "bob@example.com");
         assert_eq!(
             text,
             format!(
-                "period=day&user={expected}&nas=10.0.0.1&device={}",
+                "period=day&user={expected}&nas=10.0.0.1&device={}&userId={unknown}",
                 "a".repeat(64)
             )
         );
-        assert!(!text.contains("jane"));
+        assert!(!text.contains("jane") && !text.contains("bob"));
     }
 
     #[test]

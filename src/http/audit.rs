@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 use crate::{
-    core::{audit::AuditEntry, identity::IdentityType, kind::FilterType},
+    core::{
+        audit::{AuditEntry, Kept},
+        kind::FilterType,
+    },
     db::audit::AuditSink,
     kinds,
 };
@@ -30,9 +33,32 @@ impl Pending {
     }
 }
 
-/// The identity parameters of `route`: the filters of the kind it serves
-/// (a path parameter `user`, `device` or `client` is the filter of that name).
-fn identity_of(route: &str) -> impl Fn(&str) -> Option<IdentityType> {
+/// Parameters of every listing that carry no identity.
+const PLAIN: [&str; 17] = [
+    "period",
+    "datetime",
+    "sort",
+    "format",
+    "limit",
+    "offset",
+    "before",
+    "cursor",
+    "start",
+    "end",
+    "from",
+    "to",
+    "start_date",
+    "end_date",
+    "session_status",
+    "totalcountrequired",
+    "radAcctId",
+];
+
+/// How `route`'s parameters are kept: the filters of the kind it serves
+/// (a path parameter `user`, `device` or `client` is the filter of that
+/// name), the plain listing parameters as given, anything else as a
+/// pseudonym.
+fn kept_by(route: &str) -> impl Fn(&str) -> Option<Kept> {
     let kind: Option<&'static crate::core::kind::Kind> = kinds::ALL
         .iter()
         .copied()
@@ -51,10 +77,16 @@ fn identity_of(route: &str) -> impl Fn(&str) -> Option<IdentityType> {
         });
     let filters = kind.map_or(&[][..], |k| k.filters);
     move |name: &str| {
-        filters.iter().find_map(|f| match f.ty {
-            FilterType::Identity(ty) if f.param == name => Some(ty),
-            _ => None,
-        })
+        if PLAIN.contains(&name) {
+            return Some(Kept::AsGiven);
+        }
+        filters
+            .iter()
+            .find(|f| f.param == name)
+            .map(|f| match f.ty {
+                FilterType::Identity(ty) => Kept::Identity(ty),
+                _ => Kept::AsGiven,
+            })
     }
 }
 
@@ -95,8 +127,7 @@ pub fn pending<B>(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     pairs.extend(query_pairs(req.query_string()));
-    let parameters =
-        crate::core::audit::parameters(&pairs, identity_of(route), &state.pseudonymiser);
+    let parameters = crate::core::audit::parameters(&pairs, kept_by(route), &state.pseudonymiser);
     let representation = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -138,6 +138,16 @@ async fn identities_are_audited_only_as_pseudonyms_and_the_trail_needs_the_audit
         .unwrap();
     // No session of hers yet: 404, audited all the same.
     assert_eq!(response.status(), 404);
+    // A parameter the route does not know is kept as a pseudonym too.
+    let response = app
+        .get_as(
+            IDENTITIES_TOKEN,
+            "/api/v1/statistics/events/hour?userId=bob%40example.com",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "unknown parameters are ignored");
     // A request without a valid token is not attributed to anyone.
     let response = app
         .get_as("nobody", "/api/v1/statistics/events/hour")
@@ -146,14 +156,19 @@ async fn identities_are_audited_only_as_pseudonyms_and_the_trail_needs_the_audit
         .unwrap();
     assert_eq!(response.status(), 401);
 
-    let rows = rows(&app, 2).await;
-    assert_eq!(rows.len(), 2);
+    let rows = rows(&app, 3).await;
+    assert_eq!(rows.len(), 3);
+    let bob = pseudonym_of(&app.pseudonymiser, IdentityType::User, "bob@example.com");
+    assert_eq!(
+        rows[2].get::<_, String>("parameters"),
+        format!("period=hour&userId={bob}")
+    );
     let pseudonym = pseudonym_of(
         &app.pseudonymiser,
         IdentityType::RadiusUser,
         "jane@example.com",
     );
-    for row in &rows {
+    for row in &rows[..2] {
         let parameters: String = row.get("parameters");
         assert!(!parameters.contains("jane"), "{parameters}");
         assert!(
