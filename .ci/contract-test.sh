@@ -30,7 +30,7 @@ rm -rf "$data"
 echo "contract: starting the demo ($EVENTS events) on 127.0.0.1:$PORT, data in $data"
 ACCTSTREAM_DATA_DIR="$data" \
 ACCTSTREAM_BIND="127.0.0.1:$PORT" \
-ACCTSTREAM_API_TOKENS="$TOKEN:read+write" \
+ACCTSTREAM_API_TOKENS="$TOKEN:read+write+audit" \
 RUST_LOG=warn \
     target/debug/acctstream demo --events "$EVENTS" >"$log" 2>&1 &
 pid=$!

@@ -338,9 +338,17 @@ pub(super) async fn run_demo(
     };
     let mut tokens = ApiTokens::from_env()?;
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
-    tokens.add(&token);
+    // The demo's operator is also its auditor.
+    tokens.add_named(
+        "demo-read",
+        &token,
+        config::Scope {
+            audit: true,
+            ..config::Scope::READ
+        },
+    );
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
-    tokens.add_scoped(&write_token, config::Scope::READ_WRITE);
+    tokens.add_named("demo-write", &write_token, config::Scope::READ_WRITE);
     let public_url = args.public_url()?;
 
     let database = Database::open(common, true).await?;
@@ -528,6 +536,9 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   # network access sessions (RADIUS accounting): who is online now, a day of sessions as CSV
   curl -H "Authorization: Bearer $T" '{base}/api/v1/sessions/online?limit=5'
   curl -H "Authorization: Bearer $T" -H 'Accept: text/csv' '{base}/api/v1/statistics/sessions/day/{day}' -o sessions.csv
+
+  # the access audit trail: who read what today (the read token may read it)
+  curl -H "Authorization: Bearer $T" "{base}/api/v1/audit/day/$(date -u +%F)?format=ndjson"
 
   # OAuth2: an access token from the demo's local issuer (the static tokens keep working)
   export J=$(cargo run --release -q -- token --scope read)

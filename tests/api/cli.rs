@@ -113,11 +113,24 @@ fn spawn_serve(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (address, drain) = wait_listening(&mut child, Duration::from_secs(60));
+    (child, address, drain)
+}
+
+/// Reads `child`'s log until it says it listens: its address, and a thread
+/// draining the rest (so it never blocks on a full pipe).
+fn wait_listening(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     let address = loop {
-        assert!(Instant::now() < deadline, "serve did not start listening");
-        let line = lines.next().expect("serve exited early").unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start listening"
+        );
+        let line = lines.next().expect("the server exited early").unwrap();
         if let Some(rest) = line
             .split("address=")
             .nth(1)
@@ -127,7 +140,7 @@ fn spawn_serve(
         }
     };
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    (child, address, drain)
+    (address, drain)
 }
 
 fn http_get(address: &str, path: &str, token: &str) -> String {
@@ -273,20 +286,7 @@ fn demo_accepts_tokens_from_its_local_issuer() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let address = loop {
-        assert!(Instant::now() < deadline, "demo did not start listening");
-        let line = lines.next().expect("demo exited early").unwrap();
-        if let Some(rest) = line
-            .split("address=")
-            .nth(1)
-            .filter(|_| line.contains("listening"))
-        {
-            break rest.trim().to_owned();
-        }
-    };
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (address, drain) = wait_listening(&mut child, Duration::from_secs(120));
     let mint = |scope: &str| {
         let output = acctstream()
             .args(["token", "--scope", scope])
