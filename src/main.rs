@@ -1,8 +1,28 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+fn main() -> std::process::ExitCode {
+    return_large_frees_to_the_os();
+    run()
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after
+/// which large buffers (a compressor's window, a stream's chunks) come from
+/// the heap and stay with the process when freed: measured, the RSS after a
+/// few brotli and zstd downloads stayed at 37 MB instead of 18 MB. A fixed
+/// threshold keeps blocks of 128 KiB and more in their own mappings, given
+/// back to the system when freed.
+fn return_large_frees_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread of ours exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn run() -> std::process::ExitCode {
     init_logging();
     let cli = acctstream::cli::Cli::parse();
     match acctstream::cli::run(cli).await {
