@@ -145,6 +145,11 @@ async fn app_with(oauth: Arc<OAuth>, limits: Limits) -> TestApp {
 
 const PATH: &str = "/api/v1/statistics/events/hour/2026-01-01T00";
 
+/// The status of a GET of `PATH` with `token`.
+async fn status_of(app: &TestApp, token: &str) -> awc::http::StatusCode {
+    app.get_as(token, PATH).send().await.unwrap().status()
+}
+
 async fn status_and_challenge(app: &TestApp, token: &str) -> (u16, String, ErrorResponse) {
     let mut response = app.get_as(token, PATH).send().await.unwrap();
     let challenge = response
@@ -264,14 +269,7 @@ async fn rotated_keys_are_fetched_once_and_garbage_kids_do_not_hammer_the_sso() 
     let old = ed25519("old");
     let jwks = jwks_server(vec![old.jwk.clone()]).await;
     let app = app_with(oauth(&jwks.url, ""), Limits::default()).await;
-    assert_eq!(
-        app.get_as(&sign(&old, &claims("read")), PATH)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &sign(&old, &claims("read"))).await, 200);
     assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
     for _ in 0..3 {
         app.get_as(&sign(&old, &claims("read")), PATH)
@@ -284,14 +282,7 @@ async fn rotated_keys_are_fetched_once_and_garbage_kids_do_not_hammer_the_sso() 
     // The issuer rotates: a token with the new kid makes us refetch once.
     let new = ed25519("new");
     jwks.keys.lock().unwrap().push(new.jwk.clone());
-    assert_eq!(
-        app.get_as(&sign(&new, &claims("read")), PATH)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &sign(&new, &claims("read"))).await, 200);
     assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
 
     // Garbage kids within the minute: 401, and no more fetches.
@@ -313,24 +304,10 @@ async fn while_the_sso_is_unreachable_cached_keys_work_and_new_kids_get_401_quic
     let key = ed25519("k1");
     let jwks = jwks_server(vec![key.jwk.clone()]).await;
     let app = app_with(oauth(&jwks.url, ""), Limits::default()).await;
-    assert_eq!(
-        app.get_as(&sign(&key, &claims("read")), PATH)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &sign(&key, &claims("read"))).await, 200);
     jwks.server.stop(false).await;
 
-    assert_eq!(
-        app.get_as(&sign(&key, &claims("read")), PATH)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &sign(&key, &claims("read"))).await, 200);
     let started = Instant::now();
     let (status, _, body) =
         status_and_challenge(&app, &sign(&ed25519("k2"), &claims("read"))).await;
