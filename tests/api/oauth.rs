@@ -65,6 +65,16 @@ fn es256(kid: &str) -> Key {
     }
 }
 
+/// An RSA key for RS256 or PS256 (a fixed test key: ring cannot make RSA
+/// keys; `tests/api/fixtures/test-rsa-key.pem`, made with `openssl genpkey`).
+fn rsa(kid: &str, alg: Algorithm) -> Key {
+    let pem = include_bytes!("fixtures/test-rsa-key.pem");
+    let encoding = EncodingKey::from_rsa_pem(pem).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&encoding, alg).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    Key { encoding, jwk, alg }
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -262,6 +272,46 @@ async fn access_tokens_are_verified_and_every_rejection_says_why() {
         .unwrap();
     assert_eq!(response.status(), 200);
     jwks.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn rsa_keys_and_a_jwks_file() {
+    let rs = rsa("rs", Algorithm::RS256);
+    let ps = rsa("ps", Algorithm::PS256);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(
+        &file,
+        json!({"keys": [rs.jwk.clone(), ps.jwk.clone()]}).to_string(),
+    )
+    .unwrap();
+    let oauth = Arc::new(OAuth::new(
+        Policy {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            scopes: ScopeMap::default(),
+            leeway: 5,
+        },
+        KeySource::File(file),
+    ));
+    let app = app_with(oauth, Limits::default()).await;
+    assert_eq!(
+        status_of(&app, &sign(&rs, &claims("read"))).await,
+        200,
+        "RS256"
+    );
+    assert_eq!(
+        status_of(&app, &sign(&ps, &claims("read"))).await,
+        200,
+        "PS256"
+    );
+    // A PS256 key does not verify an RS256 signature made with the same
+    // RSA key: the JWK names its algorithm.
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("ps".into());
+    let mixed = jsonwebtoken::encode(&header, &claims("read"), &rs.encoding).unwrap();
+    let (status, _, body) = status_and_challenge(&app, &mixed).await;
+    assert_eq!(status, 401, "{}", body.error_description);
 }
 
 #[actix_web::test]
