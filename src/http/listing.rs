@@ -214,7 +214,7 @@ pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> 
 /// The response with a streamed body of records: compressed here, on the
 /// worker that encodes the rows and at the configured level, when the
 /// client's fastest acceptable coding (`core::negotiate::fastest_coding`)
-/// is gzip or zstd; any other coding is left to the compression layer.
+/// is gzip, zstd or br; any other coding is left to the compression layer.
 pub fn streamed(
     req: &HttpRequest,
     state: &AppState,
