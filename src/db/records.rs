@@ -86,6 +86,7 @@ pub async fn open(
         client: Some(client),
         encoder: RecordEncoder::new(kind, output.format, output.head, output.guard),
         identities: IdentityWriter::new(output.identities),
+        time_column: kind.time_column(),
         flush_timer: None,
         rows_sent: 0,
         state: State::Streaming,
@@ -252,6 +253,9 @@ pub struct RecordStream {
     client: Option<Object>,
     encoder: RecordEncoder,
     identities: IdentityWriter,
+    /// The column holding each record's time (`Kind::time_column`), found
+    /// once: a key schedule picks each record's key by it.
+    time_column: Option<usize>,
     flush_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     rows_sent: u64,
     state: State,
@@ -271,7 +275,7 @@ impl RecordStream {
     fn push(&mut self, row: &Row) -> Result<(), tokio_postgres::Error> {
         if self.identities.needs_time() {
             // A key schedule: pseudonyms of the key of the record's month.
-            if let Some(index) = self.kind.time_column() {
+            if let Some(index) = self.time_column {
                 if let Some(at) = row.try_get::<_, Option<DateTime<Utc>>>(index)? {
                     self.identities.at(at);
                 }

@@ -26,11 +26,15 @@ use actix_web::{
 };
 use bytes::Bytes;
 
-use super::{error::ApiError, jwks::TokenError, AppState};
+use super::{
+    error::ApiError,
+    jwks::{OAuth, TokenError},
+    AppState,
+};
 use crate::{
     config::Scope,
     core::{
-        jwt::{Grant, Rejection, ScopeMap},
+        jwt::{Grant, Rejection},
         limits::{Decision, StreamPermit},
     },
 };
@@ -42,8 +46,9 @@ pub struct Principal {
     pub client: String,
     /// What it may do.
     pub scope: Scope,
-    /// For an OAuth2 access token: its scope names (for 403s).
-    pub oauth: Option<Arc<ScopeMap>>,
+    /// For an OAuth2 access token: the verifier, whose scope names a 403
+    /// gives.
+    pub oauth: Option<Arc<OAuth>>,
 }
 
 impl Principal {
@@ -61,7 +66,9 @@ impl Principal {
         match (&self.oauth, grant) {
             (None, Grant::Write) => ApiError::InsufficientScope,
             (None, _) => ApiError::ScopeNeeded(format!("read+{grant}")),
-            (Some(map), _) => ApiError::ScopeNeeded(map.scope_for(grant).to_owned()),
+            (Some(oauth), _) => {
+                ApiError::ScopeNeeded(oauth.policy().scopes.scope_for(grant).to_owned())
+            }
         }
     }
 }
@@ -193,7 +200,7 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Authenticated {
         Ok(verified) => Authenticated::Yes(Principal {
             client: verified.client,
             scope: verified.scope,
-            oauth: Some(Arc::new(oauth.policy().scopes.clone())),
+            oauth: Some(Arc::clone(oauth)),
         }),
         Err(TokenError::Rejected(why)) => Authenticated::Rejected(why),
         Err(TokenError::KeysUnavailable) => Authenticated::KeysUnavailable,
