@@ -76,6 +76,9 @@ pub enum Value<'a> {
     Boolean(bool),
     /// A point in time.
     Timestamp(DateTime<Utc>),
+    /// A point in time as PostgreSQL stores it: cheaper to write than a
+    /// [`Value::Timestamp`], whose calendar date is worked out on creation.
+    Micros(UnixMicros),
     /// A personal identifier, as an identity writer showed it.
     Identity(Shown<'a>),
 }
@@ -291,6 +294,7 @@ impl RecordEncoder {
                 Value::Float(_) => {}
                 Value::Boolean(b) => buf.put_slice(if b { b"true" } else { b"false" }),
                 Value::Timestamp(t) => self.seconds.write(buf, t),
+                Value::Micros(t) => self.seconds.write_micros(buf, t),
             }
             return;
         }
@@ -312,6 +316,11 @@ impl RecordEncoder {
             Value::Timestamp(t) => {
                 buf.put_u8(b'"');
                 self.seconds.write(buf, t);
+                buf.put_u8(b'"');
+            }
+            Value::Micros(t) => {
+                buf.put_u8(b'"');
+                self.seconds.write_micros(buf, t);
                 buf.put_u8(b'"');
             }
         }
@@ -402,21 +411,21 @@ pub fn write_json_str(buf: &mut BytesMut, s: &str) {
 /// comma, a quote or a line break: what the `csv` crate's
 /// `QuoteStyle::Necessary` writes (a property test checks they agree).
 pub fn write_csv_field(buf: &mut BytesMut, value: &[u8]) {
-    if !value
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    // memchr's vector search: most cells are short and need no quotes.
+    if memchr::memchr3(b',', b'"', b'\n', value).is_none() && memchr::memchr(b'\r', value).is_none()
     {
         buf.put_slice(value);
         return;
     }
     buf.reserve(value.len() + 8);
     buf.put_u8(b'"');
-    for part in value.split_inclusive(|&b| b == b'"') {
-        buf.put_slice(part);
-        if part.last() == Some(&b'"') {
-            buf.put_u8(b'"');
-        }
+    let mut rest = value;
+    while let Some(at) = memchr::memchr(b'"', rest) {
+        buf.put_slice(&rest[..=at]);
+        buf.put_u8(b'"');
+        rest = &rest[at + 1..];
     }
+    buf.put_slice(rest);
     buf.put_u8(b'"');
 }
 
@@ -505,6 +514,26 @@ fn put_fraction(out: &mut [u8; TIMESTAMP_MAX], at: &mut usize, nanos: u32) {
     put_digits(out, at, micros, width);
 }
 
+/// A point in time as microseconds since the Unix epoch, always within
+/// the range of [`DateTime<Utc>`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixMicros(i64);
+
+impl UnixMicros {
+    /// `micros` since the Unix epoch, if [`DateTime<Utc>`] can hold it.
+    pub fn new(micros: i64) -> Option<UnixMicros> {
+        (DateTime::<Utc>::MIN_UTC.timestamp_micros()..=DateTime::<Utc>::MAX_UTC.timestamp_micros())
+            .contains(&micros)
+            .then_some(UnixMicros(micros))
+    }
+
+    /// The same point as a [`DateTime<Utc>`].
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        // In range by construction.
+        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
+    }
+}
+
 /// [`write_timestamp`] with the formatted whole second of the last call
 /// remembered: rows in time order share it, and only the fraction is new.
 #[derive(Debug, Default)]
@@ -523,9 +552,20 @@ impl SecondCache {
             write_timestamp(out, ts);
             return;
         }
-        let second = ts.timestamp();
+        self.write_second(out, ts.timestamp(), nanos);
+    }
+
+    fn write_micros(&mut self, out: &mut BytesMut, t: UnixMicros) {
+        // Below 1e9: a count of microseconds has no leap second.
+        let nanos = (t.0.rem_euclid(1_000_000) * 1000) as u32;
+        self.write_second(out, t.0.div_euclid(1_000_000), nanos);
+    }
+
+    /// Writes Unix second `second` (of a point `DateTime<Utc>` can hold)
+    /// and the fraction `nanos`.
+    fn write_second(&mut self, out: &mut BytesMut, second: i64, nanos: u32) {
         if self.second != Some(second) {
-            let whole = ts - chrono::TimeDelta::nanoseconds(i64::from(nanos));
+            let whole = DateTime::from_timestamp(second, 0).unwrap_or_default();
             let (text, len) = encode_timestamp(whole);
             self.text = text;
             self.len = len;
@@ -1079,6 +1119,33 @@ mod tests {
                 cache.write(&mut out, t);
                 proptest::prop_assert_eq!(std::str::from_utf8(&out).unwrap(), format_timestamp(t));
             }
+        }
+
+        #[test]
+        fn micros_write_what_format_timestamp_does(
+            start in -62_135_596_800_000_000i64..253_402_300_000_000_000,
+            steps in proptest::collection::vec(0i64..3_000_000, 1..40),
+        ) {
+            let mut cache = SecondCache::default();
+            let mut micros = start;
+            for step in steps {
+                micros += step;
+                let t = UnixMicros::new(micros).unwrap();
+                let mut out = BytesMut::new();
+                cache.write_micros(&mut out, t);
+                proptest::prop_assert_eq!(
+                    std::str::from_utf8(&out).unwrap(),
+                    format_timestamp(t.to_datetime())
+                );
+            }
+        }
+
+        #[test]
+        fn unix_micros_hold_only_what_a_datetime_can(micros in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(
+                UnixMicros::new(micros).map(UnixMicros::to_datetime),
+                DateTime::from_timestamp_micros(micros)
+            );
         }
 
         #[test]

@@ -25,12 +25,15 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
 use futures_util::Stream;
-use tokio_postgres::{types::ToSql, NoTls, Row, RowStream};
+use tokio_postgres::{
+    types::{FromSql, ToSql, Type},
+    NoTls, Row, RowStream,
+};
 
 use crate::{
     core::{
-        encode::{FormulaGuard, JsonHead, RecordEncoder, Value, CHUNK_TARGET},
-        identity::{IdentityPolicy, IdentityWriter},
+        encode::{FormulaGuard, JsonHead, RecordEncoder, UnixMicros, Value, CHUNK_TARGET},
+        identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{ColumnType, FilterType, FilterValue, Keyset, Kind, Listing},
         negotiate::OutputFormat,
     },
@@ -86,6 +89,7 @@ pub async fn open(
         client: Some(client),
         encoder: RecordEncoder::new(kind, output.format, output.head, output.guard),
         identities: IdentityWriter::new(output.identities),
+        by_bytes: decodable(kind, statement.columns()),
         time_column: kind.time_column(),
         flush_timer: None,
         rows_sent: 0,
@@ -231,6 +235,105 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
     Ok(params)
 }
 
+/// A column's bytes as PostgreSQL sent them (binary format), whatever its
+/// type: [`decode`] reads the few types records have without the checks
+/// `FromSql` makes for every value.
+struct ColumnBytes<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for ColumnBytes<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(ColumnBytes(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A value [`decode`] read.
+enum Decoded<'a> {
+    Value(Value<'a>),
+    /// An identity column's raw text, to be shown by the identity writer.
+    Identity(IdentityType, &'a str),
+}
+
+/// Reads the binary bytes of a column of type `ty` (the statement's column
+/// types were checked by [`decodable`]); `None` when they are not what the
+/// type's bytes should be (the typed decoder then says why).
+fn decode(ty: ColumnType, bytes: &[u8]) -> Option<Decoded<'_>> {
+    let value = match ty {
+        ColumnType::Timestamp => {
+            let micros = i64::from_be_bytes(bytes.try_into().ok()?);
+            Value::Micros(UnixMicros::new(micros.checked_add(POSTGRES_EPOCH_MICROS)?)?)
+        }
+        ColumnType::Text => Value::Text(simdutf8::basic::from_utf8(bytes).ok()?),
+        ColumnType::Integer => Value::Integer(i64::from_be_bytes(bytes.try_into().ok()?)),
+        ColumnType::Float => Value::Float(f64::from_be_bytes(bytes.try_into().ok()?)),
+        ColumnType::Boolean => match bytes {
+            [b] => Value::Boolean(*b != 0),
+            _ => return None,
+        },
+        ColumnType::Identity(ty) => {
+            return Some(Decoded::Identity(
+                ty,
+                simdutf8::basic::from_utf8(bytes).ok()?,
+            ))
+        }
+    };
+    Some(Decoded::Value(value))
+}
+
+/// Whether the statement's columns have the types [`decode`] reads for the
+/// kind's columns (anything else goes through `FromSql`).
+fn decodable(kind: &Kind, columns: &[tokio_postgres::Column]) -> bool {
+    columns.len() >= kind.columns.len()
+        && kind.columns.iter().zip(columns).all(|(column, c)| {
+            let ty = c.type_();
+            match column.ty {
+                ColumnType::Timestamp => *ty == Type::TIMESTAMPTZ,
+                ColumnType::Text | ColumnType::Identity(_) => {
+                    [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty)
+                }
+                ColumnType::Integer => *ty == Type::INT8,
+                ColumnType::Float => *ty == Type::FLOAT8,
+                ColumnType::Boolean => *ty == Type::BOOL,
+            }
+        })
+}
+
+/// Column `i` of `row` read by its `FromSql` decoder.
+fn typed<'a>(
+    row: &'a Row,
+    i: usize,
+    ty: ColumnType,
+    identities: &'a mut IdentityWriter,
+) -> Result<Value<'a>, tokio_postgres::Error> {
+    Ok(match ty {
+        ColumnType::Timestamp => row
+            .try_get::<_, Option<DateTime<Utc>>>(i)?
+            .map_or(Value::Null, Value::Timestamp),
+        ColumnType::Text => row
+            .try_get::<_, Option<&str>>(i)?
+            .map_or(Value::Null, Value::Text),
+        ColumnType::Integer => row
+            .try_get::<_, Option<i64>>(i)?
+            .map_or(Value::Null, Value::Integer),
+        ColumnType::Float => row
+            .try_get::<_, Option<f64>>(i)?
+            .map_or(Value::Null, Value::Float),
+        ColumnType::Boolean => row
+            .try_get::<_, Option<bool>>(i)?
+            .map_or(Value::Null, Value::Boolean),
+        ColumnType::Identity(ty) => match row.try_get::<_, Option<&str>>(i)? {
+            Some(raw) => Value::Identity(identities.show(ty, raw)),
+            None => Value::Null,
+        },
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Rows may still come.
@@ -253,6 +356,8 @@ pub struct RecordStream {
     client: Option<Object>,
     encoder: RecordEncoder,
     identities: IdentityWriter,
+    /// The statement's column types are those [`decode`] reads.
+    by_bytes: bool,
     /// The column holding each record's time (`Kind::time_column`), found
     /// once: a key schedule picks each record's key by it.
     time_column: Option<usize>,
@@ -283,26 +388,22 @@ impl RecordStream {
         }
         self.encoder.begin_row();
         for (i, column) in self.kind.columns.iter().enumerate() {
-            let value = match column.ty {
-                ColumnType::Timestamp => row
-                    .try_get::<_, Option<DateTime<Utc>>>(i)?
-                    .map_or(Value::Null, Value::Timestamp),
-                ColumnType::Text => row
-                    .try_get::<_, Option<&str>>(i)?
-                    .map_or(Value::Null, Value::Text),
-                ColumnType::Integer => row
-                    .try_get::<_, Option<i64>>(i)?
-                    .map_or(Value::Null, Value::Integer),
-                ColumnType::Float => row
-                    .try_get::<_, Option<f64>>(i)?
-                    .map_or(Value::Null, Value::Float),
-                ColumnType::Boolean => row
-                    .try_get::<_, Option<bool>>(i)?
-                    .map_or(Value::Null, Value::Boolean),
-                ColumnType::Identity(ty) => match row.try_get::<_, Option<&str>>(i)? {
-                    Some(raw) => Value::Identity(self.identities.show(ty, raw)),
+            let identities = &mut self.identities;
+            let value = if self.by_bytes {
+                match row.try_get::<_, Option<ColumnBytes>>(i)? {
                     None => Value::Null,
-                },
+                    Some(ColumnBytes(bytes)) => match decode(column.ty, bytes) {
+                        Some(Decoded::Value(value)) => value,
+                        Some(Decoded::Identity(ty, raw)) => {
+                            Value::Identity(identities.show(ty, raw))
+                        }
+                        // Not what the type's bytes should be: the typed
+                        // decoder gives the value or the error.
+                        None => typed(row, i, column.ty, identities)?,
+                    },
+                }
+            } else {
+                typed(row, i, column.ty, identities)?
             };
             self.encoder.value(value);
         }
@@ -442,5 +543,68 @@ impl Drop for RecordStream {
             }
             drop(Object::take(client));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(ty: ColumnType, bytes: &[u8]) -> Option<String> {
+        match decode(ty, bytes)? {
+            Decoded::Value(value) => Some(format!("{value:?}")),
+            Decoded::Identity(ty, raw) => Some(format!("{ty:?} {raw}")),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_microseconds_from_2000() {
+        let t = |micros: i64| value(ColumnType::Timestamp, &micros.to_be_bytes());
+        let expected = UnixMicros::new(POSTGRES_EPOCH_MICROS + 1_500_000).unwrap();
+        assert_eq!(t(1_500_000), Some(format!("{:?}", Value::Micros(expected))));
+        assert_eq!(
+            expected.to_datetime().to_rfc3339(),
+            "2000-01-01T00:00:01.500+00:00"
+        );
+        // 'infinity' and '-infinity', and the wrong length: the typed decoder's turn.
+        assert_eq!(t(i64::MAX), None);
+        assert_eq!(t(i64::MIN), None);
+        assert_eq!(value(ColumnType::Timestamp, &[0; 4]), None);
+    }
+
+    #[test]
+    fn scalars_and_text() {
+        assert_eq!(
+            value(ColumnType::Integer, &(-42i64).to_be_bytes()),
+            Some("Integer(-42)".into())
+        );
+        assert_eq!(
+            value(ColumnType::Float, &1.5f64.to_be_bytes()),
+            Some("Float(1.5)".into())
+        );
+        assert_eq!(
+            value(ColumnType::Boolean, &[1]),
+            Some("Boolean(true)".into())
+        );
+        assert_eq!(
+            value(ColumnType::Boolean, &[0]),
+            Some("Boolean(false)".into())
+        );
+        assert_eq!(value(ColumnType::Boolean, &[0, 1]), None);
+        assert_eq!(value(ColumnType::Integer, &[0; 4]), None);
+        assert_eq!(
+            value(ColumnType::Text, "Zürich".as_bytes()),
+            Some("Text(\"Zürich\")".into())
+        );
+        assert_eq!(
+            value(ColumnType::Identity(IdentityType::User), b"bob"),
+            Some("User bob".into())
+        );
+        // Not UTF-8 (a SQL_ASCII database): the typed decoder reports it.
+        assert_eq!(value(ColumnType::Text, &[0xff, 0xfe]), None);
+        assert_eq!(
+            value(ColumnType::Identity(IdentityType::Mac), &[0xc3]),
+            None
+        );
     }
 }
