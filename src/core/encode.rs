@@ -283,10 +283,8 @@ impl RecordEncoder {
             match value {
                 Value::Null => {}
                 Value::Text(text) => write_csv_text(buf, text.as_bytes(), guard),
-                Value::Identity(shown) if shown.is_pseudonym() => {
-                    buf.put_slice(shown.as_str().as_bytes())
-                }
-                Value::Identity(shown) => write_csv_text(buf, shown.as_str().as_bytes(), guard),
+                Value::Identity(shown) if shown.is_pseudonym() => buf.put_slice(shown.as_bytes()),
+                Value::Identity(shown) => write_csv_text(buf, shown.as_bytes(), guard),
                 Value::Integer(n) => buf.put_slice(itoa::Buffer::new().format(n).as_bytes()),
                 Value::Float(x) if x.is_finite() => {
                     buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes())
@@ -309,6 +307,11 @@ impl RecordEncoder {
         match value {
             Value::Null => {}
             Value::Text(text) => write_json_str(buf, text),
+            Value::Identity(shown) if shown.is_pseudonym() => {
+                buf.put_u8(b'"');
+                buf.put_slice(shown.as_bytes());
+                buf.put_u8(b'"');
+            }
             Value::Identity(shown) => write_json_str(buf, shown.as_str()),
             Value::Integer(n) => buf.put_slice(itoa::Buffer::new().format(n).as_bytes()),
             Value::Float(x) => buf.put_slice(ryu::Buffer::new().format_finite(x).as_bytes()),

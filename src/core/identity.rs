@@ -11,7 +11,7 @@
 
 use std::{borrow::Cow, fmt, net::IpAddr};
 
-use crate::core::pseudonym::{PseudonymCache, Pseudonymiser};
+use crate::core::pseudonym::{Pseudonym, PseudonymCache, Pseudonymiser};
 
 /// What kind of personal identifier a column holds; decides its normalisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -217,30 +217,43 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 /// An identity as it may be written: a pseudonym, or the raw value for a
 /// request with the `identities` scope. Only an [`IdentityWriter`] makes one.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Shown<'a> {
-    text: &'a str,
-    /// True for a pseudonym (64 hex digits, never needs CSV quoting or guarding).
-    pseudonym: bool,
+pub struct Shown<'a>(ShownText<'a>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ShownText<'a> {
+    /// 64 hex digits: never needs CSV quoting, guarding or JSON escapes.
+    Pseudonym(&'a Pseudonym),
+    Raw(&'a str),
 }
 
 impl<'a> Shown<'a> {
     /// The text to write.
     pub fn as_str(&self) -> &'a str {
-        self.text
+        match self.0 {
+            ShownText::Pseudonym(p) => p.as_str(),
+            ShownText::Raw(text) => text,
+        }
+    }
+
+    /// The text's bytes (for a pseudonym, without a UTF-8 check).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self.0 {
+            ShownText::Pseudonym(p) => p.as_bytes(),
+            ShownText::Raw(text) => text.as_bytes(),
+        }
     }
 
     /// True when the text is a pseudonym rather than a raw value.
     pub fn is_pseudonym(&self) -> bool {
-        self.pseudonym
+        matches!(self.0, ShownText::Pseudonym(_))
     }
 }
 
 impl fmt::Debug for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.pseudonym {
-            f.debug_tuple("Shown").field(&self.text).finish()
-        } else {
-            f.write_str("Shown(<raw identity>)")
+        match self.0 {
+            ShownText::Pseudonym(p) => f.debug_tuple("Shown").field(&p.as_str()).finish(),
+            ShownText::Raw(_) => f.write_str("Shown(<raw identity>)"),
         }
     }
 }
@@ -321,19 +334,13 @@ impl IdentityWriter {
     pub fn show(&mut self, ty: IdentityType, raw: &str) -> Shown<'_> {
         match &mut self.cache {
             // Memoised by the raw text: normalising happens on a miss only.
-            Some(cache) => Shown {
-                text: cache
-                    .get_with(raw, |p| p.pseudonymise(&ty.normalise(raw)))
-                    .as_str(),
-                pseudonym: true,
-            },
+            Some(cache) => Shown(ShownText::Pseudonym(
+                cache.get_with(raw, |p| p.pseudonymise(&ty.normalise(raw))),
+            )),
             None => {
                 self.scratch.clear();
                 self.scratch.push_str(&ty.normalise(raw));
-                Shown {
-                    text: &self.scratch,
-                    pseudonym: false,
-                }
+                Shown(ShownText::Raw(&self.scratch))
             }
         }
     }
