@@ -241,18 +241,68 @@ pub fn streamed(
             response
                 .insert_header((header::CONTENT_ENCODING, coding.name()))
                 .append_header((header::VARY, "Accept-Encoding"));
-            response.streaming(Compressed {
-                inner: stream,
-                compressor: Some(compressor),
-            })
+            response.streaming(Compressed::new(stream, compressor))
         }
     }
 }
 
-/// A record stream, compressed chunk by chunk.
+/// Chunks a [`Compressed`] body may have at its compressor at once: enough
+/// that encoding and compressing overlap, few enough that memory stays small.
+const COMPRESS_AHEAD: usize = 8;
+
+/// What the compressor thread of one body is asked to do.
+enum Job {
+    Chunk(bytes::Bytes),
+    Finish,
+}
+
+/// A record stream, compressed chunk by chunk on a thread of the blocking
+/// pool while the worker encodes the next chunk: on two cores, compressing
+/// in line with encoding left one of them idle. Backpressure is unchanged:
+/// at most [`COMPRESS_AHEAD`] chunks are out, so a slow client still slows
+/// the database down. Dropping the body ends the thread.
 struct Compressed {
     inner: crate::db::records::RecordStream,
-    compressor: Option<crate::core::compress::Compressor>,
+    jobs: Option<tokio::sync::mpsc::Sender<Job>>,
+    results: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    /// Chunks (and the finish) sent and not yet answered.
+    in_flight: usize,
+    /// The record stream failed: sent once the compressed bytes before it are out.
+    error: Option<crate::db::records::StreamError>,
+    /// The compressed stream's end arrived.
+    finished: bool,
+}
+
+impl Compressed {
+    fn new(
+        inner: crate::db::records::RecordStream,
+        mut compressor: crate::core::compress::Compressor,
+    ) -> Compressed {
+        let (jobs, mut job_queue) = tokio::sync::mpsc::channel::<Job>(COMPRESS_AHEAD);
+        let (answers, results) = tokio::sync::mpsc::channel(COMPRESS_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            while let Some(job) = job_queue.blocking_recv() {
+                let out = match job {
+                    Job::Chunk(chunk) => compressor.push(&chunk),
+                    Job::Finish => {
+                        let _ = answers.blocking_send(compressor.finish());
+                        return;
+                    }
+                };
+                if answers.blocking_send(out).is_err() {
+                    return; // the body was dropped
+                }
+            }
+        });
+        Compressed {
+            inner,
+            jobs: Some(jobs),
+            results,
+            in_flight: 0,
+            error: None,
+            finished: false,
+        }
+    }
 }
 
 impl futures_util::Stream for Compressed {
@@ -263,38 +313,64 @@ impl futures_util::Stream for Compressed {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
+        let this = &mut *self;
         loop {
-            if self.compressor.is_none() {
+            if this.finished {
                 return Poll::Ready(None);
             }
-            match std::pin::Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+            // Compressed bytes first: they are what the client waits for.
+            match this.results.poll_recv(cx) {
+                Poll::Ready(Some(Ok(out))) => {
+                    this.in_flight -= 1;
+                    if this.jobs.is_none() && this.in_flight == 0 && this.error.is_none() {
+                        this.finished = true; // that was the finish
+                    }
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out)));
+                }
                 Poll::Ready(Some(Err(e))) => {
-                    self.compressor = None;
+                    this.finished = true;
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let Some(compressor) = self.compressor.as_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    match compressor.push(&chunk) {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(out))),
-                        Err(e) => {
-                            self.compressor = None;
-                            return Poll::Ready(Some(Err(Box::new(e))));
-                        }
-                    }
-                }
                 Poll::Ready(None) => {
-                    let Some(compressor) = self.compressor.take() else {
-                        return Poll::Ready(None);
-                    };
-                    return Poll::Ready(match compressor.finish() {
-                        Ok(out) => Some(Ok(out)),
-                        Err(e) => Some(Err(Box::new(e))),
-                    });
+                    // The thread ended without finishing the stream.
+                    this.finished = true;
+                    return Poll::Ready(Some(Err("the compressor stopped".into())));
                 }
+                Poll::Pending => {}
+            }
+            if this.in_flight > 0 && (this.jobs.is_none() || this.in_flight >= COMPRESS_AHEAD) {
+                return Poll::Pending; // woken by the next answer
+            }
+            if let Some(error) = this.error.take() {
+                // Everything before the failure is out: abort the body.
+                this.finished = true;
+                return Poll::Ready(Some(Err(Box::new(error))));
+            }
+            let Some(jobs) = this.jobs.as_ref() else {
+                return Poll::Ready(None);
+            };
+            let job = match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => Job::Chunk(chunk),
+                Poll::Ready(Some(Err(e))) => {
+                    this.jobs = None;
+                    this.error = Some(e);
+                    continue;
+                }
+                Poll::Ready(None) => Job::Finish,
+            };
+            let finish = matches!(job, Job::Finish);
+            // Room by construction: fewer than COMPRESS_AHEAD are in flight.
+            if jobs.try_send(job).is_err() {
+                this.finished = true;
+                return Poll::Ready(Some(Err("the compressor stopped".into())));
+            }
+            this.in_flight += 1;
+            if finish {
+                this.jobs = None;
             }
         }
     }
