@@ -295,7 +295,7 @@ pub struct PseudonymCache {
 
 /// One memoised pseudonym and the raw value it stands for.
 struct Memo {
-    raw: MemoKey,
+    raw: MemoKey<'static>,
     pseudonym: Pseudonym,
 }
 
@@ -303,20 +303,32 @@ struct Memo {
 const INLINE_KEY: usize = 30;
 
 /// A raw value: inline when short (user ids, MACs, IP addresses), else boxed.
-enum MemoKey {
+enum MemoKey<'a> {
+    /// The length and the bytes, zero-padded.
     Inline(u8, [u8; INLINE_KEY]),
     Boxed(Box<[u8]>),
+    /// A long value being looked up.
+    Borrowed(&'a [u8]),
 }
 
-impl MemoKey {
-    fn new(raw: &[u8]) -> MemoKey {
+impl<'a> MemoKey<'a> {
+    fn new(raw: &'a [u8]) -> MemoKey<'a> {
         match u8::try_from(raw.len()) {
             Ok(len) if raw.len() <= INLINE_KEY => {
                 let mut bytes = [0; INLINE_KEY];
                 bytes[..raw.len()].copy_from_slice(raw);
                 MemoKey::Inline(len, bytes)
             }
-            _ => MemoKey::Boxed(raw.into()),
+            _ => MemoKey::Borrowed(raw),
+        }
+    }
+
+    /// The key to store.
+    fn owned(self) -> MemoKey<'static> {
+        match self {
+            MemoKey::Inline(len, bytes) => MemoKey::Inline(len, bytes),
+            MemoKey::Boxed(bytes) => MemoKey::Boxed(bytes),
+            MemoKey::Borrowed(bytes) => MemoKey::Boxed(bytes.into()),
         }
     }
 
@@ -324,6 +336,15 @@ impl MemoKey {
         match self {
             MemoKey::Inline(len, bytes) => &bytes[..usize::from(*len)],
             MemoKey::Boxed(bytes) => bytes,
+            MemoKey::Borrowed(bytes) => bytes,
+        }
+    }
+
+    fn matches(&self, other: &MemoKey<'_>) -> bool {
+        match (self, other) {
+            (MemoKey::Inline(a, x), MemoKey::Inline(b, y)) => a == b && x == y,
+            (MemoKey::Inline(..), _) | (_, MemoKey::Inline(..)) => false,
+            _ => self.as_bytes() == other.as_bytes(),
         }
     }
 }
@@ -372,8 +393,11 @@ impl PseudonymCache {
         }
         let raw = raw_user_id.as_bytes();
         let hash = self.state.hash_one(raw);
+        // Short values are compared as whole padded arrays: two vector
+        // compares rather than a call to memcmp.
+        let wanted = MemoKey::new(raw);
         if self.memo.len() >= self.max_entries
-            && self.memo.find(hash, |m| m.raw.as_bytes() == raw).is_none()
+            && self.memo.find(hash, |m| m.raw.matches(&wanted)).is_none()
         {
             self.memo.clear();
         }
@@ -383,11 +407,11 @@ impl PseudonymCache {
             .memo
             .entry(
                 hash,
-                |m| m.raw.as_bytes() == raw,
+                |m| m.raw.matches(&wanted),
                 |m| state.hash_one(m.raw.as_bytes()),
             )
             .or_insert_with(|| Memo {
-                raw: MemoKey::new(raw),
+                raw: wanted.owned(),
                 pseudonym: compute(pseudonymiser),
             })
             .into_mut()
@@ -548,6 +572,24 @@ mod tests {
             }
         }
         assert_eq!(cache.len(), 100);
+    }
+
+    #[test]
+    fn short_and_long_keys_are_told_apart() {
+        let p = Pseudonymiser::new(b"key").unwrap();
+        let mut cache = PseudonymCache::new(p.clone());
+        // Lengths on both sides of the inline limit, each a prefix of the next,
+        // and values that differ only in a zero byte or past the limit.
+        let long = "x".repeat(2 * INLINE_KEY);
+        let mut ids: Vec<String> = (0..=long.len()).map(|n| long[..n].to_owned()).collect();
+        ids.push(format!("{}\0", &long[..3]));
+        ids.push(format!("{}y", &long[..INLINE_KEY + 5]));
+        for round in 0..2 {
+            for id in &ids {
+                assert_eq!(*cache.get(id), p.pseudonymise(id), "{round} {id:?}");
+            }
+        }
+        assert_eq!(cache.len(), ids.len());
     }
 
     #[test]
