@@ -80,6 +80,25 @@ impl Entries {
         self.entries.is_empty()
     }
 
+    /// Records those `recorded` does not know to be there already (existing
+    /// entries are kept); after the transaction commits, tell `recorded`
+    /// with [`Recorded::remember`].
+    pub async fn record_new(
+        &self,
+        client: &impl GenericClient,
+        recorded: &Recorded,
+    ) -> Result<(), tokio_postgres::Error> {
+        let new = Entries {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(_, pseudonyms)| !recorded.knows(pseudonyms))
+                .map(|(raw, pseudonyms)| (raw.clone(), pseudonyms.clone()))
+                .collect(),
+        };
+        new.record(client).await
+    }
+
     /// Records them (existing entries are kept).
     pub async fn record(&self, client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
         if self.entries.is_empty() {
@@ -99,5 +118,92 @@ impl Entries {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Most pseudonyms a [`Recorded`] remembers before it starts afresh.
+const RECORDED_MAX: usize = 1 << 16;
+
+/// Pseudonyms this process saw committed to one database's directory, so a
+/// batch does not write again what the batches before it wrote: a session
+/// repeats its identities in every interim update. Nothing ever deletes
+/// from the directory, so what is remembered stays true. Bounded (cleared
+/// when full, about 2 MB); one per database (`AppOptions::directory`).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The first 128 bits of each pseudonym (an HMAC output, so distinct
+    /// values do not meet there).
+    seen: std::sync::Mutex<std::collections::HashSet<u128, foldhash::fast::RandomState>>,
+}
+
+impl Recorded {
+    fn key(pseudonym: &str) -> Option<u128> {
+        pseudonym
+            .get(..32)
+            .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+    }
+
+    /// True when every one of `pseudonyms` is known to be recorded.
+    fn knows(&self, pseudonyms: &[String]) -> bool {
+        let Ok(seen) = self.seen.lock() else {
+            return false;
+        };
+        pseudonyms
+            .iter()
+            .all(|p| Self::key(p).is_some_and(|k| seen.contains(&k)))
+    }
+
+    /// Remembers `entries`, whose transaction has committed.
+    pub fn remember(&self, entries: &Entries) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.len() + entries.entries.len() > RECORDED_MAX {
+            seen.clear();
+        }
+        for pseudonyms in entries.entries.values() {
+            seen.extend(pseudonyms.iter().filter_map(|p| Self::key(p)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_committed_entries_are_skipped() {
+        let p = Pseudonymiser::new(b"key").unwrap();
+        let recorded = Recorded::default();
+        let mut first = Entries::default();
+        first.add(&p, IdentityType::User, "alice");
+        first.add(&p, IdentityType::Mac, "AA-BB-CC-DD-EE-FF");
+        let alice = vec![pseudonym_of(&p, IdentityType::User, "alice")];
+        assert!(!recorded.knows(&alice));
+        recorded.remember(&first);
+        assert!(recorded.knows(&alice));
+        assert!(recorded.knows(&[pseudonym_of(&p, IdentityType::Mac, "aa:bb:cc:dd:ee:ff")]));
+        // Every pseudonym of a value must be known (a key schedule has several).
+        assert!(!recorded.knows(&[
+            alice[0].clone(),
+            pseudonym_of(&p, IdentityType::User, "bob")
+        ]));
+        assert!(!recorded.knows(&["not a pseudonym".to_owned()]));
+    }
+
+    #[test]
+    fn it_starts_afresh_when_full() {
+        let p = Pseudonymiser::new(b"key").unwrap();
+        let recorded = Recorded::default();
+        let mut entries = Entries::default();
+        for i in 0..RECORDED_MAX {
+            entries.add(&p, IdentityType::User, &format!("user-{i}"));
+        }
+        recorded.remember(&entries);
+        let mut one = Entries::default();
+        one.add(&p, IdentityType::User, "last");
+        recorded.remember(&one);
+        assert!(recorded.knows(&[pseudonym_of(&p, IdentityType::User, "last")]));
+        assert!(!recorded.knows(&[pseudonym_of(&p, IdentityType::User, "user-0")]));
     }
 }

@@ -25,7 +25,10 @@ use crate::{
         pseudonym::Pseudonymiser,
         radius::{NasReboot, SessionRow, StatusType, Step},
     },
-    db::{directory::Entries, DbError},
+    db::{
+        directory::{Entries, Recorded},
+        DbError,
+    },
 };
 
 /// The indexes acctstream needs beyond FreeRADIUS's, created
@@ -333,12 +336,13 @@ pub struct Applied {
 pub async fn apply(
     pool: &Pool,
     pseudonymiser: &Pseudonymiser,
+    recorded: &Recorded,
     steps: &[Step],
 ) -> Result<Applied, DbError> {
     let mut client = pool.get().await?;
     let mut attempt = 0;
     loop {
-        match apply_once(&mut client, pseudonymiser, steps).await {
+        match apply_once(&mut client, pseudonymiser, recorded, steps).await {
             Err(DbError::Query(e))
                 if attempt < 3
                     && matches!(
@@ -357,6 +361,7 @@ pub async fn apply(
 async fn apply_once(
     client: &mut Object,
     pseudonymiser: &Pseudonymiser,
+    recorded: &Recorded,
     steps: &[Step],
 ) -> Result<Applied, DbError> {
     let tx = client.transaction().await?;
@@ -400,8 +405,9 @@ async fn apply_once(
             }
         }
     }
-    entries.record(&*tx).await?;
+    entries.record_new(&*tx, recorded).await?;
     tx.commit().await?;
+    recorded.remember(&entries);
     Ok(applied)
 }
 

@@ -345,7 +345,13 @@ async fn write(
         return Ok(0);
     }
     let n = rows.len() as u64;
-    db_sessions::apply(pool, pseudonymiser, &[Step::Sessions(rows)]).await?;
+    db_sessions::apply(
+        pool,
+        pseudonymiser,
+        &crate::db::directory::Recorded::default(),
+        &[Step::Sessions(rows)],
+    )
+    .await?;
     Ok(n)
 }
 
@@ -424,6 +430,7 @@ pub async fn trickle(
     let seed = Utc::now().timestamp_micros() as u64;
     let mut generator = Generator::new(DEFAULT_RNG_SEED, DEFAULT_USERS, seed.rotate_left(41));
     let mut live: VecDeque<Live> = VecDeque::new();
+    let recorded = crate::db::directory::Recorded::default();
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0u32;
@@ -484,7 +491,7 @@ pub async fn trickle(
         let outcome = match parsed {
             Ok(parsed) => {
                 let steps = merge_requests(parsed);
-                db_sessions::apply(&pool, &pseudonymiser, &steps)
+                db_sessions::apply(&pool, &pseudonymiser, &recorded, &steps)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())

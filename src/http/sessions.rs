@@ -190,7 +190,13 @@ async fn post_radius(
                     warn_zone_once(&nas);
                 }
                 let steps = merge_requests([request]);
-                db_sessions::apply(&state.pool, &state.pseudonymiser, &steps).await?;
+                db_sessions::apply(
+                    &state.pool,
+                    &state.pseudonymiser,
+                    &state.options.directory,
+                    &steps,
+                )
+                .await?;
                 metrics.radius_requests("applied", 1);
                 Ok(HttpResponse::NoContent().finish())
             }
@@ -230,7 +236,13 @@ async fn post_radius(
             }
             let received_count = requests.len() as u64;
             let steps = merge_requests(requests);
-            let applied = db_sessions::apply(&state.pool, &state.pseudonymiser, &steps).await?;
+            let applied = db_sessions::apply(
+                &state.pool,
+                &state.pseudonymiser,
+                &state.options.directory,
+                &steps,
+            )
+            .await?;
             metrics.radius_requests("applied", received_count);
             Ok(HttpResponse::Ok()
                 .insert_header((header::CACHE_CONTROL, "no-store"))

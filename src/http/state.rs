@@ -29,6 +29,9 @@ pub struct AppState {
 pub struct AppOptions {
     /// Levels of the gzip and zstd compression of streamed bodies.
     pub compression: crate::core::compress::Levels,
+    /// What this process knows to be in the identity directory (RADIUS
+    /// ingest skips writing it again).
+    pub directory: std::sync::Arc<crate::db::directory::Recorded>,
     /// The metrics every worker records into and `/metrics` shows.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `/metrics` protection and the shutdown grace period.
