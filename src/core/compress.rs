@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn levels_are_checked() {
-        assert_eq!(Levels::parse("1", "1", "1").unwrap(), Levels::default());
+        assert_eq!(Levels::parse("2", "1", "1").unwrap(), Levels::default());
         assert_eq!(
             Levels::parse("9", "19", "11").unwrap(),
             Levels {
