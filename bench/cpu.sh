@@ -13,7 +13,8 @@ set -euo pipefail
 PORT=$1; URL_PATH=$2; ACCEPT=$3; ROWS=$4; RUNS=${5:-5}
 shift $(( $# < 5 ? $# : 5 ))
 TOKEN=${TOKEN:-bench-token}
-SERVER=$(pgrep -f "acctstream serve" | head -1) || { echo "cpu.sh: no 'acctstream serve' running" >&2; exit 1; }
+# SERVER_PID picks the server when several run (an A/B of two builds, run by run).
+SERVER=${SERVER_PID:-$(pgrep -f "acctstream serve" | head -1)} || { echo "cpu.sh: no 'acctstream serve' running" >&2; exit 1; }
 TICK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pg_ticks() {

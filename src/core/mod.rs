@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod compress;
+pub mod copy;
 pub mod encode;
 pub mod identity;
 pub mod ingest;

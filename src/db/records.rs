@@ -3,12 +3,14 @@
 //!
 //! [`open`] does everything that can fail before the first byte: it checks
 //! out a connection, resolves identity filters given as pseudonyms, and
-//! starts the query the kind's description builds. The returned
-//! [`RecordStream`] then
-//! pulls rows from PostgreSQL only when the HTTP layer asks for the next
+//! starts the query the kind's description builds, as
+//! `COPY (…) TO STDOUT (FORMAT binary)` (see [`crate::core::copy`]): its
+//! tuples are read straight out of the protocol's messages, without the
+//! per-row bookkeeping of a query's rows. The returned [`RecordStream`] then
+//! pulls tuples from PostgreSQL only when the HTTP layer asks for the next
 //! chunk, so a slow client slows the database down instead of filling memory:
-//! tokio-postgres hands rows over a bounded channel, and once it is full it
-//! stops reading the socket, and the backend blocks on its send buffer.
+//! tokio-postgres hands messages over a bounded channel, and once it is full
+//! it stops reading the socket, and the backend blocks on its send buffer.
 //!
 //! Raw identities exist here only between decoding a row and showing it
 //! through the request's [`IdentityWriter`]; the encoder accepts identity
@@ -27,17 +29,21 @@ use deadpool_postgres::{Object, Pool};
 use futures_util::Stream;
 use tokio_postgres::{
     types::{FromSql, ToSql, Type},
-    NoTls, Row, RowStream,
+    CopyOutStream, NoTls, Row,
 };
 
 use crate::{
     core::{
+        copy::{copy_statement, store_parameters},
         encode::{FormulaGuard, JsonHead, RecordEncoder, UnixMicros, Value, CHUNK_TARGET},
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{ColumnType, FilterType, FilterValue, Keyset, Kind, Listing},
         negotiate::OutputFormat,
     },
-    db::{directory, DbError},
+    db::{
+        copy::{FormatError, Next, Tuples},
+        directory, DbError,
+    },
     metrics::StreamTally,
 };
 
@@ -47,10 +53,21 @@ const FLUSH_EARLY: usize = 16 * 1024;
 /// Longest time a partial chunk waits while the database is quiet.
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
-/// The database failed after streaming had started.
+/// A failure after streaming had started.
 #[derive(Debug, thiserror::Error)]
-#[error("record stream aborted by a database error: {0}")]
-pub struct StreamError(#[source] tokio_postgres::Error);
+pub enum StreamError {
+    /// The database failed.
+    #[error("record stream aborted by a database error: {0}")]
+    Database(#[source] tokio_postgres::Error),
+    /// A value could not be read.
+    #[error("record stream aborted: cannot read a value: {0}")]
+    Value(#[source] BoxError),
+    /// The COPY data was not what it should be.
+    #[error("record stream aborted: {0}")]
+    Format(#[from] FormatError),
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
 /// How a listing is written: the representation, its JSON head, who may
 /// see identities, and the CSV formula guard.
@@ -78,18 +95,32 @@ pub async fn open(
     tally: StreamTally,
 ) -> Result<RecordStream, DbError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(&listing.sql(kind)).await?;
+    let sql = listing.sql(kind);
+    // The query itself, prepared (once per connection) for its column types.
+    let query = client.prepare_cached(&sql).await?;
     let params = params(&client, kind, listing).await?;
-    let rows = client
-        .query_raw(&statement, params.iter().map(Param::as_sql))
-        .await?;
+    let types: Vec<&str> = params.iter().map(Param::sql_type).collect();
+    if !params.is_empty() {
+        let store = client.prepare_cached(&store_parameters(&types)).await?;
+        client
+            .execute(
+                &store,
+                &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+            )
+            .await?;
+    }
+    let copy = client.prepare_cached(&copy_statement(&sql, &types)).await?;
+    let data = client.copy_out(&copy).await?;
+    let types: Vec<Type> = query.columns().iter().map(|c| c.type_().clone()).collect();
     Ok(RecordStream {
         kind,
-        rows: Box::pin(rows),
+        data: Box::pin(data),
+        tuples: Tuples::new(types.len()),
         client: Some(client),
         encoder: RecordEncoder::new(kind, output.format, output.head, output.guard),
         identities: IdentityWriter::new(output.identities),
-        by_bytes: decodable(kind, statement.columns()),
+        by_bytes: decodable(kind, query.columns()),
+        types,
         time_column: kind.time_column(),
         flush_timer: None,
         rows_sent: 0,
@@ -174,6 +205,17 @@ enum Param {
 }
 
 impl Param {
+    /// Its SQL type.
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Param::Time(_) => "timestamptz",
+            Param::Integer(_) => "int8",
+            Param::Text(_) => "text",
+            Param::Integers(_) => "int8[]",
+            Param::Texts(_) => "text[]",
+        }
+    }
+
     fn as_sql(&self) -> &(dyn ToSql + Sync) {
         match self {
             Param::Time(t) => t,
@@ -235,21 +277,6 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
     Ok(params)
 }
 
-/// A column's bytes as PostgreSQL sent them (binary format), whatever its
-/// type: [`decode`] reads the few types records have without the checks
-/// `FromSql` makes for every value.
-struct ColumnBytes<'a>(&'a [u8]);
-
-impl<'a> FromSql<'a> for ColumnBytes<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(ColumnBytes(raw))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
@@ -269,21 +296,29 @@ fn decode(ty: ColumnType, bytes: &[u8]) -> Option<Decoded<'_>> {
             let micros = i64::from_be_bytes(bytes.try_into().ok()?);
             Value::Micros(UnixMicros::new(micros.checked_add(POSTGRES_EPOCH_MICROS)?)?)
         }
-        ColumnType::Text => Value::Text(simdutf8::basic::from_utf8(bytes).ok()?),
+        ColumnType::Text => Value::Text(text(bytes)?),
         ColumnType::Integer => Value::Integer(i64::from_be_bytes(bytes.try_into().ok()?)),
         ColumnType::Float => Value::Float(f64::from_be_bytes(bytes.try_into().ok()?)),
         ColumnType::Boolean => match bytes {
             [b] => Value::Boolean(*b != 0),
             _ => return None,
         },
-        ColumnType::Identity(ty) => {
-            return Some(Decoded::Identity(
-                ty,
-                simdutf8::basic::from_utf8(bytes).ok()?,
-            ))
-        }
+        ColumnType::Identity(ty) => return Some(Decoded::Identity(ty, text(bytes)?)),
     };
     Some(Decoded::Value(value))
+}
+
+/// Text bytes as a `str`, when they are UTF-8. Most values are short and
+/// ASCII: `is_ascii` checks them a word at a time, several times faster than
+/// a UTF-8 validator on a few bytes (simdutf8 hands inputs under 64 bytes to
+/// the standard library's).
+fn text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every byte is below 0x80, and ASCII text is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        simdutf8::basic::from_utf8(bytes).ok()
+    }
 }
 
 /// Whether the statement's columns have the types [`decode`] reads for the
@@ -304,31 +339,36 @@ fn decodable(kind: &Kind, columns: &[tokio_postgres::Column]) -> bool {
         })
 }
 
-/// Column `i` of `row` read by its `FromSql` decoder.
+/// A value of PostgreSQL type `ty` (binary bytes, `None` for NULL) read as
+/// `T` by its `FromSql` decoder, which says why when it cannot.
+fn read<'a, T: FromSql<'a>>(ty: &Type, raw: Option<&'a [u8]>) -> Result<T, BoxError> {
+    if !T::accepts(ty) {
+        return Err(format!(
+            "a column of type {ty} cannot be read as {}",
+            std::any::type_name::<T>()
+        )
+        .into());
+    }
+    T::from_sql_nullable(ty, raw)
+}
+
+/// A value of type `column` read by its `FromSql` decoder.
 fn typed<'a>(
-    row: &'a Row,
-    i: usize,
-    ty: ColumnType,
+    ty: &Type,
+    raw: Option<&'a [u8]>,
+    column: ColumnType,
     identities: &'a mut IdentityWriter,
-) -> Result<Value<'a>, tokio_postgres::Error> {
-    Ok(match ty {
-        ColumnType::Timestamp => row
-            .try_get::<_, Option<DateTime<Utc>>>(i)?
-            .map_or(Value::Null, Value::Timestamp),
-        ColumnType::Text => row
-            .try_get::<_, Option<&str>>(i)?
-            .map_or(Value::Null, Value::Text),
-        ColumnType::Integer => row
-            .try_get::<_, Option<i64>>(i)?
-            .map_or(Value::Null, Value::Integer),
-        ColumnType::Float => row
-            .try_get::<_, Option<f64>>(i)?
-            .map_or(Value::Null, Value::Float),
-        ColumnType::Boolean => row
-            .try_get::<_, Option<bool>>(i)?
-            .map_or(Value::Null, Value::Boolean),
-        ColumnType::Identity(ty) => match row.try_get::<_, Option<&str>>(i)? {
-            Some(raw) => Value::Identity(identities.show(ty, raw)),
+) -> Result<Value<'a>, BoxError> {
+    Ok(match column {
+        ColumnType::Timestamp => {
+            read::<Option<DateTime<Utc>>>(ty, raw)?.map_or(Value::Null, Value::Timestamp)
+        }
+        ColumnType::Text => read::<Option<&str>>(ty, raw)?.map_or(Value::Null, Value::Text),
+        ColumnType::Integer => read::<Option<i64>>(ty, raw)?.map_or(Value::Null, Value::Integer),
+        ColumnType::Float => read::<Option<f64>>(ty, raw)?.map_or(Value::Null, Value::Float),
+        ColumnType::Boolean => read::<Option<bool>>(ty, raw)?.map_or(Value::Null, Value::Boolean),
+        ColumnType::Identity(ty_) => match read::<Option<&str>>(ty, raw)? {
+            Some(raw) => Value::Identity(identities.show(ty_, raw)),
             None => Value::Null,
         },
     })
@@ -352,7 +392,12 @@ enum State {
 /// returns the connection to the pool only once it is idle again.
 pub struct RecordStream {
     kind: &'static Kind,
-    rows: Pin<Box<RowStream>>,
+    /// The COPY data, message by message.
+    data: Pin<Box<CopyOutStream>>,
+    /// The tuples in it.
+    tuples: Tuples,
+    /// The PostgreSQL type of each column.
+    types: Vec<Type>,
     client: Option<Object>,
     encoder: RecordEncoder,
     identities: IdentityWriter,
@@ -364,9 +409,9 @@ pub struct RecordStream {
     flush_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     rows_sent: u64,
     state: State,
-    /// The database error that aborts a CSV body, held until the rows
-    /// buffered before it are out.
-    error: Option<tokio_postgres::Error>,
+    /// The error that aborts a CSV body, held until the rows buffered
+    /// before it are out.
+    error: Option<StreamError>,
     /// Metrics and the request log's row count.
     tally: StreamTally,
 }
@@ -377,33 +422,32 @@ impl RecordStream {
         self.rows_sent
     }
 
-    fn push(&mut self, row: &Row) -> Result<(), tokio_postgres::Error> {
+    /// Encodes the tuple just read.
+    fn push(&mut self) -> Result<(), BoxError> {
+        let tuples = &self.tuples;
         if self.identities.needs_time() {
             // A key schedule: pseudonyms of the key of the record's month.
             if let Some(index) = self.time_column {
-                if let Some(at) = row.try_get::<_, Option<DateTime<Utc>>>(index)? {
+                let ty = self.types.get(index).ok_or("no time column")?;
+                if let Some(at) = read::<Option<DateTime<Utc>>>(ty, tuples.field(index))? {
                     self.identities.at(at);
                 }
             }
         }
         self.encoder.begin_row();
-        for (i, column) in self.kind.columns.iter().enumerate() {
+        for ((i, column), ty) in self.kind.columns.iter().enumerate().zip(&self.types) {
             let identities = &mut self.identities;
-            let value = if self.by_bytes {
-                match row.try_get::<_, Option<ColumnBytes>>(i)? {
-                    None => Value::Null,
-                    Some(ColumnBytes(bytes)) => match decode(column.ty, bytes) {
-                        Some(Decoded::Value(value)) => value,
-                        Some(Decoded::Identity(ty, raw)) => {
-                            Value::Identity(identities.show(ty, raw))
-                        }
-                        // Not what the type's bytes should be: the typed
-                        // decoder gives the value or the error.
-                        None => typed(row, i, column.ty, identities)?,
-                    },
-                }
-            } else {
-                typed(row, i, column.ty, identities)?
+            let raw = tuples.field(i);
+            let value = match raw {
+                None => Value::Null,
+                Some(bytes) if self.by_bytes => match decode(column.ty, bytes) {
+                    Some(Decoded::Value(value)) => value,
+                    Some(Decoded::Identity(ty, raw)) => Value::Identity(identities.show(ty, raw)),
+                    // Not what the type's bytes should be: the typed
+                    // decoder gives the value or the error.
+                    None => typed(ty, raw, column.ty, identities)?,
+                },
+                Some(_) => typed(ty, raw, column.ty, identities)?,
             };
             self.encoder.value(value);
         }
@@ -418,7 +462,7 @@ impl RecordStream {
         Poll::Ready(Some(Ok(self.encoder.take())))
     }
 
-    fn fail(&mut self, error: tokio_postgres::Error) {
+    fn fail(&mut self, error: StreamError) {
         tracing::error!(
             error = %error,
             rows = self.rows_sent,
@@ -460,23 +504,35 @@ impl Stream for RecordStream {
                     }
                     this.state = State::Done;
                     if let Some(error) = this.error.take() {
-                        return Poll::Ready(Some(Err(StreamError(error))));
+                        return Poll::Ready(Some(Err(error)));
                     }
                     return Poll::Ready(None);
                 }
                 State::Streaming => {}
             }
-            match this.rows.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(row))) => {
-                    if let Err(error) = this.push(&row) {
-                        this.fail(error);
+            match this.tuples.advance() {
+                Ok(Next::Tuple) => {
+                    if let Err(error) = this.push() {
+                        this.fail(StreamError::Value(error));
                         continue;
                     }
                     if this.encoder.buffered() >= CHUNK_TARGET {
                         return this.chunk();
                     }
+                    continue;
                 }
-                Poll::Ready(Some(Err(error))) => this.fail(error),
+                Ok(Next::NeedMore) => {}
+                Err(error) => {
+                    this.fail(error.into());
+                    continue;
+                }
+            }
+            match this.data.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => this.tuples.feed(message),
+                Poll::Ready(Some(Err(error))) => this.fail(StreamError::Database(error)),
+                Poll::Ready(None) if !this.tuples.ended() => {
+                    this.fail(FormatError::TRUNCATED.into());
+                }
                 Poll::Ready(None) => {
                     this.encoder.finish();
                     this.state = State::Done;

@@ -414,7 +414,7 @@ impl TestApp {
         self.db
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                 AND state <> 'idle' AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()",
+                 AND state <> 'idle' AND query LIKE 'COPY (SELECT occurred_at%' AND pid <> pg_backend_pid()",
                 &[&self.db_name],
             )
             .await
@@ -464,7 +464,7 @@ impl TestApp {
             .db
             .query_one(
                 "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND query LIKE 'SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
+                 WHERE datname = $1 AND query LIKE 'COPY (SELECT occurred_at%' AND pid <> pg_backend_pid()) t",
                 &[&self.db_name],
             )
             .await

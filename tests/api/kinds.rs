@@ -208,6 +208,58 @@ async fn filters_narrow_and_links_keep_them_with_format_and_sort() {
         .ends_with("/events/day/2021-04-09?authMethodType=OTP"));
 }
 
+/// Filter values reach PostgreSQL as bind parameters (stored in session
+/// settings for the streaming COPY): quotes, backslashes and the characters
+/// of array literals match exactly, alone and among several values.
+#[actix_web::test]
+async fn filter_values_with_quotes_and_array_syntax_match_exactly() {
+    let app = spawn_app().await;
+    let methods = [
+        "O'T\\P",
+        "a,b",
+        "{x}",
+        "\"q\"",
+        "NULL",
+        "é ü",
+        "x'); DROP TABLE auth_event; --",
+    ];
+    let events: Vec<_> = methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| acctstream_event(&format!("2021-04-10T0{i}:00:00Z"), m))
+        .collect();
+    app.insert(&events).await;
+    app.insert(&[acctstream_event("2021-04-10T09:00:00Z", "OTP")])
+        .await;
+    let encode = |m: &str| {
+        percent_encoding::utf8_percent_encode(m, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    for method in methods {
+        let path = format!(
+            "/api/v1/statistics/events/day/2021-04-10?authMethodType={}",
+            encode(method)
+        );
+        let json = get_json(&app, &path).await;
+        let found: Vec<&str> = json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["authMethodType"].as_str().unwrap())
+            .collect();
+        assert_eq!(found, [method], "{path}");
+    }
+    let all: Vec<String> = methods
+        .iter()
+        .map(|m| format!("authMethodType={}", encode(m)))
+        .collect();
+    let path = format!("/api/v1/statistics/events/day/2021-04-10?{}", all.join("&"));
+    let json = get_json(&app, &path).await;
+    assert_eq!(json["events"].as_array().unwrap().len(), methods.len());
+    // Nothing was dropped, and OTP was not among them.
+    let json = get_json(&app, "/api/v1/statistics/events/day/2021-04-10").await;
+    assert_eq!(json["events"].as_array().unwrap().len(), methods.len() + 1);
+}
+
 fn acctstream_event(at: &str, method: &str) -> crate::helpers::NewEvent {
     crate::helpers::NewEvent {
         auth_method_type: method.into(),
