@@ -66,6 +66,17 @@ impl IdentityType {
 }
 
 impl IdentityType {
+    /// Its class in a [`PseudonymCache`]: values normalised differently are
+    /// memoised apart.
+    fn class(self) -> u8 {
+        match self {
+            IdentityType::User => 0,
+            IdentityType::Mac => 1,
+            IdentityType::Ip => 2,
+            IdentityType::RadiusUser => 3,
+        }
+    }
+
     /// Every text under which a normalised value may be stored in a column
     /// of this type, for lookups by raw value: a RADIUS user name also in
     /// `rlm_sql`'s escaped form.
@@ -334,9 +345,11 @@ impl IdentityWriter {
     pub fn show(&mut self, ty: IdentityType, raw: &str) -> Shown<'_> {
         match &mut self.cache {
             // Memoised by the raw text: normalising happens on a miss only.
-            Some(cache) => Shown(ShownText::Pseudonym(
-                cache.get_with(raw, |p| p.pseudonymise(&ty.normalise(raw))),
-            )),
+            Some(cache) => {
+                Shown(ShownText::Pseudonym(cache.get_with(ty.class(), raw, |p| {
+                    p.pseudonymise(&ty.normalise(raw))
+                })))
+            }
             None => {
                 self.scratch.clear();
                 self.scratch.push_str(&ty.normalise(raw));
@@ -450,6 +463,29 @@ mod tests {
             "pseudonyms join across kinds"
         );
         assert!(writer.show(IdentityType::User, "bob").is_pseudonym());
+    }
+
+    #[test]
+    fn one_text_of_two_types_is_two_identities() {
+        // MAC authentication: the RADIUS user name is the device's MAC, in
+        // the notation the switch sends. The session's user and device
+        // columns hold the same text, normalised differently.
+        let p = Pseudonymiser::new(b"k").unwrap();
+        let mut writer = IdentityWriter::new(&IdentityPolicy::Pseudonymise(p.clone()));
+        let raw = "68-05-71-A4-EF-0E";
+        for _ in 0..2 {
+            let user = writer
+                .show(IdentityType::RadiusUser, raw)
+                .as_str()
+                .to_owned();
+            assert_eq!(user, pseudonym_of(&p, IdentityType::RadiusUser, raw));
+            let device = writer.show(IdentityType::Mac, raw).as_str().to_owned();
+            assert_eq!(
+                device,
+                pseudonym_of(&p, IdentityType::Mac, "68:05:71:a4:ef:0e")
+            );
+            assert_ne!(user, device);
+        }
     }
 
     #[test]

@@ -303,18 +303,22 @@ pub struct PseudonymCache {
 /// Longest raw value kept inside the table's slot.
 const INLINE_KEY: usize = 63;
 
-/// A raw value of up to [`INLINE_KEY`] bytes: its length, then its bytes,
-/// zero-padded to 64 bytes, as words (compared without a call to `memcmp`).
+/// How many classes of values [`PseudonymCache::get_with`] keeps apart.
+pub const CLASSES: u8 = 4;
+
+/// A raw value of up to [`INLINE_KEY`] bytes and its class: the length (low
+/// six bits) and the class (high two), then the bytes, zero-padded to 64
+/// bytes, as words (compared without a call to `memcmp`).
 #[derive(Clone, Copy)]
 struct ShortKey([u64; 8]);
 
 impl ShortKey {
-    fn new(raw: &[u8]) -> Option<ShortKey> {
+    fn new(class: u8, raw: &[u8]) -> Option<ShortKey> {
         let len = u8::try_from(raw.len())
             .ok()
             .filter(|_| raw.len() <= INLINE_KEY)?;
         let mut bytes = [0; INLINE_KEY + 1];
-        bytes[0] = len;
+        bytes[0] = len | (class % CLASSES) << 6;
         bytes[1..=raw.len()].copy_from_slice(raw);
         let mut words = [0; 8];
         for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
@@ -342,8 +346,9 @@ struct Short {
     pseudonym: Pseudonym,
 }
 
-/// One memoised pseudonym and the long raw value it stands for.
+/// One memoised pseudonym and the long raw value (and its class) it stands for.
 struct Long {
+    class: u8,
     raw: Box<[u8]>,
     pseudonym: Pseudonym,
 }
@@ -377,13 +382,17 @@ impl PseudonymCache {
 
     /// Returns the pseudonym of `raw_user_id`, computing and remembering it on a miss.
     pub fn get(&mut self, raw_user_id: &str) -> &Pseudonym {
-        self.get_with(raw_user_id, |p| p.pseudonymise(raw_user_id))
+        self.get_with(0, raw_user_id, |p| p.pseudonymise(raw_user_id))
     }
 
-    /// Returns the memoised pseudonym for `raw_user_id`, computing it with
-    /// `compute` on a miss (e.g. after normalising the value).
+    /// Returns the memoised pseudonym for `raw_user_id` of class `class`
+    /// (below [`CLASSES`]), computing it with `compute` on a miss (e.g.
+    /// after normalising the value). Values are memoised by class and raw
+    /// text: the same text normalised two ways (a RADIUS user name that is
+    /// a MAC address in another notation) is two entries.
     pub fn get_with(
         &mut self,
+        class: u8,
         raw_user_id: &str,
         compute: impl FnOnce(&Pseudonymiser) -> Pseudonym,
     ) -> &Pseudonym {
@@ -395,7 +404,7 @@ impl PseudonymCache {
         let full = self.len() >= self.max_entries;
         let state = &self.state;
         let pseudonymiser = &self.pseudonymiser;
-        if let Some(wanted) = ShortKey::new(raw) {
+        if let Some(wanted) = ShortKey::new(class, raw) {
             let hash = state.hash_one(wanted.0);
             if full && self.short.find(hash, |m| m.raw.matches(&wanted)).is_none() {
                 self.short.clear();
@@ -415,15 +424,18 @@ impl PseudonymCache {
                 .into_mut()
                 .pseudonym
         } else {
-            let hash = state.hash_one(raw);
-            if full && self.long.find(hash, |m| *m.raw == *raw).is_none() {
+            let class = class % CLASSES;
+            let hash = state.hash_one((class, raw));
+            let matches = |m: &Long| m.class == class && *m.raw == *raw;
+            if full && self.long.find(hash, matches).is_none() {
                 self.short.clear();
                 self.long.clear();
             }
             &self
                 .long
-                .entry(hash, |m| *m.raw == *raw, |m| state.hash_one(&*m.raw))
+                .entry(hash, matches, |m| state.hash_one((m.class, &*m.raw)))
                 .or_insert_with(|| Long {
+                    class,
                     raw: raw.into(),
                     pseudonym: compute(pseudonymiser),
                 })
@@ -604,6 +616,23 @@ mod tests {
             }
         }
         assert_eq!(cache.len(), ids.len());
+    }
+
+    #[test]
+    fn classes_are_memoised_apart() {
+        let p = Pseudonymiser::new(b"key").unwrap();
+        let mut cache = PseudonymCache::new(p.clone());
+        let long = "L".repeat(2 * INLINE_KEY);
+        for raw in ["AA-BB-CC-DD-EE-FF", long.as_str()] {
+            let plain = p.pseudonymise(raw);
+            let lower = p.pseudonymise(&raw.to_lowercase());
+            for _ in 0..2 {
+                assert_eq!(*cache.get_with(0, raw, |p| p.pseudonymise(raw)), plain);
+                let got = *cache.get_with(2, raw, |p| p.pseudonymise(&raw.to_lowercase()));
+                assert_eq!(got, lower, "{raw}");
+            }
+        }
+        assert_eq!(cache.len(), 4);
     }
 
     #[test]
