@@ -422,7 +422,9 @@ fn any_byte(bytes: &[u8], wanted: impl Fn(u8) -> bool) -> bool {
 /// comma, a quote or a line break: what the `csv` crate's
 /// `QuoteStyle::Necessary` writes (a property test checks they agree).
 pub fn write_csv_field(buf: &mut BytesMut, value: &[u8]) {
-    if !any_byte(value, |b| b == b',' || b == b'"' || b == b'\n' || b == b'\r') {
+    if !any_byte(value, |b| {
+        b == b',' || b == b'"' || b == b'\n' || b == b'\r'
+    }) {
         buf.put_slice(value);
         return;
     }
