@@ -143,18 +143,29 @@ pg_ticks() {
     done
     echo "$sum"
 }
-# µs of CPU per row for one download: "<service> <database>".
+# µs of CPU per row, medians over RUNS downloads: "<service> <database>
+# <median of the per-download ratios>". Machine noise moves single figures
+# by ±10 %.
 cpu_per_row() {  # $1 = Accept, $2 = base URL, $3 = rows
-    local s0 d0 s1 d1
-    s0=$(ticks "$SERVER"); d0=$(pg_ticks)
-    http_run "$1" "$2" >/dev/null
-    s1=$(ticks "$SERVER"); d1=$(pg_ticks)
-    echo "$(calc "round(($s1 - $s0) * 1e6 / $TICK / $3, 2)") $(calc "round(($d1 - $d0) * 1e6 / $TICK / $3, 2)")"
+    local s0 d0 s1 d1 pairs=()
+    for _ in $(seq 1 "$RUNS"); do
+        s0=$(ticks "$SERVER"); d0=$(pg_ticks)
+        http_run "$1" "$2" >/dev/null
+        s1=$(ticks "$SERVER"); d1=$(pg_ticks)
+        pairs+=("$((s1 - s0)),$((d1 - d0))")
+    done
+    python3 -c "
+import statistics as st, sys
+pairs = [tuple(map(int, p.split(','))) for p in sys.argv[3:]]
+rows, tick = int(sys.argv[1]), int(sys.argv[2])
+per_row = lambda t: t * 1e6 / tick / rows
+print(round(st.median(per_row(s) for s, _ in pairs), 2), round(st.median(per_row(d) for _, d in pairs), 2),
+      round(st.median(s / d for s, d in pairs if d), 2))" "$3" "$TICK" "${pairs[@]}"
 }
-read -r cpu_csv_s cpu_csv_db < <(cpu_per_row text/csv "$BASE" "$week_rows")
-read -r cpu_json_s cpu_json_db < <(cpu_per_row application/json "$BASE" "$week_rows")
-read -r cpu_client_csv_s cpu_client_csv_db < <(cpu_per_row text/csv "$CLIENT_BASE" "$client_week_rows")
-read -r cpu_client_json_s cpu_client_json_db < <(cpu_per_row application/json "$CLIENT_BASE" "$client_week_rows")
+read -r cpu_csv_s cpu_csv_db cpu_csv_r < <(cpu_per_row text/csv "$BASE" "$week_rows")
+read -r cpu_json_s cpu_json_db cpu_json_r < <(cpu_per_row application/json "$BASE" "$week_rows")
+read -r cpu_client_csv_s cpu_client_csv_db cpu_client_csv_r < <(cpu_per_row text/csv "$CLIENT_BASE" "$client_week_rows")
+read -r cpu_client_json_s cpu_client_json_db cpu_client_json_r < <(cpu_per_row application/json "$CLIENT_BASE" "$client_week_rows")
 
 reset_peak() { echo 5 > /proc/$SERVER/clear_refs; }
 peak_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$SERVER/status; }
@@ -192,11 +203,11 @@ Wi-Fi client events (28 columns):
   service CSV, week                      $client_csv_rate rows/s   ratio $(ratio "$client_csv_rate" "$client_copy_rate")
   service JSON, week                     $client_json_rate rows/s   ratio $(ratio "$client_json_rate" "$client_copy_rate")
   service NDJSON, week                   $client_ndjson_rate rows/s   ratio $(ratio "$client_ndjson_rate" "$client_copy_rate")
-CPU per row (µs; service / PostgreSQL, one download each):
-  events CSV                             $cpu_csv_s / $cpu_csv_db   (service/db $(ratio "$cpu_csv_s" "$cpu_csv_db"))
-  events JSON                            $cpu_json_s / $cpu_json_db   (service/db $(ratio "$cpu_json_s" "$cpu_json_db"))
-  client events CSV                      $cpu_client_csv_s / $cpu_client_csv_db   (service/db $(ratio "$cpu_client_csv_s" "$cpu_client_csv_db"))
-  client events JSON                     $cpu_client_json_s / $cpu_client_json_db   (service/db $(ratio "$cpu_client_json_s" "$cpu_client_json_db"))
+CPU per row (µs; service / PostgreSQL, medians of $RUNS downloads; service/db: median of the downloads' ratios; target <= 1):
+  events CSV                             $cpu_csv_s / $cpu_csv_db   (service/db $cpu_csv_r)
+  events JSON                            $cpu_json_s / $cpu_json_db   (service/db $cpu_json_r)
+  client events CSV                      $cpu_client_csv_s / $cpu_client_csv_db   (service/db $cpu_client_csv_r)
+  client events JSON                     $cpu_client_json_s / $cpu_client_json_db   (service/db $cpu_client_json_r)
 authentication events, month:
   month CSV: time to first byte          $(calc "round($ttfb * 1000)") ms   (target <= 20), whole month in ${month_s}s
   peak RSS, month at full speed          $rss_fast MB   (target <= 32)

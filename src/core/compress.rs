@@ -44,7 +44,7 @@ impl Coding {
 
 /// Default gzip level (`ACCTSTREAM_GZIP_LEVEL`), chosen with
 /// `bench/stream.sh` on the week of events (CSV, 2 cores, compressed beside
-/// the encoder): level 2 streams at 0.70× COPY compressing 4.1:1. Level 1
+/// the encoder): level 2 streams at 0.62–0.70× COPY compressing 4.1:1. Level 1
 /// (zlib-rs's quick strategy, static Huffman codes) is faster but
 /// compresses only 2.7:1: it spends 8 bits on each hex digit of a pseudonym.
 /// Clients that accept zstd get zstd, which is faster and smaller.

@@ -1,40 +1,60 @@
 //! A listing's query as `COPY (…) TO STDOUT (FORMAT binary)`.
 //!
-//! `COPY` takes no bind parameters, and writing values into its text would
-//! put them (raw identities among them) into `pg_stat_activity` and the
-//! server's log. So the values go first, as bind parameters, into session
-//! settings (`acctstream.p1`, …) by [`store_parameters`]; the `COPY` text
-//! ([`copy_statement`]) reads each one once, in an uncorrelated subquery (an
-//! init plan, usable in an index condition). The text depends only on the
-//! listing's shape, never on its values, so it is prepared once per
-//! connection. PostgreSQL converts the values to text and back itself:
-//! nothing here escapes or formats a value.
+//! `COPY` takes no bind parameters, so each parameter `$n` of the listing's
+//! query becomes one of two things ([`Parameter`]):
+//! - a **literal**, for times and numbers: the caller formats them from
+//!   typed values (no text from a request ever goes into the statement), and
+//!   the planner sees them, as it sees bind parameters in a custom plan: a
+//!   week of sessions is then read along the start-time index, in order,
+//!   while a value it could not see gives an estimate that sorts the whole
+//!   table first;
+//! - a **setting**, for text and arrays (raw identities among them, which
+//!   must not reach `pg_stat_activity` or the server's log): bound by
+//!   [`store_parameters`] into a session setting (`acctstream.p3`, …), which
+//!   the statement reads once, in an uncorrelated subquery (an init plan,
+//!   still usable in an index condition). PostgreSQL converts the values to
+//!   text and back itself: nothing here escapes a value.
 
 use std::fmt::Write as _;
 
 /// The prefix of the session settings that carry a listing's parameters.
 const PREFIX: &str = "acctstream.p";
 
-/// The statement that stores bind parameters `$1…$n`, of the SQL types
-/// `types`, in the settings [`copy_statement`] reads.
-pub fn store_parameters(types: &[&str]) -> String {
+/// How parameter `$n` reaches the `COPY` statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parameter {
+    /// SQL text the caller formatted from a time or a number.
+    Literal(String),
+    /// A bound value of this SQL type, kept in a session setting.
+    Setting(&'static str),
+}
+
+/// The statement that stores the setting parameters: bind parameter `$k` is
+/// the `k`-th of them (in the order of `parameters`). `None` when there is
+/// none.
+pub fn store_parameters(parameters: &[Parameter]) -> Option<String> {
     let mut sql = String::from("SELECT ");
-    for (i, ty) in types.iter().enumerate() {
-        let n = i + 1;
-        if i > 0 {
+    let mut k = 0;
+    for (i, parameter) in parameters.iter().enumerate() {
+        let Parameter::Setting(ty) = parameter else {
+            continue;
+        };
+        k += 1;
+        if k > 1 {
             sql.push_str(", ");
         }
-        let _ = write!(sql, "set_config('{PREFIX}{n}', ${n}::{ty}::text, false)");
+        let n = i + 1;
+        let _ = write!(sql, "set_config('{PREFIX}{n}', ${k}::{ty}::text, false)");
     }
-    sql
+    (k > 0).then_some(sql)
 }
 
 /// `COPY (sql) TO STDOUT (FORMAT binary)`, with each parameter `$n` of `sql`
-/// read from the setting [`store_parameters`] stored it in, as `types[n-1]`.
-/// Text in single or double quotes is left as it is, and so is a parameter
-/// without a type (a bug of the caller, which PostgreSQL then reports).
-pub fn copy_statement(sql: &str, types: &[&str]) -> String {
-    let mut out = String::with_capacity(sql.len() + 64 * types.len() + 40);
+/// replaced as `parameters[n-1]` says. Text in single or double quotes is
+/// left as it is, and so is a parameter not in `parameters` (a bug of the
+/// caller, which PostgreSQL then reports).
+pub fn copy_statement(sql: &str, parameters: &[Parameter]) -> String {
+    let mut out = String::with_capacity(sql.len() + 64 * parameters.len() + 40);
     out.push_str("COPY (");
     let mut rest = sql;
     while let Some(at) = rest.find(['$', '\'', '"']) {
@@ -55,8 +75,11 @@ pub fn copy_statement(sql: &str, types: &[&str]) -> String {
             continue;
         }
         let n: Option<usize> = after[..digits].parse().ok();
-        match n.and_then(|n| Some((n, types.get(n.checked_sub(1)?)?))) {
-            Some((n, ty)) => {
+        match n.and_then(|n| Some((n, parameters.get(n.checked_sub(1)?)?))) {
+            Some((_, Parameter::Literal(text))) => {
+                let _ = write!(out, "({text})");
+            }
+            Some((n, Parameter::Setting(ty))) => {
                 let _ = write!(out, "(SELECT current_setting('{PREFIX}{n}')::{ty})");
             }
             None => out.push_str(&rest[at..at + 1 + digits]),
@@ -72,47 +95,53 @@ pub fn copy_statement(sql: &str, types: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parameters_become_settings() {
-        assert_eq!(
-            store_parameters(&["timestamptz", "text[]"]),
-            "SELECT set_config('acctstream.p1', $1::timestamptz::text, false), \
-             set_config('acctstream.p2', $2::text[]::text, false)"
-        );
+    fn literal(text: &str) -> Parameter {
+        Parameter::Literal(text.into())
     }
 
     #[test]
-    fn copy_reads_each_parameter_from_its_setting() {
-        let sql = "SELECT a FROM t WHERE at >= $1 AND name = ANY($2::text[]) \
-                   OFFSET $10 LIMIT $3";
-        let types = [
-            "timestamptz",
-            "text[]",
-            "int8",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "int8",
+    fn settings_are_bound_in_order() {
+        let parameters = [
+            literal("'2021-04-10T00:00:00Z'::timestamptz"),
+            Parameter::Setting("text"),
+            literal("7::int8"),
+            Parameter::Setting("int8[]"),
         ];
         assert_eq!(
-            copy_statement(sql, &types),
-            "COPY (SELECT a FROM t WHERE at >= (SELECT current_setting('acctstream.p1')::timestamptz) \
-                 AND name = ANY((SELECT current_setting('acctstream.p2')::text[])::text[]) \
-                 OFFSET (SELECT current_setting('acctstream.p10')::int8) \
-                 LIMIT (SELECT current_setting('acctstream.p3')::int8)) TO STDOUT (FORMAT binary)"
+            store_parameters(&parameters).as_deref(),
+            Some(
+                "SELECT set_config('acctstream.p2', $1::text::text, false), \
+                 set_config('acctstream.p4', $2::int8[]::text, false)"
+            )
+        );
+        assert_eq!(store_parameters(&[literal("1::int8")]), None);
+    }
+
+    #[test]
+    fn copy_writes_literals_and_reads_settings() {
+        let sql = "SELECT a FROM t WHERE at >= $1 AND name = ANY($2::text[]) \
+                   OFFSET $10 LIMIT $3";
+        let mut parameters = vec![
+            literal("'2021-04-10T00:00:00.000000Z'::timestamptz"),
+            Parameter::Setting("text[]"),
+            literal("100::int8"),
+        ];
+        parameters.extend(std::iter::repeat_n(literal("x"), 6));
+        parameters.push(literal("0::int8"));
+        assert_eq!(
+            copy_statement(sql, &parameters),
+            "COPY (SELECT a FROM t WHERE at >= ('2021-04-10T00:00:00.000000Z'::timestamptz) \
+             AND name = ANY((SELECT current_setting('acctstream.p2')::text[])::text[]) \
+             OFFSET (0::int8) LIMIT (100::int8)) TO STDOUT (FORMAT binary)"
         );
         // Quoted text and a `$` not followed by a digit stay, and so do a
-        // parameter without a type and an unterminated quote (bugs that
+        // parameter that was not given and an unterminated quote (bugs that
         // PostgreSQL reports).
         assert_eq!(
-            copy_statement("SELECT '$1''$2', \"$3\", $x, $1", &["int8"]),
-            "COPY (SELECT '$1''$2', \"$3\", $x, (SELECT current_setting('acctstream.p1')::int8)) \
-             TO STDOUT (FORMAT binary)"
+            copy_statement("SELECT '$1''$2', \"$3\", $x, $1", &[literal("1")]),
+            "COPY (SELECT '$1''$2', \"$3\", $x, (1)) TO STDOUT (FORMAT binary)"
         );
-        let copy = |sql| copy_statement(sql, &["int8"]);
+        let copy = |sql| copy_statement(sql, &[literal("1")]);
         assert_eq!(
             copy("SELECT 'a$1"),
             "COPY (SELECT 'a$1) TO STDOUT (FORMAT binary)"

@@ -34,7 +34,7 @@ use tokio_postgres::{
 
 use crate::{
     core::{
-        copy::{copy_statement, store_parameters},
+        copy::{copy_statement, store_parameters, Parameter},
         encode::{FormulaGuard, JsonHead, RecordEncoder, UnixMicros, Value, CHUNK_TARGET},
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{ColumnType, FilterType, FilterValue, Keyset, Kind, Listing},
@@ -99,17 +99,26 @@ pub async fn open(
     // The query itself, prepared (once per connection) for its column types.
     let query = client.prepare_cached(&sql).await?;
     let params = params(&client, kind, listing).await?;
-    let types: Vec<&str> = params.iter().map(Param::sql_type).collect();
-    if !params.is_empty() {
-        let store = client.prepare_cached(&store_parameters(&types)).await?;
-        client
-            .execute(
-                &store,
-                &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
-            )
-            .await?;
-    }
-    let copy = client.prepare_cached(&copy_statement(&sql, &types)).await?;
+    let parameters: Vec<Parameter> = params.iter().map(Param::in_copy).collect();
+    // The COPY text holds this listing's times and numbers: prepared for
+    // this stream only, alongside storing its settings (one round trip).
+    let copy_sql = copy_statement(&sql, &parameters);
+    let copy = client.prepare(&copy_sql);
+    let copy = match store_parameters(&parameters) {
+        None => copy.await?,
+        Some(store) => {
+            let settings: Vec<_> = params
+                .iter()
+                .filter(|p| matches!(p.in_copy(), Parameter::Setting(_)))
+                .map(Param::as_sql)
+                .collect();
+            let store = async {
+                let statement = client.prepare_cached(&store).await?;
+                client.execute(&statement, &settings).await
+            };
+            futures_util::future::try_join(store, copy).await?.1
+        }
+    };
     let data = client.copy_out(&copy).await?;
     let types: Vec<Type> = query.columns().iter().map(|c| c.type_().clone()).collect();
     Ok(RecordStream {
@@ -205,14 +214,21 @@ enum Param {
 }
 
 impl Param {
-    /// Its SQL type.
-    fn sql_type(&self) -> &'static str {
+    /// How it reaches a COPY statement: times and numbers as literals
+    /// (formatted here from their typed values), text and arrays in a
+    /// session setting.
+    fn in_copy(&self) -> Parameter {
         match self {
-            Param::Time(_) => "timestamptz",
-            Param::Integer(_) => "int8",
-            Param::Text(_) => "text",
-            Param::Integers(_) => "int8[]",
-            Param::Texts(_) => "text[]",
+            Param::Time(t) => Parameter::Literal(format!(
+                "'{}'::timestamptz",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            )),
+            Param::Integer(n) => Parameter::Literal(format!("{n}::int8")),
+            // No text matches NULL: the unknown pseudonym's answer.
+            Param::Text(None) => Parameter::Literal("NULL::text".into()),
+            Param::Text(Some(_)) => Parameter::Setting("text"),
+            Param::Integers(_) => Parameter::Setting("int8[]"),
+            Param::Texts(_) => Parameter::Setting("text[]"),
         }
     }
 
@@ -626,6 +642,35 @@ mod tests {
         assert_eq!(t(i64::MAX), None);
         assert_eq!(t(i64::MIN), None);
         assert_eq!(value(ColumnType::Timestamp, &[0; 4]), None);
+    }
+
+    #[test]
+    fn times_and_numbers_are_literals_and_text_is_a_setting() {
+        use chrono::TimeZone;
+        let literal = |p: Param| match p.in_copy() {
+            Parameter::Literal(text) => text,
+            Parameter::Setting(ty) => panic!("a setting of {ty}"),
+        };
+        let first = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            literal(Param::Time(first)),
+            "'0001-01-01T00:00:00.000000Z'::timestamptz"
+        );
+        let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+            + chrono::Duration::microseconds(999_999);
+        assert_eq!(
+            literal(Param::Time(last)),
+            "'9999-12-31T23:59:59.999999Z'::timestamptz"
+        );
+        assert_eq!(literal(Param::Integer(-5)), "-5::int8");
+        assert_eq!(literal(Param::Text(None)), "NULL::text");
+        for (param, ty) in [
+            (Param::Text(Some("x'); --".into())), "text"),
+            (Param::Texts(vec!["a".into()]), "text[]"),
+            (Param::Integers(vec![1]), "int8[]"),
+        ] {
+            assert_eq!(param.in_copy(), Parameter::Setting(ty));
+        }
     }
 
     #[test]
