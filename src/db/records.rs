@@ -223,7 +223,9 @@ impl Param {
                 "'{}'::timestamptz",
                 t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             )),
-            Param::Integer(n) => Parameter::Literal(format!("{n}::int8")),
+            // Quoted: `-9223372036854775808::int8` would negate a number
+            // that int8 cannot hold.
+            Param::Integer(n) => Parameter::Literal(format!("'{n}'::int8")),
             // No text matches NULL: the unknown pseudonym's answer.
             Param::Text(None) => Parameter::Literal("NULL::text".into()),
             Param::Text(Some(_)) => Parameter::Setting("text"),
@@ -662,7 +664,11 @@ mod tests {
             literal(Param::Time(last)),
             "'9999-12-31T23:59:59.999999Z'::timestamptz"
         );
-        assert_eq!(literal(Param::Integer(-5)), "-5::int8");
+        assert_eq!(literal(Param::Integer(-5)), "'-5'::int8");
+        assert_eq!(
+            literal(Param::Integer(i64::MIN)),
+            "'-9223372036854775808'::int8"
+        );
         assert_eq!(literal(Param::Text(None)), "NULL::text");
         for (param, ty) in [
             (Param::Text(Some("x'); --".into())), "text"),

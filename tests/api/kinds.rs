@@ -258,6 +258,12 @@ async fn filter_values_with_quotes_and_array_syntax_match_exactly() {
     // Nothing was dropped, and OTP was not among them.
     let json = get_json(&app, "/api/v1/statistics/events/day/2021-04-10").await;
     assert_eq!(json["events"].as_array().unwrap().len(), methods.len() + 1);
+    // The extremes of a number filter (written into the COPY statement).
+    for code in [i64::MIN, i64::MAX] {
+        let path = format!("{CLIENT_EVENTS}/day/2021-04-10?failureCode={code}&format=json");
+        let json = get_json(&app, &path).await;
+        assert_eq!(json["clientEvents"].as_array().unwrap().len(), 0, "{path}");
+    }
 }
 
 fn acctstream_event(at: &str, method: &str) -> crate::helpers::NewEvent {
