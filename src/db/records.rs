@@ -219,10 +219,7 @@ impl Param {
     /// session setting.
     fn in_copy(&self) -> Parameter {
         match self {
-            Param::Time(t) => Parameter::Literal(format!(
-                "'{}'::timestamptz",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            )),
+            Param::Time(t) => Parameter::Literal(time_literal(*t)),
             // Quoted: `-9223372036854775808::int8` would negate a number
             // that int8 cannot hold.
             Param::Integer(n) => Parameter::Literal(format!("'{n}'::int8")),
@@ -242,6 +239,25 @@ impl Param {
             Param::Integers(v) => v,
             Param::Texts(v) => v,
         }
+    }
+}
+
+/// A time as SQL: an RFC 3339 literal for the years 0001 to 9999 (every
+/// window), else microseconds from the Unix epoch, which PostgreSQL reads
+/// whatever the year (its text form of other years needs `BC` or five
+/// digits), as it reads a bound value; out of its range, both fail alike.
+fn time_literal(t: DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    if (1..=9999).contains(&t.year()) {
+        format!(
+            "'{}'::timestamptz",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    } else {
+        format!(
+            "('epoch'::timestamptz + '{} microseconds'::interval)",
+            t.timestamp_micros()
+        )
     }
 }
 
@@ -663,6 +679,16 @@ mod tests {
         assert_eq!(
             literal(Param::Time(last)),
             "'9999-12-31T23:59:59.999999Z'::timestamptz"
+        );
+        let year_zero = Utc.with_ymd_and_hms(0, 12, 31, 0, 0, 0).unwrap();
+        assert_eq!(
+            literal(Param::Time(year_zero)),
+            "('epoch'::timestamptz + '-62135683200000000 microseconds'::interval)"
+        );
+        let year_10000 = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            literal(Param::Time(year_10000)),
+            "('epoch'::timestamptz + '253402300800000000 microseconds'::interval)"
         );
         assert_eq!(literal(Param::Integer(-5)), "'-5'::int8");
         assert_eq!(
