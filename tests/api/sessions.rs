@@ -504,6 +504,21 @@ async fn one_session_online_and_histories() {
         .map(|s| s["acctSessionId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["open", "before"], "newest first");
+    // Bounds in any year PostgreSQL holds (year 0 is 1 BC, year 10000 needs
+    // five digits): the same history.
+    let history = app
+        .json_as(
+            TOKEN,
+            &format!("/api/v1/users/{alice}/sessions?from=0000-06-01&to=%2B10000-01-01"),
+        )
+        .await;
+    let all: Vec<&str> = history["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["acctSessionId"].as_str().unwrap())
+        .collect();
+    assert!(all.starts_with(&ids), "{all:?}");
     let device = app.pseudonym("aa:bb:cc:dd:ee:ff");
     let history = app
         .json_as(
