@@ -109,8 +109,9 @@ pub async fn open(
         Some(store) => {
             let settings: Vec<_> = params
                 .iter()
-                .filter(|p| matches!(p.in_copy(), Parameter::Setting(_)))
-                .map(Param::as_sql)
+                .zip(&parameters)
+                .filter(|(_, parameter)| matches!(parameter, Parameter::Setting(_)))
+                .map(|(param, _)| param.as_sql())
                 .collect();
             let store = async {
                 let statement = client.prepare_cached(&store).await?;
@@ -401,8 +402,8 @@ fn typed<'a>(
         ColumnType::Integer => read::<Option<i64>>(ty, raw)?.map_or(Value::Null, Value::Integer),
         ColumnType::Float => read::<Option<f64>>(ty, raw)?.map_or(Value::Null, Value::Float),
         ColumnType::Boolean => read::<Option<bool>>(ty, raw)?.map_or(Value::Null, Value::Boolean),
-        ColumnType::Identity(ty_) => match read::<Option<&str>>(ty, raw)? {
-            Some(raw) => Value::Identity(identities.show(ty_, raw)),
+        ColumnType::Identity(identity) => match read::<Option<&str>>(ty, raw)? {
+            Some(raw) => Value::Identity(identities.show(identity, raw)),
             None => Value::Null,
         },
     })

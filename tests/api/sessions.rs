@@ -491,18 +491,21 @@ async fn one_session_online_and_histories() {
     assert_eq!(stale["sessions"][0]["durationSeconds"], 0);
 
     let alice = app.pseudonym("alice");
+    let session_ids = |history: &Value| -> Vec<String> {
+        history["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let history = app
         .json_as(
             TOKEN,
             &format!("/api/v1/users/{alice}/sessions?from=2026-11-01&to=2026-11-30"),
         )
         .await;
-    let ids: Vec<&str> = history["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["acctSessionId"].as_str().unwrap())
-        .collect();
+    let ids = session_ids(&history);
     assert_eq!(ids, vec!["open", "before"], "newest first");
     // Bounds in any year PostgreSQL holds (year 0 is 1 BC, year 10000 needs
     // five digits): the same history.
@@ -512,12 +515,7 @@ async fn one_session_online_and_histories() {
             &format!("/api/v1/users/{alice}/sessions?from=0000-06-01&to=%2B10000-01-01"),
         )
         .await;
-    let all: Vec<&str> = history["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["acctSessionId"].as_str().unwrap())
-        .collect();
+    let all = session_ids(&history);
     assert!(all.starts_with(&ids), "{all:?}");
     let device = app.pseudonym("aa:bb:cc:dd:ee:ff");
     let history = app
