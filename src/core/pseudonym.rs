@@ -313,12 +313,13 @@ pub const CLASSES: u8 = 4;
 struct ShortKey([u64; 8]);
 
 impl ShortKey {
+    /// `class` is below [`CLASSES`].
     fn new(class: u8, raw: &[u8]) -> Option<ShortKey> {
         let len = u8::try_from(raw.len())
             .ok()
             .filter(|_| raw.len() <= INLINE_KEY)?;
         let mut bytes = [0; INLINE_KEY + 1];
-        bytes[0] = len | (class % CLASSES) << 6;
+        bytes[0] = len | class << 6;
         bytes[1..=raw.len()].copy_from_slice(raw);
         let mut words = [0; 8];
         for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
@@ -401,6 +402,7 @@ impl PseudonymCache {
             return &self.last;
         }
         let raw = raw_user_id.as_bytes();
+        let class = class % CLASSES;
         let full = self.len() >= self.max_entries;
         let state = &self.state;
         let pseudonymiser = &self.pseudonymiser;
@@ -424,7 +426,6 @@ impl PseudonymCache {
                 .into_mut()
                 .pseudonym
         } else {
-            let class = class % CLASSES;
             let hash = state.hash_one((class, raw));
             let matches = |m: &Long| m.class == class && *m.raw == *raw;
             if full && self.long.find(hash, matches).is_none() {
