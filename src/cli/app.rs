@@ -269,12 +269,8 @@ async fn serve_with(
             },
             csv_formula_guard: args.csv_formula_guard.parse().unwrap_or_default(),
             cors_origins: config::parse_cors_origins(&args.cors_origins)?,
-            compression: crate::core::compress::Levels::parse(
-                &args.gzip_level,
-                &args.zstd_level,
-                &args.brotli_level,
-            )
-            .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
+            compression: crate::core::compress::Levels::parse(&args.gzip_level, &args.zstd_level)
+                .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
             oauth: oauth.map(std::sync::Arc::new),
             limits: std::sync::Arc::new(limits),
             audit: Some(audit_sink),

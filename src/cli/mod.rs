@@ -101,9 +101,6 @@ struct ServeArgs {
     /// zstd level of streamed bodies, 1 (fastest) to 19 (smallest).
     #[arg(long, env = "ACCTSTREAM_ZSTD_LEVEL", default_value_t = crate::core::compress::DEFAULT_ZSTD_LEVEL.to_string())]
     zstd_level: String,
-    /// brotli quality of streamed bodies, 0 (fastest) to 11 (smallest).
-    #[arg(long, env = "ACCTSTREAM_BROTLI_LEVEL", default_value_t = crate::core::compress::DEFAULT_BROTLI_LEVEL.to_string())]
-    brotli_level: String,
     /// When an open session counts as stale (not heard of for this long):
     /// seconds, or with s, m or h (e.g. 15m). Default: three of its interim
     /// intervals when known, else one hour.

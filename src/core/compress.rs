@@ -1,5 +1,5 @@
-//! Compressing streamed bodies: gzip (flate2 on the zlib-rs backend), zstd
-//! and brotli, at configured levels, a chunk at a time on the thread that encodes
+//! Compressing streamed bodies: gzip (flate2 on the zlib-rs backend) and
+//! zstd, at configured levels, a chunk at a time on the thread that encodes
 //! the rows. Every chunk is flushed (a deflate sync flush, a zstd block end)
 //! so a client receives each chunk as soon as it is encoded, whatever the
 //! compressor buffers.
@@ -16,18 +16,16 @@ pub enum Coding {
     Gzip,
     /// `zstd`.
     Zstd,
-    /// `br`.
-    Brotli,
 }
 
 impl Coding {
     /// The coding named by [`crate::core::negotiate::fastest_coding`], if
-    /// the service compresses it itself (others are left to the HTTP layer).
+    /// the service compresses streams with it (see [`STREAMED_UNCOMPRESSED`]
+    /// for `br`; other codings are left to the HTTP layer).
     pub fn from_name(name: &str) -> Option<Coding> {
         match name {
             "gzip" => Some(Coding::Gzip),
             "zstd" => Some(Coding::Zstd),
-            "br" => Some(Coding::Brotli),
             _ => None,
         }
     }
@@ -37,7 +35,6 @@ impl Coding {
         match self {
             Coding::Gzip => "gzip",
             Coding::Zstd => "zstd",
-            Coding::Brotli => "br",
         }
     }
 }
@@ -53,15 +50,14 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 2;
 /// level 1 streams at 0.84× COPY compressing 5.4:1 (level 2: 0.77×, 6.3:1;
 /// level 3: 0.68×, 6.6:1).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
-/// Default brotli quality (`ACCTSTREAM_BROTLI_LEVEL`), measured on the week
-/// of events as CSV in 32 KiB flushed chunks, one core: quality 0 compresses
-/// at 267 MB/s, 3.4:1; 1 at 211 MB/s, 4.1:1; 2 at 141 MB/s, 4.4:1; 3 (what
-/// actix-web used, 4 MiB window) at 124 MB/s, 5.3:1.
-pub const DEFAULT_BROTLI_LEVEL: u32 = 1;
-/// The brotli window: 1 MiB (`lgwin` 20) is as small as the ratio allows
-/// on this data (18 and 20 compress alike); actix-web's 4 MiB window
-/// cost memory for nothing.
-const BROTLI_WINDOW_BITS: u32 = 20;
+/// Codings a streamed body is never compressed with: it goes uncompressed
+/// to a client whose fastest acceptable coding is one of these. brotli at
+/// its fastest qualities (0 and 1, 1 MiB window) streamed the week of events
+/// at 0.67–0.71× `COPY` (the compressor alone: 211–267 MB/s on one core),
+/// below the 0.8× a download must keep; a client offering brotli offers gzip
+/// or zstd too (browsers, curl `--compressed`), and one offering brotli
+/// alone gets the rows at full speed rather than at brotli's.
+pub const STREAMED_UNCOMPRESSED: [&str; 1] = ["br"];
 
 /// The levels of each coding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +66,6 @@ pub struct Levels {
     pub gzip: u32,
     /// 1 (fastest) to 19 (smallest).
     pub zstd: i32,
-    /// 0 (fastest) to 11 (smallest).
-    pub brotli: u32,
 }
 
 impl Default for Levels {
@@ -79,7 +73,6 @@ impl Default for Levels {
         Levels {
             gzip: DEFAULT_GZIP_LEVEL,
             zstd: DEFAULT_ZSTD_LEVEL,
-            brotli: DEFAULT_BROTLI_LEVEL,
         }
     }
 }
@@ -99,9 +92,8 @@ pub struct BadLevel {
 }
 
 impl Levels {
-    /// Parses `ACCTSTREAM_GZIP_LEVEL` (1–9), `ACCTSTREAM_ZSTD_LEVEL` (1–19)
-    /// and `ACCTSTREAM_BROTLI_LEVEL` (0–11).
-    pub fn parse(gzip: &str, zstd: &str, brotli: &str) -> Result<Levels, BadLevel> {
+    /// Parses `ACCTSTREAM_GZIP_LEVEL` (1–9) and `ACCTSTREAM_ZSTD_LEVEL` (1–19).
+    pub fn parse(gzip: &str, zstd: &str) -> Result<Levels, BadLevel> {
         let level = |name: &'static str, value: &str, min: i32, max: i32| {
             value
                 .trim()
@@ -118,7 +110,6 @@ impl Levels {
         Ok(Levels {
             gzip: level("ACCTSTREAM_GZIP_LEVEL", gzip, 1, 9)? as u32,
             zstd: level("ACCTSTREAM_ZSTD_LEVEL", zstd, 1, 19)?,
-            brotli: level("ACCTSTREAM_BROTLI_LEVEL", brotli, 0, 11)? as u32,
         })
     }
 }
@@ -126,7 +117,6 @@ impl Levels {
 enum Inner {
     Gzip(GzEncoder<Vec<u8>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
 }
 
 /// The compressor of one body.
@@ -150,12 +140,6 @@ impl Compressor {
                 flate2::Compression::new(levels.gzip),
             )),
             Coding::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(buffer, levels.zstd)?),
-            Coding::Brotli => Inner::Brotli(Box::new(brotli::CompressorWriter::new(
-                buffer,
-                32 * 1024,
-                levels.brotli,
-                BROTLI_WINDOW_BITS,
-            ))),
         };
         Ok(Compressor { inner })
     }
@@ -173,11 +157,6 @@ impl Compressor {
                 encoder.flush()?;
                 Ok(Bytes::from(std::mem::take(encoder.get_mut())))
             }
-            Inner::Brotli(encoder) => {
-                encoder.write_all(chunk)?;
-                encoder.flush()?;
-                Ok(Bytes::from(std::mem::take(encoder.get_mut())))
-            }
         }
     }
 
@@ -186,7 +165,6 @@ impl Compressor {
         match self.inner {
             Inner::Gzip(encoder) => Ok(Bytes::from(encoder.finish()?)),
             Inner::Zstd(encoder) => Ok(Bytes::from(encoder.finish()?)),
-            Inner::Brotli(encoder) => Ok(Bytes::from(encoder.into_inner())),
         }
     }
 }
@@ -213,7 +191,7 @@ mod tests {
     #[test]
     fn chunks_decode_to_the_body_for_each_coding() {
         let body = body();
-        for coding in [Coding::Gzip, Coding::Zstd, Coding::Brotli] {
+        for coding in [Coding::Gzip, Coding::Zstd] {
             let mut c = Compressor::new(coding, Levels::default()).unwrap();
             let mut wire = Vec::new();
             for chunk in body.chunks(32 * 1024) {
@@ -232,11 +210,6 @@ mod tests {
                 Coding::Zstd => {
                     decoded = zstd::stream::decode_all(&wire[..]).unwrap();
                 }
-                Coding::Brotli => {
-                    brotli::Decompressor::new(&wire[..], 4096)
-                        .read_to_end(&mut decoded)
-                        .unwrap();
-                }
             }
             assert_eq!(decoded, body, "{coding:?}");
             assert!(wire.len() * 3 < body.len(), "{coding:?}: at least 3:1");
@@ -245,23 +218,18 @@ mod tests {
 
     #[test]
     fn levels_are_checked() {
-        assert_eq!(Levels::parse("2", "1", "1").unwrap(), Levels::default());
+        assert_eq!(Levels::parse("2", "1").unwrap(), Levels::default());
         assert_eq!(
-            Levels::parse("9", "19", "11").unwrap(),
-            Levels {
-                gzip: 9,
-                zstd: 19,
-                brotli: 11
-            }
+            Levels::parse("9", "19").unwrap(),
+            Levels { gzip: 9, zstd: 19 }
         );
-        assert!(Levels::parse("0", "1", "1").is_err());
-        assert!(Levels::parse("1", "20", "1").is_err());
-        assert!(Levels::parse("1", "1", "12").is_err());
+        assert!(Levels::parse("0", "1").is_err());
+        assert!(Levels::parse("1", "20").is_err());
         assert_eq!(
-            Levels::parse("x", "1", "1").unwrap_err().name,
+            Levels::parse("x", "1").unwrap_err().name,
             "ACCTSTREAM_GZIP_LEVEL"
         );
-        assert_eq!(Coding::from_name("br"), Some(Coding::Brotli));
+        assert_eq!(Coding::from_name("br"), None);
         assert_eq!(Coding::from_name("deflate"), None);
         assert_eq!(Coding::from_name("zstd").map(Coding::name), Some("zstd"));
     }

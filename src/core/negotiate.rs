@@ -434,7 +434,8 @@ mod tests {
 
 /// The content codings the service compresses with, fastest first (as
 /// measured by `bench/stream.sh`: zstd, then gzip and deflate on zlib-rs,
-/// then brotli).
+/// then brotli, which streamed records skip: see
+/// `core::compress::STREAMED_UNCOMPRESSED`).
 pub const CODINGS_FASTEST_FIRST: [&str; 4] = ["zstd", "gzip", "deflate", "br"];
 
 /// The fastest coding of [`CODINGS_FASTEST_FIRST`] that an `Accept-Encoding`
@@ -464,9 +465,52 @@ pub fn fastest_coding(accept_encoding: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether an `Accept-Encoding` value refuses an uncompressed body:
+/// `identity;q=0`, or `*;q=0` without `identity` named with a non-zero
+/// quality (RFC 9110, 12.5.3).
+pub fn identity_refused(accept_encoding: &str) -> bool {
+    let mut identity = None;
+    let mut star = None;
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let zero = parts.any(|p| {
+            let p = p.trim();
+            p.len() >= 2
+                && p[..2].eq_ignore_ascii_case("q=")
+                && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("identity") {
+            identity = Some(!zero);
+        } else if name == "*" {
+            star = Some(!zero);
+        }
+    }
+    match identity {
+        Some(accepted) => !accepted,
+        None => star == Some(false),
+    }
+}
+
 #[cfg(test)]
 mod coding_tests {
-    use super::fastest_coding;
+    use super::{fastest_coding, identity_refused};
+
+    #[test]
+    fn identity_is_refused_only_explicitly() {
+        for refused in ["br, identity;q=0", "br, *;q=0", "br;q=1, IDENTITY; Q=0.000"] {
+            assert!(identity_refused(refused), "{refused}");
+        }
+        for accepted in [
+            "",
+            "br",
+            "br, *",
+            "*;q=0, identity",
+            "identity;q=0.5, *;q=0",
+        ] {
+            assert!(!identity_refused(accepted), "{accepted}");
+        }
+    }
 
     #[test]
     fn the_fastest_accepted_coding_wins() {

@@ -214,7 +214,9 @@ pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> 
 /// The response with a streamed body of records: compressed here, on the
 /// worker that encodes the rows and at the configured level, when the
 /// client's fastest acceptable coding (`core::negotiate::fastest_coding`)
-/// is gzip, zstd or br; any other coding is left to the compression layer.
+/// is gzip or zstd; uncompressed when it is br
+/// (`core::compress::STREAMED_UNCOMPRESSED`) unless the client refuses an
+/// uncompressed body; any other coding is left to the compression layer.
 pub fn streamed(
     req: &HttpRequest,
     state: &AppState,
@@ -228,8 +230,18 @@ pub fn streamed(
             offered.push(',');
         }
     }
-    let coding = crate::core::negotiate::fastest_coding(&offered)
-        .and_then(crate::core::compress::Coding::from_name);
+    let name = crate::core::negotiate::fastest_coding(&offered);
+    if name.is_some_and(|name| crate::core::compress::STREAMED_UNCOMPRESSED.contains(&name))
+        && !crate::core::negotiate::identity_refused(&offered)
+    {
+        // `identity` keeps the compression layer off this body; the
+        // `fastest_coding` middleware takes the header away again.
+        response
+            .insert_header((header::CONTENT_ENCODING, "identity"))
+            .append_header((header::VARY, "Accept-Encoding"));
+        return response.streaming(stream);
+    }
+    let coding = name.and_then(crate::core::compress::Coding::from_name);
     let compressor = coding.and_then(|coding| {
         crate::core::compress::Compressor::new(coding, state.options.compression)
             .ok()

@@ -60,7 +60,10 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// Middleware before the compression layer: when the client accepts several
 /// codings, it gets the fastest of them (`core::negotiate::fastest_coding`):
 /// the compression layer otherwise takes the client's first, and a
-/// download's speed is the compressor's.
+/// download's speed is the compressor's. On the way back it removes the
+/// `Content-Encoding: identity` with which a handler kept the compression
+/// layer off a body (`listing::streamed`): `identity` is no content coding
+/// to name in a response (RFC 9110, 12.5.3).
 async fn fastest_coding(
     mut req: actix_web::dev::ServiceRequest,
     next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -76,12 +79,26 @@ async fn fastest_coding(
         }
     }
     if let Some(coding) = crate::core::negotiate::fastest_coding(&offered) {
-        req.headers_mut().insert(
-            header,
-            actix_web::http::header::HeaderValue::from_static(coding),
-        );
+        // A refusal of uncompressed bodies stays with the coding.
+        let value = if crate::core::negotiate::identity_refused(&offered) {
+            actix_web::http::header::HeaderValue::from_str(&format!("{coding}, identity;q=0"))
+        } else {
+            Ok(actix_web::http::header::HeaderValue::from_static(coding))
+        };
+        if let Ok(value) = value {
+            req.headers_mut().insert(header, value);
+        }
     }
-    next.call(req).await
+    let mut response = next.call(req).await?;
+    let content_encoding = actix_web::http::header::CONTENT_ENCODING;
+    if response
+        .headers()
+        .get(&content_encoding)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        response.headers_mut().remove(&content_encoding);
+    }
+    Ok(response)
 }
 
 /// Starts serving on `listener` (bind port 0 in tests). The returned server
