@@ -483,11 +483,20 @@ pub async fn trickle(
             }
         }
         live = still;
-        let parsed: Result<Vec<_>, _> = requests
-            .iter()
-            .filter_map(Value::as_object)
-            .map(|object| radius::parse_request(object, now).map(|(request, _)| request))
-            .collect();
+        // Read back as the ingest endpoint reads a posted batch.
+        let body = Value::Array(requests).to_string();
+        let parsed: Result<Vec<_>, String> = match radius::parse_body(body.as_bytes(), false) {
+            Ok(radius::Body::Batch(objects)) => objects
+                .iter()
+                .map(|(_, object)| {
+                    radius::parse_request(object, now)
+                        .map(|(request, _)| request)
+                        .map_err(|e| e.to_string())
+                })
+                .collect(),
+            Ok(radius::Body::Single(_)) | Err(radius::BodyError::Empty) => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        };
         let outcome = match parsed {
             Ok(parsed) => {
                 let steps = merge_requests(parsed);
@@ -496,7 +505,7 @@ pub async fn trickle(
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
-            Err(rejection) => Err(rejection.to_string()),
+            Err(rejection) => Err(rejection),
         };
         match outcome {
             Ok(()) => failures = 0,

@@ -206,7 +206,7 @@ async fn post_radius(
                 let id = db_sessions::quarantine(
                     &state.pool,
                     &rejection.to_string(),
-                    &Value::Object(object),
+                    &object.to_value(),
                 )
                 .await?;
                 metrics.radius_requests("quarantined", 1);

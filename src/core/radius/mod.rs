@@ -17,14 +17,17 @@
 
 pub mod date;
 pub mod enums;
+mod json;
 mod merge;
 
 use std::{borrow::Cow, fmt::Write as _, net::IpAddr};
 
 use chrono::{DateTime, Duration, Utc};
 use md5::{Digest, Md5};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
+pub use self::json::Object;
+use self::json::{leaf, rest_value, Item, Leaf, Top};
 pub use self::merge::{merge_requests, Step};
 
 /// Longest accepted text value, in characters: a RADIUS attribute holds
@@ -158,35 +161,91 @@ pub struct Notes {
     pub zone_fallback: Option<String>,
 }
 
-/// The attributes of one request, looked up by name without regard to
-/// case (the exact spelling first, which is what NAS and FreeRADIUS send).
+/// The attributes [`parse_request`] reads (each name as RADIUS
+/// dictionaries spell it).
+const KNOWN: [&str; 32] = [
+    "Acct-Status-Type",
+    "NAS-IPv6-Address",
+    "NAS-IP-Address",
+    "Acct-Delay-Time",
+    "Event-Timestamp",
+    "Acct-Terminate-Cause",
+    "Acct-Session-Id",
+    "User-Name",
+    "NAS-Port",
+    "NAS-Port-Id",
+    "Acct-Unique-Session-Id",
+    "NAS-Identifier",
+    "Acct-Input-Octets",
+    "Acct-Input-Gigawords",
+    "Acct-Output-Octets",
+    "Acct-Output-Gigawords",
+    "Acct-Session-Time",
+    "Connect-Info",
+    "Realm",
+    "NAS-Port-Type",
+    "Acct-Interim-Interval",
+    "Acct-Authentic",
+    "Called-Station-Id",
+    "Calling-Station-Id",
+    "Service-Type",
+    "Framed-Protocol",
+    "Framed-IP-Address",
+    "Framed-IPv6-Address",
+    "Framed-IPv6-Prefix",
+    "Framed-Interface-Id",
+    "Delegated-IPv6-Prefix",
+    "Class",
+];
+
+/// The attributes of one request that [`KNOWN`] names, found in one pass
+/// over the request and matched without regard to case: the exact
+/// spelling first (what NAS and FreeRADIUS send; a repeated name's last
+/// value), else the other spelling that sorts first.
 struct Attributes<'a> {
-    object: &'a Map<String, Value>,
+    values: [Option<&'a RawValue>; KNOWN.len()],
 }
 
 impl<'a> Attributes<'a> {
-    fn new(object: &'a Map<String, Value>) -> Self {
-        Attributes { object }
+    fn new(object: &'a Object<'_>) -> Self {
+        let mut values = [None; KNOWN.len()];
+        let mut exact = [false; KNOWN.len()];
+        let mut other_spelling: [Option<&str>; KNOWN.len()] = [None; KNOWN.len()];
+        for (name, raw) in object.iter() {
+            let Some(i) = KNOWN
+                .iter()
+                .position(|known| known.len() == name.len() && known.eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            if name == KNOWN[i] {
+                values[i] = Some(raw);
+                exact[i] = true;
+            } else if !exact[i] && other_spelling[i].is_none_or(|seen| name <= seen) {
+                values[i] = Some(raw);
+                other_spelling[i] = Some(name);
+            }
+        }
+        Attributes { values }
     }
 
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        self.object.get(name).or_else(|| {
-            self.object
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value)
-        })
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        let i = KNOWN.iter().position(|known| *known == name);
+        debug_assert!(i.is_some(), "{name} is read but not in KNOWN");
+        self.values[i?]
     }
 
     /// The first value of `name`, plain or in `rlm_rest`'s form.
     fn scalar(&self, name: &'static str) -> Result<Option<Scalar<'a>>, Rejection> {
-        let Some(value) = self.get(name) else {
+        let Some(raw) = self.get(name) else {
             return Ok(None);
         };
-        let value = match value {
-            Value::Object(form) => match form.get("value") {
-                Some(Value::Array(values)) => values.first(),
-                Some(other) => Some(other),
+        let value = match leaf(raw) {
+            Leaf::Object => match rest_value(raw) {
+                Some(value) => match leaf(value) {
+                    Leaf::Object => Leaf::Other,
+                    value => value,
+                },
                 None => {
                     return Err(reject(
                         name,
@@ -194,17 +253,17 @@ impl<'a> Attributes<'a> {
                     ))
                 }
             },
-            Value::Array(values) => values.first(),
-            other => Some(other),
+            value => value,
         };
         match value {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(Scalar::Text(utf8_from_byte_escapes(s)))),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(n) => Ok(Some(Scalar::Integer(n))),
-                None => Err(reject(name, "must be an integer")),
-            },
-            Some(_) => Err(reject(name, "must be a string or a number")),
+            Leaf::Null => Ok(None),
+            Leaf::Text(Cow::Borrowed(s)) => Ok(Some(Scalar::Text(utf8_from_byte_escapes(s)))),
+            Leaf::Text(Cow::Owned(s)) => Ok(Some(Scalar::Text(Cow::Owned(
+                utf8_from_byte_escapes(&s).into_owned(),
+            )))),
+            Leaf::Integer(n) => Ok(Some(Scalar::Integer(n))),
+            Leaf::OtherNumber => Err(reject(name, "must be an integer")),
+            Leaf::Other | Leaf::Object => Err(reject(name, "must be a string or a number")),
         }
     }
 
@@ -309,7 +368,7 @@ pub fn default_unique_id(parts: [&str; 6]) -> String {
 
 /// Reads one accounting request received at `received`.
 pub fn parse_request(
-    object: &Map<String, Value>,
+    object: &Object<'_>,
     received: DateTime<Utc>,
 ) -> Result<(Request, Notes), Rejection> {
     let attrs = Attributes::new(object);
@@ -451,14 +510,14 @@ fn epoch_time(epoch: i64) -> Result<DateTime<Utc>, Rejection> {
         .ok_or_else(|| reject("Event-Timestamp", "epoch seconds out of range"))
 }
 
-/// The records of a POST body.
+/// The records of a POST body, borrowed from it.
 #[derive(Debug)]
-pub enum Body {
+pub enum Body<'a> {
     /// One bare JSON object: one request as `rlm_rest` posts it.
-    Single(Map<String, Value>),
+    Single(Object<'a>),
     /// An array, or NDJSON lines: a batch (`(position, object)`; position
     /// 1-based, the array index or the physical line).
-    Batch(Vec<(usize, Map<String, Value>)>),
+    Batch(Vec<(usize, Object<'a>)>),
 }
 
 /// Why a body could not be read at all.
@@ -496,11 +555,7 @@ fn syntax(record: usize, e: &serde_json::Error) -> BodyError {
 }
 
 /// Reads a body: NDJSON when `ndjson`, else one JSON object or an array of them.
-pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Body, BodyError> {
-    let object = |record: usize, value: Value| match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(BodyError::NotObject { record }),
-    };
+pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Body<'_>, BodyError> {
     if ndjson {
         let mut out = Vec::new();
         for (i, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -508,25 +563,29 @@ pub fn parse_body(body: &[u8], ndjson: bool) -> Result<Body, BodyError> {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let value: Value = serde_json::from_slice(line).map_err(|e| syntax(i + 1, &e))?;
-            out.push((i + 1, object(i + 1, value)?));
+            match serde_json::from_slice::<Top<'_>>(line).map_err(|e| syntax(i + 1, &e))? {
+                Top(Item::Object(object)) => out.push((i + 1, object)),
+                _ => return Err(BodyError::NotObject { record: i + 1 }),
+            }
         }
         if out.is_empty() {
             return Err(BodyError::Empty);
         }
         return Ok(Body::Batch(out));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| syntax(1, &e))?;
-    match value {
-        Value::Object(map) => Ok(Body::Single(map)),
-        Value::Array(items) if items.is_empty() => Err(BodyError::Empty),
-        Value::Array(items) => items
+    match serde_json::from_slice::<Top<'_>>(body).map_err(|e| syntax(1, &e))? {
+        Top(Item::Object(object)) => Ok(Body::Single(object)),
+        Top(Item::Array(items)) if items.is_empty() => Err(BodyError::Empty),
+        Top(Item::Array(items)) => items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Ok((i + 1, object(i + 1, v)?)))
+            .map(|(i, item)| match item {
+                Item::Object(object) => Ok((i + 1, object)),
+                _ => Err(BodyError::NotObject { record: i + 1 }),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Body::Batch),
-        _ => Err(BodyError::NotObject { record: 1 }),
+        Top(Item::Other) => Err(BodyError::NotObject { record: 1 }),
     }
 }
 

@@ -1,17 +1,23 @@
 use chrono::TimeZone;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
+
+/// `value` posted alone and read as the ingest endpoint reads it.
+fn parse_value(value: &Value, received: DateTime<Utc>) -> Result<(Request, Notes), Rejection> {
+    let text = value.to_string();
+    match parse_body(text.as_bytes(), false) {
+        Ok(Body::Single(object)) => parse_request(&object, received),
+        other => panic!("not one object: {other:?}"),
+    }
+}
 
 fn received() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
 }
 
 fn session(value: Value) -> SessionRow {
-    match parse_request(value.as_object().unwrap(), received())
-        .unwrap()
-        .0
-    {
+    match parse_value(&value, received()).unwrap().0 {
         Request::Session(row) => *row,
         other => panic!("not a session request: {other:?}"),
     }
@@ -88,10 +94,8 @@ fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
         dated.start,
         Utc.with_ymd_and_hms(2026, 11, 26, 1, 16, 8).unwrap()
     );
-    let (request, notes) = parse_request(
-        with(json!({"Event-Timestamp": "Nov 25 2026 17:40:00 CST"}))
-            .as_object()
-            .unwrap(),
+    let (request, notes) = parse_value(
+        &with(json!({"Event-Timestamp": "Nov 25 2026 17:40:00 CST"})),
         received(),
     )
     .unwrap();
@@ -100,13 +104,7 @@ fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
         panic!()
     };
     assert_eq!(row.start, received());
-    let err = parse_request(
-        with(json!({"Event-Timestamp": "soon"}))
-            .as_object()
-            .unwrap(),
-        received(),
-    )
-    .unwrap_err();
+    let err = parse_value(&with(json!({"Event-Timestamp": "soon"})), received()).unwrap_err();
     assert_eq!(err.attribute, "Event-Timestamp");
 }
 
@@ -154,7 +152,7 @@ fn bad_requests_name_the_attribute_never_the_value() {
         ),
     ];
     for (value, attribute) in cases {
-        let err = parse_request(value.as_object().unwrap(), received()).unwrap_err();
+        let err = parse_value(&value, received()).unwrap_err();
         assert_eq!(err.attribute, attribute, "{value}");
         assert!(!err.to_string().contains("secret-host"));
     }
@@ -162,10 +160,8 @@ fn bad_requests_name_the_attribute_never_the_value() {
 
 #[test]
 fn accounting_on_closes_the_nas_with_nas_reboot() {
-    let (request, _) = parse_request(
-        json!({"Acct-Status-Type": rest("integer", json!("Accounting-On")), "NAS-IP-Address": "10.0.0.9"})
-            .as_object()
-            .unwrap(),
+    let (request, _) = parse_value(
+        &json!({"Acct-Status-Type": rest("integer", json!("Accounting-On")), "NAS-IP-Address": "10.0.0.9"}),
         received(),
     )
     .unwrap();
@@ -194,7 +190,7 @@ fn packet(status: &str, at: i64, session_time: Option<i64>, octets: Option<i64>)
     if status == "Stop" {
         map.insert("Acct-Terminate-Cause".into(), json!(1));
     }
-    parse_request(map, received()).unwrap().0
+    parse_value(&v, received()).unwrap().0
 }
 
 #[test]
@@ -233,10 +229,8 @@ fn a_batch_merges_to_the_same_row_in_any_order() {
 
 #[test]
 fn nas_reboots_split_a_batch_in_order() {
-    let on = parse_request(
-        json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1"})
-            .as_object()
-            .unwrap(),
+    let on = parse_value(
+        &json!({"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.0.0.1"}),
         received(),
     )
     .unwrap()
@@ -273,4 +267,47 @@ fn bodies_are_one_object_an_array_or_ndjson() {
         parse_body(b"{\"a\":1}\n{", true),
         Err(BodyError::Syntax { record: 2, .. })
     ));
+}
+
+#[test]
+fn an_exact_attribute_name_wins_over_other_spellings() {
+    let user = |text: &str| {
+        let (request, _) = parse_body(text.as_bytes(), false)
+            .ok()
+            .and_then(|body| match body {
+                Body::Single(object) => parse_request(&object, received()).ok(),
+                Body::Batch(_) => None,
+            })
+            .unwrap();
+        match request {
+            Request::Session(row) => row.user,
+            Request::NasReboot(_) => None,
+        }
+    };
+    let base = r#""Acct-Status-Type":"Start","Acct-Session-Id":"S","NAS-IP-Address":"10.0.0.1""#;
+    assert_eq!(
+        user(&format!(
+            r#"{{{base},"user-name":"a","User-Name":"b","USER-NAME":"c"}}"#
+        ))
+        .as_deref(),
+        Some("b")
+    );
+    // No exact spelling: the one that sorts first, as in a sorted map.
+    assert_eq!(
+        user(&format!(r#"{{{base},"user-name":"a","USER-NAME":"c"}}"#)).as_deref(),
+        Some("c")
+    );
+    // A repeated name: its last value, as JSON object readers keep it.
+    assert_eq!(
+        user(&format!(r#"{{{base},"User-Name":"a","User-Name":"b"}}"#)).as_deref(),
+        Some("b")
+    );
+    // Unknown attributes of any shape, even numbers no f64 holds, are ignored.
+    assert_eq!(
+        user(&format!(
+            r#"{{{base},"X-Big":1e400,"X-Obj":{{"a":[1]}},"User-Name":"d"}}"#
+        ))
+        .as_deref(),
+        Some("d")
+    );
 }
