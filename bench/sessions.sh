@@ -11,7 +11,8 @@
 #     rows/s against psql's COPY (SELECT * ... same rows, same order) TO
 #     STDOUT, median of RUNS interleaved runs, and their ratio;
 #   - p50/p95 latency of one session, one user's October history and
-#     `online` (all OPEN sessions, and the newest 100), keep-alive GETs;
+#     `online` (its first page of 100, a page after a cursor, and all OPEN
+#     sessions in one page), keep-alive GETs;
 #   - RADIUS ingest: REQUESTS accounting requests (Start : Interim : Stop =
 #     1 : 4 : 1) posted in batches of 1,000 by one client and by two at once
 #     (two FreeRADIUS servers), requests/s, against the same requests applied
@@ -119,13 +120,20 @@ printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream JSON" "$(calc "$week_ro
 # The open sessions were last heard of when seeded: make them current.
 psql "$PSQL_URL" -qc "UPDATE radacct SET acctupdatetime = now() - (radacctid % 290) * interval '1 second' WHERE acctstoptime IS NULL AND acctsessionid LIKE 'open-%'"
 one_id=$(psql "$PSQL_URL" -Atc "SELECT radacctid FROM radacct WHERE acctsessionid = to_hex($SESSIONS / 2)")
+# The fifth page of `online` (its link, from four pages on).
+online_next=/api/v1/sessions/online
+for _ in 1 2 3 4; do
+    online_next=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$online_next" \
+        | python3 -c 'import json,sys; link=json.load(sys.stdin)["nextLink"]; print(link[link.index("/api/"):])')
+done
 echo "latency (p50 ms, p95 ms, body bytes), 200 keep-alive GETs each:"
 for what in "one session|/api/v1/sessions/$one_id" \
             "one user, October|/api/v1/users/$user_p/sessions?from=2026-10-01&to=2026-10-31" \
-            "online, newest 100|/api/v1/sessions/online?limit=100" \
-            "online, all|/api/v1/sessions/online"; do
+            "online (first page of 100)|/api/v1/sessions/online" \
+            "online, page after a cursor|$online_next" \
+            "online, all in one page|/api/v1/sessions/online?limit=1000000"; do
     label=${what%%|*}; path=${what#*|}
-    n=200; [ "$label" = "online, all" ] && n=20
+    n=200; [ "$label" = "online, all in one page" ] && n=20
     printf '  %-28s %s\n' "$label" "$(python3 $PY latency "http://127.0.0.1:$PORT$path" "$TOKEN" $n)"
 done
 

@@ -384,7 +384,8 @@ pub struct Page {
 /// ends), filters, an order, and optionally a page. The SQL it builds takes
 /// its parameters in this order: the lower bound, the upper bound (each only
 /// when present), one per filter (an array, or a scalar when the filter has
-/// one value), then offset and limit.
+/// one value), the keyset id, the seek time and id (each only when
+/// present), then offset and limit.
 #[derive(Clone, Debug)]
 pub struct Listing {
     /// Oldest first or newest first.
@@ -403,6 +404,19 @@ pub struct Listing {
     /// A fixed SQL condition of the calling code (never built from input),
     /// e.g. "open sessions" in a form an index can serve.
     pub condition: Option<&'static str>,
+    /// Keyset paging in the usual order (time, then id): only records after
+    /// this position, in the listing's direction.
+    pub seek: Option<Seek>,
+}
+
+/// A position in a listing's usual order: its time column (the start, for
+/// intervals), then its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seek {
+    /// The time.
+    pub at: DateTime<Utc>,
+    /// The id.
+    pub id: i64,
 }
 
 /// Keyset paging by the id column, in the listing's direction.
@@ -431,6 +445,7 @@ impl Listing {
             page: None,
             keyset: None,
             condition: None,
+            seek: None,
         }
     }
 
@@ -482,6 +497,18 @@ impl Listing {
             };
             terms.push(format!("{} {op} ${n}", kind.id_column));
             n += 1;
+        }
+        if self.seek.is_some() {
+            let op = match self.direction {
+                Direction::Ascending => ">",
+                Direction::Descending => "<",
+            };
+            terms.push(format!(
+                "({last}, {}) {op} (${n}, ${})",
+                kind.id_column,
+                n + 1
+            ));
+            n += 2;
         }
         let mut sql = String::new();
         if !terms.is_empty() {
@@ -753,6 +780,7 @@ mod tests {
             }),
             keyset: None,
             condition: None,
+            seek: None,
         };
         assert_eq!(
             history.sql(&KIND),
@@ -770,5 +798,33 @@ mod tests {
             ..history
         };
         assert_eq!(all.count_sql(&KIND), "SELECT count(*) FROM thing");
+        // Seeking after a position in the usual order, both ways.
+        let seek = Some(Seek {
+            at: desc.anchor(),
+            id: 7,
+        });
+        let older = Listing {
+            seek,
+            condition: Some("open"),
+            ..all.clone()
+        };
+        assert_eq!(
+            older.sql(&KIND),
+            "SELECT at, name, mac FROM thing WHERE (open) AND (at, id) < ($1, $2) \
+             ORDER BY at DESC, id DESC"
+        );
+        let newer = Listing {
+            direction: Direction::Ascending,
+            page: Some(Page {
+                offset: 0,
+                limit: 2,
+            }),
+            ..older
+        };
+        assert_eq!(
+            newer.sql(&KIND),
+            "SELECT at, name, mac FROM thing WHERE (open) AND (at, id) > ($1, $2) \
+             ORDER BY at, id OFFSET $3 LIMIT $4"
+        );
     }
 }

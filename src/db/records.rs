@@ -166,6 +166,27 @@ pub async fn select(
         .await?)
 }
 
+/// The rows of `SELECT {columns}` over the listing, its page included (the
+/// offset and limit are parameters: one statement for every page).
+pub async fn select_page(
+    pool: &Pool,
+    kind: &Kind,
+    listing: &Listing,
+    columns: &str,
+) -> Result<Vec<Row>, DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&listing.select_sql(kind, columns))
+        .await?;
+    let params = params(&client, kind, listing).await?;
+    Ok(client
+        .query(
+            &statement,
+            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+        )
+        .await?)
+}
+
 /// How many records the listing has (ignoring its page).
 pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
     one_value(pool, kind, Listing::count_sql, listing).await
@@ -304,6 +325,10 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
     }
     if let Some(Keyset { after: Some(id) }) = listing.keyset {
         params.push(Param::Integer(id));
+    }
+    if let Some(seek) = listing.seek {
+        params.push(Param::Time(seek.at));
+        params.push(Param::Integer(seek.id));
     }
     if let Some(page) = listing.page {
         params.push(Param::Integer(page.offset));

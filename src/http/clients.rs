@@ -166,6 +166,7 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         }),
         keyset: None,
         condition: None,
+        seek: None,
     };
     let known = Listing {
         lower: None,

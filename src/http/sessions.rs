@@ -44,7 +44,7 @@ use crate::{
     core::{
         encode::JsonHead,
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
-        kind::{Bound, Keyset, Listing, Page, Selection},
+        kind::{Bound, Keyset, Listing, Page, Seek, Selection},
         negotiate::OutputFormat,
         radius::{self, merge_requests, parse_body, parse_request, Body},
         window::Direction,
@@ -484,8 +484,56 @@ fn decode_cursor(text: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// An opaque cursor of `online`: a position (start, radAcctId) in its
+/// order; the page holds the sessions after it.
+fn encode_position(at: DateTime<Utc>, id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o1:{}:{id}", at.timestamp_micros()))
+}
+
+fn decode_position(text: &str) -> Result<Seek, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|s| {
+            let (micros, id) = s.strip_prefix("o1:")?.split_once(':')?;
+            Some(Seek {
+                at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                id: id.parse().ok()?,
+            })
+        })
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(
+                "The parameter `cursor` is not a cursor this service gave out.".into(),
+            )
+        })
+}
+
+/// The positions (start, radAcctId) of a page's rows `offset` and
+/// `offset + 1`, in the listing's direction (a start that is NULL, which
+/// FreeRADIUS never writes, has no position).
+async fn positions_at(
+    state: &AppState,
+    listing: &Listing,
+    offset: i64,
+) -> Result<Vec<Option<Seek>>, ApiError> {
+    let probe = Listing {
+        page: Some(Page { offset, limit: 2 }),
+        ..listing.clone()
+    };
+    let rows = records::select_page(&state.pool, &KIND, &probe, "acctstarttime, radacctid").await?;
+    rows.iter()
+        .map(|row| {
+            let at: Option<DateTime<Utc>> = row.try_get(0)?;
+            let id: i64 = row.try_get(1)?;
+            Ok(at.map(|at| Seek { at, id }))
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| ApiError::from(db::DbError::from(e)))
+}
+
 /// The list's URL with another cursor (every other parameter kept).
-fn cursor_link(base: &str, raw_query: &str, cursor: Option<&str>) -> String {
+fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) -> String {
     let mut kept: Vec<String> = raw_query
         .split('&')
         .filter(|part| !part.is_empty() && !part.starts_with("cursor="))
@@ -495,9 +543,9 @@ fn cursor_link(base: &str, raw_query: &str, cursor: Option<&str>) -> String {
         kept.push(format!("cursor={cursor}"));
     }
     if kept.is_empty() {
-        format!("{base}/api/v1/sessions")
+        format!("{base}{path}")
     } else {
-        format!("{base}/api/v1/sessions?{}", kept.join("&"))
+        format!("{base}{path}?{}", kept.join("&"))
     }
 }
 
@@ -552,6 +600,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         page: Some(Page { offset: 0, limit }),
         keyset: Some(Keyset { after }),
         condition,
+        seek: None,
     };
     // The page's ids (one more tells whether a next page exists), and the
     // ids just before it (for the previous page's cursor).
@@ -577,8 +626,11 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     };
     let count = records::count(&state.pool, &KIND, &listing).await?;
     let base = base_url(&req, state.public_url.as_deref());
-    let next = next.map(|id| cursor_link(&base, req.query_string(), Some(&encode_cursor(id))));
-    let previous = previous.map(|cursor| cursor_link(&base, req.query_string(), cursor.as_deref()));
+    let path = "/api/v1/sessions";
+    let next =
+        next.map(|id| cursor_link(&base, path, req.query_string(), Some(&encode_cursor(id))));
+    let previous =
+        previous.map(|cursor| cursor_link(&base, path, req.query_string(), cursor.as_deref()));
     let mut response = ok(format, "sessions.csv");
     page_links(&mut response, previous.as_deref(), next.as_deref());
     response.insert_header(("X-Total-Count", count.to_string()));
@@ -607,28 +659,73 @@ async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i
         .map_err(|e| ApiError::from(db::DbError::from(e)))
 }
 
-/// `GET /api/v1/sessions/online`: open sessions not stale, newest first.
+/// `GET /api/v1/sessions/online`: open sessions not stale, newest first by
+/// start, a page at a time (`limit`, 100 by default and without maximum:
+/// the page is streamed; `cursor` from the `next` or `previous` link, a
+/// position in that order, so a page neither skips nor repeats a session
+/// while others start and stop).
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let scope = require_read(&req)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let limit = query.integer("limit", 1, i64::MAX)?;
-    let selection = filters(&query, scope, &["limit", "format", "sort"])?;
+    let limit = query
+        .integer("limit", 1, i64::MAX)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let seek = query.single("cursor")?.map(decode_position).transpose()?;
+    let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
     catch_up(&state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: None,
         upper: None,
         selection,
-        page: limit.map(|limit| Page { offset: 0, limit }),
+        page: Some(Page { offset: 0, limit }),
         keyset: None,
         condition: Some(ONLINE_SQL),
+        seek,
     };
+    // The page's last session, when another follows it.
+    let next = match positions_at(&state, &listing, limit - 1).await?[..] {
+        [last, _] => last,
+        _ => None,
+    };
+    // The page before: the `limit` sessions from the cursor's up, the
+    // first page when there are no more.
+    let previous = match seek {
+        None => None,
+        Some(seek) => {
+            let newer = Listing {
+                direction: Direction::Ascending,
+                seek: Some(Seek {
+                    at: seek.at,
+                    id: seek.id.saturating_sub(1),
+                }),
+                ..listing.clone()
+            };
+            Some(match positions_at(&state, &newer, limit - 1).await?[..] {
+                [Some(top), _] => Some(encode_position(top.at, top.id.saturating_add(1))),
+                _ => None,
+            })
+        }
+    };
+    let base = base_url(&req, state.public_url.as_deref());
+    let path = "/api/v1/sessions/online";
+    let next = next.map(|at| {
+        cursor_link(
+            &base,
+            path,
+            req.query_string(),
+            Some(&encode_position(at.at, at.id)),
+        )
+    });
+    let previous =
+        previous.map(|cursor| cursor_link(&base, path, req.query_string(), cursor.as_deref()));
     let now = Utc::now().format("%Y-%m-%dT%H-%M-%SZ");
-    let response = ok(format, &format!("sessions-online-{now}.csv"));
+    let mut response = ok(format, &format!("sessions-online-{now}.csv"));
+    page_links(&mut response, previous.as_deref(), next.as_deref());
     let head = JsonHead::Paged {
-        previous: None,
-        next: None,
+        previous: previous.as_deref(),
+        next: next.as_deref(),
         total: None,
     };
     stream(
@@ -666,6 +763,7 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         page: None,
         keyset: None,
         condition: None,
+        seek: None,
     };
     if !records::exists(&state.pool, &KIND, &listing).await? {
         return Err(ApiError::Missing(format!("No session has radAcctId {id}.")));
@@ -765,6 +863,7 @@ async fn history(
         page: None,
         keyset: None,
         condition: None,
+        seek: None,
     };
     if !records::exists(&state.pool, &KIND, &known).await? {
         return Err(ApiError::Missing(format!(
@@ -850,6 +949,7 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         page: None,
         keyset: None,
         condition: Some("nullif(callingstationid, '') IS NOT NULL"),
+        seek: None,
     };
     if req.method() == Method::HEAD {
         return Ok(head_only(ok(format, "calendar.json")));

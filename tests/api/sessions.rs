@@ -600,6 +600,101 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
 }
 
 #[actix_web::test]
+async fn online_pages_newest_first_and_stays_correct_while_sessions_change() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp() - T0;
+    // 25 open sessions started a minute apart, two of them in the same
+    // second (the order then falls back to radAcctId).
+    let mut packets: Vec<Value> = (0..24)
+        .map(|i| {
+            packet(
+                "Start",
+                &format!("o{i:02}"),
+                "alice",
+                now - 1500 + i * 60,
+                json!({}),
+            )
+        })
+        .collect();
+    packets.push(packet(
+        "Start",
+        "o23b",
+        "bob",
+        now - 1500 + 23 * 60,
+        json!({}),
+    ));
+    app.post_batch(&packets).await;
+    let names = |page: &Value| -> Vec<String> {
+        page["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let path = |link: &Value| {
+        let link = link.as_str().unwrap();
+        link[link.find("/api/").unwrap()..].to_owned()
+    };
+    // A page of 100 by default: every session, no link.
+    let all = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    assert_eq!(names(&all).len(), 25);
+    assert!(all["nextLink"].is_null() && all["previousLink"].is_null());
+    let first = app.json_as(TOKEN, "/api/v1/sessions/online?limit=10").await;
+    assert!(first["previousLink"].is_null());
+    assert_eq!(names(&first)[..3], names(&all)[..3]);
+    assert_eq!(names(&first), names(&all)[..10]);
+    // Sessions start and stop between pages: none skipped or repeated.
+    app.post_batch(&[
+        packet("Start", "late", "alice", now - 5, json!({})),
+        stop("o20", now, 60, Some(5)),
+        stop("o12", now, 60, Some(5)),
+    ])
+    .await;
+    let second = app.json_as(TOKEN, &path(&first["nextLink"])).await;
+    let expected: Vec<String> = names(&all)[10..21]
+        .iter()
+        .filter(|n| *n != "o12")
+        .cloned()
+        .collect();
+    assert_eq!(names(&second), expected);
+    let third = app.json_as(TOKEN, &path(&second["nextLink"])).await;
+    assert_eq!(names(&third), vec!["o03", "o02", "o01", "o00"]);
+    assert!(third["nextLink"].is_null());
+    // Back: the ten sessions just newer than the third page.
+    let back = app.json_as(TOKEN, &path(&third["previousLink"])).await;
+    assert_eq!(names(&back), names(&second));
+    // CSV pages carry their links in `Link`.
+    let mut csv = app
+        .get("/api/v1/sessions/online?limit=2&format=csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    let link = csv
+        .headers()
+        .get("Link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.contains("rel=\"next\"") && link.contains("cursor="),
+        "{link}"
+    );
+    let body = String::from_utf8(body_of(&mut csv).await).unwrap();
+    assert_eq!(body.lines().count(), 3, "{body}");
+    for bad in ["cursor=bogus", "cursor=djE6MTA", "limit=0", "limit=x"] {
+        assert_eq!(
+            app.status_of(&format!("/api/v1/sessions/online?{bad}"))
+                .await,
+            400,
+            "{bad}"
+        );
+    }
+}
+
+#[actix_web::test]
 async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
     let app = spawn_app().await;
     app.insert(&[event("2026-11-20T00:00:00Z", "josé+o'neil@x")])
