@@ -22,7 +22,7 @@ use actix_web::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::BytesMut;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -497,8 +497,11 @@ fn decode_position(text: &str) -> Result<Seek, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|s| {
             let (micros, id) = s.strip_prefix("o1:")?.split_once(':')?;
+            let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+            // PostgreSQL's range of timestamptz: years 4713 BC to 294276.
+            (-4712..=294_275).contains(&at.year()).then_some(())?;
             Some(Seek {
-                at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                at,
                 id: id.parse().ok()?,
             })
         })

@@ -5,6 +5,7 @@
 //! shared with the other kinds, the quarantine, and a `radacct` that
 //! FreeRADIUS created and wrote first.
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde_json::{json, Value};
 
 use crate::helpers::{
@@ -684,7 +685,15 @@ async fn online_pages_newest_first_and_stays_correct_while_sessions_change() {
     );
     let body = String::from_utf8(body_of(&mut csv).await).unwrap();
     assert_eq!(body.lines().count(), 3, "{body}");
-    for bad in ["cursor=bogus", "cursor=djE6MTA", "limit=0", "limit=x"] {
+    // A /sessions cursor, and positions before PostgreSQL's first year.
+    let far = URL_SAFE_NO_PAD.encode(format!("o1:{}:1", -7_000_000_000_000_000_000_i64));
+    for bad in [
+        "cursor=bogus",
+        "cursor=djE6MTA",
+        "limit=0",
+        "limit=x",
+        &format!("cursor={far}"),
+    ] {
         assert_eq!(
             app.status_of(&format!("/api/v1/sessions/online?{bad}"))
                 .await,
