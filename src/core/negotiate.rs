@@ -443,19 +443,8 @@ pub const CODINGS_FASTEST_FIRST: [&str; 4] = ["zstd", "gzip", "deflate", "br"];
 /// or `None` when it names none of them (then the compression layer's own
 /// negotiation applies: identity, `*`, or a 406).
 pub fn fastest_coding(accept_encoding: &str) -> Option<&'static str> {
-    let accepted: Vec<&str> = accept_encoding
-        .split(',')
-        .filter_map(|item| {
-            let mut parts = item.split(';');
-            let name = parts.next()?.trim();
-            let zero = parts.any(|p| {
-                let p = p.trim();
-                p.len() >= 2
-                    && p[..2].eq_ignore_ascii_case("q=")
-                    && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-            });
-            (!zero).then_some(name)
-        })
+    let accepted: Vec<&str> = codings(accept_encoding)
+        .filter_map(|(name, refused)| (!refused).then_some(name))
         .collect();
     CODINGS_FASTEST_FIRST.into_iter().find(|coding| {
         accepted.iter().any(|name| {
@@ -465,25 +454,32 @@ pub fn fastest_coding(accept_encoding: &str) -> Option<&'static str> {
     })
 }
 
+/// The codings an `Accept-Encoding` value names, each with whether it is
+/// refused (a quality of zero).
+fn codings(accept_encoding: &str) -> impl Iterator<Item = (&str, bool)> {
+    accept_encoding.split(',').map(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.get(..2).is_some_and(|q| q.eq_ignore_ascii_case("q="))
+                && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        });
+        (name, refused)
+    })
+}
+
 /// Whether an `Accept-Encoding` value refuses an uncompressed body:
 /// `identity;q=0`, or `*;q=0` without `identity` named with a non-zero
 /// quality (RFC 9110, 12.5.3).
 pub fn identity_refused(accept_encoding: &str) -> bool {
     let mut identity = None;
     let mut star = None;
-    for item in accept_encoding.split(',') {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        let zero = parts.any(|p| {
-            let p = p.trim();
-            p.len() >= 2
-                && p[..2].eq_ignore_ascii_case("q=")
-                && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-        });
+    for (name, refused) in codings(accept_encoding) {
         if name.eq_ignore_ascii_case("identity") {
-            identity = Some(!zero);
+            identity = Some(!refused);
         } else if name == "*" {
-            star = Some(!zero);
+            star = Some(!refused);
         }
     }
     match identity {
