@@ -59,7 +59,7 @@ if [ ! -e "$marker" ]; then
     echo "seeding $SESSIONS sessions and $OPEN open ones (once)..." >&2
     psql "$PSQL_URL" -q -v ON_ERROR_STOP=1 <<SQL
 TRUNCATE radacct, identity_directory;
-UPDATE radacct_directory_cursor SET radacctid = 0;
+UPDATE acctstream_directory_cursor SET position = 0 WHERE source = 'radacct';
 INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, nasportid, nasporttype,
     acctstarttime, acctupdatetime, acctstoptime, acctinterval, acctsessiontime, acctauthentic,
     acctinputoctets, acctoutputoctets, calledstationid, callingstationid, acctterminatecause,

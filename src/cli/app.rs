@@ -252,6 +252,7 @@ async fn serve_with(
     let (audit_sink, audit_entries) = db::audit::AuditSink::channel(db::audit::CHANNEL_CAPACITY);
     let audit_writer = tokio::spawn(db::audit::run_writer(audit_pool.clone(), audit_entries));
     let rollup_keys = pseudonymiser.rollup_keys();
+    let retention_key = pseudonymiser.clone();
     let state = AppState {
         pool,
         pseudonymiser,
@@ -285,6 +286,7 @@ async fn serve_with(
         retention_pool,
         db::retention::RetentionOptions {
             rollup_keys: rollup_keys.clone(),
+            pseudonymiser: Some(retention_key),
             ..args.retention.options()
         },
         stop_retention.clone(),
@@ -295,12 +297,6 @@ async fn serve_with(
         std::time::Duration::from_millis(args.rollup_interval_ms),
         stop_rollup.clone(),
         rollup_keys,
-    ));
-    let audit_retention = tokio::spawn(db::audit::run_retention(
-        audit_pool,
-        args.audit_retention_days,
-        args.retention.options().interval,
-        stop_retention.clone(),
     ));
     if let Some(banner) = banner {
         banner(&format!("http://{address}"));
@@ -315,7 +311,6 @@ async fn serve_with(
         tracing::warn!("the audit writer did not finish within 30 s");
     }
     stop_retention.cancel();
-    let _ = audit_retention.await;
     stop_rollup.cancel();
     let _ = retention.await;
     let _ = rollup.await;
@@ -660,49 +655,82 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
     result
 }
 
-/// `acctstream purge [--dry-run]`: one retention pass now, on stdout.
+/// `acctstream purge [--dry-run]`: one retention pass now, on stdout, a
+/// line per kind and table.
 pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliError> {
     let mut options = args.retention.options();
-    let Some(cutoff) = options.policy.cutoff(Utc::now()) else {
-        println!("retention is disabled (ACCTSTREAM_RETENTION_DAYS=0): nothing to delete");
+    let cutoffs = db::retention::Cutoffs::at(&options, Utc::now());
+    if cutoffs.is_none() {
+        println!(
+            "retention is disabled (ACCTSTREAM_RETENTION_DAYS=0, ACCTSTREAM_AUDIT_RETENTION_DAYS=0): nothing to delete"
+        );
         return Ok(());
-    };
+    }
     // The events are rolled up (with the key) before any is deleted.
     let pseudonymiser = admin_key(common)?.ok_or(ConfigError::MissingKey)?;
     options.rollup_keys = pseudonymiser.rollup_keys();
+    options.pseudonymiser = Some(pseudonymiser.clone());
     let database = Database::open(common, true).await?;
     let result = async {
         // The rollups must hold every event before any is deleted.
         database.migrate(Some(&pseudonymiser)).await?;
         let pool = db::pool::build(database.config.clone(), database.tls.clone(), 1)?;
-        let cutoff_text = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        println!(
-            "retention: {} days; cutoff {cutoff_text} (events before it are deleted)",
-            options.policy.days()
-        );
+        let secs = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match cutoffs.records {
+            Some(cutoff) => println!(
+                "retention: {} days; cutoff {} (records before it are deleted)",
+                options.policy.days(),
+                secs(cutoff)
+            ),
+            None => println!("retention of records is disabled (ACCTSTREAM_RETENTION_DAYS=0)"),
+        }
+        match cutoffs.audit {
+            Some(cutoff) => println!(
+                "audit retention: {} days; cutoff {}",
+                options.audit_policy.days(),
+                secs(cutoff)
+            ),
+            None => println!(
+                "retention of the audit trail is disabled (ACCTSTREAM_AUDIT_RETENTION_DAYS=0)"
+            ),
+        }
         if args.dry_run {
-            let preview = db::retention::preview(&pool, cutoff, &options.rollup_keys).await?;
+            let previews = db::retention::preview(&pool, cutoffs, &options).await?;
             let when = |t: Option<DateTime<Utc>>| {
                 t.map_or_else(String::new, |t| {
                     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                 })
             };
-            match preview.events {
-                0 => println!("dry run: no events would be deleted"),
-                n => println!(
-                    "dry run: {n} events would be deleted, from {} to {}; nothing was deleted",
-                    when(preview.oldest),
-                    when(preview.newest)
-                ),
+            for preview in &previews {
+                match preview.rows {
+                    0 => println!(
+                        "dry run: {} ({}): nothing would be deleted",
+                        preview.name, preview.table
+                    ),
+                    n => println!(
+                        "dry run: {} ({}): {n} rows would be deleted, from {} to {}",
+                        preview.name,
+                        preview.table,
+                        when(preview.oldest),
+                        when(preview.newest)
+                    ),
+                }
             }
+            println!("dry run: nothing was deleted");
         } else {
             let outcome =
-                db::retention::purge(&pool, cutoff, &options, &CancellationToken::new()).await?;
+                db::retention::purge(&pool, cutoffs, &options, &CancellationToken::new()).await?;
+            for table in &outcome.tables {
+                println!(
+                    "deleted {} rows of {} ({}) from before {}",
+                    table.deleted,
+                    table.name,
+                    table.table,
+                    secs(table.cutoff)
+                );
+            }
             println!(
-                "deleted {} events and {} sessions stopped before the cutoff in {:.1} s; \
-                 the usage reports keep their figures",
-                outcome.deleted,
-                outcome.sessions_deleted,
+                "retention pass done in {:.1} s; the usage reports keep their figures",
                 outcome.elapsed.as_secs_f64()
             );
         }

@@ -73,10 +73,12 @@ enum Command {
     /// Mint an access token from the demo's local OAuth2 issuer (while
     /// `acctstream demo` runs in the same data directory), and print it.
     Token(TokenArgs),
-    /// Run one retention pass now: delete the raw events older than
-    /// ACCTSTREAM_RETENTION_DAYS whole UTC days (the usage reports keep their
-    /// figures), then exit. With --dry-run, only print the cutoff and how
-    /// many events (and from when to when) would be deleted.
+    /// Run one retention pass now: delete the records of every kind older
+    /// than ACCTSTREAM_RETENTION_DAYS whole UTC days (the usage reports keep
+    /// their figures), and audit entries older than
+    /// ACCTSTREAM_AUDIT_RETENTION_DAYS, then exit. With --dry-run, only
+    /// print, per kind and table, the cutoff and how many rows (and from
+    /// when to when) would be deleted.
     Purge(PurgeArgs),
 }
 
@@ -157,9 +159,6 @@ struct ServeArgs {
     /// beyond it, 429.
     #[arg(long, env = "ACCTSTREAM_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..))]
     streams_per_client: Option<u32>,
-    /// Whole days the access audit trail is kept (0 keeps it forever).
-    #[arg(long, env = "ACCTSTREAM_AUDIT_RETENTION_DAYS", default_value_t = db::audit::DEFAULT_RETENTION_DAYS)]
-    audit_retention_days: u32,
 }
 
 /// OAuth2 access tokens (JWTs) beside the static tokens.
@@ -223,10 +222,15 @@ struct HealthcheckArgs {
 /// Retention settings, shared by `serve`, `demo` and `purge`.
 #[derive(Debug, Args, Default)]
 struct RetentionArgs {
-    /// Whole UTC days of raw events kept; older events are deleted (the
-    /// usage reports keep their figures). 0 disables retention.
+    /// Whole UTC days of records kept, of every kind that holds raw
+    /// identities (authentication and Wi-Fi client events, closed sessions,
+    /// quarantined RADIUS requests, identity directory entries); older ones
+    /// are deleted (the usage reports keep their figures). 0 disables it.
     #[arg(long, env = "ACCTSTREAM_RETENTION_DAYS", default_value_t = db::retention::DEFAULT_DAYS)]
     retention_days: u32,
+    /// Whole UTC days the access audit trail is kept (0 keeps it forever).
+    #[arg(long, env = "ACCTSTREAM_AUDIT_RETENTION_DAYS", default_value_t = db::retention::DEFAULT_AUDIT_DAYS)]
+    audit_retention_days: u32,
     /// Seconds between two retention runs of serve and demo (the first run
     /// comes shortly after start).
     #[arg(
@@ -242,7 +246,9 @@ impl RetentionArgs {
     fn options(&self) -> db::retention::RetentionOptions {
         db::retention::RetentionOptions {
             policy: RetentionPolicy::new(self.retention_days),
+            audit_policy: RetentionPolicy::new(self.audit_retention_days),
             interval: std::time::Duration::from_secs(self.retention_interval_seconds),
+            kinds: &crate::kinds::ALL,
             ..db::retention::RetentionOptions::default()
         }
     }

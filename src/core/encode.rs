@@ -634,13 +634,9 @@ mod tests {
         file_name: "things",
         schema: "Thing",
         table: "thing",
-        id_column: "id",
         time: TimeModel::Instant { column: "at" },
         columns: &COLUMNS,
-        filters: &[],
-        ingest: None,
-        foreign_writes: false,
-        grant: crate::core::jwt::Grant::Read,
+        ..Kind::BASE
     };
 
     fn links() -> NavigationLinks {

@@ -180,6 +180,45 @@ pub struct Kind {
     pub foreign_writes: bool,
     /// The grant its windows need (`Read`; the audit trail `Audit`).
     pub grant: crate::core::jwt::Grant,
+    /// What retention deletes: the kind's table, and any other table of the
+    /// kind that holds raw identities. A kind that holds raw identities
+    /// must have rules (a test checks it).
+    pub retention: &'static [crate::core::retention::Rule],
+    /// Route prefixes beyond `path` whose requests read this kind: the
+    /// audit trail keeps their parameters by this kind's filters (a path
+    /// parameter `user`, `device` or `client` is the filter of that name).
+    pub audit_routes: &'static [&'static str],
+}
+
+impl Kind {
+    /// Every optional part left out: no filters, no ingest, no foreign
+    /// writes, read with `Read`, no retention, no other routes. A kind
+    /// names what it has and takes the rest from here
+    /// (`Kind { name: …, ..Kind::BASE }`), so a new field edits no kind.
+    pub const BASE: Kind = Kind {
+        name: "",
+        path: "",
+        envelope: "",
+        file_name: "",
+        schema: "",
+        table: "",
+        id_column: "id",
+        time: TimeModel::Instant { column: "" },
+        columns: &[],
+        filters: &[],
+        ingest: None,
+        foreign_writes: false,
+        grant: crate::core::jwt::Grant::Read,
+        retention: &[],
+        audit_routes: &[],
+    };
+
+    /// True when some output column is a personal identifier.
+    pub fn holds_identities(&self) -> bool {
+        self.columns
+            .iter()
+            .any(|c| matches!(c.ty, ColumnType::Identity(_)))
+    }
 }
 
 /// The ingest endpoint of a kind.
@@ -656,13 +695,10 @@ mod tests {
         file_name: "things",
         schema: "Thing",
         table: "thing",
-        id_column: "id",
         time: TimeModel::Instant { column: "at" },
         columns: &COLUMNS,
         filters: &FILTERS,
-        ingest: None,
-        foreign_writes: false,
-        grant: crate::core::jwt::Grant::Read,
+        ..Kind::BASE
     };
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -1,10 +1,18 @@
-//! The retention policy: which raw events are old enough to delete.
+//! Retention: which rows are old enough to delete.
 //!
-//! Raw events are kept for `days` whole UTC days before today: the cutoff is
-//! midnight (UTC) at the start of the day `days` days before `now`, and every
-//! event before it is deleted. Aligning the cutoff to midnight means a day is
-//! either kept whole or deleted whole, never half. The usage rollups are not
-//! touched, so reports outlive the raw events.
+//! A [`RetentionPolicy`] keeps `days` whole UTC days before today: the
+//! cutoff is midnight (UTC) at the start of the day `days` days before
+//! `now`, and every row before it is deleted. Aligning the cutoff to
+//! midnight means a day is either kept whole or deleted whole, never half.
+//! The usage rollups are not touched, so reports outlive the raw events.
+//!
+//! A [`Rule`] says which rows of one table a pass deletes: those whose time
+//! column lies before the cutoff of its [`Days`], except the rows its `keep`
+//! condition holds (open sessions, events not yet rolled up). Every kind
+//! declares its rules (`Kind::retention`); the database layer runs them, in
+//! batches, from SQL this module writes.
+
+use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 
@@ -42,10 +50,138 @@ impl RetentionPolicy {
     }
 }
 
+/// Which setting's days a rule's cutoff comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Days {
+    /// `ACCTSTREAM_RETENTION_DAYS`: accounting records and everything that
+    /// holds their identities.
+    Records,
+    /// `ACCTSTREAM_AUDIT_RETENTION_DAYS`: the access audit trail.
+    Audit,
+}
+
+/// Which rows of one table a retention pass deletes.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// Its name in logs and `purge` output (the kind's name, or the table's
+    /// purpose), e.g. `client_events`.
+    pub name: &'static str,
+    /// The table.
+    pub table: &'static str,
+    /// The `timestamptz` column compared with the cutoff; a row whose value
+    /// is NULL is never deleted (an open session's stop).
+    pub time: &'static str,
+    /// A unique column, the tie-breaker of the deletion order.
+    pub id: &'static str,
+    /// Whose days.
+    pub days: Days,
+    /// An SQL condition on the table's row (never built from input) of rows
+    /// kept whatever their age.
+    pub keep: Option<&'static str>,
+}
+
+impl Rule {
+    /// The rule deleting `table`'s rows whose `time` is before the cutoff
+    /// of [`Days::Records`], `id` breaking ties.
+    pub const fn new(
+        name: &'static str,
+        table: &'static str,
+        time: &'static str,
+        id: &'static str,
+    ) -> Rule {
+        Rule {
+            name,
+            table,
+            time,
+            id,
+            days: Days::Records,
+            keep: None,
+        }
+    }
+
+    /// The same rule, keeping the rows `condition` holds.
+    pub const fn keeping(self, condition: &'static str) -> Rule {
+        Rule {
+            keep: Some(condition),
+            ..self
+        }
+    }
+
+    /// The same rule, with the cutoff of `days`.
+    pub const fn by(self, days: Days) -> Rule {
+        Rule { days, ..self }
+    }
+
+    fn condition(&self, after: bool) -> String {
+        let (table, time, id) = (self.table, self.time, self.id);
+        let mut sql = format!("{table}.{time} < $1");
+        if after {
+            // The lower bound lets an index on the time column start there.
+            let _ = write!(
+                sql,
+                " AND {table}.{time} >= $3 AND ({table}.{time}, {table}.{id}) > ($3, $4)"
+            );
+        }
+        if let Some(keep) = self.keep {
+            let _ = write!(sql, " AND NOT ({keep})");
+        }
+        sql
+    }
+
+    /// One batch: deletes the oldest `$2` rows before the cutoff `$1`
+    /// (after the key `($3, $4)` of the previous batch when `after`), and
+    /// returns how many it deleted with the last key (no row when none was
+    /// left).
+    pub fn batch_sql(&self, after: bool) -> String {
+        let (table, time, id) = (self.table, self.time, self.id);
+        format!(
+            "WITH batch AS (SELECT {id} AS id, {time} AS at FROM {table} WHERE {} \
+             ORDER BY {time}, {id} LIMIT $2), \
+             gone AS (DELETE FROM {table} USING batch WHERE {table}.{id} = batch.id RETURNING 1) \
+             SELECT (SELECT count(*) FROM gone), at, id FROM batch ORDER BY at DESC, id DESC LIMIT 1",
+            self.condition(after)
+        )
+    }
+
+    /// What a pass would delete: how many rows, the oldest and newest time.
+    pub fn preview_sql(&self) -> String {
+        format!(
+            "SELECT count(*), min({time}), max({time}) FROM {table} WHERE {}",
+            self.condition(false),
+            time = self.time,
+            table = self.table
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn rules_write_batches_that_continue_after_the_last_key() {
+        let rule = Rule::new("sessions", "radacct", "acctstoptime", "radacctid");
+        assert_eq!(
+            rule.batch_sql(false),
+            "WITH batch AS (SELECT radacctid AS id, acctstoptime AS at FROM radacct \
+             WHERE radacct.acctstoptime < $1 ORDER BY acctstoptime, radacctid LIMIT $2), \
+             gone AS (DELETE FROM radacct USING batch WHERE radacct.radacctid = batch.id RETURNING 1) \
+             SELECT (SELECT count(*) FROM gone), at, id FROM batch ORDER BY at DESC, id DESC LIMIT 1"
+        );
+        let kept = Rule::new("events", "auth_event", "occurred_at", "id").keeping("queued(id)");
+        assert!(kept.batch_sql(true).contains(
+            "WHERE auth_event.occurred_at < $1 AND auth_event.occurred_at >= $3 \
+             AND (auth_event.occurred_at, auth_event.id) > ($3, $4) AND NOT (queued(id))"
+        ));
+        assert_eq!(
+            kept.preview_sql(),
+            "SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event \
+             WHERE auth_event.occurred_at < $1 AND NOT (queued(id))"
+        );
+        assert_eq!(kept.days, Days::Records);
+        assert_eq!(kept.by(Days::Audit).days, Days::Audit);
+    }
 
     #[test]
     fn cutoff_is_midnight_days_ago() {

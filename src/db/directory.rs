@@ -3,7 +3,10 @@
 //! while the database never holds the pseudonymisation key.
 //!
 //! Whoever writes identities (ingest, the demo) records the pseudonym of
-//! every identity value it stores, in the same transaction. A lookup is one
+//! every identity value it stores, in the same transaction, with the UTC day
+//! of the record that carried it (`last_seen`, kept at the newest such day):
+//! retention deletes an entry once that day is before the cutoff, as it
+//! deletes the records themselves ([`RETENTION`]). A lookup is one
 //! primary-key probe. Pseudonyms depend on the key: every value is recorded
 //! under each key of the schedule (`ACCTSTREAM_PSEUDONYM_KEYS`), so a
 //! pseudonym of any month finds it; after a key is replaced (not added),
@@ -11,12 +14,26 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use crate::core::{
     identity::{pseudonym_of, IdentityType},
+    kind::{ColumnType, Kind},
     pseudonym::Pseudonymiser,
+    retention::Rule,
 };
+
+/// Retention of the directory: an entry goes once the newest record that
+/// carried its value is before the cutoff. Rows that retention keeps past
+/// the cutoff (open sessions) have their values recorded again first
+/// (`db::retention`), so their entries stay.
+pub const RETENTION: Rule = Rule::new(
+    "identity_directory",
+    "identity_directory",
+    "last_seen",
+    "pseudonym",
+);
 
 /// The raw identity behind `pseudonym`, if it was ever recorded.
 pub async fn resolve(
@@ -37,37 +54,203 @@ pub async fn resolve(
 pub async fn catch_up(
     pool: &deadpool_postgres::Pool,
     pseudonymiser: &Pseudonymiser,
-    kind: &crate::core::kind::Kind,
+    kind: &Kind,
 ) -> Result<(), crate::db::DbError> {
     if kind.foreign_writes {
         let mut client = pool.get().await?;
-        crate::db::sessions::catch_up_directory(&mut client, pseudonymiser).await?;
+        catch_up_kind(&mut client, pseudonymiser, kind).await?;
     }
     Ok(())
 }
 
+/// Rows read per round of a catch-up.
+const CATCH_UP_BATCH: i64 = 10_000;
+
+/// The identity columns of `kind`: their SQL and type.
+fn identity_columns(kind: &Kind) -> impl Iterator<Item = (&'static str, IdentityType)> + '_ {
+    kind.columns.iter().filter_map(|c| match c.ty {
+        ColumnType::Identity(ty) => Some((c.sql, ty)),
+        _ => None,
+    })
+}
+
+/// The SQL of the time a row of `kind` was last written: its time, or for
+/// a span its stop, else now (an open session is seen while it lasts).
+fn seen_sql(kind: &Kind) -> String {
+    match kind.time {
+        crate::core::kind::TimeModel::Instant { column } => column.to_owned(),
+        crate::core::kind::TimeModel::Interval { stop, .. } => format!("coalesce({stop}, now())"),
+    }
+}
+
+/// Adds the identities of `rows` (selected as the time seen, then the
+/// identity columns of `kind` in order) to `entries`.
+fn add_rows(
+    entries: &mut Entries,
+    pseudonymiser: &Pseudonymiser,
+    kind: &Kind,
+    rows: &[tokio_postgres::Row],
+    first: usize,
+) -> Result<(), tokio_postgres::Error> {
+    for row in rows {
+        let seen: DateTime<Utc> = row.try_get(first)?;
+        for (i, (_, ty)) in identity_columns(kind).enumerate() {
+            if let Some(value) = row.try_get::<_, Option<&str>>(first + 1 + i)? {
+                entries.add(pseudonymiser, ty, value, seen);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn identity_select(kind: &Kind) -> String {
+    let mut select = seen_sql(kind);
+    for (sql, _) in identity_columns(kind) {
+        select.push_str(", ");
+        select.push_str(sql);
+    }
+    select
+}
+
+/// Records in the identity directory the identities of `kind`'s rows
+/// written since the last catch-up (by FreeRADIUS's `rlm_sql` or anyone
+/// else), found by the kind's identity columns, so they can be found by
+/// pseudonym. The position is kept per table in
+/// `acctstream_directory_cursor`. Returns how many rows were read.
+/// Concurrent catch-ups wait for each other (the cursor row's lock).
+pub async fn catch_up_kind(
+    client: &mut deadpool_postgres::Object,
+    pseudonymiser: &Pseudonymiser,
+    kind: &Kind,
+) -> Result<u64, crate::db::DbError> {
+    let select = format!(
+        "SELECT {id}, {columns} FROM {table} WHERE {id} > $1 ORDER BY {id} LIMIT $2",
+        id = kind.id_column,
+        columns = identity_select(kind),
+        table = kind.table,
+    );
+    let mut total = 0;
+    loop {
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO acctstream_directory_cursor (source) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&kind.table],
+        )
+        .await?;
+        let cursor: i64 = tx
+            .query_one(
+                "SELECT position FROM acctstream_directory_cursor WHERE source = $1 FOR UPDATE",
+                &[&kind.table],
+            )
+            .await?
+            .try_get(0)?;
+        let rows = tx.query(&select, &[&cursor, &CATCH_UP_BATCH]).await?;
+        let Some(last) = rows.last() else {
+            return Ok(total);
+        };
+        let last: i64 = last.try_get(0)?;
+        let mut entries = Entries::default();
+        add_rows(&mut entries, pseudonymiser, kind, &rows, 1)?;
+        entries.record(&*tx).await?;
+        tx.execute(
+            "UPDATE acctstream_directory_cursor SET position = $2 WHERE source = $1",
+            &[&kind.table, &last],
+        )
+        .await?;
+        tx.commit().await?;
+        total += rows.len() as u64;
+        if (rows.len() as i64) < CATCH_UP_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Records again, as seen at their last write (now, while open), the
+/// identities of `kind`'s rows that began before `cutoff` and that
+/// retention keeps (a span still open, or stopped after the cutoff), so
+/// their directory entries outlive the cutoff with them. Instants need
+/// nothing: their entries were recorded with their own time. Returns the
+/// rows read.
+pub async fn refresh_kept(
+    client: &impl GenericClient,
+    pseudonymiser: &Pseudonymiser,
+    kind: &Kind,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    let crate::core::kind::TimeModel::Interval { start, stop } = kind.time else {
+        return Ok(0);
+    };
+    if identity_columns(kind).next().is_none() {
+        return Ok(0);
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM {} WHERE {start} < $1 AND ({stop} IS NULL OR {stop} >= $1)",
+                identity_select(kind),
+                kind.table
+            ),
+            &[&cutoff],
+        )
+        .await?;
+    let mut entries = Entries::default();
+    add_rows(&mut entries, pseudonymiser, kind, &rows, 0)?;
+    entries.record(client).await?;
+    Ok(rows.len() as u64)
+}
+
+/// The UTC day of `at`, as the number of days since 1970-01-01: what
+/// `last_seen` keeps (the start of that day).
+fn day_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(86_400)
+}
+
+/// The start of day `day` (clamped to the times PostgreSQL takes).
+fn day_start(day: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(day.saturating_mul(86_400), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// One value to record: its pseudonyms and the newest day it was seen.
+#[derive(Debug)]
+struct Entry {
+    pseudonyms: Vec<String>,
+    day: i64,
+}
+
 /// Distinct identity values to record, with their pseudonyms (one per key
-/// of a key schedule, so a pseudonym of any month finds its value).
+/// of a key schedule, so a pseudonym of any month finds its value) and the
+/// day of the newest record that carried each.
 #[derive(Debug, Default)]
 pub struct Entries {
-    entries: HashMap<String, Vec<String>>,
+    entries: HashMap<String, Entry>,
 }
 
 impl Entries {
-    /// Remembers `raw` (normalised for its type).
-    pub fn add(&mut self, pseudonymiser: &Pseudonymiser, ty: IdentityType, raw: &str) {
+    /// Remembers `raw` (normalised for its type), carried by a record of
+    /// time `seen`.
+    pub fn add(
+        &mut self,
+        pseudonymiser: &Pseudonymiser,
+        ty: IdentityType,
+        raw: &str,
+        seen: DateTime<Utc>,
+    ) {
         let normalised = ty.normalise(raw);
-        if !self.entries.contains_key(normalised.as_ref()) {
-            let pseudonyms = if pseudonymiser.key_count() == 1 {
-                vec![pseudonym_of(pseudonymiser, ty, raw)]
-            } else {
-                pseudonymiser
-                    .each()
-                    .map(|key| pseudonym_of(&key, ty, raw))
-                    .collect()
-            };
-            self.entries.insert(normalised.into_owned(), pseudonyms);
+        let day = day_of(seen);
+        if let Some(entry) = self.entries.get_mut(normalised.as_ref()) {
+            entry.day = entry.day.max(day);
+            return;
         }
+        let pseudonyms = if pseudonymiser.key_count() == 1 {
+            vec![pseudonym_of(pseudonymiser, ty, raw)]
+        } else {
+            pseudonymiser
+                .each()
+                .map(|key| pseudonym_of(&key, ty, raw))
+                .collect()
+        };
+        self.entries
+            .insert(normalised.into_owned(), Entry { pseudonyms, day });
     }
 
     /// How many distinct values.
@@ -92,29 +275,44 @@ impl Entries {
             entries: self
                 .entries
                 .iter()
-                .filter(|(_, pseudonyms)| !recorded.knows(pseudonyms))
-                .map(|(raw, pseudonyms)| (raw.clone(), pseudonyms.clone()))
+                .filter(|(_, entry)| !recorded.knows(&entry.pseudonyms, entry.day))
+                .map(|(raw, entry)| {
+                    (
+                        raw.clone(),
+                        Entry {
+                            pseudonyms: entry.pseudonyms.clone(),
+                            day: entry.day,
+                        },
+                    )
+                })
                 .collect(),
         };
         new.record(client).await
     }
 
-    /// Records them (existing entries are kept).
+    /// Records them: a new value is inserted, a known one gets the newer
+    /// day (a value seen again the same day writes nothing).
     pub async fn record(&self, client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
         if self.entries.is_empty() {
             return Ok(());
         }
-        let (raws, pseudonyms): (Vec<&str>, Vec<&str>) = self
-            .entries
-            .iter()
-            .flat_map(|(raw, ps)| ps.iter().map(move |p| (raw.as_str(), p.as_str())))
-            .unzip();
+        let mut raws = Vec::new();
+        let mut pseudonyms = Vec::new();
+        let mut days = Vec::new();
+        for (raw, entry) in &self.entries {
+            for pseudonym in &entry.pseudonyms {
+                raws.push(raw.as_str());
+                pseudonyms.push(pseudonym.as_str());
+                days.push(day_start(entry.day));
+            }
+        }
         client
             .execute(
-                "INSERT INTO identity_directory (pseudonym, raw) \
-                 SELECT * FROM unnest($1::text[], $2::text[]) \
-                 ORDER BY 1 ON CONFLICT (pseudonym) DO NOTHING",
-                &[&pseudonyms, &raws],
+                "INSERT INTO identity_directory AS d (pseudonym, raw, last_seen) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) \
+                 ORDER BY 1 ON CONFLICT (pseudonym) DO UPDATE SET last_seen = excluded.last_seen \
+                 WHERE d.last_seen < excluded.last_seen",
+                &[&pseudonyms, &raws, &days],
             )
             .await?;
         Ok(())
@@ -124,16 +322,18 @@ impl Entries {
 /// Most pseudonyms a [`Recorded`] remembers before it starts afresh.
 const RECORDED_MAX: usize = 1 << 16;
 
-/// Pseudonyms this process saw committed to one database's directory, so a
-/// batch does not write again what the batches before it wrote: a session
-/// repeats its identities in every interim update. Nothing ever deletes
-/// from the directory, so what is remembered stays true. Bounded (cleared
-/// when full, about 2 MB); one per database (`AppOptions::directory`).
+/// Pseudonyms this process saw committed to one database's directory, with
+/// the day they were recorded as seen, so a batch does not write again what
+/// the batches before it wrote: a session repeats its identities in every
+/// interim update. Retention deletes only entries last seen before its
+/// cutoff, long before any day a batch still writes, so what is remembered
+/// stays true. Bounded (cleared when full, about 3 MB); one per database
+/// (`AppOptions::directory`).
 #[derive(Debug, Default)]
 pub struct Recorded {
     /// The first 128 bits of each pseudonym (an HMAC output, so distinct
-    /// values do not meet there).
-    seen: std::sync::Mutex<std::collections::HashSet<u128, foldhash::fast::RandomState>>,
+    /// values do not meet there), and its day.
+    seen: std::sync::Mutex<std::collections::HashMap<u128, i64, foldhash::fast::RandomState>>,
 }
 
 impl Recorded {
@@ -143,14 +343,17 @@ impl Recorded {
             .and_then(|hex| u128::from_str_radix(hex, 16).ok())
     }
 
-    /// True when every one of `pseudonyms` is known to be recorded.
-    fn knows(&self, pseudonyms: &[String]) -> bool {
+    /// True when every one of `pseudonyms` is known to be recorded as seen
+    /// on `day` or later.
+    fn knows(&self, pseudonyms: &[String], day: i64) -> bool {
         let Ok(seen) = self.seen.lock() else {
             return false;
         };
-        pseudonyms
-            .iter()
-            .all(|p| Self::key(p).is_some_and(|k| seen.contains(&k)))
+        pseudonyms.iter().all(|p| {
+            Self::key(p)
+                .and_then(|k| seen.get(&k))
+                .is_some_and(|&known| known >= day)
+        })
     }
 
     /// Remembers `entries`, whose transaction has committed.
@@ -161,8 +364,11 @@ impl Recorded {
         if seen.len() + entries.entries.len() > RECORDED_MAX {
             seen.clear();
         }
-        for pseudonyms in entries.entries.values() {
-            seen.extend(pseudonyms.iter().filter_map(|p| Self::key(p)));
+        for entry in entries.entries.values() {
+            for key in entry.pseudonyms.iter().filter_map(|p| Self::key(p)) {
+                let day = seen.entry(key).or_insert(entry.day);
+                *day = (*day).max(entry.day);
+            }
         }
     }
 }
@@ -171,24 +377,64 @@ impl Recorded {
 mod tests {
     use super::*;
 
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn only_committed_entries_are_skipped() {
+    fn only_committed_entries_of_the_same_day_or_later_are_skipped() {
         let p = Pseudonymiser::new(b"key").unwrap();
         let recorded = Recorded::default();
         let mut first = Entries::default();
-        first.add(&p, IdentityType::User, "alice");
-        first.add(&p, IdentityType::Mac, "AA-BB-CC-DD-EE-FF");
+        let monday = at("2026-03-02T23:59:59Z");
+        first.add(&p, IdentityType::User, "alice", monday);
+        first.add(&p, IdentityType::Mac, "AA-BB-CC-DD-EE-FF", monday);
         let alice = vec![pseudonym_of(&p, IdentityType::User, "alice")];
-        assert!(!recorded.knows(&alice));
+        let day = day_of(monday);
+        assert!(!recorded.knows(&alice, day));
         recorded.remember(&first);
-        assert!(recorded.knows(&alice));
-        assert!(recorded.knows(&[pseudonym_of(&p, IdentityType::Mac, "aa:bb:cc:dd:ee:ff")]));
+        assert!(recorded.knows(&alice, day));
+        assert!(recorded.knows(&alice, day - 1));
+        // Seen on a later day: written again, so last_seen moves on.
+        assert!(!recorded.knows(&alice, day_of(at("2026-03-03T00:00:00Z"))));
+        assert!(recorded.knows(
+            &[pseudonym_of(&p, IdentityType::Mac, "aa:bb:cc:dd:ee:ff")],
+            day
+        ));
         // Every pseudonym of a value must be known (a key schedule has several).
-        assert!(!recorded.knows(&[
-            alice[0].clone(),
-            pseudonym_of(&p, IdentityType::User, "bob")
-        ]));
-        assert!(!recorded.knows(&["not a pseudonym".to_owned()]));
+        assert!(!recorded.knows(
+            &[
+                alice[0].clone(),
+                pseudonym_of(&p, IdentityType::User, "bob")
+            ],
+            day
+        ));
+        assert!(!recorded.knows(&["not a pseudonym".to_owned()], day));
+    }
+
+    #[test]
+    fn an_entry_keeps_the_newest_day_it_was_seen() {
+        let p = Pseudonymiser::new(b"key").unwrap();
+        let mut entries = Entries::default();
+        entries.add(
+            &p,
+            IdentityType::Mac,
+            "aa-bb-cc-dd-ee-ff",
+            at("2026-03-05T10:00:00Z"),
+        );
+        entries.add(
+            &p,
+            IdentityType::Mac,
+            "AA:BB:CC:DD:EE:FF",
+            at("2026-03-01T10:00:00Z"),
+        );
+        assert_eq!(entries.len(), 1);
+        let entry = &entries.entries["aa:bb:cc:dd:ee:ff"];
+        assert_eq!(day_start(entry.day), at("2026-03-05T00:00:00Z"));
+        assert_eq!(
+            day_start(day_of(at("1969-12-31T23:00:00Z"))),
+            at("1969-12-31T00:00:00Z")
+        );
     }
 
     #[test]
@@ -196,14 +442,16 @@ mod tests {
         let p = Pseudonymiser::new(b"key").unwrap();
         let recorded = Recorded::default();
         let mut entries = Entries::default();
+        let now = at("2026-03-05T10:00:00Z");
         for i in 0..RECORDED_MAX {
-            entries.add(&p, IdentityType::User, &format!("user-{i}"));
+            entries.add(&p, IdentityType::User, &format!("user-{i}"), now);
         }
         recorded.remember(&entries);
         let mut one = Entries::default();
-        one.add(&p, IdentityType::User, "last");
+        one.add(&p, IdentityType::User, "last", now);
         recorded.remember(&one);
-        assert!(recorded.knows(&[pseudonym_of(&p, IdentityType::User, "last")]));
-        assert!(!recorded.knows(&[pseudonym_of(&p, IdentityType::User, "user-0")]));
+        let day = day_of(now);
+        assert!(recorded.knows(&[pseudonym_of(&p, IdentityType::User, "last")], day));
+        assert!(!recorded.knows(&[pseudonym_of(&p, IdentityType::User, "user-0")], day));
     }
 }

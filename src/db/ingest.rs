@@ -377,9 +377,13 @@ struct Identities<'p> {
 
 impl Identities<'_> {
     fn add(&mut self, record: &Record<'_>) {
+        // The time field is required: a record always has it.
+        let Value::Time(seen) = record.values[record.schema.time] else {
+            return;
+        };
         for (field, value) in record.schema.fields.iter().zip(record.values.iter()) {
             if let (FieldType::Identity(ty), Value::Text(raw)) = (field.ty, value) {
-                self.entries.add(self.pseudonymiser, ty, raw);
+                self.entries.add(self.pseudonymiser, ty, raw, seen);
             }
         }
     }

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_keyed_rollups.sql",
         sql: include_str!("../../sql/0009_keyed_rollups.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_retention_everywhere.sql",
+        sql: include_str!("../../sql/0010_retention_everywhere.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

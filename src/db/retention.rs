@@ -1,19 +1,25 @@
-//! Retention: deleting raw events older than the policy's cutoff, in small
-//! batches, and the background job that does it periodically.
+//! Retention: deleting the rows older than the policy's cutoff from every
+//! table that holds raw identities, in small batches, and the background
+//! job that does it periodically.
+//!
+//! What goes is declared by the kinds ([`Kind::retention`]); this module
+//! names none of them. A pass runs, in order:
+//! 1. the usage rollups are brought up to date ([`rollup::catch_up`],
+//!    waiting mode), since a kind may keep rows not yet rolled up;
+//! 2. every rule of every kind, oldest rows first;
+//! 3. the identities of rows kept past the cutoff (open sessions, sessions
+//!    that began before it) are recorded in the identity directory again, as
+//!    seen at their last write ([`directory::refresh_kept`]);
+//! 4. the identity directory's own rule ([`directory::RETENTION`]): entries
+//!    whose value no record newer than the cutoff carried.
 //!
 //! Each batch is one short `DELETE` of at most [`RetentionOptions::batch_rows`]
-//! rows, picked oldest first through the `(occurred_at, id)` index and
+//! rows, picked oldest first through the rule's (time, id) order and
 //! continuing after the last deleted key (so no batch rescans the dead rows
 //! of the previous ones), in its own transaction, with a pause between
 //! batches. Inserts never wait for it (they touch other rows) and readers are
 //! never blocked (MVCC). The usage rollups are not touched: there is no
 //! delete trigger, so reports keep their figures.
-//!
-//! A raw event is never deleted before it is rolled up: a pass first brings
-//! the rollups up to date ([`crate::db::rollup::catch_up`], waiting mode),
-//! and every batch (and the dry run's count) also skips the ids of any queue
-//! row still visible, since a transaction may commit between the catch-up
-//! and a batch. Such events are deleted by a later pass.
 
 use std::time::{Duration, Instant};
 
@@ -21,11 +27,14 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use super::rollup;
-use super::DbError;
-use crate::core::retention::RetentionPolicy;
+use super::{directory, rollup, DbError};
+use crate::core::{
+    kind::Kind,
+    pseudonym::{Pseudonymiser, RollupKeys},
+    retention::{Days, RetentionPolicy, Rule},
+};
 
-/// Default days of raw events kept.
+/// Default days of raw records kept.
 pub const DEFAULT_DAYS: u32 = 180;
 /// Default time between two runs of the background job.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -35,56 +44,17 @@ pub const DEFAULT_FIRST_RUN_DELAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_BATCH_ROWS: i64 = 5_000;
 /// Default pause between two batches.
 pub const DEFAULT_BATCH_PAUSE: Duration = Duration::from_millis(50);
-
-/// Excludes events not yet rolled up (covered by a queued range).
-macro_rules! rolled_up {
-    () => {
-        "NOT EXISTS (SELECT 1 FROM usage_rollup_queue q WHERE auth_event.id BETWEEN q.lo AND q.hi)"
-    };
-}
-
-/// The first batch: the oldest rolled-up rows before the cutoff.
-const FIRST_BATCH_SQL: &str = concat!(
-    "\
-    WITH batch AS ( \
-        SELECT id, occurred_at FROM auth_event WHERE occurred_at < $1 AND ",
-    rolled_up!(),
-    " \
-        ORDER BY occurred_at, id LIMIT $2 \
-    ), gone AS ( \
-        DELETE FROM auth_event e USING batch b WHERE e.id = b.id RETURNING e.id \
-    ) \
-    SELECT (SELECT count(*) FROM gone), occurred_at, id FROM batch \
-    ORDER BY occurred_at DESC, id DESC LIMIT 1"
-);
-
-/// The following batches: the oldest rolled-up rows after the last key of
-/// the previous batch.
-const NEXT_BATCH_SQL: &str = concat!(
-    "\
-    WITH batch AS ( \
-        SELECT id, occurred_at FROM auth_event \
-        WHERE occurred_at < $1 AND (occurred_at, id) > ($3, $4) AND ",
-    rolled_up!(),
-    " \
-        ORDER BY occurred_at, id LIMIT $2 \
-    ), gone AS ( \
-        DELETE FROM auth_event e USING batch b WHERE e.id = b.id RETURNING e.id \
-    ) \
-    SELECT (SELECT count(*) FROM gone), occurred_at, id FROM batch \
-    ORDER BY occurred_at DESC, id DESC LIMIT 1"
-);
-
-const PREVIEW_SQL: &str = concat!(
-    "SELECT count(*), min(occurred_at), max(occurred_at) FROM auth_event WHERE occurred_at < $1 AND ",
-    rolled_up!()
-);
+/// Default of `ACCTSTREAM_AUDIT_RETENTION_DAYS`.
+pub const DEFAULT_AUDIT_DAYS: u32 = 400;
 
 /// How retention runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RetentionOptions {
-    /// Which events are old enough to delete.
+    /// Which records are old enough to delete (`ACCTSTREAM_RETENTION_DAYS`).
     pub policy: RetentionPolicy,
+    /// Which audit entries are old enough to delete
+    /// (`ACCTSTREAM_AUDIT_RETENTION_DAYS`).
+    pub audit_policy: RetentionPolicy,
     /// Time between two runs of the background job.
     pub interval: Duration,
     /// Delay before the background job's first run.
@@ -94,150 +64,315 @@ pub struct RetentionOptions {
     /// Pause between two batches.
     pub batch_pause: Duration,
     /// The usage-rollup keys (events are rolled up before they are deleted).
-    pub rollup_keys: crate::core::pseudonym::RollupKeys,
+    pub rollup_keys: RollupKeys,
+    /// The pseudonymisation key, to record again the identities of rows
+    /// kept past the cutoff (without it their directory entries may go
+    /// before them: a lookup by pseudonym then misses those rows).
+    pub pseudonymiser: Option<Pseudonymiser>,
+    /// The kinds whose rules run (the registry's).
+    pub kinds: &'static [&'static Kind],
 }
 
 impl Default for RetentionOptions {
-    /// 180 days, hourly, first run 10 s after start, 5,000 rows per batch,
-    /// 50 ms between batches.
+    /// 180 days of records and 400 of audit entries, hourly, first run 10 s
+    /// after start, 5,000 rows per batch, 50 ms between batches; no kinds.
     fn default() -> Self {
         RetentionOptions {
             policy: RetentionPolicy::new(DEFAULT_DAYS),
+            audit_policy: RetentionPolicy::new(DEFAULT_AUDIT_DAYS),
             interval: DEFAULT_INTERVAL,
             first_run_delay: DEFAULT_FIRST_RUN_DELAY,
             batch_rows: DEFAULT_BATCH_ROWS,
             batch_pause: DEFAULT_BATCH_PAUSE,
-            rollup_keys: Default::default(),
+            rollup_keys: RollupKeys::default(),
+            pseudonymiser: None,
+            kinds: &[],
         }
     }
 }
 
-/// What a dry run found.
+impl RetentionOptions {
+    /// Every rule a pass runs, in order: the kinds', then the directory's.
+    pub fn rules(&self) -> impl Iterator<Item = &'static Rule> + '_ {
+        self.kinds
+            .iter()
+            .flat_map(|kind| kind.retention.iter())
+            .chain(std::iter::once(&directory::RETENTION))
+    }
+}
+
+/// The cutoff of each kind of days: rows before it go. `None`: that
+/// retention is disabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PurgePreview {
-    /// Events before the cutoff.
-    pub events: i64,
+pub struct Cutoffs {
+    /// For records and what holds their identities.
+    pub records: Option<DateTime<Utc>>,
+    /// For the audit trail.
+    pub audit: Option<DateTime<Utc>>,
+}
+
+impl Cutoffs {
+    /// The cutoffs of `options`' policies at `now`.
+    pub fn at(options: &RetentionOptions, now: DateTime<Utc>) -> Cutoffs {
+        Cutoffs {
+            records: options.policy.cutoff(now),
+            audit: options.audit_policy.cutoff(now),
+        }
+    }
+
+    /// The cutoff of `days`.
+    pub fn of(&self, days: Days) -> Option<DateTime<Utc>> {
+        match days {
+            Days::Records => self.records,
+            Days::Audit => self.audit,
+        }
+    }
+
+    /// True when nothing is to be deleted.
+    pub fn is_none(&self) -> bool {
+        self.records.is_none() && self.audit.is_none()
+    }
+}
+
+/// A single instant is the cutoff of records; the audit trail is left alone.
+impl From<DateTime<Utc>> for Cutoffs {
+    fn from(records: DateTime<Utc>) -> Cutoffs {
+        Cutoffs {
+            records: Some(records),
+            audit: None,
+        }
+    }
+}
+
+/// What a dry run found for one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// The rule's name.
+    pub name: &'static str,
+    /// Its table.
+    pub table: &'static str,
+    /// Its cutoff.
+    pub cutoff: DateTime<Utc>,
+    /// Rows before the cutoff that a pass would delete (for the directory,
+    /// at most that many: a pass first records again the values of rows it
+    /// keeps).
+    pub rows: i64,
     /// The oldest of them.
     pub oldest: Option<DateTime<Utc>>,
     /// The newest of them.
     pub newest: Option<DateTime<Utc>>,
 }
 
-/// What a retention pass did.
+/// What a pass did to one rule's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PurgeOutcome {
-    /// Events deleted.
+pub struct Purged {
+    /// The rule's name.
+    pub name: &'static str,
+    /// Its table.
+    pub table: &'static str,
+    /// Its cutoff.
+    pub cutoff: DateTime<Utc>,
+    /// Rows deleted.
     pub deleted: u64,
-    /// Network access sessions deleted: closed ones whose stop is before the
-    /// cutoff (an open session is never deleted).
-    pub sessions_deleted: u64,
     /// `DELETE` statements run.
     pub batches: u64,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PurgeOutcome {
+    /// Each rule that ran (rules whose retention is disabled do not), in order.
+    pub tables: Vec<Purged>,
     /// Wall time of the pass, pauses included.
     pub elapsed: Duration,
     /// True when the pass stopped because of shutdown before it was done.
     pub interrupted: bool,
 }
 
-/// Counts the events before `cutoff` that [`purge`] would delete, deleting
-/// nothing: like a pass, it brings the rollups up to date first and counts
-/// only events rolled up.
-pub async fn preview(
-    pool: &Pool,
-    cutoff: DateTime<Utc>,
-    keys: &crate::core::pseudonym::RollupKeys,
-) -> Result<PurgePreview, DbError> {
-    rollup::catch_up_pool(pool, rollup::Mode::Complete, keys).await?;
-    let client = pool.get().await?;
-    let row = client.query_one(PREVIEW_SQL, &[&cutoff]).await?;
-    Ok(PurgePreview {
-        events: row.try_get(0)?,
-        oldest: row.try_get(1)?,
-        newest: row.try_get(2)?,
-    })
+impl PurgeOutcome {
+    /// Rows the rule `name` deleted (0 when it did not run).
+    pub fn deleted(&self, name: &str) -> u64 {
+        self.tables
+            .iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.deleted)
+            .sum()
+    }
+
+    /// `DELETE` statements the rule `name` ran.
+    pub fn batches(&self, name: &str) -> u64 {
+        self.tables
+            .iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.batches)
+            .sum()
+    }
 }
 
-/// Deletes every event before `cutoff`, batch by batch, checking out a
-/// connection per batch (none is held during the pauses), after bringing the
-/// rollups up to date. Stops early, between batches, once `cancel` is
-/// cancelled.
+/// Counts, for every rule, the rows before its cutoff that [`purge`] would
+/// delete, deleting nothing: like a pass, it brings the rollups up to date
+/// first, and counts only rows no `keep` condition holds.
+pub async fn preview(
+    pool: &Pool,
+    cutoffs: impl Into<Cutoffs>,
+    options: &RetentionOptions,
+) -> Result<Vec<Preview>, DbError> {
+    let cutoffs = cutoffs.into();
+    rollup::catch_up_pool(pool, rollup::Mode::Complete, &options.rollup_keys).await?;
+    let client = pool.get().await?;
+    let mut previews = Vec::new();
+    for rule in options.rules() {
+        let Some(cutoff) = cutoffs.of(rule.days) else {
+            continue;
+        };
+        let row = client.query_one(&rule.preview_sql(), &[&cutoff]).await?;
+        previews.push(Preview {
+            name: rule.name,
+            table: rule.table,
+            cutoff,
+            rows: row.try_get(0)?,
+            oldest: row.try_get(1)?,
+            newest: row.try_get(2)?,
+        });
+    }
+    Ok(previews)
+}
+
+/// One retention pass (see the module documentation): deletes, rule by
+/// rule, every row before its cutoff, batch by batch, checking out a
+/// connection per batch (none is held during the pauses). Stops early,
+/// between batches, once `cancel` is cancelled.
 pub async fn purge(
     pool: &Pool,
-    cutoff: DateTime<Utc>,
+    cutoffs: impl Into<Cutoffs>,
     options: &RetentionOptions,
     cancel: &CancellationToken,
 ) -> Result<PurgeOutcome, DbError> {
+    let cutoffs = cutoffs.into();
     let started = Instant::now();
     rollup::catch_up_pool(pool, rollup::Mode::Complete, &options.rollup_keys).await?;
-    let mut outcome = purge_rolled_up(pool, cutoff, options, cancel).await?;
-    if !outcome.interrupted {
-        let (deleted, interrupted) = super::sessions::purge(
-            pool,
-            cutoff,
-            options.batch_rows.max(1),
-            options.batch_pause,
-            cancel,
-        )
-        .await?;
-        outcome.sessions_deleted = deleted;
-        outcome.interrupted = interrupted;
+    let mut outcome = PurgeOutcome::default();
+    for rule in options.rules() {
+        let Some(cutoff) = cutoffs.of(rule.days) else {
+            continue;
+        };
+        if std::ptr::eq(rule, &directory::RETENTION) {
+            if let Some(pseudonymiser) = &options.pseudonymiser {
+                let client = pool.get().await?;
+                for kind in options.kinds {
+                    directory::refresh_kept(&**client, pseudonymiser, kind, cutoff).await?;
+                }
+            }
+        }
+        let (purged, interrupted) = purge_rule(pool, rule, cutoff, options, cancel).await?;
+        outcome.tables.push(purged);
+        if interrupted {
+            outcome.interrupted = true;
+            break;
+        }
     }
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
 
-/// Deletes the events before `cutoff` that are already rolled up (not
-/// covered by a queued range), in batches like [`purge`], without catching
-/// up first.
-pub async fn purge_rolled_up(
+/// Deletes the rows of `rule` before `cutoff`, in batches, without
+/// catching up the rollups first; returns what it did and whether `cancel`
+/// stopped it early.
+pub async fn purge_rule(
     pool: &Pool,
+    rule: &'static Rule,
     cutoff: DateTime<Utc>,
     options: &RetentionOptions,
     cancel: &CancellationToken,
-) -> Result<PurgeOutcome, DbError> {
-    let started = Instant::now();
+) -> Result<(Purged, bool), DbError> {
     let limit = options.batch_rows.max(1);
-    let mut outcome = PurgeOutcome {
+    let mut purged = Purged {
+        name: rule.name,
+        table: rule.table,
+        cutoff,
         deleted: 0,
-        sessions_deleted: 0,
         batches: 0,
-        elapsed: Duration::ZERO,
-        interrupted: false,
     };
-    let mut last: Option<(DateTime<Utc>, i64)> = None;
+    let (first, next) = (rule.batch_sql(false), rule.batch_sql(true));
+    let mut last: Option<(DateTime<Utc>, IdText)> = None;
     loop {
         if cancel.is_cancelled() {
-            outcome.interrupted = true;
-            break;
+            return Ok((purged, true));
         }
         let row = {
             let client = pool.get().await?;
-            match last {
+            match &last {
                 None => {
-                    let statement = client.prepare_cached(FIRST_BATCH_SQL).await?;
+                    let statement = client.prepare_cached(&first).await?;
                     client.query_opt(&statement, &[&cutoff, &limit]).await
                 }
                 Some((at, id)) => {
-                    let statement = client.prepare_cached(NEXT_BATCH_SQL).await?;
+                    let statement = client.prepare_cached(&next).await?;
+                    // The id's type is the table's: sent as text, cast back
+                    // by the statement's inferred parameter type.
                     client
-                        .query_opt(&statement, &[&cutoff, &limit, &at, &id])
+                        .query_opt(&statement, &[&cutoff, &limit, at, id])
                         .await
                 }
             }?
         };
-        outcome.batches += 1;
+        purged.batches += 1;
         // No row: nothing left before the cutoff (after the last key).
         let Some(row) = row else { break };
         let deleted: i64 = row.try_get(0)?;
-        outcome.deleted += u64::try_from(deleted).unwrap_or(0);
+        purged.deleted += u64::try_from(deleted).unwrap_or(0);
         last = Some((row.try_get(1)?, row.try_get(2)?));
         tokio::select! {
             () = cancel.cancelled() => {}
             () = tokio::time::sleep(options.batch_pause) => {}
         }
     }
-    outcome.elapsed = started.elapsed();
-    Ok(outcome)
+    Ok((purged, false))
+}
+
+/// A key of any type (`bigint`, `text`) carried as its text form between
+/// two batches: read with the column's own type, sent back as it.
+#[derive(Debug)]
+struct IdText(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for IdText {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::Type;
+        Ok(IdText(match *ty {
+            Type::INT8 => i64::from_sql(ty, raw)?.to_string(),
+            Type::INT4 => i32::from_sql(ty, raw)?.to_string(),
+            _ => String::from_sql(ty, raw)?,
+        }))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(*ty, Type::INT8 | Type::INT4 | Type::TEXT | Type::VARCHAR)
+    }
+}
+
+impl tokio_postgres::types::ToSql for IdText {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::Type;
+        match *ty {
+            Type::INT8 => self.0.parse::<i64>()?.to_sql(ty, out),
+            Type::INT4 => self.0.parse::<i32>()?.to_sql(ty, out),
+            _ => self.0.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <IdText as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// One pass of the background job at `now`, logged.
@@ -247,26 +382,35 @@ pub async fn run_once(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> Result<Option<PurgeOutcome>, DbError> {
-    let Some(cutoff) = options.policy.cutoff(now) else {
+    let cutoffs = Cutoffs::at(options, now);
+    if cutoffs.is_none() {
         return Ok(None);
-    };
-    let result = purge(pool, cutoff, options, cancel).await;
+    }
+    let result = purge(pool, cutoffs, options, cancel).await;
     match &result {
-        Ok(outcome) => tracing::info!(
-            cutoff = %cutoff.to_rfc3339(),
-            retention_days = options.policy.days(),
-            deleted = outcome.deleted,
-            sessions_deleted = outcome.sessions_deleted,
-            batches = outcome.batches,
-            elapsed_ms = outcome.elapsed.as_millis() as u64,
-            interrupted = outcome.interrupted,
-            "retention pass: deleted {} raw events and {} sessions stopped before {}",
-            outcome.deleted,
-            outcome.sessions_deleted,
-            cutoff.to_rfc3339(),
-        ),
+        Ok(outcome) => {
+            for table in &outcome.tables {
+                tracing::info!(
+                    rule = table.name,
+                    table = table.table,
+                    cutoff = %table.cutoff.to_rfc3339(),
+                    deleted = table.deleted,
+                    batches = table.batches,
+                    "retention: deleted {} rows of {} from before {}",
+                    table.deleted,
+                    table.name,
+                    table.cutoff.to_rfc3339(),
+                );
+            }
+            tracing::info!(
+                retention_days = options.policy.days(),
+                audit_retention_days = options.audit_policy.days(),
+                elapsed_ms = outcome.elapsed.as_millis() as u64,
+                interrupted = outcome.interrupted,
+                "retention pass done"
+            );
+        }
         Err(error) => tracing::warn!(
-            cutoff = %cutoff.to_rfc3339(),
             error = %error,
             "retention pass failed; retrying at the next interval"
         ),
@@ -275,15 +419,19 @@ pub async fn run_once(
 }
 
 /// The background job: a pass `first_run_delay` after start, then every
-/// `interval`, until `cancel` is cancelled. Does nothing when retention is
-/// disabled. A failed pass is logged and retried at the next interval.
+/// `interval`, until `cancel` is cancelled. Does nothing when both
+/// retentions are disabled. A failed pass is logged and retried at the next
+/// interval.
 pub async fn run_job(pool: Pool, options: RetentionOptions, cancel: CancellationToken) {
-    if options.policy.is_disabled() {
-        tracing::info!("retention disabled (ACCTSTREAM_RETENTION_DAYS=0): raw events are kept");
+    if options.policy.is_disabled() && options.audit_policy.is_disabled() {
+        tracing::info!(
+            "retention disabled (ACCTSTREAM_RETENTION_DAYS=0, ACCTSTREAM_AUDIT_RETENTION_DAYS=0): everything is kept"
+        );
         return;
     }
     tracing::info!(
         retention_days = options.policy.days(),
+        audit_retention_days = options.audit_policy.days(),
         interval_s = options.interval.as_secs(),
         "retention job started"
     );

@@ -412,112 +412,17 @@ async fn apply_once(
 }
 
 fn record_identities(entries: &mut Entries, pseudonymiser: &Pseudonymiser, row: &SessionRow) {
+    // Seen when it was last heard of; while open, retention records its
+    // identities again (`db::directory::refresh_kept`).
+    let seen = row.stop.unwrap_or(row.update);
     if let Some(user) = &row.user {
-        entries.add(pseudonymiser, IdentityType::RadiusUser, user);
+        entries.add(pseudonymiser, IdentityType::RadiusUser, user, seen);
     }
     if let Some(calling) = &row.calling {
-        entries.add(pseudonymiser, IdentityType::Mac, calling);
+        entries.add(pseudonymiser, IdentityType::Mac, calling, seen);
     }
     for ip in [row.framed_ip, row.framed_ipv6].into_iter().flatten() {
-        entries.add(pseudonymiser, IdentityType::Ip, &ip.to_string());
-    }
-}
-
-/// Rows read per round of the directory's catch-up.
-const CATCH_UP_BATCH: i64 = 10_000;
-
-/// Records in the identity directory the identities of `radacct` rows
-/// written since the last catch-up (by FreeRADIUS's `rlm_sql` or anyone
-/// else), so they can be found by pseudonym. Returns how many rows were
-/// read. Concurrent catch-ups wait for each other (the cursor row's lock).
-pub async fn catch_up_directory(
-    client: &mut Object,
-    pseudonymiser: &Pseudonymiser,
-) -> Result<u64, DbError> {
-    let mut total = 0;
-    loop {
-        let tx = client.transaction().await?;
-        let cursor: i64 = tx
-            .query_one(
-                "SELECT radacctid FROM radacct_directory_cursor FOR UPDATE",
-                &[],
-            )
-            .await?
-            .try_get(0)?;
-        let rows = tx
-            .query(
-                "SELECT radacctid, nullif(username, ''), nullif(callingstationid, ''), \
-                 host(framedipaddress), host(framedipv6address) \
-                 FROM radacct WHERE radacctid > $1 ORDER BY radacctid LIMIT $2",
-                &[&cursor, &CATCH_UP_BATCH],
-            )
-            .await?;
-        let Some(last) = rows.last() else {
-            return Ok(total);
-        };
-        let last: i64 = last.try_get(0)?;
-        let mut entries = Entries::default();
-        for row in &rows {
-            let values: [(usize, IdentityType); 4] = [
-                (1, IdentityType::RadiusUser),
-                (2, IdentityType::Mac),
-                (3, IdentityType::Ip),
-                (4, IdentityType::Ip),
-            ];
-            for (i, ty) in values {
-                if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
-                    entries.add(pseudonymiser, ty, value);
-                }
-            }
-        }
-        entries.record(&*tx).await?;
-        tx.execute(
-            "UPDATE radacct_directory_cursor SET radacctid = $1",
-            &[&last],
-        )
-        .await?;
-        tx.commit().await?;
-        total += rows.len() as u64;
-        if (rows.len() as i64) < CATCH_UP_BATCH {
-            return Ok(total);
-        }
-    }
-}
-
-/// Retention of sessions: deletes closed sessions whose stop is before
-/// `cutoff`, `batch` rows per short transaction with `pause` between, never
-/// an open one (its stop is NULL). Returns the rows deleted and whether
-/// `cancel` stopped it early.
-pub async fn purge(
-    pool: &Pool,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-    pause: std::time::Duration,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> Result<(u64, bool), DbError> {
-    let mut deleted = 0;
-    loop {
-        if cancel.is_cancelled() {
-            return Ok((deleted, true));
-        }
-        let n = {
-            let client = pool.get().await?;
-            client
-                .execute(
-                    "DELETE FROM radacct WHERE radacctid IN (SELECT radacctid FROM radacct \
-                     WHERE acctstoptime < $1 ORDER BY acctstoptime LIMIT $2)",
-                    &[&cutoff, &batch],
-                )
-                .await?
-        };
-        deleted += n;
-        if (n as i64) < batch {
-            return Ok((deleted, false));
-        }
-        tokio::select! {
-            () = cancel.cancelled() => {}
-            () = tokio::time::sleep(pause) => {}
-        }
+        entries.add(pseudonymiser, IdentityType::Ip, &ip.to_string(), seen);
     }
 }
 

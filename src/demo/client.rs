@@ -205,12 +205,13 @@ impl Generator {
         }
     }
 
-    /// Records every client's MAC and IP address in the identity directory.
-    fn directory(&self, pseudonymiser: &Pseudonymiser) -> Entries {
+    /// Records every client's MAC and IP address in the identity
+    /// directory, as seen at `seen` (the end of the data generated).
+    fn directory(&self, pseudonymiser: &Pseudonymiser, seen: DateTime<Utc>) -> Entries {
         let mut entries = Entries::default();
         for client in &self.clients {
-            entries.add(pseudonymiser, IdentityType::Mac, &client.mac);
-            entries.add(pseudonymiser, IdentityType::Ip, &client.ip);
+            entries.add(pseudonymiser, IdentityType::Mac, &client.mac, seen);
+            entries.add(pseudonymiser, IdentityType::Ip, &client.ip, seen);
         }
         entries
     }
@@ -343,7 +344,7 @@ pub async fn seed(
     let mut generator = Generator::new(opts.rng_seed, opts.rng_seed.rotate_left(7));
     if let Some(pseudonymiser) = pseudonymiser {
         generator
-            .directory(pseudonymiser)
+            .directory(pseudonymiser, opts.end)
             .record(client)
             .await
             .map_err(db_err("recording client pseudonyms"))?;
@@ -401,7 +402,7 @@ pub async fn backfill(
     }
     let mut generator = Generator::new(DEFAULT_RNG_SEED, now_us as u64);
     generator
-        .directory(pseudonymiser)
+        .directory(pseudonymiser, now)
         .record(client)
         .await
         .map_err(db_err("recording client pseudonyms"))?;

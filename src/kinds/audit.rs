@@ -5,6 +5,7 @@
 use crate::core::{
     jwt::Grant,
     kind::{Column, ColumnType, Filter, FilterType, Kind, TimeModel},
+    retention::{Days, Rule},
 };
 
 static COLUMNS: [Column; 14] = [
@@ -61,11 +62,13 @@ pub static KIND: Kind = Kind {
     file_name: "audit",
     schema: "AuditEntry",
     table: "access_audit",
-    id_column: "id",
     time: TimeModel::Instant { column: "at" },
     columns: &COLUMNS,
     filters: &FILTERS,
-    ingest: None,
-    foreign_writes: false,
     grant: Grant::Audit,
+    retention: &RETENTION,
+    ..Kind::BASE
 };
+
+/// Entries older than `ACCTSTREAM_AUDIT_RETENTION_DAYS` go.
+static RETENTION: [Rule; 1] = [Rule::new("audit", "access_audit", "at", "id").by(Days::Audit)];

@@ -4,6 +4,7 @@ use crate::core::{
     identity::IdentityType,
     ingest::{FieldType, IngestField, IngestSchema, SqlType},
     kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+    retention::Rule,
 };
 
 static COLUMNS: [Column; 5] = [
@@ -91,7 +92,6 @@ pub static KIND: Kind = Kind {
     file_name: "events",
     schema: "EventDetails",
     table: "auth_event",
-    id_column: "id",
     time: TimeModel::Instant {
         column: "occurred_at",
     },
@@ -102,6 +102,14 @@ pub static KIND: Kind = Kind {
         schema: &INGEST,
         openapi: "IngestEvent",
     }),
-    foreign_writes: false,
-    grant: crate::core::jwt::Grant::Read,
+    retention: &RETENTION,
+    ..Kind::BASE
 };
+
+/// Events older than the cutoff go, except those not yet rolled up into
+/// the usage reports (covered by a queued range): a later pass takes them.
+static RETENTION: [Rule; 1] = [
+    Rule::new("events", "auth_event", "occurred_at", "id").keeping(
+        "EXISTS (SELECT 1 FROM usage_rollup_queue q WHERE auth_event.id BETWEEN q.lo AND q.hi)",
+    ),
+];

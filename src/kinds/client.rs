@@ -6,6 +6,7 @@ use crate::core::{
     identity::IdentityType,
     ingest::{FieldType, IngestField, IngestSchema, SqlType},
     kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+    retention::Rule,
 };
 
 use ColumnType::{Integer, Text};
@@ -242,7 +243,6 @@ pub static KIND: Kind = Kind {
     file_name: "client-events",
     schema: "ClientEvent",
     table: "client_event",
-    id_column: "id",
     time: TimeModel::Instant {
         column: "occurred_at",
     },
@@ -253,9 +253,22 @@ pub static KIND: Kind = Kind {
         schema: &INGEST,
         openapi: "IngestClientEvent",
     }),
-    foreign_writes: false,
-    grant: crate::core::jwt::Grant::Read,
+    retention: &RETENTION,
+    audit_routes: &[HISTORY_PREFIX],
+    ..Kind::BASE
 };
+
+/// Client events older than the cutoff go (they hold raw MAC and IP
+/// addresses).
+static RETENTION: [Rule; 1] = [Rule::new(
+    "client_events",
+    "client_event",
+    "occurred_at",
+    "id",
+)];
+
+/// Where a client's history lives (`HISTORY_PATH` below it).
+const HISTORY_PREFIX: &str = "/api/v1/clients/";
 
 /// The path of one client's history (`{client}`: pseudonym, or MAC for the
 /// `identities` scope).

@@ -12,6 +12,7 @@
 use crate::core::{
     identity::IdentityType,
     kind::{Column, ColumnType, Filter, FilterType, Kind, TimeModel},
+    retention::Rule,
 };
 
 use ColumnType::{Integer, Text, Timestamp};
@@ -226,10 +227,19 @@ pub static KIND: Kind = Kind {
     },
     columns: &COLUMNS,
     filters: &FILTERS,
-    ingest: None,
     foreign_writes: true,
-    grant: crate::core::jwt::Grant::Read,
+    retention: &RETENTION,
+    audit_routes: &["/api/v1/sessions", "/api/v1/users/", "/api/v1/devices/"],
+    ..Kind::BASE
 };
+
+/// Closed sessions whose stop is before the cutoff go (an open session's
+/// stop is NULL: never deleted), and so do quarantined RADIUS requests
+/// received before it (they hold the raw attributes).
+static RETENTION: [Rule; 2] = [
+    Rule::new("sessions", "radacct", "acctstoptime", "radacctid"),
+    Rule::new("radius_quarantine", "radius_rejected", "received_at", "id"),
+];
 
 /// Open sessions not stale, in a form the partial index
 /// `radacct_acctstream_online_idx` serves.

@@ -809,3 +809,99 @@ fn readme_ingest_examples_are_current() {
     }
     assert!(posts >= 2, "the README should show ingest for both kinds");
 }
+
+/// Issue 22: the README is the first-hour guide (short, with the two
+/// commands), and every relative link of README.md, ARCHITECTURE.md and
+/// docs/ points at a file that exists and, for a `#fragment` into Markdown,
+/// at one of its headings.
+#[test]
+fn readme_and_docs_links_resolve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 250,
+        "README.md is the first hour: keep it short"
+    );
+    assert!(readme.contains("cargo run --release -- demo") && readme.contains("cargo test"));
+    let anchor = |heading: &str| -> String {
+        heading
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    };
+    let anchors_of = |path: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut fenced = false;
+        text.lines()
+            .filter(|l| {
+                if l.starts_with("```") {
+                    fenced = !fenced;
+                }
+                !fenced && l.starts_with('#')
+            })
+            .map(anchor)
+            .collect()
+    };
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let link = regex_lite_links();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for target in link(&text) {
+            if target.starts_with("http") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, fragment) = match target.split_once('#') {
+                Some((p, f)) => (p, Some(f)),
+                None => (target.as_str(), None),
+            };
+            let resolved = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            assert!(
+                resolved.exists(),
+                "{}: link to {target}: no such file",
+                file.display()
+            );
+            if let (Some(fragment), true) =
+                (fragment, resolved.extension().is_some_and(|e| e == "md"))
+            {
+                assert!(
+                    anchors_of(&resolved).iter().any(|a| a == fragment),
+                    "{}: link to {target}: no such heading",
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} links found");
+}
+
+/// The targets of Markdown links `[text](target)` in `text`.
+fn regex_lite_links() -> impl Fn(&str) -> Vec<String> {
+    |text: &str| {
+        let mut targets = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("](") {
+            rest = &rest[start + 2..];
+            if let Some(end) = rest.find(')') {
+                let target = &rest[..end];
+                if !target.contains(' ') && !target.is_empty() {
+                    targets.push(target.to_owned());
+                }
+                rest = &rest[end..];
+            }
+        }
+        targets
+    }
+}

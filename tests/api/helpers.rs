@@ -370,19 +370,21 @@ impl TestApp {
         let mut entries = acctstream::db::directory::Entries::default();
         for e in events {
             let mac = acctstream::core::identity::IdentityType::Mac.normalise(&e.mac);
+            let at: DateTime<Utc> = e.at.parse().expect("timestamp");
             entries.add(
                 &self.pseudonymiser,
                 acctstream::core::identity::IdentityType::Mac,
                 &e.mac,
+                at,
             );
             if let Some(ip) = &e.ip {
                 entries.add(
                     &self.pseudonymiser,
                     acctstream::core::identity::IdentityType::Ip,
                     ip,
+                    at,
                 );
             }
-            let at: DateTime<Utc> = e.at.parse().expect("timestamp");
             self.db
                 .execute(
                     &statement,

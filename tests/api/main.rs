@@ -15,6 +15,7 @@ mod kinds;
 mod oauth;
 mod ops;
 mod reports;
+mod retention;
 mod sessions;
 mod shutdown;
 mod streaming;

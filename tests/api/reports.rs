@@ -407,7 +407,7 @@ fn acctstream() -> Command {
     command
 }
 
-async fn purge(app: &TestApp, args: &[&str]) -> String {
+pub(crate) async fn purge(app: &TestApp, args: &[&str]) -> String {
     let url = database_url(&app.db_name);
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
@@ -452,18 +452,20 @@ async fn reports_survive_retention() {
     let dry = purge(&app, &["--dry-run"]).await;
     assert!(dry.contains("cutoff"), "{dry}");
     assert!(
-        dry.contains(&format!("{stored} events would be deleted")),
-        "{dry}"
-    );
-    assert!(
-        dry.contains("from 2021-02-28T22:30:00Z to 2021-04-01T00:00:00Z"),
+        dry.contains(&format!(
+            "dry run: events (auth_event): {stored} rows would be deleted, \
+             from 2021-02-28T22:30:00Z to 2021-04-01T00:00:00Z"
+        )),
         "{dry}"
     );
     assert_eq!(event_count(&app).await, stored);
 
     // All these events are far older than 180 days.
     let done = purge(&app, &[]).await;
-    assert!(done.contains(&format!("deleted {stored} events")), "{done}");
+    assert!(
+        done.contains(&format!("deleted {stored} rows of events (auth_event)")),
+        "{done}"
+    );
     assert_eq!(event_count(&app).await, 0);
 
     assert_eq!(
@@ -481,7 +483,10 @@ async fn reports_survive_retention() {
     assert_eq!(details["events"], json!([]));
     // And once more: nothing left.
     let again = purge(&app, &["--dry-run"]).await;
-    assert!(again.contains("no events would be deleted"), "{again}");
+    assert!(
+        again.contains("dry run: events (auth_event): nothing would be deleted"),
+        "{again}"
+    );
 }
 
 #[actix_web::test]
@@ -502,7 +507,11 @@ async fn purge_with_retention_disabled_deletes_nothing() {
     .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("retention is disabled"), "{stdout}");
+    assert!(
+        stdout.contains("retention of records is disabled (ACCTSTREAM_RETENTION_DAYS=0)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deleted 0 rows of audit"), "{stdout}");
     assert_eq!(event_count(&app).await, stored);
 }
 
@@ -528,19 +537,22 @@ async fn purge_deletes_in_batches_only_before_the_cutoff() {
         batch_rows: 3,
         batch_pause: Duration::from_millis(1),
         rollup_keys: rollup_keys(),
+        kinds: &acctstream::kinds::ALL,
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
-    let preview = db::retention::preview(&app.pool, cutoff, &rollup_keys())
+    let preview = db::retention::preview(&app.pool, cutoff, &options)
         .await
         .unwrap();
-    assert_eq!(preview.events, 17);
+    let events = preview.iter().find(|p| p.name == "events").unwrap();
+    assert_eq!(events.rows, 17);
     let outcome = db::retention::purge(&app.pool, cutoff, &options, &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(outcome.deleted, 17);
+    assert_eq!(outcome.deleted("events"), 17);
     assert_eq!(
-        outcome.batches, 7,
+        outcome.batches("events"),
+        7,
         "6 batches of at most 3, then an empty one"
     );
     assert!(!outcome.interrupted);
@@ -552,7 +564,7 @@ async fn purge_deletes_in_batches_only_before_the_cutoff() {
         .await
         .unwrap();
     assert!(outcome.interrupted);
-    assert_eq!(outcome.deleted, 0);
+    assert_eq!(outcome.deleted("events"), 0);
     assert_eq!(event_count(&app).await, 3);
 }
 
@@ -570,6 +582,7 @@ async fn background_job_purges_and_stops_on_shutdown() {
             first_run_delay: Duration::from_millis(10),
             interval: Duration::from_secs(3600),
             rollup_keys: rollup_keys(),
+            kinds: &acctstream::kinds::ALL,
             ..RetentionOptions::default()
         },
         stop.clone(),
@@ -1018,6 +1031,7 @@ async fn retention_never_deletes_events_not_rolled_up() {
         batch_rows: 4,
         batch_pause: Duration::from_millis(1),
         rollup_keys: rollup_keys(),
+        kinds: &acctstream::kinds::ALL,
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
@@ -1028,10 +1042,15 @@ async fn retention_never_deletes_events_not_rolled_up() {
     // Not rolled up yet (queued only).
     app.insert(&march_events()).await;
     assert!(queued(&app.db).await > 0);
-    let outcome =
-        db::retention::purge_rolled_up(&app.pool, cutoff, &options, &CancellationToken::new())
-            .await
-            .unwrap();
+    let (outcome, _) = db::retention::purge_rule(
+        &app.pool,
+        &acctstream::kinds::auth::KIND.retention[0],
+        cutoff,
+        &options,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.deleted, 1);
     let stored = event_count(&app).await;
     assert_eq!(stored, march_events().len() as i64);
@@ -1041,7 +1060,7 @@ async fn retention_never_deletes_events_not_rolled_up() {
     let outcome = db::retention::purge(&app.pool, cutoff, &options, &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(outcome.deleted, stored as u64);
+    assert_eq!(outcome.deleted("events"), stored as u64);
     assert_eq!(event_count(&app).await, 0);
     let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
     let rows: BTreeMap<_, _> = report_rows(&json).into_iter().collect();

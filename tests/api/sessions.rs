@@ -978,12 +978,15 @@ async fn retention_keeps_open_sessions_and_recent_stops() {
     let outcome = acctstream::db::retention::purge(
         &app.pool,
         cutoff,
-        &acctstream::db::retention::RetentionOptions::default(),
+        &acctstream::db::retention::RetentionOptions {
+            kinds: &acctstream::kinds::ALL,
+            ..Default::default()
+        },
         &tokio_util::sync::CancellationToken::new(),
     )
     .await
     .expect("purge");
-    assert_eq!(outcome.sessions_deleted, 1);
+    assert_eq!(outcome.deleted("sessions"), 1);
     let left: Vec<String> = app
         .db
         .query("SELECT acctsessionid FROM radacct ORDER BY 1", &[])
