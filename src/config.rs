@@ -162,94 +162,7 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(key)
 }
 
-/// What a bearer token may do. A static token always reads (pseudonymised
-/// data); `write` may also ingest; `identities` sees raw identities (user
-/// ids, MAC and IP addresses) instead of pseudonyms; `audit` reads the
-/// access audit trail. An OAuth2 access token holds exactly the grants its
-/// scopes map to (`core::jwt::ScopeMap`), so it may lack `read`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Scope {
-    /// May read accounting data.
-    pub read: bool,
-    /// May ingest (`token:read+write`).
-    pub write: bool,
-    /// Sees raw identities (`token:read+identities`).
-    pub identities: bool,
-    /// May read the access audit trail (`token:read+audit`).
-    pub audit: bool,
-}
-
-impl Scope {
-    /// Read only (an entry without a scope, or `token:read`).
-    pub const READ: Scope = Scope {
-        read: true,
-        write: false,
-        identities: false,
-        audit: false,
-    };
-    /// Read and ingest (`token:read+write`).
-    pub const READ_WRITE: Scope = Scope {
-        read: true,
-        write: true,
-        identities: false,
-        audit: false,
-    };
-
-    /// True when this scope may read accounting data.
-    pub fn can_read(self) -> bool {
-        self.read
-    }
-
-    /// True when this scope may ingest events.
-    pub fn can_write(self) -> bool {
-        self.write
-    }
-
-    /// True when this scope sees raw identities.
-    pub fn can_see_identities(self) -> bool {
-        self.identities
-    }
-
-    /// True when this scope may read the access audit trail.
-    pub fn can_audit(self) -> bool {
-        self.audit
-    }
-
-    /// The scope's names joined by `+` (`read+write`), as the audit trail
-    /// records them.
-    pub fn names(self) -> String {
-        [
-            (self.read, "read"),
-            (self.write, "write"),
-            (self.identities, "identities"),
-            (self.audit, "audit"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join("+")
-    }
-
-    /// Parses `read`, optionally joined by `+` with `write`, `identities`
-    /// and/or `audit` (any order, each once).
-    pub fn parse(text: &str) -> Option<Scope> {
-        let mut scope = Scope::default();
-        for part in text.split('+') {
-            let flag = match part {
-                "read" => &mut scope.read,
-                "write" => &mut scope.write,
-                "identities" => &mut scope.identities,
-                "audit" => &mut scope.audit,
-                _ => return None,
-            };
-            if std::mem::replace(flag, true) {
-                return None;
-            }
-        }
-        scope.read.then_some(scope)
-    }
-}
+use crate::core::scope::{Grant, Scope};
 
 /// One configured static token: its digest, scope and label.
 #[derive(Clone)]
@@ -409,10 +322,11 @@ impl ApiTokens {
             let matches = known.digest.ct_eq(&digest);
             found |= matches;
             let scope = known.scope;
-            for (flag, on) in flags
-                .iter_mut()
-                .zip([scope.write, scope.identities, scope.audit])
-            {
+            for (flag, on) in flags.iter_mut().zip([
+                scope.has(Grant::Write),
+                scope.has(Grant::Identities),
+                scope.has(Grant::Audit),
+            ]) {
                 *flag |= matches & subtle::Choice::from(u8::from(on));
             }
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -423,12 +337,11 @@ impl ApiTokens {
         }
         let label = self.tokens.get(matched as usize)?.label.as_str();
         Some((
-            Scope {
-                read: true,
-                write: bool::from(flags[0]),
-                identities: bool::from(flags[1]),
-                audit: bool::from(flags[2]),
-            },
+            [Grant::Write, Grant::Identities, Grant::Audit]
+                .into_iter()
+                .zip(flags)
+                .filter(|(_, on)| bool::from(*on))
+                .fold(Scope::READ, |scope, (grant, _)| scope.with(grant)),
             label,
         ))
     }
@@ -601,19 +514,10 @@ mod tests {
         assert_eq!(twice.scope_of("x"), Some(Scope::READ_WRITE));
         // The identities scope, alone or with write, in any order.
         let all = ApiTokens::parse("i:read+identities,w:identities+read+write").unwrap();
-        assert_eq!(
-            all.scope_of("i"),
-            Some(Scope {
-                identities: true,
-                ..Scope::READ
-            })
-        );
+        assert_eq!(all.scope_of("i"), Some(Scope::READ.with(Grant::Identities)));
         assert_eq!(
             all.scope_of("w"),
-            Some(Scope {
-                identities: true,
-                ..Scope::READ_WRITE
-            })
+            Some(Scope::READ_WRITE.with(Grant::Identities))
         );
     }
 
@@ -648,7 +552,7 @@ mod tests {
         let tokens = ApiTokens::parse("billing=b1:read+audit, plain, e=tok=en:read").unwrap();
         let (scope, label) = tokens.lookup("b1").unwrap();
         assert_eq!(label, "billing");
-        assert!(scope.can_read() && scope.can_audit() && !scope.can_write());
+        assert!(scope.has(Grant::Read) && scope.has(Grant::Audit) && !scope.has(Grant::Write));
         assert_eq!(scope.names(), "read+audit");
         // Unnamed: `token-` and the first 8 hex digits of its SHA-256.
         let (_, label) = tokens.lookup("plain").unwrap();

@@ -13,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::{io, CliError, Common, PurgeArgs, SeedArgs, ServeArgs};
 use crate::{
     config::{self, ApiTokens, ConfigError},
-    core::pseudonym::Pseudonymiser,
+    core::{
+        pseudonym::Pseudonymiser,
+        scope::{Grant, Scope},
+    },
     db::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
@@ -334,16 +337,9 @@ pub(super) async fn run_demo(
     let mut tokens = ApiTokens::from_env()?;
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
     // The demo's operator is also its auditor.
-    tokens.add_named(
-        "demo-read",
-        &token,
-        config::Scope {
-            audit: true,
-            ..config::Scope::READ
-        },
-    );
+    tokens.add_named("demo-read", &token, Scope::READ.with(Grant::Audit));
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
-    tokens.add_named("demo-write", &write_token, config::Scope::READ_WRITE);
+    tokens.add_named("demo-write", &write_token, Scope::READ_WRITE);
     let public_url = args.public_url()?;
 
     let database = Database::open(common, true).await?;

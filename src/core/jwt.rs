@@ -9,8 +9,6 @@
 //! `exp` (required) and `nbf` hold within the leeway, and its `scope`
 //! (space-separated) or `scp` (array) claim maps to acctstream's grants.
 
-use std::fmt;
-
 use base64::Engine;
 use jsonwebtoken::{
     errors::ErrorKind,
@@ -19,7 +17,8 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 
-use crate::config::Scope;
+use crate::core::scope::Grant;
+use crate::core::scope::Scope;
 
 /// The algorithms a token may be signed with.
 pub const ALLOWED_ALGORITHMS: [Algorithm; 4] = [
@@ -31,43 +30,6 @@ pub const ALLOWED_ALGORITHMS: [Algorithm; 4] = [
 
 /// The default leeway on `exp` and `nbf`, in seconds.
 pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
-
-/// One of acctstream's grants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grant {
-    /// Read accounting data.
-    Read,
-    /// Ingest accounting data.
-    Write,
-    /// See raw identities.
-    Identities,
-    /// Read the access audit trail.
-    Audit,
-}
-
-impl Grant {
-    /// Every grant.
-    pub const ALL: [Grant; 4] = [Grant::Read, Grant::Write, Grant::Identities, Grant::Audit];
-
-    /// Its name in `ACCTSTREAM_OAUTH_SCOPES` and in static token scopes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grant::Read => "read",
-            Grant::Write => "write",
-            Grant::Identities => "identities",
-            Grant::Audit => "audit",
-        }
-    }
-
-    fn set(self, scope: &mut Scope) {
-        match self {
-            Grant::Read => scope.read = true,
-            Grant::Write => scope.write = true,
-            Grant::Identities => scope.identities = true,
-            Grant::Audit => scope.audit = true,
-        }
-    }
-}
 
 /// Which token scopes give which grant (`ACCTSTREAM_OAUTH_SCOPES`, e.g.
 /// `read:accounting.read,write:accounting.write`). A grant that is not
@@ -123,11 +85,11 @@ impl ScopeMap {
 
     /// The grants that the token scopes `held` give.
     pub fn grants<'a>(&self, held: impl IntoIterator<Item = &'a str>) -> Scope {
-        let mut scope = Scope::default();
+        let mut scope = Scope::NONE;
         for held in held {
             for (grant, name) in &self.entries {
                 if name == held {
-                    grant.set(&mut scope);
+                    scope = scope.with(*grant);
                 }
             }
         }
@@ -365,12 +327,6 @@ fn client_label(client: &str) -> String {
         .collect()
 }
 
-impl fmt::Display for Grant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,13 +370,13 @@ mod tests {
         let (key, jwk) = ed25519();
         let verified = verify(&token(&key, good_claims()), &jwk, &policy()).unwrap();
         assert_eq!(verified.client, "svc-1");
-        assert!(verified.scope.can_read() && !verified.scope.can_write());
+        assert!(verified.scope.has(Grant::Read) && !verified.scope.has(Grant::Write));
         let mut claims = good_claims();
         claims["scp"] = json!(["acct.write"]);
         claims["client_id"] = json!("app-7");
         let verified = verify(&token(&key, claims), &jwk, &policy()).unwrap();
         assert_eq!(verified.client, "app-7");
-        assert!(verified.scope.can_write());
+        assert!(verified.scope.has(Grant::Write));
     }
 
     #[test]
@@ -510,10 +466,10 @@ mod tests {
     #[test]
     fn scope_map_parses_and_defaults() {
         let map = ScopeMap::parse("read:a.r, read:b.r,identities:a.i").unwrap();
-        assert!(map.grants(["b.r"]).can_read());
-        assert!(map.grants(["a.i"]).can_see_identities());
+        assert!(map.grants(["b.r"]).has(Grant::Read));
+        assert!(map.grants(["a.i"]).has(Grant::Identities));
         assert!(
-            map.grants(["write"]).can_write(),
+            map.grants(["write"]).has(Grant::Write),
             "unmapped grants keep their own name"
         );
         assert_eq!(map.scope_for(Grant::Read), "a.r");

@@ -179,7 +179,7 @@ pub struct Kind {
     /// pseudonym.
     pub foreign_writes: bool,
     /// The grant its windows need (`Read`; the audit trail `Audit`).
-    pub grant: crate::core::jwt::Grant,
+    pub grant: crate::core::scope::Grant,
     /// What retention deletes: the kind's table, and any other table of the
     /// kind that holds raw identities. A kind that holds raw identities
     /// must have rules (a test checks it).
@@ -208,7 +208,7 @@ impl Kind {
         filters: &[],
         ingest: None,
         foreign_writes: false,
-        grant: crate::core::jwt::Grant::Read,
+        grant: crate::core::scope::Grant::Read,
         retention: &[],
         audit_routes: &[],
     };

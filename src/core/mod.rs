@@ -17,5 +17,6 @@ pub mod radius;
 pub mod report;
 pub mod retention;
 pub mod rollup;
+pub mod scope;
 pub mod summary;
 pub mod window;

@@ -185,7 +185,7 @@ pub fn parse_scopes(text: &str) -> Result<Vec<&str>, IssuerError> {
         .filter(|s| !s.is_empty())
         .collect();
     for scope in &scopes {
-        if !crate::core::jwt::Grant::ALL
+        if !crate::core::scope::Grant::ALL
             .iter()
             .any(|g| g.name() == *scope)
         {
@@ -201,6 +201,7 @@ pub fn parse_scopes(text: &str) -> Result<Vec<&str>, IssuerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::scope::Grant;
 
     #[test]
     fn minted_tokens_verify_against_the_served_keys() {
@@ -222,8 +223,8 @@ mod tests {
         };
         let verified = crate::core::jwt::verify(&token, key, &policy).unwrap();
         assert_eq!(verified.client, "me");
-        assert!(verified.scope.can_read() && verified.scope.can_audit());
-        assert!(!verified.scope.can_write());
+        assert!(verified.scope.has(Grant::Read) && verified.scope.has(Grant::Audit));
+        assert!(!verified.scope.has(Grant::Write));
         assert!(parse_scopes("read+admin").is_err());
         assert_eq!(parse_scopes("read write").unwrap(), ["read", "write"]);
     }

@@ -5,7 +5,7 @@
 //! The middleware runs for every `/api/` request: it authenticates the
 //! bearer token once (a JWT's key may have to be fetched, so this is async)
 //! and leaves the outcome in the request's extensions; handlers then ask
-//! [`require_read`] or [`require_write`], synchronously. An authenticated
+//! [`require`] with the grant they need, synchronously. An authenticated
 //! client is counted against its rate limit and its open streams; the
 //! permit of a stream is held by the response body until it is sent or
 //! dropped.
@@ -32,10 +32,11 @@ use super::{
     AppState,
 };
 use crate::{
-    config::Scope,
+    core::scope::Scope,
     core::{
-        jwt::{Grant, Rejection},
+        jwt::Rejection,
         limits::{Decision, StreamPermit},
+        scope::Grant,
     },
 };
 
@@ -108,38 +109,16 @@ pub fn principal(req: &HttpRequest) -> Option<Principal> {
     }
 }
 
-/// Accepts a caller that may read, and says what it may see.
-pub fn require_read(req: &HttpRequest) -> Result<Scope, ApiError> {
+/// Accepts a caller holding `grant`, and says what else it may do (see
+/// raw identities, …). A missing or unknown token is a 401; a valid one
+/// without the grant a 403 naming the scope it lacks.
+pub fn require(req: &HttpRequest, grant: Grant) -> Result<Scope, ApiError> {
     let outcome = outcome(req);
     let principal = outcome.principal()?;
-    if principal.scope.can_read() {
+    if principal.scope.has(grant) {
         Ok(principal.scope)
     } else {
-        Err(principal.lacks(Grant::Read))
-    }
-}
-
-/// Accepts a caller that may ingest. A valid token without the write scope
-/// is a 403 `insufficient_scope`; a missing or unknown token is the same
-/// 401 as for reading.
-pub fn require_write(req: &HttpRequest) -> Result<(), ApiError> {
-    let outcome = outcome(req);
-    let principal = outcome.principal()?;
-    if principal.scope.can_write() {
-        Ok(())
-    } else {
-        Err(principal.lacks(Grant::Write))
-    }
-}
-
-/// Accepts a caller that may read the audit trail.
-pub fn require_audit(req: &HttpRequest) -> Result<Scope, ApiError> {
-    let outcome = outcome(req);
-    let principal = outcome.principal()?;
-    if principal.scope.can_audit() {
-        Ok(principal.scope)
-    } else {
-        Err(principal.lacks(Grant::Audit))
+        Err(principal.lacks(grant))
     }
 }
 

@@ -10,16 +10,17 @@ use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
 use super::{
-    auth::require_read,
+    auth::require,
     error::ApiError,
     listing::{
         base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
         ListingQuery,
     },
-    state::{get_or_head, get_resource},
+    resource::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
 };
+use crate::core::scope::Grant;
 use crate::{
     core::{
         encode::JsonHead,
@@ -132,7 +133,7 @@ fn page_link(base: &str, client: &str, raw_query: &str, offset: i64) -> String {
 
 /// `GET /api/v1/clients/{client}/events`.
 async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let client = req
         .match_info()
         .get("client")
@@ -144,11 +145,11 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
     let who = KIND.parse_filters(
         &[("client".to_owned(), client.clone())],
-        scope.can_see_identities(),
+        scope.has(Grant::Identities),
     )?;
     let mut pairs = vec![("client".to_owned(), client.clone())];
     pairs.extend(history.filters.iter().cloned());
-    let selection = KIND.parse_filters(&pairs, scope.can_see_identities())?;
+    let selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: history.from.map(|at| Bound {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::{
     error::ApiError,
-    state::{get_or_head, get_resource},
+    resource::{get_or_head, get_resource},
 };
 
 /// The OpenAPI document, exactly as in the repository.

@@ -17,35 +17,17 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    auth::require_write,
+    auth::require,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
-    state::{not_allowed, options, POST_ALLOW},
+    resource::{not_allowed, options, POST_ALLOW},
     AppState,
 };
+use crate::core::scope::Grant;
 use crate::{
     core::ingest::{IngestFormat, IngestSchema},
     db::ingest::{self as db_ingest, IngestError},
 };
-
-/// The default of `ACCTSTREAM_MAX_BODY_BYTES`: 64 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Settings of the ingest endpoint.
-#[derive(Clone, Debug)]
-pub struct IngestOptions {
-    /// Largest accepted request body, in bytes (after any `Content-Encoding`
-    /// is decoded); larger bodies are answered 413 and nothing is stored.
-    pub max_body_bytes: u64,
-}
-
-impl Default for IngestOptions {
-    fn default() -> Self {
-        IngestOptions {
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-        }
-    }
-}
 
 /// The body of a successful ingest.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,7 +74,7 @@ async fn ingest(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_write(&req)?;
+    require(&req, Grant::Write)?;
     let format = body_format(req.headers())?;
     let limit = state.options.ingest.max_body_bytes;
     let mut body = LimitedBody::new(&req, payload, limit)?;

@@ -13,14 +13,14 @@ use actix_web::{
 use chrono::Utc;
 
 use super::{
-    auth::require_read,
+    auth::require,
     error::ApiError,
-    state::{get_or_head, get_resource},
+    resource::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
 };
 use crate::{
-    config::Scope,
+    core::scope::{Grant, Scope},
     core::{
         encode::JsonHead,
         identity::IdentityPolicy,
@@ -125,7 +125,7 @@ impl ListingQuery {
 }
 
 pub fn identity_policy(scope: Scope, state: &AppState) -> IdentityPolicy {
-    if scope.can_see_identities() {
+    if scope.has(Grant::Identities) {
         IdentityPolicy::Reveal
     } else {
         IdentityPolicy::Pseudonymise(state.pseudonymiser.clone())
@@ -150,13 +150,10 @@ async fn window(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = match kind.grant {
-        crate::core::jwt::Grant::Audit => super::auth::require_audit(&req)?,
-        _ => require_read(&req)?,
-    };
+    let scope = require(&req, kind.grant)?;
     let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let selection = kind.parse_filters(&query.pairs, scope.can_see_identities())?;
+    let selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(

@@ -5,7 +5,7 @@
 //! None of them needs an API token; `/metrics` needs its own token when
 //! `ACCTSTREAM_METRICS_TOKEN` is set.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use actix_web::{
     dev::ServerHandle,
@@ -13,64 +13,17 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+pub use super::options::{MetricsToken, OpsOptions, DEFAULT_SHUTDOWN_GRACE};
 use super::{
     error::ApiError,
-    state::{get_or_head, get_resource},
+    resource::{get_or_head, get_resource},
     AppState,
 };
 use crate::{db, metrics::PoolSample};
 
 /// How long `/readyz` may take before it answers 503.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The default time in-flight responses get to finish after a stop signal.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Settings of the operations endpoints and of shutdown.
-#[derive(Clone, Debug)]
-pub struct OpsOptions {
-    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
-    pub metrics_token: Option<MetricsToken>,
-    /// How long in-flight responses may run after a stop signal before the
-    /// server closes their connections.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for OpsOptions {
-    fn default() -> Self {
-        OpsOptions {
-            metrics_token: None,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-        }
-    }
-}
-
-/// The token that protects `/metrics`, kept only as its SHA-256 digest and
-/// compared in constant time.
-#[derive(Clone)]
-pub struct MetricsToken([u8; 32]);
-
-impl MetricsToken {
-    /// Keeps the digest of `token`.
-    pub fn new(token: &str) -> MetricsToken {
-        MetricsToken(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// True when `presented` is the token.
-    pub fn allows(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.0.ct_eq(&digest).into()
-    }
-}
-
-impl fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MetricsToken(..)")
-    }
-}
 
 /// Registers `/healthz`, `/readyz` and `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {

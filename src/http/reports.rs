@@ -14,35 +14,30 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::{
-    auth::require_read,
+    auth::require,
     error::ApiError,
     listing::{base_url, identity_policy, link_header, negotiate_format, ok},
     AppState,
 };
+use crate::core::scope::Grant;
 use crate::{
     core::{
         encode::JsonHead,
         kind::{Listing, Selection},
         negotiate::OutputFormat,
-        report::{FilenamePrefix, ReportDay, ReportMonth},
+        report::{ReportDay, ReportMonth},
         window::{Direction, Period, Window},
     },
     db::{self, records::Output},
     kinds,
 };
 
-/// Settings of the report endpoints.
-#[derive(Clone, Debug, Default)]
-pub struct ReportOptions {
-    /// Prefix of the CSV download file names
-    /// (`ACCTSTREAM_REPORT_FILENAME_PREFIX`).
-    pub filename_prefix: FilenamePrefix,
-}
+pub use super::options::ReportOptions;
 
 /// Registers the report routes (one resource per template, so that logs and
 /// metrics name the template that matched).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use super::state::{get_or_head, get_resource};
+    use super::resource::{get_or_head, get_resource};
     for path in [
         "/api/v1/accounting/report",
         "/api/v1/accounting/report/{month}",
@@ -85,7 +80,7 @@ async fn accounting_report(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_read(&req)?;
+    require(&req, Grant::Read)?;
     let month = match month_param(&req)? {
         Some(month) => month,
         None => ReportMonth::previous(Utc::now()).ok_or_else(|| {
@@ -106,7 +101,7 @@ async fn daily_users(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_read(&req)?;
+    require(&req, Grant::Read)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
     let report =
@@ -123,7 +118,7 @@ async fn day_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let day = ReportDay::parse(req.match_info().get("day").unwrap_or_default())
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let window = Window::parse(Period::Day, &day.to_string(), Direction::Ascending)

@@ -28,19 +28,20 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    auth::{require_read, require_write},
+    auth::require,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
     listing::{
         base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
         ListingQuery,
     },
-    state::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
+    resource::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
     telemetry::stream_tally,
     AppState,
 };
+use crate::core::scope::Grant;
 use crate::{
-    config::Scope,
+    core::scope::Scope,
     core::{
         encode::JsonHead,
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
@@ -137,7 +138,7 @@ async fn post_radius(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_write(&req)?;
+    require(&req, Grant::Write)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -320,8 +321,8 @@ fn show_value(value: Value, ty: IdentityType, writer: &mut IdentityWriter) -> Va
 /// `GET /api/v1/accounting/radius/rejected`: newest first, `limit` (1–1000,
 /// default 100) and `before` (an id) to page.
 async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
-    if !scope.write {
+    let scope = require(&req, Grant::Read)?;
+    if !scope.has(Grant::Write) {
         return Err(ApiError::Forbidden(
             "Reading quarantined RADIUS requests needs a token with the read+write scope.".into(),
         ));
@@ -429,7 +430,7 @@ fn filters(query: &ListingQuery, scope: Scope, skip: &[&str]) -> Result<Selectio
         .filter(|(k, _)| !skip.contains(&k.as_str()))
         .cloned()
         .collect();
-    Ok(KIND.parse_filters(&pairs, scope.can_see_identities())?)
+    Ok(KIND.parse_filters(&pairs, scope.has(Grant::Identities))?)
 }
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
@@ -556,7 +557,7 @@ fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) ->
 /// sessions are inserted and updated), `start_date`/`end_date` (sessions
 /// overlapping the range), the session filters, `limit`, `cursor`.
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -668,7 +669,7 @@ async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i
 /// position in that order, so a page neither skips nor repeats a session
 /// while others start and stop).
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -746,7 +747,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
 /// row or one NDJSON line).
 async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req
@@ -828,7 +829,7 @@ async fn history(
     state: web::Data<AppState>,
     who: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req.match_info().get(who).unwrap_or_default().to_owned();
@@ -846,8 +847,10 @@ async fn history(
         }
         (from, to) => (from, to),
     };
-    let who_selection =
-        KIND.parse_filters(&[(who.to_owned(), id.clone())], scope.can_see_identities())?;
+    let who_selection = KIND.parse_filters(
+        &[(who.to_owned(), id.clone())],
+        scope.has(Grant::Identities),
+    )?;
     let mut selection = filters(
         &query,
         scope,
@@ -917,7 +920,7 @@ fn colour(status: &str) -> &'static str {
 /// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
 /// `status`). Open sessions end now; stale ones at their last update.
 async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require_read(&req)?;
+    let scope = require(&req, Grant::Read)?;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     if format != OutputFormat::Json {

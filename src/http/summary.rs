@@ -5,12 +5,13 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use super::{
-    auth::require_read,
+    auth::require,
     error::ApiError,
     listing::{base_url, link_header, negotiate_format, ok, window_of},
-    state::{get_or_head, get_resource},
+    resource::{get_or_head, get_resource},
     AppState,
 };
+use crate::core::scope::Grant;
 use crate::{
     core::kind::{Listing, Selection},
     db,
@@ -31,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require_read(&req)?;
+    require(&req, Grant::Read)?;
     let (window, query) = window_of(&req)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let link_query = KIND.link_query(

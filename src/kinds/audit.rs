@@ -3,9 +3,9 @@
 //! tokens with the `audit` scope only; rows are written by `db::audit`.
 
 use crate::core::{
-    jwt::Grant,
     kind::{Column, ColumnType, Filter, FilterType, Kind, TimeModel},
     retention::{Days, Rule},
+    scope::Grant,
 };
 
 static COLUMNS: [Column; 14] = [

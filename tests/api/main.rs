@@ -2,6 +2,7 @@
 //! cluster that this test binary starts itself (one cluster per binary, one
 //! fresh database per test).
 
+mod architecture;
 mod audit;
 mod cli;
 mod docs;
