@@ -8,7 +8,10 @@
 //!   window resolution, content negotiation, identities and pseudonyms, the
 //!   streaming encoders, ingest parsing. Knows nothing of actix-web or
 //!   PostgreSQL.
-//! - [`kinds`]: each kind of record described once (pure data).
+//! - [`registry`]. `Entry` (a kind's description, its own routes, its demo)
+//!   and `Registry`, which startup, the CLI, retention and audit loop over.
+//! - [`kinds`]. Each kind of record in its folder: its description (pure
+//!   data) and its entry, with what only it has (routes, storage, demo).
 //! - [`db`]: PostgreSQL. Connection pool, migrations, the embedded cluster,
 //!   the listing query of any kind that turns rows into encoded chunks, and
 //!   ingest.
@@ -28,3 +31,4 @@ pub mod demo;
 pub mod http;
 pub mod kinds;
 pub mod metrics;
+pub mod registry;

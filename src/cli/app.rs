@@ -23,6 +23,7 @@ use crate::{
     },
     demo,
     http::{self, AppState},
+    kinds,
 };
 
 /// Where the data lives: a server named by URL, or our own embedded cluster
@@ -128,7 +129,7 @@ impl Database {
     /// rollups to keyed digests when that is still to do (migration 0009).
     pub(super) async fn migrate(&self, key: Option<&Pseudonymiser>) -> Result<(), CliError> {
         let mut client = connect_with(&self.config, &self.tls).await?;
-        let applied = db::migrate::run(&mut client).await?;
+        let applied = db::migrate::run(&mut client, &crate::kinds::REGISTRY.kinds()).await?;
         tracing::info!(?applied, "migrations up to date");
         if let Some(key) = key {
             if db::rollup::key_existing(&client, &key.rollup_keys())
@@ -257,12 +258,13 @@ async fn serve_with(
     let rollup_keys = pseudonymiser.rollup_keys();
     let retention_key = pseudonymiser.clone();
     let state = AppState {
+        kinds: kinds::REGISTRY,
         pool,
         pseudonymiser,
         tokens,
         public_url,
         options: http::AppOptions {
-            reports: http::reports::ReportOptions { filename_prefix },
+            reports: http::options::ReportOptions { filename_prefix },
             ops: http::ops::OpsOptions {
                 metrics_token: config::metrics_token_from_env()
                     .map(|t| http::ops::MetricsToken::new(&t)),
@@ -345,25 +347,24 @@ pub(super) async fn run_demo(
     let database = Database::open(common, true).await?;
     let result = async {
         database.migrate(Some(&pseudonymiser)).await?;
-        let mut client = connect_with(&database.config, &database.tls).await?;
-        seed_or_top_up(&mut client, events, &pseudonymiser).await?;
-        drop(client);
-        let trickle_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
-        seed_sessions(&trickle_pool, events, &pseudonymiser).await?;
+        let demo_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
+        fill_demo(&database, &demo_pool, events, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }
-        };
-        let trickle = tokio::spawn(demo::trickle(trickle_pool.clone(), stopped()));
-        let client_trickle = tokio::spawn(demo::client::trickle(trickle_pool.clone(), stopped()));
-        let session_trickle = tokio::spawn(demo::session::trickle(
-            trickle_pool,
-            pseudonymiser.clone(),
-            stopped(),
-        ));
+        let trickles: Vec<_> = kinds::REGISTRY
+            .entries()
+            .iter()
+            .filter_map(|entry| entry.demo)
+            .map(|demo| {
+                let mut stopped = stopped.clone();
+                tokio::spawn(demo.trickle(
+                    demo_pool.clone(),
+                    pseudonymiser.clone(),
+                    Box::pin(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    }),
+                ))
+            })
+            .collect();
         // The demo's own OAuth2 issuer, unless one is configured.
         let issuer_server = match args.oauth.oauth_issuer {
             Some(_) => None,
@@ -406,9 +407,9 @@ pub(super) async fn run_demo(
             handle.stop(false).await;
         }
         let _ = stop_trickle.send(true);
-        let _ = trickle.await;
-        let _ = client_trickle.await;
-        let _ = session_trickle.await;
+        for trickle in trickles {
+            let _ = trickle.await;
+        }
         served
     }
     .await;
@@ -416,48 +417,37 @@ pub(super) async fn run_demo(
     result
 }
 
-async fn seed_or_top_up(
-    client: &mut tokio_postgres::Client,
+/// Fills every kind's demo data up to now (the whole 30 days the first
+/// time, the gap since the newest record on later runs), then rolls the
+/// events up so the first report answers at once.
+async fn fill_demo(
+    database: &Database,
+    pool: &deadpool_postgres::Pool,
     events: Option<u64>,
     pseudonymiser: &Pseudonymiser,
 ) -> Result<(), CliError> {
-    let empty = client
-        .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
-        .await
-        .map_err(CliError::Connect)?
-        .is_none();
-    let started = std::time::Instant::now();
-    let progress = |done: u64, total: u64| {
-        eprint!("\r  seeding demo data: {done} / {total} events");
+    let mut options = demo::SeedOptions::default();
+    if let Some(events) = events {
+        options.events = events;
+    }
+    eprintln!("Filling demo data up to now (30 days the first time; later runs top it up)...");
+    let fill = demo::Fill {
+        pool,
+        options: &options,
+        pseudonymiser,
     };
-    let inserted = if empty {
-        eprintln!("Seeding 30 days of demo data (once; later runs reuse it)...");
-        let mut options = demo::SeedOptions::default();
-        if let Some(events) = events {
-            options.events = events;
-        }
-        let inserted = demo::seed(client, &options, progress).await?;
-        let client_events = options.events / demo::client::EVENTS_PER_AUTH_EVENT;
-        (
-            inserted,
-            demo::client::seed(client, &options, client_events, Some(pseudonymiser)).await?,
-        )
-    } else {
-        eprintln!("Topping up demo data to now...");
-        (
-            demo::backfill(client, Utc::now(), 30, progress).await?,
-            demo::client::backfill(client, Utc::now(), 30, pseudonymiser).await?,
-        )
-    };
-    let (inserted, client_events) = inserted;
-    eprintln!(
-        "\r  {inserted} authentication events and {client_events} Wi-Fi client events inserted in {:.1} s{:20}",
-        started.elapsed().as_secs_f64(),
-        ""
-    );
-    // Roll the seeded events up now, so the first report answers at once.
+    for demo in kinds::REGISTRY.entries().iter().filter_map(|e| e.demo) {
+        let started = std::time::Instant::now();
+        let wrote = demo.fill(&fill).await?;
+        eprintln!(
+            "\r  {wrote} written in {:.1} s{:30}",
+            started.elapsed().as_secs_f64(),
+            ""
+        );
+    }
+    let mut client = connect_with(&database.config, &database.tls).await?;
     let rolled = db::rollup::catch_up(
-        client,
+        &mut client,
         db::rollup::Mode::Complete,
         &pseudonymiser.rollup_keys(),
     )
@@ -466,37 +456,6 @@ async fn seed_or_top_up(
     eprintln!(
         "  usage rollups brought up to date in {:.1} s",
         rolled.elapsed.as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Seeds 30 days of network access sessions once (when `radacct` is empty):
-/// one per [`demo::session::EVENTS_PER_SESSION`] authentication events.
-async fn seed_sessions(
-    pool: &deadpool_postgres::Pool,
-    events: Option<u64>,
-    pseudonymiser: &Pseudonymiser,
-) -> Result<(), CliError> {
-    let client = pool.get().await.map_err(db::DbError::from)?;
-    let empty = client
-        .query_opt("SELECT 1 FROM radacct LIMIT 1", &[])
-        .await
-        .map_err(CliError::Connect)?
-        .is_none();
-    drop(client);
-    if !empty {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    let mut options = demo::SeedOptions::default();
-    if let Some(events) = events {
-        options.events = events;
-    }
-    let sessions = options.events / demo::session::EVENTS_PER_SESSION;
-    let written = demo::session::seed(pool, pseudonymiser, &options, sessions).await?;
-    eprintln!(
-        "  {written} network access sessions inserted in {:.1} s",
-        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -599,7 +558,7 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
             ..demo::SeedOptions::default()
         };
         let started = std::time::Instant::now();
-        let inserted = demo::seed(&client, &options, |done, total| {
+        let inserted = kinds::auth::demo::seed(&client, &options, |done, total| {
             eprint!("\r  seeding: {done} / {total} events");
         })
         .await?;
@@ -611,7 +570,7 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
         if args.client_events > 0 {
             let started = std::time::Instant::now();
             let pseudonymiser = config::pseudonymiser_from_env()?;
-            let inserted = demo::client::seed(
+            let inserted = kinds::client::demo::seed(
                 &client,
                 &options,
                 args.client_events,

@@ -248,7 +248,7 @@ impl RetentionArgs {
             policy: RetentionPolicy::new(self.retention_days),
             audit_policy: RetentionPolicy::new(self.audit_retention_days),
             interval: std::time::Duration::from_secs(self.retention_interval_seconds),
-            kinds: &crate::kinds::ALL,
+            kinds: crate::kinds::REGISTRY.kinds(),
             ..db::retention::RetentionOptions::default()
         }
     }

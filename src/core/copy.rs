@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn no_kind_has_a_parameter_of_its_own() {
         use crate::core::kind::TimeModel;
-        for kind in crate::kinds::ALL {
+        for kind in crate::kinds::REGISTRY.kinds() {
             let mut fixed = vec![kind.table, kind.id_column];
             match kind.time {
                 TimeModel::Instant { column } => fixed.push(column),

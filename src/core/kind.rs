@@ -180,6 +180,10 @@ pub struct Kind {
     pub foreign_writes: bool,
     /// The grant its windows need (`Read`; the audit trail `Audit`).
     pub grant: crate::core::scope::Grant,
+    /// Indexes acctstream needs on the table beyond those its migration
+    /// makes (`(name, definition)`), created `CONCURRENTLY IF NOT EXISTS`
+    /// at start-up: for a table another program owns.
+    pub indexes: &'static [(&'static str, &'static str)],
     /// What retention deletes: the kind's table, and any other table of the
     /// kind that holds raw identities. A kind that holds raw identities
     /// must have rules (a test checks it).
@@ -209,6 +213,7 @@ impl Kind {
         ingest: None,
         foreign_writes: false,
         grant: crate::core::scope::Grant::Read,
+        indexes: &[],
         retention: &[],
         audit_routes: &[],
     };

@@ -13,7 +13,6 @@ pub mod kind;
 pub mod limits;
 pub mod negotiate;
 pub mod pseudonym;
-pub mod radius;
 pub mod report;
 pub mod retention;
 pub mod rollup;

@@ -4,7 +4,9 @@
 //! holds a transaction-level advisory lock, so two instances starting at
 //! once apply each file once: the second waits, then finds nothing to do.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::core::kind::Kind;
 
 /// One migration: its version (the file's numeric prefix), name and SQL.
 #[derive(Debug, Clone, Copy)]
@@ -86,9 +88,24 @@ pub struct MigrateError {
 }
 
 /// Applies every migration not yet recorded, each in its own transaction,
-/// and returns the names of those applied now.
-pub async fn run(client: &mut Client) -> Result<Vec<&'static str>, MigrateError> {
-    run_to(client, i32::MAX).await
+/// then creates the indexes `kinds` declare ([`Kind::indexes`]) that are
+/// missing, and returns the names of the migrations applied now.
+pub async fn run(
+    client: &mut Client,
+    kinds: &[&'static Kind],
+) -> Result<Vec<&'static str>, MigrateError> {
+    let done = run_to(client, i32::MAX).await?;
+    // Outside any transaction: built CONCURRENTLY, never blocking the
+    // writes of another program to a table it owns (FreeRADIUS's radacct).
+    for kind in kinds {
+        ensure_indexes(&*client, kind.indexes)
+            .await
+            .map_err(|source| MigrateError {
+                name: "indexes",
+                source,
+            })?;
+    }
+    Ok(done)
 }
 
 /// Like [`run`], but only the migrations up to `version` (tests of a
@@ -138,15 +155,87 @@ pub async fn run_to(client: &mut Client, version: i32) -> Result<Vec<&'static st
         done.push(migration.name);
     }
     tx.commit().await.map_err(bookkeeping)?;
-    // Outside any transaction: built CONCURRENTLY, never blocking
-    // FreeRADIUS's writes to a radacct it owns.
-    crate::db::sessions::ensure_indexes(&*client)
-        .await
-        .map_err(|source| MigrateError {
-            name: "radacct indexes",
-            source,
-        })?;
     Ok(done)
+}
+
+/// Session advisory lock serialising [`ensure_indexes`] between instances
+/// ("acctidx" in ASCII).
+const INDEX_LOCK: i64 = 0x0061_6363_7469_6478;
+
+/// Creates the `indexes` (`(name, definition)`) that are missing (replacing any left invalid by
+/// an interrupted build). Each runs outside a transaction, without blocking
+/// FreeRADIUS's writes. Instances starting together take turns: two
+/// concurrent `CREATE INDEX CONCURRENTLY` on one table wait for each other's
+/// transactions, so the lock is polled with short statements rather than
+/// waited for in one.
+pub async fn ensure_indexes(
+    client: &impl GenericClient,
+    indexes: &[(&'static str, &'static str)],
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    if missing_indexes(client, indexes).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_LOCK])
+            .await?
+            .try_get(0)?;
+        if locked {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let result = create_missing(client, indexes).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&INDEX_LOCK])
+        .await;
+    let created = result?;
+    unlocked?;
+    Ok(created)
+}
+
+/// The `indexes` that do not exist, with whether an invalid one is in the way.
+async fn missing_indexes(
+    client: &impl GenericClient,
+    indexes: &[(&'static str, &'static str)],
+) -> Result<Vec<(&'static str, &'static str, bool)>, tokio_postgres::Error> {
+    let mut missing = Vec::new();
+    for &(name, definition) in indexes {
+        let state = client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
+                 WHERE c.relname = $1 AND pg_table_is_visible(c.oid)",
+                &[&name],
+            )
+            .await?;
+        match state.map(|row| row.try_get::<_, bool>(0)).transpose()? {
+            Some(true) => {}
+            Some(false) => missing.push((name, definition, true)),
+            None => missing.push((name, definition, false)),
+        }
+    }
+    Ok(missing)
+}
+
+async fn create_missing(
+    client: &impl GenericClient,
+    indexes: &[(&'static str, &'static str)],
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    let mut created = Vec::new();
+    for (name, definition, invalid) in missing_indexes(client, indexes).await? {
+        if invalid {
+            client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                .await?;
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}"
+            ))
+            .await?;
+        created.push(name);
+    }
+    Ok(created)
 }
 
 /// True when every known migration is recorded as applied.

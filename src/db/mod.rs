@@ -17,8 +17,6 @@ pub mod records;
 pub mod reports;
 pub mod retention;
 pub mod rollup;
-pub mod sessions;
-pub mod summary;
 pub mod tls;
 
 pub use error::{is_unavailable, DbError};

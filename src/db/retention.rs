@@ -70,7 +70,7 @@ pub struct RetentionOptions {
     /// before them: a lookup by pseudonym then misses those rows).
     pub pseudonymiser: Option<Pseudonymiser>,
     /// The kinds whose rules run (the registry's).
-    pub kinds: &'static [&'static Kind],
+    pub kinds: Vec<&'static Kind>,
 }
 
 impl Default for RetentionOptions {
@@ -86,7 +86,7 @@ impl Default for RetentionOptions {
             batch_pause: DEFAULT_BATCH_PAUSE,
             rollup_keys: RollupKeys::default(),
             pseudonymiser: None,
-            kinds: &[],
+            kinds: Vec::new(),
         }
     }
 }
@@ -259,7 +259,7 @@ pub async fn purge(
         if std::ptr::eq(rule, &directory::RETENTION) {
             if let Some(pseudonymiser) = &options.pseudonymiser {
                 let client = pool.get().await?;
-                for kind in options.kinds {
+                for kind in &options.kinds {
                     directory::refresh_kept(&**client, pseudonymiser, kind, cutoff).await?;
                 }
             }

@@ -1,7 +1,8 @@
 //! Realistic demo data for every kind: a bulk seed, a top-up to now and a
-//! live trickle of new records. Each kind has its generator module
-//! ([`auth`]: authentication events, [`client`]: Wi-Fi client events); the
-//! daily rhythm, the option type and the errors are shared here.
+//! live trickle of new records. Each kind has its generator in its own
+//! folder (`kinds::<kind>::demo`), behind the [`Demo`] trait of its registry
+//! entry; the daily rhythm, the bulk writer, the trickle, the option type
+//! and the errors are shared here.
 //!
 //! Everything is deterministic for a given random seed (with the `rand` version we lock).
 
@@ -9,18 +10,43 @@ use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-pub mod auth;
-pub mod client;
 pub mod issuer;
-pub mod session;
 
-pub use auth::{backfill, seed, trickle};
+use futures_util::future::BoxFuture;
+
+/// What a kind's demo data is made for: where, how much, with which key.
+pub struct Fill<'a> {
+    /// The database (migrated).
+    pub pool: &'a deadpool_postgres::Pool,
+    /// How much and over what span: `events` is the size of the demo's
+    /// world in authentication events; each kind scales its own count from it.
+    pub options: &'a SeedOptions,
+    /// The key the service pseudonymises with (the identity directory).
+    pub pseudonymiser: &'a crate::core::pseudonym::Pseudonymiser,
+}
+
+/// How a kind makes demo data (its registry entry's `demo`).
+pub trait Demo: Sync {
+    /// Fills the kind's table up to `fill.options.end`: the whole span when
+    /// the table is empty, else the gap since its newest record (at most
+    /// `days`), and says what it wrote, for the console ("12,345 Wi-Fi
+    /// client events").
+    fn fill<'a>(&'a self, fill: &'a Fill<'a>) -> BoxFuture<'a, Result<String, DemoError>>;
+
+    /// Writes a few new records every second until `stop` resolves.
+    fn trickle(
+        &self,
+        pool: deadpool_postgres::Pool,
+        pseudonymiser: crate::core::pseudonym::Pseudonymiser,
+        stop: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, Result<(), DemoError>>;
+}
 
 use crate::core::ingest::{IngestSchema, Record};
 use crate::db::ingest::CopyWriter;
 
 /// A kind's demo generator: draws one record at a time.
-trait Source {
+pub(crate) trait Source {
     /// The kind's ingest schema (the columns written).
     const SCHEMA: &'static IngestSchema;
     /// The random stream the times are drawn from.
@@ -32,7 +58,7 @@ trait Source {
 /// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
 /// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
 /// every 100,000 rows and at the end. Returns the rows inserted.
-async fn copy_buckets<S: Source>(
+pub(crate) async fn copy_buckets<S: Source>(
     source: &mut S,
     client: &tokio_postgres::Client,
     buckets: &[Bucket],
@@ -93,27 +119,27 @@ pub const DEFAULT_USERS: u32 = 20_000;
 pub const DEFAULT_RNG_SEED: u64 = 42;
 
 /// Relative event rate per UTC hour of a weekday.
-const HOUR_WEIGHTS: [f64; 24] = [
+pub(crate) const HOUR_WEIGHTS: [f64; 24] = [
     0.15, 0.10, 0.08, 0.08, 0.10, 0.25, 0.60, 1.60, 4.00, 6.00, 6.50, 6.00, 4.50, 5.50, 6.00, 5.50,
     4.50, 3.00, 1.80, 1.20, 0.90, 0.70, 0.50, 0.30,
 ];
 /// Weekend traffic relative to weekdays.
-const WEEKEND_FACTOR: f64 = 0.25;
+pub(crate) const WEEKEND_FACTOR: f64 = 0.25;
 
-const MICROS_PER_SECOND: i64 = 1_000_000;
-const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
-const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+pub(crate) const MICROS_PER_SECOND: i64 = 1_000_000;
+pub(crate) const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
+pub(crate) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
 /// Rows per COPY statement (roughly a day of default demo data).
-const COPY_CHUNK_ROWS: u64 = 50_000;
+pub(crate) const COPY_CHUNK_ROWS: u64 = 50_000;
 /// How often `progress` is called.
-const PROGRESS_EVERY: u64 = 100_000;
+pub(crate) const PROGRESS_EVERY: u64 = 100_000;
 
 /// Trickle events per second at the quietest and the busiest hour.
-const TRICKLE_MIN_RATE: f64 = 2.0;
-const TRICKLE_MAX_RATE: f64 = 30.0;
+pub(crate) const TRICKLE_MIN_RATE: f64 = 2.0;
+pub(crate) const TRICKLE_MAX_RATE: f64 = 30.0;
 /// The trickle gives up after this many failed seconds in a row.
-const TRICKLE_MAX_FAILURES: u32 = 60;
+pub(crate) const TRICKLE_MAX_FAILURES: u32 = 60;
 
 /// Everything that can go wrong while generating demo data.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +174,7 @@ pub enum DemoError {
     },
 }
 
-fn db_err(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DemoError {
+pub(crate) fn db_err(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DemoError {
     move |source| DemoError::Database {
         action,
         detail: describe(&source),
@@ -157,7 +183,7 @@ fn db_err(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DemoErr
 }
 
 /// Spells out a tokio-postgres error, whose own Display is often just "db error".
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     }
@@ -197,14 +223,14 @@ impl Default for SeedOptions {
 
 /// A stretch of time inside one UTC hour and its expected share of the traffic.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    start_us: i64,
-    end_us: i64,
-    weight: f64,
+pub(crate) struct Bucket {
+    pub(crate) start_us: i64,
+    pub(crate) end_us: i64,
+    pub(crate) weight: f64,
 }
 
 /// Returns the relative event rate at `t_us` (µs since the epoch), per hour.
-fn rate_weight(t_us: i64) -> f64 {
+pub(crate) fn rate_weight(t_us: i64) -> f64 {
     let day = t_us.div_euclid(MICROS_PER_DAY);
     let hour = t_us.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR;
     // 1970-01-01 was a Thursday: with Monday = 0 it is day 3.
@@ -219,7 +245,7 @@ fn rate_weight(t_us: i64) -> f64 {
 
 /// Splits `[start_us, end_us)` at hour boundaries; with `noise`, each UTC day gets a random
 /// ±15 % factor so days differ.
-fn plan(start_us: i64, end_us: i64, mut noise: Option<&mut StdRng>) -> Vec<Bucket> {
+pub(crate) fn plan(start_us: i64, end_us: i64, mut noise: Option<&mut StdRng>) -> Vec<Bucket> {
     let mut buckets = Vec::new();
     let mut t = start_us;
     let mut day = i64::MIN;
@@ -246,7 +272,7 @@ fn plan(start_us: i64, end_us: i64, mut noise: Option<&mut StdRng>) -> Vec<Bucke
 }
 
 /// Distributes `total` events over the buckets in proportion to their weights, exactly.
-fn apportion(total: u64, buckets: &[Bucket]) -> Vec<u64> {
+pub(crate) fn apportion(total: u64, buckets: &[Bucket]) -> Vec<u64> {
     let sum: f64 = buckets.iter().map(|b| b.weight).sum();
     if sum <= 0.0 || buckets.is_empty() {
         return vec![0; buckets.len()];
@@ -271,7 +297,7 @@ fn apportion(total: u64, buckets: &[Bucket]) -> Vec<u64> {
 }
 
 /// Cumulative Zipf weights for `n` ranks, normalised to end at 1.
-fn zipf_cumulative(n: usize, skew: f64) -> Vec<f64> {
+pub(crate) fn zipf_cumulative(n: usize, skew: f64) -> Vec<f64> {
     let mut cumulative = Vec::with_capacity(n);
     let mut sum = 0.0;
     for rank in 1..=n {
@@ -285,7 +311,7 @@ fn zipf_cumulative(n: usize, skew: f64) -> Vec<f64> {
 }
 
 /// Draws an index from a cumulative distribution ending at 1.
-fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
+pub(crate) fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
     let u: f64 = rng.gen();
     cumulative
         .partition_point(|&c| c <= u)
@@ -293,7 +319,7 @@ fn sample(cumulative: &[f64], rng: &mut StdRng) -> usize {
 }
 
 /// Returns the trickle's events per second at `t_us`: 2 at the quietest hour, 30 at the busiest.
-fn trickle_rate(t_us: i64) -> f64 {
+pub(crate) fn trickle_rate(t_us: i64) -> f64 {
     let peak = HOUR_WEIGHTS.iter().copied().fold(0.0, f64::max);
     TRICKLE_MIN_RATE + (TRICKLE_MAX_RATE - TRICKLE_MIN_RATE) * rate_weight(t_us) / peak
 }
@@ -303,7 +329,7 @@ fn trickle_rate(t_us: i64) -> f64 {
 /// authentication-event rate (which follows the daily rhythm, 2–30 per
 /// second), at least one. A failed second is logged and retried; after 60
 /// failures in a row the trickle gives up with [`DemoError::TrickleFailed`].
-async fn trickle_records<S: Source>(
+pub(crate) async fn trickle_records<S: Source>(
     pool: deadpool_postgres::Pool,
     mut generator: S,
     share: f64,
@@ -345,7 +371,7 @@ async fn trickle_records<S: Source>(
 }
 
 /// Inserts one second of trickle records; errors come back as text for the log.
-async fn insert_second<S: Source>(
+pub(crate) async fn insert_second<S: Source>(
     pool: &deadpool_postgres::Pool,
     generator: &mut S,
     times: &[i64],
@@ -406,7 +432,7 @@ pub(crate) mod test_db {
             .await
             .expect("create database");
         let config = pg.pg_config(&name);
-        crate::db::migrate::run(&mut connect(&config).await)
+        crate::db::migrate::run(&mut connect(&config).await, &crate::kinds::REGISTRY.kinds())
             .await
             .expect("migrate");
         config

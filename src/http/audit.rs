@@ -13,7 +13,7 @@ use crate::{
         kind::FilterType,
     },
     db::audit::AuditSink,
-    kinds,
+    registry::Registry,
 };
 
 /// An entry waiting for its body to end.
@@ -58,24 +58,8 @@ const PLAIN: [&str; 17] = [
 /// (a path parameter `user`, `device` or `client` is the filter of that
 /// name), the plain listing parameters as given, anything else as a
 /// pseudonym.
-fn kept_by(route: &str) -> impl Fn(&str) -> Option<Kept> {
-    let kind: Option<&'static crate::core::kind::Kind> = kinds::ALL
-        .iter()
-        .copied()
-        .find(|k| route.starts_with(k.path))
-        .or_else(|| {
-            if route.starts_with("/api/v1/clients/") {
-                Some(&kinds::client::KIND)
-            } else if ["/api/v1/sessions", "/api/v1/users/", "/api/v1/devices/"]
-                .iter()
-                .any(|p| route.starts_with(p))
-            {
-                Some(&kinds::session::KIND)
-            } else {
-                None
-            }
-        });
-    let filters = kind.map_or(&[][..], |k| k.filters);
+fn kept_by(kinds: Registry, route: &str) -> impl Fn(&str) -> Option<Kept> {
+    let filters = kinds.kind_of_route(route).map_or(&[][..], |k| k.filters);
     move |name: &str| {
         if PLAIN.contains(&name) {
             return Some(Kept::AsGiven);
@@ -127,7 +111,8 @@ pub fn pending<B>(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     pairs.extend(query_pairs(req.query_string()));
-    let parameters = crate::core::audit::parameters(&pairs, kept_by(route), &state.pseudonymiser);
+    let parameters =
+        crate::core::audit::parameters(&pairs, kept_by(state.kinds, route), &state.pseudonymiser);
     let representation = response
         .headers()
         .get(header::CONTENT_TYPE)

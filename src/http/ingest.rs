@@ -43,8 +43,8 @@ pub struct IngestResponse {
 
 /// Registers the ingest route of every kind that has one
 /// (`POST /api/v1/events`, `POST /api/v1/client-events`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for kind in crate::kinds::ALL {
+pub fn configure(cfg: &mut web::ServiceConfig, kinds: crate::registry::Registry) {
+    for kind in kinds.kinds() {
         let Some(route) = &kind.ingest else {
             continue;
         };

@@ -1,5 +1,5 @@
 //! `GET /api/v1/statistics/<kind>/{period}[/{datetime}]` for every kind in
-//! [`crate::kinds::ALL`]: one window of records, streamed as JSON, CSV or
+//! the registry: one window of records, streamed as JSON, CSV or
 //! NDJSON, and the helpers every listing shares (query parameters,
 //! negotiation, links, the `Link` header, the response head).
 
@@ -29,13 +29,13 @@ use crate::{
         window::{Direction, NavigationLinks, Period, Window},
     },
     db::records::{self, Output},
-    kinds,
+    registry::Registry,
 };
 
 /// Registers the window routes of every kind (one resource per template,
 /// so that logs and metrics name the template that matched).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for kind in kinds::ALL {
+pub fn configure(cfg: &mut web::ServiceConfig, kinds: Registry) {
+    for kind in kinds.kinds() {
         for path in [
             format!("{}/{{period}}", kind.path),
             format!("{}/{{period}}/{{datetime}}", kind.path),

@@ -4,21 +4,17 @@
 
 mod audit;
 pub mod auth;
-mod body;
-mod clients;
+pub mod body;
 pub mod docs;
 pub mod error;
-mod ingest;
+pub mod ingest;
 pub mod jwks;
-mod listing;
+pub mod listing;
 pub mod ops;
 pub mod options;
-pub mod reports;
-mod resource;
-mod sessions;
+pub mod resource;
 pub mod startup;
-mod state;
-mod summary;
+pub mod state;
 pub mod telemetry;
 
 pub use ingest::IngestResponse;

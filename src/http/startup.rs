@@ -6,18 +6,23 @@ use std::net::TcpListener;
 use actix_web::{dev::Server, middleware, web, App, HttpResponse, HttpServer};
 
 use super::{error::ApiError, listing, AppState};
+use crate::registry::Registry;
 
-/// Registers every route of the API; each endpoint module adds its own.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Registers every route of the API: each kind's own routes, then the
+/// windows and ingest route of every kind, then documentation and
+/// operations.
+pub fn routes(cfg: &mut web::ServiceConfig, kinds: Registry) {
     // Before the windows: `client-events/summary/{period}` would otherwise
     // match `client-events/{period}/{datetime}`.
-    super::clients::configure(cfg);
-    super::sessions::configure(cfg);
-    listing::configure(cfg);
-    super::ingest::configure(cfg);
+    for entry in kinds.entries() {
+        if let Some(routes) = entry.routes {
+            routes(cfg);
+        }
+    }
+    listing::configure(cfg, kinds);
+    super::ingest::configure(cfg, kinds);
     super::docs::configure(cfg);
     super::ops::configure(cfg);
-    super::reports::configure(cfg);
 }
 
 /// CORS for browsers on `origins` (checked by `config::parse_cors_origins`;
@@ -115,6 +120,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let origins = state.options.cors_origins.clone();
     // One HTTP worker per connection pool (see `db::pool::Pools`).
     let workers = state.pool.len();
+    let kinds = state.kinds;
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -128,7 +134,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             ))
             .wrap(middleware::from_fn(super::error::json_error_bodies))
             .wrap(middleware::from_fn(super::telemetry::middleware))
-            .configure(routes)
+            .configure(|cfg| routes(cfg, kinds))
             .default_service(web::to(not_found))
     })
     // No Nagle: the last small segment of a streamed response must not wait

@@ -17,6 +17,8 @@ pub struct AppState {
     pub tokens: ApiTokens,
     /// Base URL for links, when configured (no trailing slash).
     pub public_url: Option<String>,
+    /// The kinds served (`crate::kinds::REGISTRY`, or more in a test).
+    pub kinds: crate::registry::Registry,
     /// Everything else, with defaults (add new settings here).
     pub options: AppOptions,
 }

@@ -1,31 +1,36 @@
-//! The kinds of accounting record acctstream serves, each described once
-//! (a [`Kind`]): its columns, time column, filters and paths. The shared
-//! pipeline (windows, negotiation, links, encoders, the streaming query,
-//! metrics) reads only these descriptions.
+//! The kinds of accounting record acctstream serves, each in its folder:
+//! its description (a [`crate::core::kind::Kind`]: columns, time, filters,
+//! ingest, retention, audit routes; pure data, in `mod.rs`) and its registry
+//! entry, with what only that kind has (its own routes, storage and demo
+//! generator, in the folder's other files). The shared pipeline (windows,
+//! negotiation, links, encoders, the streaming query, ingest, retention,
+//! audit, metrics) reads only descriptions, through [`REGISTRY`].
 //!
-//! Adding a kind: a module here with its `static` description, a migration in
-//! `sql/`, a demo generator in `crate::demo`, its entry in [`ALL`], and tests.
+//! Adding a kind: a folder here with its description and `ENTRY`, a
+//! migration in `sql/`, its entry in [`REGISTRY`], and tests (see
+//! ARCHITECTURE.md, "Adding a kind").
 
-use crate::core::kind::Kind;
+use crate::registry::Registry;
 
 pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod session;
 
-/// Every kind whose windows are served.
-pub static ALL: [&Kind; 4] = [&auth::KIND, &client::KIND, &session::KIND, &audit::KIND];
+/// Every built-in kind, in the order its routes are registered.
+pub static REGISTRY: Registry =
+    Registry::new(&[&auth::ENTRY, &client::ENTRY, &session::ENTRY, &audit::ENTRY]);
 
 #[cfg(test)]
 mod tests {
-    use super::ALL;
+    use super::REGISTRY;
     use crate::core::retention::Days;
 
     /// Issue 22: a kind that holds raw identities has a retention rule for
     /// its own table (client events once had none), by the records' days.
     #[test]
     fn every_kind_holding_identities_has_retention() {
-        for kind in ALL {
+        for kind in REGISTRY.kinds() {
             if kind.holds_identities() {
                 assert!(
                     kind.retention

@@ -465,9 +465,10 @@ async fn concurrent_migrations_apply_each_file_once() {
     let (_, config) = crate::helpers::fresh_database_unmigrated().await;
     let mut a = crate::helpers::connect(&config).await;
     let mut b = crate::helpers::connect(&config).await;
+    let kinds = acctstream::kinds::REGISTRY.kinds();
     let (ra, rb) = tokio::join!(
-        acctstream::db::migrate::run(&mut a),
-        acctstream::db::migrate::run(&mut b)
+        acctstream::db::migrate::run(&mut a, &kinds),
+        acctstream::db::migrate::run(&mut b, &kinds)
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(

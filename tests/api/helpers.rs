@@ -74,7 +74,7 @@ fn start_cluster() -> Cluster {
             .await
             .expect("create the template database");
         let mut template = connect(&pg.pg_config(TEMPLATE)).await;
-        db::migrate::run(&mut template)
+        db::migrate::run(&mut template, &acctstream::kinds::REGISTRY.kinds())
             .await
             .expect("migrate the template database");
     });
@@ -106,6 +106,8 @@ pub struct AppOptions {
     pub http: http::AppOptions,
     /// `ACCTSTREAM_PSEUDONYM_KEYS` instead of the one test key.
     pub key_schedule: Option<String>,
+    /// The kinds served (the built-in ones unless a test adds its own).
+    pub kinds: acctstream::registry::Registry,
 }
 
 impl Default for AppOptions {
@@ -116,6 +118,7 @@ impl Default for AppOptions {
             app_database: None,
             http: http::AppOptions::default(),
             key_schedule: None,
+            kinds: acctstream::kinds::REGISTRY,
         }
     }
 }
@@ -214,6 +217,7 @@ pub async fn spawn_app_on(
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
     let state = AppState {
+        kinds: options.kinds,
         pool: pool.clone().into(),
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(&format!(

@@ -70,7 +70,9 @@ async fn readyz_needs_the_migrations() {
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
 
     let mut client = connect(&config).await;
-    db::migrate::run(&mut client).await.unwrap();
+    db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     let (status, body) = get_plain(&app, "/readyz").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -99,7 +101,9 @@ async fn own_cluster() -> (std::path::PathBuf, EmbeddedPostgres, tokio_postgres:
     };
     let config = pg.pg_config("postgres");
     let mut client = connect(&config).await;
-    db::migrate::run(&mut client).await.unwrap();
+    db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     (dir, pg, config)
 }
 

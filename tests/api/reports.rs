@@ -12,7 +12,7 @@ use std::{
 use acctstream::{
     core::{report::FilenamePrefix, retention::RetentionPolicy},
     db::{self, retention::RetentionOptions},
-    http::{self, reports::ReportOptions},
+    http::{self, options::ReportOptions},
 };
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -537,7 +537,7 @@ async fn purge_deletes_in_batches_only_before_the_cutoff() {
         batch_rows: 3,
         batch_pause: Duration::from_millis(1),
         rollup_keys: rollup_keys(),
-        kinds: &acctstream::kinds::ALL,
+        kinds: acctstream::kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
@@ -582,7 +582,7 @@ async fn background_job_purges_and_stops_on_shutdown() {
             first_run_delay: Duration::from_millis(10),
             interval: Duration::from_secs(3600),
             rollup_keys: rollup_keys(),
-            kinds: &acctstream::kinds::ALL,
+            kinds: acctstream::kinds::REGISTRY.kinds(),
             ..RetentionOptions::default()
         },
         stop.clone(),
@@ -1031,7 +1031,7 @@ async fn retention_never_deletes_events_not_rolled_up() {
         batch_rows: 4,
         batch_pause: Duration::from_millis(1),
         rollup_keys: rollup_keys(),
-        kinds: &acctstream::kinds::ALL,
+        kinds: acctstream::kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()
     };
     let cutoff = options.policy.cutoff(Utc::now()).unwrap();
@@ -1142,7 +1142,9 @@ async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
                   FROM generate_series(0, 499) AS i";
     client.batch_execute(insert).await.unwrap();
     assert_rollups_exact(&client).await;
-    let applied = db::migrate::run(&mut client).await.unwrap();
+    let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     db::rollup::key_existing(&client, &rollup_keys())
         .await
         .unwrap();
@@ -1200,7 +1202,9 @@ async fn migration_backfills_existing_events() {
         )
         .await
         .unwrap();
-    let applied = db::migrate::run(&mut client).await.unwrap();
+    let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     db::rollup::key_existing(&client, &rollup_keys())
         .await
         .unwrap();
@@ -1331,7 +1335,9 @@ async fn keyed_rollups_keep_every_figure() {
     let before: String = client.query_one(figures, &[]).await.unwrap().get(0);
     assert!(before.contains("2026-02-01:97"), "{before}");
 
-    db::migrate::run(&mut client).await.unwrap();
+    db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     let keys = acctstream::core::pseudonym::Pseudonymiser::schedule("2026-02:key-b,key-a")
         .unwrap()
         .rollup_keys();

@@ -155,7 +155,7 @@ async fn a_pass_leaves_no_raw_identity_older_than_the_cutoff_in_any_table() {
         audit_policy: RetentionPolicy::new(400),
         rollup_keys: rollup_keys(),
         pseudonymiser: Some(app.pseudonymiser.clone()),
-        kinds: &kinds::ALL,
+        kinds: kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()
     };
     let cutoffs = Cutoffs::at(&options, Utc::now());
@@ -303,7 +303,9 @@ async fn migrating_dates_existing_directory_entries_by_their_rows() {
         )
         .await
         .unwrap();
-    let applied = db::migrate::run(&mut client).await.unwrap();
+    let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
     assert_eq!(applied, vec!["0010_retention_everywhere.sql"]);
     let seen = |raw: &'static str| {
         let client = &client;

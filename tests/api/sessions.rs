@@ -799,7 +799,7 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
         .map(|r| r.get(0))
         .collect();
     let mut client = crate::helpers::connect(&config).await;
-    acctstream::db::migrate::run(&mut client)
+    acctstream::db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
         .await
         .expect("migrate");
     let app = spawn_app_on(name, config, AppOptions::default()).await;
@@ -825,7 +825,7 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for (index, _) in acctstream::db::sessions::INDEXES {
+    for (index, _) in acctstream::kinds::session::KIND.indexes {
         assert!(indexes.iter().any(|i| i == index), "{index} in {indexes:?}");
     }
     // A row FreeRADIUS wrote is found by its device's pseudonym (the
@@ -979,7 +979,7 @@ async fn retention_keeps_open_sessions_and_recent_stops() {
         &app.pool,
         cutoff,
         &acctstream::db::retention::RetentionOptions {
-            kinds: &acctstream::kinds::ALL,
+            kinds: acctstream::kinds::REGISTRY.kinds(),
             ..Default::default()
         },
         &tokio_util::sync::CancellationToken::new(),

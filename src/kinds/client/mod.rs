@@ -2,6 +2,11 @@
 //! SSID, or failed to, and why (`Success`, `Failure` and `Intermediate`
 //! events, with the field names of the Wi-Fi controller API they come from).
 
+pub mod demo;
+pub mod routes;
+pub mod store;
+pub mod summary;
+
 use crate::core::{
     identity::IdentityType,
     ingest::{FieldType, IngestField, IngestSchema, SqlType},
@@ -256,6 +261,14 @@ pub static KIND: Kind = Kind {
     retention: &RETENTION,
     audit_routes: &[HISTORY_PREFIX],
     ..Kind::BASE
+};
+
+/// The registry entry: a client's history and the Wi-Fi summary are this
+/// kind's own routes.
+pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
+    kind: &KIND,
+    routes: Some(routes::configure),
+    demo: Some(&demo::ClientDemo),
 };
 
 /// Client events older than the cutoff go (they hold raw MAC and IP

@@ -6,7 +6,7 @@
 //! including a few awkward ones (commas, double quotes, non-ASCII) that exercise encoders.
 //! Everything is deterministic for a given random seed (with the `rand` version we lock).
 
-use super::*;
+use crate::demo::*;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -294,6 +294,43 @@ pub async fn trickle(
         event_seed(start_us as u64).rotate_left(17),
     );
     trickle_records(pool, generator, 1.0, shutdown).await
+}
+
+/// The demo of authentication events (the registry entry's `demo`).
+pub struct AuthDemo;
+
+impl Demo for AuthDemo {
+    fn fill<'a>(
+        &'a self,
+        fill: &'a Fill<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
+        Box::pin(async move {
+            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let empty = client
+                .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
+                .await
+                .map_err(db_err("looking for authentication events"))?
+                .is_none();
+            let progress = |done: u64, total: u64| {
+                eprint!("\r  authentication events: {done} / {total}");
+            };
+            let inserted = if empty {
+                seed(&client, fill.options, progress).await?
+            } else {
+                backfill(&client, fill.options.end, fill.options.days, progress).await?
+            };
+            Ok(format!("{inserted} authentication events"))
+        })
+    }
+
+    fn trickle(
+        &self,
+        pool: deadpool_postgres::Pool,
+        _pseudonymiser: crate::core::pseudonym::Pseudonymiser,
+        stop: futures_util::future::BoxFuture<'static, ()>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+        Box::pin(trickle(pool, stop))
+    }
 }
 
 #[cfg(test)]

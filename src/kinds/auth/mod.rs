@@ -1,5 +1,8 @@
 //! Authentication events: who authenticated how, when, to which application.
 
+pub mod demo;
+pub mod reports;
+
 use crate::core::{
     identity::IdentityType,
     ingest::{FieldType, IngestField, IngestSchema, SqlType},
@@ -104,6 +107,13 @@ pub static KIND: Kind = Kind {
     }),
     retention: &RETENTION,
     ..Kind::BASE
+};
+
+/// The registry entry: the accounting reports are this kind's own routes.
+pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
+    kind: &KIND,
+    routes: Some(reports::configure),
+    demo: Some(&demo::AuthDemo),
 };
 
 /// Events older than the cutoff go, except those not yet rolled up into

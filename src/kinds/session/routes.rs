@@ -27,7 +27,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{
+use crate::core::scope::Grant;
+use crate::http::{
     auth::require,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
@@ -39,7 +40,6 @@ use super::{
     telemetry::stream_tally,
     AppState,
 };
-use crate::core::scope::Grant;
 use crate::{
     core::scope::Scope,
     core::{
@@ -47,15 +47,17 @@ use crate::{
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{Bound, Keyset, Listing, Page, Seek, Selection},
         negotiate::OutputFormat,
-        radius::{self, merge_requests, parse_body, parse_request, Body},
         window::Direction,
     },
     db::{
         self,
         records::{self, Output},
-        sessions as db_sessions,
     },
-    kinds::session::{INGEST_PATH, KIND, ONLINE_SQL, REJECTED_PATH},
+};
+
+use super::{
+    radius::{self, merge_requests, parse_body, parse_request, Body},
+    store as db_sessions, INGEST_PATH, KIND, ONLINE_SQL, REJECTED_PATH,
 };
 
 /// Most records one page of `/api/v1/sessions` may hold.
@@ -170,7 +172,7 @@ async fn post_radius(
             Err(BodyError::Read(e)) => {
                 return Err(ApiError::InvalidRequest(format!(
                     "The request body could not be read: {}; nothing was stored.",
-                    super::body::describe(&e)
+                    crate::http::body::describe(&e)
                 )))
             }
         }

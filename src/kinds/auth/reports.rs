@@ -13,13 +13,13 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{
+use crate::core::scope::Grant;
+use crate::http::{
     auth::require,
     error::ApiError,
     listing::{base_url, identity_policy, link_header, negotiate_format, ok},
     AppState,
 };
-use crate::core::scope::Grant;
 use crate::{
     core::{
         encode::JsonHead,
@@ -32,12 +32,12 @@ use crate::{
     kinds,
 };
 
-pub use super::options::ReportOptions;
+pub use crate::http::options::ReportOptions;
 
 /// Registers the report routes (one resource per template, so that logs and
 /// metrics name the template that matched).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use super::resource::{get_or_head, get_resource};
+    use crate::http::resource::{get_or_head, get_resource};
     for path in [
         "/api/v1/accounting/report",
         "/api/v1/accounting/report/{month}",
@@ -127,7 +127,8 @@ async fn day_events(
     let links = window
         .links(&base_url(&req, state.public_url.as_deref()))
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let tally = super::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
+    let tally =
+        crate::http::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
     let identities = identity_policy(scope, &state);
     let output = Output {
         format,
@@ -141,5 +142,7 @@ async fn day_events(
     let prefix = &state.options.reports.filename_prefix;
     let mut response = ok(format, &prefix.day_events(day));
     response.insert_header((header::LINK, link_header(&links)));
-    Ok(super::listing::streamed(&req, &state, response, stream))
+    Ok(crate::http::listing::streamed(
+        &req, &state, response, stream,
+    ))
 }

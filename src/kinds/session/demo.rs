@@ -3,7 +3,7 @@
 //! events, so pseudonyms join across kinds) on a few NAS: Wi-Fi
 //! controllers, a VPN concentrator and access switches, with realistic
 //! durations, volumes, interim updates, terminate causes and some stale
-//! sessions. The seed writes through [`crate::db::sessions::apply`]; the
+//! sessions. The seed writes through [`crate::kinds::session::store::apply`]; the
 //! live trickle builds RADIUS accounting requests (half of them in
 //! `rlm_rest`'s form) and sends them through the same parser and merge as
 //! `POST /api/v1/accounting/radius`, so `online` changes while the demo runs.
@@ -15,14 +15,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
-use super::*;
-use crate::{
-    core::{
-        pseudonym::Pseudonymiser,
-        radius::{self, default_unique_id, merge_requests, SessionRow, StatusType, Step},
-    },
-    db::sessions as db_sessions,
+use super::{
+    radius::{self, default_unique_id, merge_requests, SessionRow, StatusType, Step},
+    store as db_sessions,
 };
+use crate::core::pseudonym::Pseudonymiser;
+use crate::demo::*;
 
 /// Authentication events per demo session.
 pub const EVENTS_PER_SESSION: u64 = 20;
@@ -112,7 +110,7 @@ struct Generator {
 
 impl Generator {
     fn new(rng_seed: u64, users: u32, stream_seed: u64) -> Generator {
-        let (users, user_cumulative) = super::auth::population(rng_seed, users);
+        let (users, user_cumulative) = crate::kinds::auth::demo::population(rng_seed, users);
         let total: u32 = NAS.iter().map(|n| n.weight).sum();
         let mut sum = 0.0;
         let nas_cumulative = NAS
@@ -126,7 +124,7 @@ impl Generator {
             rng: StdRng::seed_from_u64(stream_seed),
             users,
             user_cumulative,
-            macs: super::client::client_macs(rng_seed),
+            macs: crate::kinds::client::demo::client_macs(rng_seed),
             nas_cumulative,
             next_number: stream_seed % 1_000_000 * 1_000,
         }
@@ -517,5 +515,44 @@ pub async fn trickle(
                 }
             }
         }
+    }
+}
+/// The demo of network access sessions (the registry entry's `demo`): one
+/// per [`EVENTS_PER_SESSION`] authentication events of the demo's size,
+/// seeded once; the trickle starts, updates and stops sessions through the
+/// RADIUS ingest path, so `online` changes live.
+pub struct SessionDemo;
+
+impl Demo for SessionDemo {
+    fn fill<'a>(
+        &'a self,
+        fill: &'a Fill<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
+        Box::pin(async move {
+            let empty = {
+                let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+                client
+                    .query_opt("SELECT 1 FROM radacct LIMIT 1", &[])
+                    .await
+                    .map_err(db_err("looking for sessions"))?
+                    .is_none()
+            };
+            let written = if empty {
+                let sessions = fill.options.events / EVENTS_PER_SESSION;
+                seed(fill.pool, fill.pseudonymiser, fill.options, sessions).await?
+            } else {
+                0
+            };
+            Ok(format!("{written} network access sessions"))
+        })
+    }
+
+    fn trickle(
+        &self,
+        pool: deadpool_postgres::Pool,
+        pseudonymiser: Pseudonymiser,
+        stop: futures_util::future::BoxFuture<'static, ()>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+        Box::pin(trickle(pool, pseudonymiser, stop))
     }
 }

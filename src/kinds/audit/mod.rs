@@ -70,5 +70,8 @@ pub static KIND: Kind = Kind {
     ..Kind::BASE
 };
 
+/// The registry entry: windows only (rows are written by `db::audit`).
+pub static ENTRY: crate::registry::Entry = crate::registry::Entry::of(&KIND);
+
 /// Entries older than `ACCTSTREAM_AUDIT_RETENTION_DAYS` go.
 static RETENTION: [Rule; 1] = [Rule::new("audit", "access_audit", "at", "id").by(Days::Audit)];

@@ -9,7 +9,8 @@
 use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
-use super::{
+use crate::core::scope::Grant;
+use crate::http::{
     auth::require,
     error::ApiError,
     listing::{
@@ -20,7 +21,6 @@ use super::{
     telemetry::stream_tally,
     AppState,
 };
-use crate::core::scope::Grant;
 use crate::{
     core::{
         encode::JsonHead,

@@ -9,6 +9,11 @@
 //! derived at read time, never stored: `status`, `durationSeconds` and
 //! `inferredStop` (see [`STATUS_SQL`]).
 
+pub mod demo;
+pub mod radius;
+pub mod routes;
+pub mod store;
+
 use crate::core::{
     identity::IdentityType,
     kind::{Column, ColumnType, Filter, FilterType, Kind, TimeModel},
@@ -228,9 +233,40 @@ pub static KIND: Kind = Kind {
     columns: &COLUMNS,
     filters: &FILTERS,
     foreign_writes: true,
+    indexes: &INDEXES,
     retention: &RETENTION,
     audit_routes: &["/api/v1/sessions", "/api/v1/users/", "/api/v1/devices/"],
     ..Kind::BASE
+};
+
+/// The indexes acctstream needs beyond FreeRADIUS's, created
+/// `CONCURRENTLY IF NOT EXISTS` at start-up (never altering the table):
+/// `(name, definition)`.
+static INDEXES: [(&str, &str); 4] = [
+    (
+        "radacct_acctstream_user_idx",
+        "radacct (username, acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_device_idx",
+        "radacct (acctstream_mac(callingstationid), acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_stop_idx",
+        "radacct (acctstoptime, acctstarttime)",
+    ),
+    (
+        "radacct_acctstream_online_idx",
+        "radacct (acctstarttime, radacctid) WHERE acctstoptime IS NULL",
+    ),
+];
+
+/// The registry entry: RADIUS ingest, the quarantine, one session, online,
+/// histories and the calendar are this kind's own routes.
+pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
+    kind: &KIND,
+    routes: Some(routes::configure),
+    demo: Some(&demo::SessionDemo),
 };
 
 /// Closed sessions whose stop is before the cutoff go (an open session's

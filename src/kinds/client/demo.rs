@@ -6,13 +6,13 @@
 
 use std::future::Future;
 
-use super::*;
 use crate::core::{
     identity::IdentityType,
     ingest::{IngestSchema, Record, Value, MAX_FIELDS},
     pseudonym::Pseudonymiser,
 };
 use crate::db::directory::Entries;
+use crate::demo::*;
 use crate::kinds::client::INGEST;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
@@ -422,6 +422,48 @@ pub async fn trickle(
     let start_us = Utc::now().timestamp_micros();
     let generator = Generator::new(DEFAULT_RNG_SEED, (start_us as u64).rotate_left(29));
     trickle_records(pool, generator, 0.25, shutdown).await
+}
+
+/// The demo of Wi-Fi client events (the registry entry's `demo`): one per
+/// [`EVENTS_PER_AUTH_EVENT`] authentication events of the demo's size.
+pub struct ClientDemo;
+
+impl Demo for ClientDemo {
+    fn fill<'a>(
+        &'a self,
+        fill: &'a Fill<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
+        Box::pin(async move {
+            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let empty = client
+                .query_opt("SELECT 1 FROM client_event LIMIT 1", &[])
+                .await
+                .map_err(db_err("looking for client events"))?
+                .is_none();
+            let inserted = if empty {
+                let events = fill.options.events / EVENTS_PER_AUTH_EVENT;
+                seed(&client, fill.options, events, Some(fill.pseudonymiser)).await?
+            } else {
+                backfill(
+                    &client,
+                    fill.options.end,
+                    fill.options.days,
+                    fill.pseudonymiser,
+                )
+                .await?
+            };
+            Ok(format!("{inserted} Wi-Fi client events"))
+        })
+    }
+
+    fn trickle(
+        &self,
+        pool: deadpool_postgres::Pool,
+        _pseudonymiser: Pseudonymiser,
+        stop: futures_util::future::BoxFuture<'static, ()>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+        Box::pin(trickle(pool, stop))
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 
-use super::DbError;
+use crate::db::DbError;
 use crate::{
     core::{
         kind::Listing,

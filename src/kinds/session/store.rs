@@ -4,9 +4,9 @@
 //! rows FreeRADIUS wrote directly.
 //!
 //! A batch is applied in one transaction, step by step
-//! ([`crate::core::radius::Step`]): session rows are first inserted
+//! ([`crate::kinds::session::radius::Step`]): session rows are first inserted
 //! (`ON CONFLICT DO NOTHING`), and those whose key existed are then merged
-//! into the stored row by the rules of [`crate::core::radius`]'s merge,
+//! into the stored row by the rules of [`crate::kinds::session::radius`]'s merge,
 //! written once more in SQL ([`UPDATE`]): start the earliest, update and
 //! stop the latest, counters and session time never backwards, a stop never
 //! cleared, other attributes those of the latest event. NAS reboots close
@@ -17,118 +17,16 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool};
-use tokio_postgres::{error::SqlState, GenericClient};
+use tokio_postgres::error::SqlState;
 
 use crate::{
-    core::{
-        identity::IdentityType,
-        pseudonym::Pseudonymiser,
-        radius::{NasReboot, SessionRow, StatusType, Step},
-    },
+    core::{identity::IdentityType, pseudonym::Pseudonymiser},
     db::{
         directory::{Entries, Recorded},
         DbError,
     },
+    kinds::session::radius::{NasReboot, SessionRow, StatusType, Step},
 };
-
-/// The indexes acctstream needs beyond FreeRADIUS's, created
-/// `CONCURRENTLY IF NOT EXISTS` at start-up (never altering the table):
-/// `(name, definition)`.
-pub const INDEXES: [(&str, &str); 4] = [
-    (
-        "radacct_acctstream_user_idx",
-        "radacct (username, acctstarttime)",
-    ),
-    (
-        "radacct_acctstream_device_idx",
-        "radacct (acctstream_mac(callingstationid), acctstarttime)",
-    ),
-    (
-        "radacct_acctstream_stop_idx",
-        "radacct (acctstoptime, acctstarttime)",
-    ),
-    (
-        "radacct_acctstream_online_idx",
-        "radacct (acctstarttime, radacctid) WHERE acctstoptime IS NULL",
-    ),
-];
-
-/// Session advisory lock serialising [`ensure_indexes`] between instances
-/// ("acctidx" in ASCII).
-const INDEX_LOCK: i64 = 0x0061_6363_7469_6478;
-
-/// Creates the [`INDEXES`] that are missing (replacing any left invalid by
-/// an interrupted build). Each runs outside a transaction, without blocking
-/// FreeRADIUS's writes. Instances starting together take turns: two
-/// concurrent `CREATE INDEX CONCURRENTLY` on one table wait for each other's
-/// transactions, so the lock is polled with short statements rather than
-/// waited for in one.
-pub async fn ensure_indexes(
-    client: &impl GenericClient,
-) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    if missing_indexes(client).await?.is_empty() {
-        return Ok(Vec::new());
-    }
-    loop {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_LOCK])
-            .await?
-            .try_get(0)?;
-        if locked {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let result = create_missing(client).await;
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&INDEX_LOCK])
-        .await;
-    let created = result?;
-    unlocked?;
-    Ok(created)
-}
-
-/// The [`INDEXES`] that do not exist, with whether an invalid one is in the way.
-async fn missing_indexes(
-    client: &impl GenericClient,
-) -> Result<Vec<(&'static str, &'static str, bool)>, tokio_postgres::Error> {
-    let mut missing = Vec::new();
-    for (name, definition) in INDEXES {
-        let state = client
-            .query_opt(
-                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
-                 WHERE c.relname = $1 AND pg_table_is_visible(c.oid)",
-                &[&name],
-            )
-            .await?;
-        match state.map(|row| row.try_get::<_, bool>(0)).transpose()? {
-            Some(true) => {}
-            Some(false) => missing.push((name, definition, true)),
-            None => missing.push((name, definition, false)),
-        }
-    }
-    Ok(missing)
-}
-
-async fn create_missing(
-    client: &impl GenericClient,
-) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    let mut created = Vec::new();
-    for (name, definition, invalid) in missing_indexes(client).await? {
-        if invalid {
-            client
-                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                .await?;
-        }
-        client
-            .batch_execute(&format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}"
-            ))
-            .await?;
-        created.push(name);
-    }
-    Ok(created)
-}
 
 const COLUMNS: &str = "acctuniqueid, acctsessionid, username, realm, nasipaddress, nasportid, \
      nasporttype, acctstarttime, acctupdatetime, acctstoptime, acctinterval, acctsessiontime, \

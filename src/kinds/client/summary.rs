@@ -4,18 +4,15 @@
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
-use super::{
+use super::KIND;
+use crate::core::kind::{Listing, Selection};
+use crate::core::scope::Grant;
+use crate::http::{
     auth::require,
     error::ApiError,
     listing::{base_url, link_header, negotiate_format, ok, window_of},
     resource::{get_or_head, get_resource},
     AppState,
-};
-use crate::core::scope::Grant;
-use crate::{
-    core::kind::{Listing, Selection},
-    db,
-    kinds::client::KIND,
 };
 
 /// The path of the summaries (followed by `/{period}[/{datetime}]`).
@@ -48,7 +45,7 @@ async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let listing = Listing::window(&window, Selection::default());
     let header = link_header(&links);
-    let summary = db::summary::client_summary(&state.pool, &listing, links).await?;
+    let summary = super::store::client_summary(&state.pool, &listing, links).await?;
     Ok(ok(
         format,
         &format!("{}.csv", window.file_stem_for("client-events-summary")),
