@@ -15,6 +15,7 @@ mod ingest;
 mod kinds;
 mod oauth;
 mod ops;
+mod registry;
 mod reports;
 mod retention;
 mod sessions;
