@@ -41,6 +41,23 @@ pub const ENV_PSEUDONYM_KEY_FILE: &str = "ACCTSTREAM_PSEUDONYM_KEY_FILE";
 pub const ENV_API_TOKENS: &str = "ACCTSTREAM_API_TOKENS";
 /// Environment variable holding the token that protects `/metrics`.
 pub const ENV_METRICS_TOKEN: &str = "ACCTSTREAM_METRICS_TOKEN";
+/// Environment variable choosing the log format (`json`, or text).
+pub const ENV_LOG_FORMAT: &str = "ACCTSTREAM_LOG_FORMAT";
+
+/// The environment variables read directly rather than as command-line
+/// settings (secrets, which have no flag, and logging, set up before the
+/// command line is parsed). With the `env` of every command-line setting,
+/// these are all the variables acctstream reads: the configuration table of
+/// the docs is checked against both.
+pub const ENVIRONMENT: [&str; 7] = [
+    ENV_PSEUDONYM_KEY,
+    ENV_PSEUDONYM_KEY_FILE,
+    ENV_PSEUDONYM_KEYS,
+    ENV_API_TOKENS,
+    ENV_METRICS_TOKEN,
+    ENV_LOG_FORMAT,
+    "RUST_LOG",
+];
 
 /// Reads `ACCTSTREAM_METRICS_TOKEN` (absent or blank means `/metrics` is open).
 pub fn metrics_token_from_env() -> Option<String> {

@@ -45,7 +45,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    match std::env::var("ACCTSTREAM_LOG_FORMAT").as_deref() {
+    match std::env::var(acctstream::config::ENV_LOG_FORMAT).as_deref() {
         Ok("json") => builder.json().flatten_event(true).init(),
         Ok("" | "text" | "human") | Err(_) => builder.init(),
         Ok(other) => {

@@ -436,11 +436,13 @@ async fn fill_demo(
         options: &options,
         pseudonymiser,
     };
-    for demo in kinds::REGISTRY.entries().iter().filter_map(|e| e.demo) {
+    for entry in kinds::REGISTRY.entries() {
+        let Some(demo) = entry.demo else { continue };
         let started = std::time::Instant::now();
-        let wrote = demo.fill(&fill).await?;
+        let written = demo::fill(entry.kind, demo, &fill).await?;
         eprintln!(
-            "\r  {wrote} written in {:.1} s{:30}",
+            "\r  {}: {written} written in {:.1} s{:30}",
+            entry.kind.name,
             started.elapsed().as_secs_f64(),
             ""
         );

@@ -25,13 +25,19 @@ pub struct Fill<'a> {
     pub pseudonymiser: &'a crate::core::pseudonym::Pseudonymiser,
 }
 
-/// How a kind makes demo data (its registry entry's `demo`).
+/// How a kind makes demo data (its registry entry's `demo`); [`fill`]
+/// decides between seeding and topping up.
 pub trait Demo: Sync {
-    /// Fills the kind's table up to `fill.options.end`: the whole span when
-    /// the table is empty, else the gap since its newest record (at most
-    /// `days`), and says what it wrote, for the console ("12,345 Wi-Fi
-    /// client events").
-    fn fill<'a>(&'a self, fill: &'a Fill<'a>) -> BoxFuture<'a, Result<String, DemoError>>;
+    /// Writes the whole span of `fill.options` into the kind's empty table;
+    /// returns the rows written.
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>) -> BoxFuture<'a, Result<u64, DemoError>>;
+
+    /// Writes the gap between the newest record and `fill.options.end` (at
+    /// most `days`); returns the rows written. By default nothing: the kind
+    /// is seeded once.
+    fn top_up<'a>(&'a self, _fill: &'a Fill<'a>) -> BoxFuture<'a, Result<u64, DemoError>> {
+        Box::pin(async { Ok(0) })
+    }
 
     /// Writes a few new records every second until `stop` resolves.
     fn trickle(
@@ -58,6 +64,29 @@ pub(crate) trait Source {
 /// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
 /// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
 /// every 100,000 rows and at the end. Returns the rows inserted.
+/// Fills `kind`'s table up to `fill.options.end` with `demo`: the whole
+/// span when the table is empty, else the gap since its newest record.
+/// Returns the rows written.
+pub async fn fill(
+    kind: &crate::core::kind::Kind,
+    demo: &dyn Demo,
+    fill: &Fill<'_>,
+) -> Result<u64, DemoError> {
+    let empty = {
+        let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+        client
+            .query_opt(&format!("SELECT 1 FROM {} LIMIT 1", kind.table), &[])
+            .await
+            .map_err(db_err("looking for demo data"))?
+            .is_none()
+    };
+    if empty {
+        demo.seed(fill).await
+    } else {
+        demo.top_up(fill).await
+    }
+}
+
 pub(crate) async fn copy_buckets<S: Source>(
     source: &mut S,
     client: &tokio_postgres::Client,

@@ -905,3 +905,75 @@ fn regex_lite_links() -> impl Fn(&str) -> Vec<String> {
         targets
     }
 }
+
+/// Issue 22: the configuration table of docs/configuration.md lists exactly
+/// the variables acctstream reads (every command-line setting's `env`, and
+/// `config::ENVIRONMENT`), each with its flag and its default as the
+/// command line defines them.
+#[test]
+fn the_configuration_table_is_the_command_lines() {
+    use clap::CommandFactory;
+    use std::collections::BTreeMap;
+    let table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    // Row cells: environment | flag | default | meaning.
+    let mut rows: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for line in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').skip(1).map(str::trim).collect();
+        for name in cells[0].split(" / ") {
+            rows.insert(
+                name.trim_matches('`').to_owned(),
+                (cells[1].to_owned(), cells[2].to_owned()),
+            );
+        }
+    }
+    // What the command line defines, over every subcommand.
+    let mut defined: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+    fn walk(command: &clap::Command, out: &mut BTreeMap<String, (String, Option<String>)>) {
+        for arg in command.get_arguments() {
+            if let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) {
+                let default = arg
+                    .get_default_values()
+                    .first()
+                    .map(|d| d.to_string_lossy().into_owned());
+                out.insert(
+                    env.to_string_lossy().into_owned(),
+                    (format!("`--{long}`"), default),
+                );
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    walk(&acctstream::cli::Cli::command(), &mut defined);
+    let mut expected: Vec<String> = defined.keys().cloned().collect();
+    expected.extend(
+        acctstream::config::ENVIRONMENT
+            .iter()
+            .map(|v| v.to_string()),
+    );
+    expected.sort();
+    let listed: Vec<String> = rows.keys().cloned().collect();
+    assert_eq!(
+        listed, expected,
+        "docs/configuration.md's table against the variables read"
+    );
+    for (env, (flag, default)) in &defined {
+        let (row_flag, row_default) = &rows[env];
+        assert_eq!(row_flag, flag, "{env}: the flag");
+        if let Some(default) = default.as_deref().filter(|d| !d.is_empty()) {
+            assert!(
+                row_default.contains(&format!("`{default}`"))
+                    || row_default.contains(&format!("`./{default}`")),
+                "{env}: the table says {row_default}, the default is {default}"
+            );
+        }
+    }
+    for env in acctstream::config::ENVIRONMENT {
+        assert_eq!(rows[env].0, "", "{env} has no flag");
+    }
+}

@@ -299,27 +299,29 @@ pub async fn trickle(
 /// The demo of authentication events (the registry entry's `demo`).
 pub struct AuthDemo;
 
+/// The seed's progress on the console.
+fn progress(done: u64, total: u64) {
+    eprint!("\r  authentication events: {done} / {total}");
+}
+
 impl Demo for AuthDemo {
-    fn fill<'a>(
+    fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
             let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
-            let empty = client
-                .query_opt("SELECT 1 FROM auth_event LIMIT 1", &[])
-                .await
-                .map_err(db_err("looking for authentication events"))?
-                .is_none();
-            let progress = |done: u64, total: u64| {
-                eprint!("\r  authentication events: {done} / {total}");
-            };
-            let inserted = if empty {
-                seed(&client, fill.options, progress).await?
-            } else {
-                backfill(&client, fill.options.end, fill.options.days, progress).await?
-            };
-            Ok(format!("{inserted} authentication events"))
+            seed(&client, fill.options, progress).await
+        })
+    }
+
+    fn top_up<'a>(
+        &'a self,
+        fill: &'a Fill<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+        Box::pin(async move {
+            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            backfill(&client, fill.options.end, fill.options.days, progress).await
         })
     }
 

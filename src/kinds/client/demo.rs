@@ -429,30 +429,25 @@ pub async fn trickle(
 pub struct ClientDemo;
 
 impl Demo for ClientDemo {
-    fn fill<'a>(
+    fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
             let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
-            let empty = client
-                .query_opt("SELECT 1 FROM client_event LIMIT 1", &[])
-                .await
-                .map_err(db_err("looking for client events"))?
-                .is_none();
-            let inserted = if empty {
-                let events = fill.options.events / EVENTS_PER_AUTH_EVENT;
-                seed(&client, fill.options, events, Some(fill.pseudonymiser)).await?
-            } else {
-                backfill(
-                    &client,
-                    fill.options.end,
-                    fill.options.days,
-                    fill.pseudonymiser,
-                )
-                .await?
-            };
-            Ok(format!("{inserted} Wi-Fi client events"))
+            let events = fill.options.events / EVENTS_PER_AUTH_EVENT;
+            seed(&client, fill.options, events, Some(fill.pseudonymiser)).await
+        })
+    }
+
+    fn top_up<'a>(
+        &'a self,
+        fill: &'a Fill<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+        Box::pin(async move {
+            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let (end, days) = (fill.options.end, fill.options.days);
+            backfill(&client, end, days, fill.pseudonymiser).await
         })
     }
 

@@ -524,27 +524,12 @@ pub async fn trickle(
 pub struct SessionDemo;
 
 impl Demo for SessionDemo {
-    fn fill<'a>(
+    fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<String, DemoError>> {
-        Box::pin(async move {
-            let empty = {
-                let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
-                client
-                    .query_opt("SELECT 1 FROM radacct LIMIT 1", &[])
-                    .await
-                    .map_err(db_err("looking for sessions"))?
-                    .is_none()
-            };
-            let written = if empty {
-                let sessions = fill.options.events / EVENTS_PER_SESSION;
-                seed(fill.pool, fill.pseudonymiser, fill.options, sessions).await?
-            } else {
-                0
-            };
-            Ok(format!("{written} network access sessions"))
-        })
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+        let sessions = fill.options.events / EVENTS_PER_SESSION;
+        Box::pin(seed(fill.pool, fill.pseudonymiser, fill.options, sessions))
     }
 
     fn trickle(
