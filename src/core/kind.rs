@@ -502,17 +502,31 @@ impl Listing {
         };
         let mut terms = Vec::new();
         let mut n = 1;
+        // A span is [start, stop) against a range closed at its start
+        // (ascending windows, [a, b)), and (start, stop] against one
+        // closed at its end (descending windows, (a, b]), so that a span
+        // touching a bound lies in one range only; a span of no length
+        // lies in the range that holds its instant. An open span has no
+        // stop.
         if let Some(lower) = self.lower {
             let op = if lower.inclusive { ">=" } else { ">" };
             terms.push(match kind.time {
                 TimeModel::Instant { .. } => format!("{first} {op} ${n}"),
-                TimeModel::Interval { .. } => format!("({first} IS NULL OR {first} {op} ${n})"),
+                TimeModel::Interval { .. } if lower.inclusive => {
+                    format!("({first} IS NULL OR {first} > ${n} OR {last} >= ${n})")
+                }
+                TimeModel::Interval { .. } => format!("({first} IS NULL OR {first} > ${n})"),
             });
             n += 1;
         }
         if let Some(upper) = self.upper {
             let op = if upper.inclusive { "<=" } else { "<" };
-            terms.push(format!("{last} {op} ${n}"));
+            terms.push(match kind.time {
+                TimeModel::Interval { .. } if upper.inclusive => {
+                    format!("{last} <= ${n} AND ({last} < ${n} OR {first} = {last})")
+                }
+                _ => format!("{last} {op} ${n}"),
+            });
             n += 1;
         }
         for (index, values) in &self.selection.filters {
@@ -784,6 +798,37 @@ mod tests {
         assert_eq!(
             sel.filters[0].1,
             vec![FilterValue::Text("68:05:71:a4:ef:0e".into())]
+        );
+    }
+
+    /// Issue 27: windows are half-open for spans too, in both directions: a
+    /// session that only touches a bound lies in one window, one of no
+    /// length in the window of its instant.
+    #[test]
+    fn spans_overlap_half_open_windows() {
+        use crate::core::window::{Period, Window};
+        static SPANS: Kind = Kind {
+            name: "spans",
+            table: "span",
+            time: TimeModel::Interval {
+                start: "b",
+                stop: "e",
+            },
+            ..Kind::BASE
+        };
+        let asc = Window::parse(Period::Day, "2021-04-10", Direction::Ascending).unwrap();
+        assert_eq!(
+            Listing::window(&asc, Selection::default())
+                .predicate(&SPANS)
+                .0,
+            " WHERE (e IS NULL OR e > $1 OR b >= $1) AND b < $2"
+        );
+        let desc = Window::parse(Period::Day, "2021-04-10", Direction::Descending).unwrap();
+        assert_eq!(
+            Listing::window(&desc, Selection::default())
+                .predicate(&SPANS)
+                .0,
+            " WHERE (e IS NULL OR e > $1) AND b <= $2 AND (b < $2 OR e = b)"
         );
     }
 

@@ -1038,3 +1038,108 @@ async fn the_list_takes_the_seed_apis_date_forms_and_session_status() {
         );
     }
 }
+
+/// Issue 27, item 4: windows are half-open for sessions too, at both
+/// bounds and in both directions, so a poller walking windows meets every
+/// session touching a bound once: a session stopped exactly at midnight is
+/// in the day before only (ascending), one started exactly at midnight in
+/// the day after only (descending), one of no length in the window of its
+/// instant.
+#[actix_web::test]
+async fn a_session_touching_a_window_bound_is_in_one_window_only() {
+    let app = spawn_app().await;
+    for (id, start, stop) in [
+        (
+            "ends-at-midnight",
+            "2026-11-19T22:00:00Z",
+            Some("2026-11-20T00:00:00Z"),
+        ),
+        (
+            "no-length",
+            "2026-11-20T00:00:00Z",
+            Some("2026-11-20T00:00:00Z"),
+        ),
+        (
+            "starts-at-midnight",
+            "2026-11-20T00:00:00Z",
+            Some("2026-11-20T01:00:00Z"),
+        ),
+        ("open-from-midnight", "2026-11-21T00:00:00Z", None),
+    ] {
+        let at = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        app.db
+            .execute(
+                "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctinterval) \
+                 VALUES ($1, $1, 'u', '192.0.2.1', $2, $2, $3, 600)",
+                &[&id, &at(start), &stop.map(at)],
+            )
+            .await
+            .unwrap();
+    }
+    let ids = |body: &Value| -> Vec<String> {
+        body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["acctSessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let window = |path: String| {
+        let app = &app;
+        async move { ids(&app.json_as(TOKEN, &path).await) }
+    };
+    let day = |d: &str, sort: &str| format!("/api/v1/statistics/sessions/day/{d}{sort}");
+    // Ascending, [D, D+1).
+    assert_eq!(
+        window(day("2026-11-19", "")).await,
+        vec!["ends-at-midnight"]
+    );
+    assert_eq!(
+        window(day("2026-11-20", "")).await,
+        vec!["no-length", "starts-at-midnight"]
+    );
+    assert_eq!(
+        window(day("2026-11-21", "")).await,
+        vec!["open-from-midnight"]
+    );
+    // Descending, (D-1, D].
+    assert_eq!(
+        window(day("2026-11-20", "?sort=-")).await,
+        vec!["no-length", "ends-at-midnight"]
+    );
+    assert_eq!(
+        window(day("2026-11-21", "?sort=-")).await,
+        vec!["starts-at-midnight"]
+    );
+    assert_eq!(
+        window(day("2026-11-22", "?sort=-")).await,
+        vec!["open-from-midnight"]
+    );
+    // Walking hours over the night in either direction meets each once.
+    let mut ascending = Vec::new();
+    let mut descending = Vec::new();
+    for hour in 0..6 {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-19T21:00:00Z").unwrap()
+            + chrono::Duration::hours(hour);
+        let name = at.format("%Y-%m-%dT%H").to_string();
+        ascending.extend(window(format!("/api/v1/statistics/sessions/hour/{name}")).await);
+        let end = (at + chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H")
+            .to_string();
+        descending.extend(window(format!("/api/v1/statistics/sessions/hour/{end}?sort=-")).await);
+    }
+    ascending.sort();
+    descending.sort();
+    // ends-at-midnight spans 22:00-24:00: two hours; the others one each.
+    assert_eq!(
+        ascending,
+        vec![
+            "ends-at-midnight",
+            "ends-at-midnight",
+            "no-length",
+            "starts-at-midnight"
+        ]
+    );
+    assert_eq!(ascending, descending);
+}
