@@ -64,6 +64,30 @@ pub(crate) trait Source {
 /// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
 /// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
 /// every 100,000 rows and at the end. Returns the rows inserted.
+impl Fill<'_> {
+    /// A connection of the pool.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, DemoError> {
+        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+    }
+}
+
+/// How `count` records spread over the span of `opts` (the `days` before
+/// `end`): the span's buckets by the daily rhythm (with noise from `rng`)
+/// and each bucket's share of the records.
+pub(crate) fn spread(
+    opts: &SeedOptions,
+    count: u64,
+    rng: &mut StdRng,
+) -> Result<(Vec<Bucket>, Vec<u64>), DemoError> {
+    let end_us = opts.end.timestamp_micros();
+    let start_us = end_us
+        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
+        .ok_or(DemoError::TimeOutOfRange(end_us))?;
+    let buckets = plan(start_us, end_us, Some(rng));
+    let counts = apportion(count, &buckets);
+    Ok((buckets, counts))
+}
+
 /// Fills `kind`'s table up to `fill.options.end` with `demo`: the whole
 /// span when the table is empty, else the gap since its newest record.
 /// Returns the rows written.
@@ -73,7 +97,7 @@ pub async fn fill(
     fill: &Fill<'_>,
 ) -> Result<u64, DemoError> {
     let empty = {
-        let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+        let client = fill.client().await?;
         client
             .query_opt(&format!("SELECT 1 FROM {} LIMIT 1", kind.table), &[])
             .await

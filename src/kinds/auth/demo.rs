@@ -194,13 +194,8 @@ pub async fn seed(
     if opts.events == 0 {
         return Ok(0);
     }
-    let end_us = opts.end.timestamp_micros();
-    let start_us = end_us
-        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
-        .ok_or(DemoError::TimeOutOfRange(end_us))?;
     let mut generator = Generator::new(opts.rng_seed, opts.users, event_seed(opts.rng_seed));
-    let buckets = plan(start_us, end_us, Some(&mut generator.rng));
-    let counts = apportion(opts.events, &buckets);
+    let (buckets, counts) = spread(opts, opts.events, &mut generator.rng)?;
     copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
 
@@ -310,7 +305,7 @@ impl Demo for AuthDemo {
         fill: &'a Fill<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
-            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let client = fill.client().await?;
             seed(&client, fill.options, progress).await
         })
     }
@@ -320,7 +315,7 @@ impl Demo for AuthDemo {
         fill: &'a Fill<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
-            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let client = fill.client().await?;
             backfill(&client, fill.options.end, fill.options.days, progress).await
         })
     }

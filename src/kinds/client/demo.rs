@@ -352,12 +352,7 @@ pub async fn seed(
     if events == 0 {
         return Ok(0);
     }
-    let end_us = opts.end.timestamp_micros();
-    let start_us = end_us
-        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
-        .ok_or(DemoError::TimeOutOfRange(end_us))?;
-    let buckets = plan(start_us, end_us, Some(&mut generator.rng));
-    let counts = apportion(events, &buckets);
+    let (buckets, counts) = spread(opts, events, &mut generator.rng)?;
     copy_buckets(&mut generator, client, &buckets, &counts, &mut |_, _| {}).await
 }
 
@@ -434,7 +429,7 @@ impl Demo for ClientDemo {
         fill: &'a Fill<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
-            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let client = fill.client().await?;
             let events = fill.options.events / EVENTS_PER_AUTH_EVENT;
             seed(&client, fill.options, events, Some(fill.pseudonymiser)).await
         })
@@ -445,7 +440,7 @@ impl Demo for ClientDemo {
         fill: &'a Fill<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
-            let client = fill.pool.get().await.map_err(crate::db::DbError::from)?;
+            let client = fill.client().await?;
             let (end, days) = (fill.options.end, fill.options.days);
             backfill(&client, end, days, fill.pseudonymiser).await
         })

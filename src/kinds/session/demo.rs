@@ -311,12 +311,7 @@ pub async fn seed(
         return Ok(0);
     }
     let mut generator = Generator::new(opts.rng_seed, opts.users, opts.rng_seed.rotate_left(17));
-    let end_us = opts.end.timestamp_micros();
-    let start_us = end_us
-        .checked_sub(i64::from(opts.days) * MICROS_PER_DAY)
-        .ok_or(DemoError::TimeOutOfRange(end_us))?;
-    let buckets = plan(start_us, end_us, Some(&mut generator.rng));
-    let counts = apportion(sessions, &buckets);
+    let (buckets, counts) = spread(opts, sessions, &mut generator.rng)?;
     let mut rows = Vec::with_capacity(BATCH);
     let mut written = 0;
     for (bucket, count) in buckets.iter().zip(counts) {
