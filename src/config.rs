@@ -70,6 +70,16 @@ pub fn metrics_token_from_env() -> Option<String> {
 /// A configuration problem that stops the service from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `ACCTSTREAM_POOL_SIZE` leaves a worker or the jobs without a connection.
+    #[error(
+        "ACCTSTREAM_POOL_SIZE is {size}: it must be at least {least} (a connection for an HTTP worker, and 2 for the background jobs)"
+    )]
+    PoolTooSmall {
+        /// The size configured.
+        size: usize,
+        /// The least that works.
+        least: usize,
+    },
     /// No key was configured.
     #[error("no pseudonymisation key: set {ENV_PSEUDONYM_KEY} or {ENV_PSEUDONYM_KEY_FILE}")]
     MissingKey,

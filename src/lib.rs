@@ -20,9 +20,14 @@
 //!   streaming response body.
 //! - [`config`]: every setting the service reads from the environment.
 //! - [`metrics`]: the Prometheus metrics every worker shares (framework-free).
-//! - [`cli`]: the subcommands, and the application builder behind them.
+//! - [`app`]: `Settings` (every setting, parsed once) and
+//!   `Application::build` (pools, server, background jobs, shutdown order),
+//!   used by `serve`, `demo` and the tests.
+//! - [`cli`]: the subcommands (which database, migrations, the demo, admin
+//!   commands).
 //! - [`demo`]: realistic demo data of every kind and the live trickles.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;

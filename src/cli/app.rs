@@ -1,8 +1,9 @@
-//! The application builder: where the database comes from (a URL or the
-//! embedded cluster), migrations at start-up, the HTTP server with its
-//! background jobs, the demo (keys, tokens, data, trickles), `seed` and
-//! `purge`. Stop signals are installed here, not in `http::run`, so test
-//! servers never take over the test process's signals.
+//! The commands behind the command line: where the database comes from (a
+//! URL or the embedded cluster), migrations at start-up, the `Settings` of
+//! `serve` and `demo` (the application itself is `crate::app`), the demo
+//! (keys, tokens, data, trickles), `seed` and `purge`. Stop signals are
+//! installed here, not in `http::run`, so test servers never take over the
+//! test process's signals.
 
 use std::net::TcpListener;
 
@@ -21,9 +22,7 @@ use crate::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
     },
-    demo,
-    http::{self, AppState},
-    kinds,
+    demo, http, kinds,
 };
 
 /// Where the data lives: a server named by URL, or our own embedded cluster
@@ -226,45 +225,26 @@ async fn serve_with(
         Some(oauth) => Some(oauth),
         None => args.oauth.build()?,
     };
-    let limits = args.limits()?;
-    let filename_prefix = config::parse_report_filename_prefix(&args.report_filename_prefix)?;
-    let stale_after = args
-        .session_stale_after
-        .as_deref()
-        .map(config::parse_stale_after)
-        .transpose()?;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let pool = db::pool::Pools::per_worker(
-        config::with_stale_after(database.config.clone(), stale_after),
-        database.tls.clone(),
-        common.pool_size,
-        workers,
-    )?;
-    let listener =
-        TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
-    let address = listener
-        .local_addr()
-        .map_err(io("reading the bound address"))?;
-    // The background jobs have a pool of their own: a connection's driver
-    // task lives on the runtime that opened it, and request streams run on
-    // the HTTP workers' runtimes; connections opened by the jobs (on the
-    // main runtime) would make every streamed row cross threads.
-    let jobs_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
-    let retention_pool = jobs_pool.clone();
-    let audit_pool = jobs_pool.clone();
-    let rollup_pool = jobs_pool;
-    let (audit_sink, audit_entries) = db::audit::AuditSink::channel(db::audit::CHANNEL_CAPACITY);
-    let audit_writer = tokio::spawn(db::audit::run_writer(audit_pool.clone(), audit_entries));
-    let rollup_keys = pseudonymiser.rollup_keys();
-    let retention_key = pseudonymiser.clone();
-    let state = AppState {
+    let settings = crate::app::Settings {
         kinds: kinds::REGISTRY,
-        pool,
+        database: database.config.clone(),
+        tls: database.tls.clone(),
+        pool_size: common.pool_size,
+        workers: None,
         pseudonymiser,
         tokens,
         public_url,
-        options: http::AppOptions {
-            reports: http::options::ReportOptions { filename_prefix },
+        session_stale_after: args
+            .session_stale_after
+            .as_deref()
+            .map(config::parse_stale_after)
+            .transpose()?,
+        http: http::AppOptions {
+            reports: http::options::ReportOptions {
+                filename_prefix: config::parse_report_filename_prefix(
+                    &args.report_filename_prefix,
+                )?,
+            },
             ops: http::ops::OpsOptions {
                 metrics_token: config::metrics_token_from_env()
                     .map(|t| http::ops::MetricsToken::new(&t)),
@@ -278,48 +258,21 @@ async fn serve_with(
             compression: crate::core::compress::Levels::parse(&args.gzip_level, &args.zstd_level)
                 .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
             oauth: oauth.map(std::sync::Arc::new),
-            limits: std::sync::Arc::new(limits),
-            audit: Some(audit_sink),
+            limits: std::sync::Arc::new(args.limits()?),
             ..http::AppOptions::default()
         },
+        audit: true,
+        retention: args.retention.options(),
+        rollup_interval: Some(std::time::Duration::from_millis(args.rollup_interval_ms)),
     };
-    let server = http::run(listener, state).map_err(io("starting the HTTP server"))?;
-    http::ops::stop_on_signals(server.handle());
-    tracing::info!(%address, "listening");
-    let stop_retention = CancellationToken::new();
-    let retention = tokio::spawn(db::retention::run_job(
-        retention_pool,
-        db::retention::RetentionOptions {
-            rollup_keys: rollup_keys.clone(),
-            pseudonymiser: Some(retention_key),
-            ..args.retention.options()
-        },
-        stop_retention.clone(),
-    ));
-    let stop_rollup = CancellationToken::new();
-    let rollup = tokio::spawn(db::rollup::run_job(
-        rollup_pool,
-        std::time::Duration::from_millis(args.rollup_interval_ms),
-        stop_rollup.clone(),
-        rollup_keys,
-    ));
+    let listener =
+        TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
+    let application = crate::app::Application::build(settings, listener)?;
+    http::ops::stop_on_signals(application.handle());
     if let Some(banner) = banner {
-        banner(&format!("http://{address}"));
+        banner(&format!("http://{}", application.address()));
     }
-    let served = server.await.map_err(io("serving"));
-    // The server's state (and so every audit sink) is gone: the writer
-    // stores what is left, then ends.
-    if tokio::time::timeout(std::time::Duration::from_secs(30), audit_writer)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the audit writer did not finish within 30 s");
-    }
-    stop_retention.cancel();
-    stop_rollup.cancel();
-    let _ = retention.await;
-    let _ = rollup.await;
-    served
+    application.run_until_stopped().await.map_err(io("serving"))
 }
 
 pub(super) async fn run_demo(

@@ -307,6 +307,9 @@ pub enum CliError {
     /// A database step (a retention pass, the rollup catch-up) failed.
     #[error(transparent)]
     Database(#[from] db::DbError),
+    /// The application could not be assembled.
+    #[error(transparent)]
+    App(#[from] crate::app::BuildError),
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),

@@ -72,15 +72,14 @@ impl From<Pool> for Pools {
 }
 
 impl Pools {
-    /// `workers` pools sharing `max_size` connections (each at least 2).
+    /// `workers` pools of `each` connections (at least 1).
     pub fn per_worker(
         config: tokio_postgres::Config,
         tls: super::tls::Tls,
-        max_size: usize,
+        each: usize,
         workers: usize,
     ) -> Result<Pools, PoolBuildError> {
         let workers = workers.max(1);
-        let each = max_size.div_ceil(workers).max(2);
         let pools = (0..workers)
             .map(|_| build(config.clone(), tls.clone(), each))
             .collect::<Result<Vec<_>, _>>()?;

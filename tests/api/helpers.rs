@@ -16,7 +16,7 @@ use acctstream::{
         self,
         embedded::{test_cluster_dir, EmbeddedOptions, EmbeddedPostgres},
     },
-    http::{self, AppState},
+    http,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -108,6 +108,11 @@ pub struct AppOptions {
     pub key_schedule: Option<String>,
     /// The kinds served (the built-in ones unless a test adds its own).
     pub kinds: acctstream::registry::Registry,
+    /// HTTP workers (each with its pool).
+    pub workers: usize,
+    /// Run the background jobs as `serve` does (the audit writer,
+    /// retention, the rollups; quickly, for tests).
+    pub jobs: bool,
 }
 
 impl Default for AppOptions {
@@ -119,6 +124,8 @@ impl Default for AppOptions {
             http: http::AppOptions::default(),
             key_schedule: None,
             kinds: acctstream::kinds::REGISTRY,
+            workers: 1,
+            jobs: false,
         }
     }
 }
@@ -169,6 +176,11 @@ pub async fn fresh_database() -> (String, tokio_postgres::Config) {
     (name, config)
 }
 
+/// The connection settings of the test database `name`.
+pub fn database_config(name: &str) -> tokio_postgres::Config {
+    cluster().pg.pg_config(name)
+}
+
 /// A libpq URL of the test database `name` (for driving the binary).
 pub fn database_url(name: &str) -> String {
     cluster().pg.url(name)
@@ -204,32 +216,47 @@ pub async fn spawn_app_on(
     options: AppOptions,
 ) -> TestApp {
     let app_database = options.app_database.unwrap_or_else(|| db_config.clone());
-    let pool = db::pool::build(
-        app_database,
-        acctstream::db::tls::default_connector(),
-        options.pool_size,
-    )
-    .expect("build the pool");
     let pseudonymiser = match &options.key_schedule {
         Some(schedule) => Pseudonymiser::schedule(schedule).expect("a key schedule"),
         None => Pseudonymiser::new(KEY.as_bytes()).expect("a key"),
     };
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = listener.local_addr().expect("local address").port();
-    let state = AppState {
+    // The application `serve` runs, by default with one worker (one pool,
+    // so the test's `pool` is the app's) and no background job (tests run
+    // the rollups and retention themselves, when they mean to).
+    let days = if options.jobs { 180 } else { 0 };
+    let settings = acctstream::app::Settings {
         kinds: options.kinds,
-        pool: pool.clone().into(),
+        database: app_database,
+        tls: acctstream::db::tls::default_connector(),
+        pool_size: options.pool_size,
+        workers: Some(options.workers),
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(&format!(
             "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities,auditor={AUDIT_TOKEN}:read+audit"
         ))
         .expect("tokens"),
         public_url: options.public_url,
-        options: options.http,
+        session_stale_after: None,
+        http: options.http,
+        audit: options.jobs,
+        retention: acctstream::db::retention::RetentionOptions {
+            policy: acctstream::core::retention::RetentionPolicy::new(days),
+            audit_policy: acctstream::core::retention::RetentionPolicy::new(days),
+            first_run_delay: std::time::Duration::from_millis(10),
+            interval: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+        rollup_interval: options
+            .jobs
+            .then_some(std::time::Duration::from_millis(50)),
     };
-    let server = http::run(listener, state).expect("start the app");
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let application =
+        acctstream::app::Application::build(settings, listener).expect("start the app");
+    let pool = application.pools().current().clone();
+    let handle = application.handle();
+    actix_web::rt::spawn(application.run_until_stopped());
     let db = connect(&db_config).await;
     TestApp {
         address: format!("http://127.0.0.1:{port}"),

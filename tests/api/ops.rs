@@ -426,3 +426,89 @@ async fn a_database_restart_is_503_then_recovers_on_every_route() {
         .unwrap()
         .unwrap();
 }
+
+/// Issue 27, item 3: `ACCTSTREAM_POOL_SIZE` bounds every connection the
+/// service opens, the background jobs' included: under downloads, ingest
+/// and the jobs' work at once, PostgreSQL never sees more of the app's
+/// connections than the setting.
+#[actix_web::test]
+async fn connections_never_exceed_the_pool_size() {
+    const POOL_SIZE: usize = 6;
+    let app = spawn_app_with(AppOptions {
+        pool_size: POOL_SIZE,
+        workers: 2,
+        jobs: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.insert_many("2021-04-10T00:00:00Z", 100_000).await;
+    // Old events for retention to delete while the rest runs.
+    app.insert_many("2020-01-01T00:00:00Z", 20_000).await;
+    let own: i32 = app
+        .db
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        let db_name = app.db_name.clone();
+        let db = connect(&crate::helpers::database_config(&app.db_name)).await;
+        actix_web::rt::spawn(async move {
+            let mut most = 0i64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let n: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                         AND pid <> pg_backend_pid() AND pid <> $2",
+                        &[&db_name, &own],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                most = most.max(n);
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    // Ten downloads at once, twice, while the jobs roll up and delete.
+    for _ in 0..2 {
+        let downloads = (0..10).map(|_| async {
+            let mut response = app
+                .get("/api/v1/statistics/events/day/2021-04-10")
+                .insert_header(("Accept", "text/csv"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let _ = crate::helpers::body_of(&mut response).await;
+            status
+        });
+        let statuses = futures_util::future::join_all(downloads).await;
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 503),
+            "{statuses:?}"
+        );
+    }
+    crate::helpers::eventually("retention deleted the old events", || async {
+        app.db
+            .query_one(
+                "SELECT count(*) FROM auth_event WHERE occurred_at < '2021-01-01'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    })
+    .await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.await.unwrap();
+    assert!(most >= 3, "the load used several connections: {most}");
+    assert!(
+        most <= POOL_SIZE as i64,
+        "{most} connections, ACCTSTREAM_POOL_SIZE is {POOL_SIZE}"
+    );
+}
