@@ -1,0 +1,204 @@
+//! What a request selects of a kind: its filters parsed from the query
+//! (`Selection`, 400 vs 403), and the query string that links keep.
+
+use std::fmt::Write as _;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::{Column, ColumnType, Filter, FilterType, Kind};
+use crate::core::identity::is_pseudonym;
+
+/// The most values one filter parameter may have.
+pub const MAX_FILTER_VALUES: usize = 100;
+
+/// A filter value as the request gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterValue {
+    /// Text (also an identity value given raw).
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// An identity given as its pseudonym; the database layer resolves it.
+    Pseudonym(String),
+}
+
+/// The filters of one request, in the kind's filter order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `(index into Kind::filters, values)`, only filters that were given.
+    pub filters: Vec<(usize, Vec<FilterValue>)>,
+}
+
+impl Selection {
+    /// True when some value is a pseudonym (resolved through the identity
+    /// directory).
+    pub fn has_pseudonyms(&self) -> bool {
+        self.filters.iter().any(|(_, values)| {
+            values
+                .iter()
+                .any(|v| matches!(v, FilterValue::Pseudonym(_)))
+        })
+    }
+}
+
+/// A filter parameter that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// The value does not fit the filter's type.
+    #[error("Invalid value for filter `{param}`: {expected}.")]
+    Invalid {
+        /// The parameter.
+        param: &'static str,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// Not one of the listed values.
+    #[error("Invalid value for filter `{param}`: one of {}.", allowed.join(", "))]
+    NotOneOf {
+        /// The parameter.
+        param: &'static str,
+        /// What is accepted.
+        allowed: &'static [&'static str],
+    },
+    /// Too many values.
+    #[error("Too many values for filter `{param}` (at most {MAX_FILTER_VALUES}).")]
+    TooMany {
+        /// The parameter.
+        param: &'static str,
+    },
+    /// A raw identity given by a token without the `identities` scope.
+    #[error("Filter `{param}` takes a pseudonym (64 lowercase hex digits); raw values need a token with the identities scope.")]
+    RawIdentity {
+        /// The parameter.
+        param: &'static str,
+    },
+}
+
+impl FilterError {
+    /// True when the request was well-formed but the token may not make it (403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, FilterError::RawIdentity { .. })
+    }
+}
+
+/// Characters percent-encoded in link query values.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':');
+
+impl Kind {
+    /// The index of the output column holding each record's time (its
+    /// start for intervals), which picks the pseudonymisation key of a
+    /// schedule.
+    pub fn time_column(&self) -> Option<usize> {
+        let time = self.time.order_column();
+        self.columns
+            .iter()
+            .position(|c| c.ty == ColumnType::Timestamp && c.sql == time)
+    }
+
+    /// Picks this kind's filters out of the query pairs (other parameters
+    /// are left to the caller). `reveal` says whether raw identity values are
+    /// allowed (the `identities` scope).
+    pub fn parse_filters(
+        &self,
+        pairs: &[(String, String)],
+        reveal: bool,
+    ) -> Result<Selection, FilterError> {
+        let mut selection = Selection::default();
+        for (index, filter) in self.filters.iter().enumerate() {
+            let mut values = Vec::new();
+            for (_, value) in pairs.iter().filter(|(k, _)| k == filter.param) {
+                if values.len() == MAX_FILTER_VALUES {
+                    return Err(FilterError::TooMany {
+                        param: filter.param,
+                    });
+                }
+                values.push(parse_value(filter, value, reveal)?);
+            }
+            if !values.is_empty() {
+                selection.filters.push((index, values));
+            }
+        }
+        Ok(selection)
+    }
+
+    /// The query string that reproduces `selection` (without `sort`), in the
+    /// kind's filter order, values in request order, percent-encoded; with
+    /// `format=` first when the request chose one by parameter.
+    pub fn link_query(&self, format: Option<&str>, selection: &Selection) -> String {
+        let mut query = String::new();
+        let mut add = |key: &str, value: &str| {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            let _ = write!(query, "{key}={}", utf8_percent_encode(value, QUERY_VALUE));
+        };
+        if let Some(format) = format {
+            add("format", format);
+        }
+        for (index, values) in &selection.filters {
+            let param = self.filters[*index].param;
+            for value in values {
+                match value {
+                    FilterValue::Text(text) | FilterValue::Pseudonym(text) => add(param, text),
+                    FilterValue::Integer(n) => add(param, &n.to_string()),
+                }
+            }
+        }
+        query
+    }
+
+    /// The column with this JSON name.
+    pub fn column(&self, json: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.json == json)
+    }
+}
+
+fn parse_value(filter: &Filter, value: &str, reveal: bool) -> Result<FilterValue, FilterError> {
+    let invalid = |expected| FilterError::Invalid {
+        param: filter.param,
+        expected,
+    };
+    match filter.ty {
+        FilterType::Text => {
+            if value.is_empty() || value.chars().count() > 1000 || value.contains('\0') {
+                Err(invalid(
+                    "a non-empty text of at most 1000 characters, without NUL",
+                ))
+            } else {
+                Ok(FilterValue::Text(value.to_owned()))
+            }
+        }
+        FilterType::OneOf(allowed) => {
+            if allowed.contains(&value) {
+                Ok(FilterValue::Text(value.to_owned()))
+            } else {
+                Err(FilterError::NotOneOf {
+                    param: filter.param,
+                    allowed,
+                })
+            }
+        }
+        FilterType::Integer => value
+            .parse::<i64>()
+            .map(FilterValue::Integer)
+            .map_err(|_| invalid("an integer")),
+        FilterType::Identity(ty) => {
+            if is_pseudonym(value) {
+                Ok(FilterValue::Pseudonym(value.to_owned()))
+            } else if value.is_empty() || value.len() > 1000 || value.contains('\0') {
+                Err(invalid("a pseudonym (64 lowercase hex digits)"))
+            } else if reveal {
+                Ok(FilterValue::Text(ty.normalise(value).into_owned()))
+            } else {
+                Err(FilterError::RawIdentity {
+                    param: filter.param,
+                })
+            }
+        }
+    }
+}
