@@ -117,50 +117,81 @@ fn identity_select(kind: &Kind) -> String {
 /// else), found by the kind's identity columns, so they can be found by
 /// pseudonym. The position is kept per table in
 /// `acctstream_directory_cursor`. Returns how many rows were read.
-/// Concurrent catch-ups wait for each other (the cursor row's lock).
+///
+/// The rows past the position are read newest first, in batches of their
+/// own transaction: a value's first row is then (about) its newest, so the
+/// older rows that repeat it write nothing (`last_seen` only moves
+/// forward), where oldest first would rewrite its entry on every later day.
+/// The position moves once the whole range is recorded; a catch-up that is
+/// interrupted is done again (recording is idempotent). Concurrent
+/// catch-ups take turns batch by batch (the position's row lock); one that
+/// finds its range done by another stops.
 pub async fn catch_up_kind(
     client: &mut deadpool_postgres::Object,
     pseudonymiser: &Pseudonymiser,
     kind: &Kind,
 ) -> Result<u64, crate::db::DbError> {
+    catch_up_in_batches(client, pseudonymiser, kind, CATCH_UP_BATCH).await
+}
+
+/// [`catch_up_kind`], `batch` rows per transaction.
+pub async fn catch_up_in_batches(
+    client: &mut deadpool_postgres::Object,
+    pseudonymiser: &Pseudonymiser,
+    kind: &Kind,
+    batch: i64,
+) -> Result<u64, crate::db::DbError> {
+    let (id, table) = (kind.id_column, kind.table);
+    client
+        .execute(
+            "INSERT INTO acctstream_directory_cursor (source) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&table],
+        )
+        .await?;
+    let newest: Option<i64> = client
+        .query_one(&format!("SELECT max({id}) FROM {table}"), &[])
+        .await?
+        .try_get(0)?;
+    let Some(newest) = newest else {
+        return Ok(0);
+    };
     let select = format!(
-        "SELECT {id}, {columns} FROM {table} WHERE {id} > $1 ORDER BY {id} LIMIT $2",
-        id = kind.id_column,
+        "SELECT {id}, {columns} FROM {table} WHERE {id} > $1 AND {id} <= $2 \
+         ORDER BY {id} DESC LIMIT $3",
         columns = identity_select(kind),
-        table = kind.table,
     );
+    let mut upper = newest;
     let mut total = 0;
     loop {
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO acctstream_directory_cursor (source) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&kind.table],
-        )
-        .await?;
-        let cursor: i64 = tx
+        let position: i64 = tx
             .query_one(
                 "SELECT position FROM acctstream_directory_cursor WHERE source = $1 FOR UPDATE",
-                &[&kind.table],
+                &[&table],
             )
             .await?
             .try_get(0)?;
-        let rows = tx.query(&select, &[&cursor, &CATCH_UP_BATCH]).await?;
-        let Some(last) = rows.last() else {
+        if position >= upper {
             return Ok(total);
-        };
-        let last: i64 = last.try_get(0)?;
+        }
+        let rows = tx.query(&select, &[&position, &upper, &batch]).await?;
         let mut entries = Entries::default();
         add_rows(&mut entries, pseudonymiser, kind, &rows, 1)?;
         entries.record(&*tx).await?;
-        tx.execute(
-            "UPDATE acctstream_directory_cursor SET position = $2 WHERE source = $1",
-            &[&kind.table, &last],
-        )
-        .await?;
+        let done = (rows.len() as i64) < batch;
+        if done {
+            tx.execute(
+                "UPDATE acctstream_directory_cursor SET position = greatest(position, $2) \
+                 WHERE source = $1",
+                &[&table, &newest],
+            )
+            .await?;
+        }
         tx.commit().await?;
         total += rows.len() as u64;
-        if (rows.len() as i64) < CATCH_UP_BATCH {
-            return Ok(total);
+        match rows.last() {
+            Some(oldest) if !done => upper = oldest.try_get::<_, i64>(0)? - 1,
+            _ => return Ok(total),
         }
     }
 }

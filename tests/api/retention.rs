@@ -351,3 +351,74 @@ async fn migrating_dates_existing_directory_entries_by_their_rows() {
         .get(0);
     assert_eq!(position, 2);
 }
+
+/// The directory's catch-up with rows others write reads them newest
+/// first over several batches: each value ends with its newest day, the
+/// position moves to the newest row, and the next catch-up reads only
+/// what came after.
+#[actix_web::test]
+async fn the_directory_catches_up_newest_first() {
+    let app = spawn_app().await;
+    session(&app, "s1", "carol", "0a:0b:0c:0d:0e:10", 10, Some(9)).await;
+    session(&app, "s2", "dave", "0a:0b:0c:0d:0e:11", 8, Some(7)).await;
+    session(&app, "s3", "carol", "0a:0b:0c:0d:0e:10", 5, Some(4)).await;
+    session(&app, "s4", "carol", "0a:0b:0c:0d:0e:12", 3, Some(2)).await;
+    session(&app, "s5", "erin", "0a:0b:0c:0d:0e:13", 1, Some(1)).await;
+    let mut client = app.pool.get().await.unwrap();
+    let kind = &kinds::session::KIND;
+    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
+        .await
+        .unwrap();
+    assert_eq!(read, 5);
+    let seen = |raw: &'static str| {
+        let db = &app.db;
+        async move {
+            db.query_one(
+                "SELECT last_seen FROM identity_directory WHERE raw = $1",
+                &[&raw],
+            )
+            .await
+            .unwrap()
+            .get::<_, DateTime<Utc>>(0)
+        }
+    };
+    let day = |days: i64| {
+        days_ago(days)
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    assert_eq!(seen("carol").await, day(2));
+    assert_eq!(seen("dave").await, day(7));
+    assert_eq!(seen("0a:0b:0c:0d:0e:10").await, day(4));
+    let position: i64 = app
+        .db
+        .query_one(
+            "SELECT position FROM acctstream_directory_cursor WHERE source = 'radacct'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let newest: i64 = app
+        .db
+        .query_one("SELECT max(radacctid) FROM radacct", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(position, newest);
+    // Only what came after is read next time; an open session is seen now.
+    session(&app, "s6", "carol", "0a:0b:0c:0d:0e:10", 0, None).await;
+    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
+        .await
+        .unwrap();
+    assert_eq!(read, 1);
+    assert_eq!(seen("carol").await, day(0));
+    assert_eq!(
+        db::directory::catch_up_kind(&mut client, &app.pseudonymiser, kind)
+            .await
+            .unwrap(),
+        0
+    );
+}
