@@ -339,8 +339,13 @@ impl Entries {
         }
         client
             .execute(
+                // Entries already as new are skipped by a read-only probe:
+                // `ON CONFLICT DO UPDATE … WHERE` false would still lock
+                // (write) the row.
                 "INSERT INTO identity_directory AS d (pseudonym, raw, last_seen) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS n (p, r, s) \
+                 WHERE NOT EXISTS (SELECT 1 FROM identity_directory k \
+                                   WHERE k.pseudonym = n.p AND k.last_seen >= n.s) \
                  ORDER BY 1 ON CONFLICT (pseudonym) DO UPDATE SET last_seen = excluded.last_seen \
                  WHERE d.last_seen < excluded.last_seen",
                 &[&pseudonyms, &raws, &days],
