@@ -171,10 +171,13 @@ pub async fn catch_up_in_batches(
             )
             .await?
             .try_get(0)?;
-        if position >= upper {
-            return Ok(total);
-        }
-        let rows = tx.query(&select, &[&position, &upper, &batch]).await?;
+        // Nothing left between the position and the rows recorded so far
+        // (a full last batch, or another catch-up got there): done.
+        let rows = if position < upper {
+            tx.query(&select, &[&position, &upper, &batch]).await?
+        } else {
+            Vec::new()
+        };
         let mut entries = Entries::default();
         add_rows(&mut entries, pseudonymiser, kind, &rows, 1)?;
         entries.record(&*tx).await?;

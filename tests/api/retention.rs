@@ -269,23 +269,7 @@ async fn migrating_dates_existing_directory_entries_by_their_rows() {
     use crate::helpers::{connect, fresh_database_unmigrated};
     let (_, config) = fresh_database_unmigrated().await;
     let mut client = connect(&config).await;
-    client
-        .batch_execute(
-            "CREATE TABLE acctstream_migration (version integer PRIMARY KEY, name text NOT NULL, \
-             applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .unwrap();
-    for m in db::migrate::MIGRATIONS.iter().filter(|m| m.version <= 9) {
-        client.batch_execute(m.sql).await.unwrap();
-        client
-            .execute(
-                "INSERT INTO acctstream_migration (version, name) VALUES ($1, $2)",
-                &[&m.version, &m.name],
-            )
-            .await
-            .unwrap();
-    }
+    db::migrate::run_to(&mut client, 9).await.unwrap();
     client
         .batch_execute(
             "INSERT INTO client_event (occurred_at, client_mac, event_type, client_ip) VALUES \
@@ -420,5 +404,20 @@ async fn the_directory_catches_up_newest_first() {
             .await
             .unwrap(),
         0
+    );
+    // Rows that fill their batches exactly: the position still moves on
+    // (it once stayed, so every lookup caught up again from the start).
+    session(&app, "s7", "frank", "0a:0b:0c:0d:0e:14", 0, None).await;
+    session(&app, "s8", "gina", "0a:0b:0c:0d:0e:15", 0, None).await;
+    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
+        .await
+        .unwrap();
+    assert_eq!(read, 2);
+    assert_eq!(
+        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
+            .await
+            .unwrap(),
+        0,
+        "the position moved past a full last batch"
     );
 }
