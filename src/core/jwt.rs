@@ -17,8 +17,7 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 
-use crate::core::scope::Grant;
-use crate::core::scope::Scope;
+use crate::core::scope::{Grant, Scope};
 
 /// The algorithms a token may be signed with.
 pub const ALLOWED_ALGORITHMS: [Algorithm; 4] = [

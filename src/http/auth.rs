@@ -31,13 +31,10 @@ use super::{
     jwks::{OAuth, TokenError},
     AppState,
 };
-use crate::{
-    core::scope::Scope,
-    core::{
-        jwt::Rejection,
-        limits::{Decision, StreamPermit},
-        scope::Grant,
-    },
+use crate::core::{
+    jwt::Rejection,
+    limits::{Decision, StreamPermit},
+    scope::{Grant, Scope},
 };
 
 /// An authenticated caller.

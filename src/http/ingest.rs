@@ -23,9 +23,11 @@ use super::{
     resource::{not_allowed, options, POST_ALLOW},
     AppState,
 };
-use crate::core::scope::Grant;
 use crate::{
-    core::ingest::{IngestFormat, IngestSchema},
+    core::{
+        ingest::{IngestFormat, IngestSchema},
+        scope::Grant,
+    },
     db::ingest::{self as db_ingest, IngestError},
 };
 

@@ -20,12 +20,12 @@ use super::{
     AppState,
 };
 use crate::{
-    core::scope::{Grant, Scope},
     core::{
         encode::JsonHead,
         identity::IdentityPolicy,
         kind::{FilterError, Kind, Listing},
         negotiate::{negotiate, NegotiationError, OutputFormat},
+        scope::{Grant, Scope},
         window::{Direction, NavigationLinks, Period, Window},
     },
     db::records::{self, Output},

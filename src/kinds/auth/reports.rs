@@ -13,7 +13,6 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::core::scope::Grant;
 use crate::http::{
     auth::require,
     error::ApiError,
@@ -26,6 +25,7 @@ use crate::{
         kind::{Listing, Selection},
         negotiate::OutputFormat,
         report::{ReportDay, ReportMonth},
+        scope::Grant,
         window::{Direction, Period, Window},
     },
     db::{self, records::Output},

@@ -9,7 +9,6 @@
 use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
-use crate::core::scope::Grant;
 use crate::http::{
     auth::require,
     error::ApiError,
@@ -25,6 +24,7 @@ use crate::{
     core::{
         encode::JsonHead,
         kind::{Bound, Listing, Page},
+        scope::Grant,
         window::Direction,
     },
     db::records::{self, Output},

@@ -27,7 +27,6 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::core::scope::Grant;
 use crate::http::{
     auth::require,
     body::{too_large, BodyError, LimitedBody},
@@ -41,12 +40,12 @@ use crate::http::{
     AppState,
 };
 use crate::{
-    core::scope::Scope,
     core::{
         encode::JsonHead,
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{Bound, Keyset, Listing, Page, Seek, Selection},
         negotiate::OutputFormat,
+        scope::{Grant, Scope},
         window::Direction,
     },
     db::{
