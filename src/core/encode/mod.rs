@@ -16,50 +16,26 @@
 //!   spreadsheet would run as a formula are neutralised ([`FormulaGuard`]).
 //! - NDJSON: one JSON object per record and line, no envelope.
 
+mod escape;
+mod timestamp;
+
 use bytes::{BufMut, Bytes, BytesMut};
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::core::identity::Shown;
 use crate::core::kind::{ColumnType, Kind};
 use crate::core::negotiate::OutputFormat;
 use crate::core::window::NavigationLinks;
 
+pub use escape::{write_csv_field, write_csv_text, write_json_str, FormulaGuard};
+use timestamp::SecondCache;
+pub use timestamp::{format_timestamp, write_timestamp, UnixMicros};
+
 /// The buffer size at which the streaming layer should take a chunk.
 pub const CHUNK_TARGET: usize = 32 * 1024;
 
 /// The capacity reserved for each chunk: the target plus room for the row that crosses it.
 const CHUNK_CAPACITY: usize = CHUNK_TARGET + 8 * 1024;
-
-/// What CSV bodies do with text cells that start like a spreadsheet formula
-/// (`=`, `+`, `-`, `@`, a tab or a carriage return): OWASP's "CSV injection".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FormulaGuard {
-    /// Prefix such cells with `'`, so spreadsheets show them as text (the default).
-    #[default]
-    Quote,
-    /// Write every value exactly (for programs that must round-trip).
-    Off,
-}
-
-impl std::str::FromStr for FormulaGuard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "quote" => Ok(FormulaGuard::Quote),
-            "off" => Ok(FormulaGuard::Off),
-            _ => Err("expected `quote` or `off`".to_owned()),
-        }
-    }
-}
-
-/// True for a value a spreadsheet would evaluate as a formula.
-fn looks_like_formula(value: &[u8]) -> bool {
-    matches!(
-        value.first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-    )
-}
 
 /// One value of a record, borrowed from the row it came from.
 #[derive(Clone, Copy, Debug)]
@@ -397,221 +373,13 @@ impl RecordEncoder {
     }
 }
 
-/// Writes `s` as a quoted, escaped JSON string (non-ASCII as it is).
-pub fn write_json_str(buf: &mut BytesMut, s: &str) {
-    if !any_byte(s.as_bytes(), |b| b < 0x20 || b == b'"' || b == b'\\') {
-        buf.reserve(s.len() + 2);
-        buf.put_u8(b'"');
-        buf.put_slice(s.as_bytes());
-        buf.put_u8(b'"');
-        return;
-    }
-    // Serialising a string into memory cannot fail.
-    let _ = serde_json::to_writer((&mut *buf).writer(), s);
-}
-
-/// Whether any byte of `bytes` is one `wanted` picks. Every byte is tested,
-/// without an early exit, so the compiler checks 16 or 32 at a time: text
-/// cells are short, and most need no escaping.
-#[inline(always)]
-fn any_byte(bytes: &[u8], wanted: impl Fn(u8) -> bool) -> bool {
-    bytes.iter().fold(false, |found, &b| found | wanted(b))
-}
-
-/// Writes one CSV field, quoted (with quotes doubled) only when it holds a
-/// comma, a quote or a line break: what the `csv` crate's
-/// `QuoteStyle::Necessary` writes (a property test checks they agree).
-pub fn write_csv_field(buf: &mut BytesMut, value: &[u8]) {
-    if !any_byte(value, |b| {
-        b == b',' || b == b'"' || b == b'\n' || b == b'\r'
-    }) {
-        buf.put_slice(value);
-        return;
-    }
-    buf.reserve(value.len() + 8);
-    buf.put_u8(b'"');
-    let mut rest = value;
-    while let Some(at) = memchr::memchr(b'"', rest) {
-        buf.put_slice(&rest[..=at]);
-        buf.put_u8(b'"');
-        rest = &rest[at + 1..];
-    }
-    buf.put_slice(rest);
-    buf.put_u8(b'"');
-}
-
-/// Writes a text cell, with a leading `'` when `guard` is on and the value
-/// would run as a spreadsheet formula.
-pub fn write_csv_text(buf: &mut BytesMut, value: &[u8], guard: bool) {
-    if guard && looks_like_formula(value) {
-        let mut guarded = Vec::with_capacity(value.len() + 1);
-        guarded.push(b'\'');
-        guarded.extend_from_slice(value);
-        write_csv_field(buf, &guarded);
-    } else {
-        write_csv_field(buf, value);
-    }
-}
-
-/// The longest timestamp: `+262143-12-31T23:59:60.999999` (29 bytes).
-const TIMESTAMP_MAX: usize = 32;
-
-/// Writes `value` as decimal digits, zero-padded to `width`, into `out` at `*at`.
-fn put_digits(out: &mut [u8; TIMESTAMP_MAX], at: &mut usize, mut value: u32, width: usize) {
-    let mut tmp = [b'0'; 10];
-    let mut n = 0;
-    while value > 0 || n < width {
-        tmp[n] = b'0' + (value % 10) as u8;
-        value /= 10;
-        n += 1;
-    }
-    for &digit in tmp[..n].iter().rev() {
-        out[*at] = digit;
-        *at += 1;
-    }
-}
-
-/// Formats `ts` into a stack buffer and returns it with its length.
-fn encode_timestamp(ts: DateTime<Utc>) -> ([u8; TIMESTAMP_MAX], usize) {
-    let mut out = [0u8; TIMESTAMP_MAX];
-    let mut at = 0;
-    let date = ts.date_naive();
-    let time = ts.time();
-    let year = date.year();
-    if year > 9999 {
-        out[at] = b'+';
-        at += 1;
-    } else if year < 0 {
-        out[at] = b'-';
-        at += 1;
-    }
-    put_digits(&mut out, &mut at, year.unsigned_abs(), 4);
-    out[at] = b'-';
-    at += 1;
-    put_digits(&mut out, &mut at, date.month(), 2);
-    out[at] = b'-';
-    at += 1;
-    put_digits(&mut out, &mut at, date.day(), 2);
-    out[at] = b'T';
-    at += 1;
-    put_digits(&mut out, &mut at, time.hour(), 2);
-    out[at] = b':';
-    at += 1;
-    put_digits(&mut out, &mut at, time.minute(), 2);
-    out[at] = b':';
-    at += 1;
-    // chrono represents a leap second as nanoseconds >= 1e9 within second 59.
-    let nanos = time.nanosecond();
-    let leap = u32::from(nanos >= 1_000_000_000);
-    put_digits(&mut out, &mut at, time.second() + leap, 2);
-    put_fraction(&mut out, &mut at, nanos % 1_000_000_000);
-    (out, at)
-}
-
-/// Writes `.` and the microseconds of `nanos` (truncated, trailing zeros
-/// trimmed) at `*at`, or nothing when they are zero.
-fn put_fraction(out: &mut [u8; TIMESTAMP_MAX], at: &mut usize, nanos: u32) {
-    let mut micros = nanos / 1_000;
-    if micros == 0 {
-        return;
-    }
-    let mut width = 6;
-    while micros.is_multiple_of(10) {
-        micros /= 10;
-        width -= 1;
-    }
-    out[*at] = b'.';
-    *at += 1;
-    put_digits(out, at, micros, width);
-}
-
-/// A point in time as microseconds since the Unix epoch, always within
-/// the range of [`DateTime<Utc>`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnixMicros(i64);
-
-impl UnixMicros {
-    /// `micros` since the Unix epoch, if [`DateTime<Utc>`] can hold it.
-    pub fn new(micros: i64) -> Option<UnixMicros> {
-        (DateTime::<Utc>::MIN_UTC.timestamp_micros()..=DateTime::<Utc>::MAX_UTC.timestamp_micros())
-            .contains(&micros)
-            .then_some(UnixMicros(micros))
-    }
-
-    /// The same point as a [`DateTime<Utc>`].
-    pub fn to_datetime(self) -> DateTime<Utc> {
-        // In range by construction.
-        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
-    }
-}
-
-/// [`write_timestamp`] with the formatted whole second of the last call
-/// remembered: rows in time order share it, and only the fraction is new.
-#[derive(Debug, Default)]
-struct SecondCache {
-    /// The Unix second formatted in `text[..len]`, if any.
-    second: Option<i64>,
-    text: [u8; TIMESTAMP_MAX],
-    len: usize,
-}
-
-impl SecondCache {
-    fn write(&mut self, out: &mut BytesMut, ts: DateTime<Utc>) {
-        let nanos = ts.timestamp_subsec_nanos();
-        // A leap second (nanos >= 1e9) takes the full path.
-        if nanos >= 1_000_000_000 {
-            write_timestamp(out, ts);
-            return;
-        }
-        self.write_second(out, ts.timestamp(), nanos);
-    }
-
-    fn write_micros(&mut self, out: &mut BytesMut, t: UnixMicros) {
-        // Below 1e9: a count of microseconds has no leap second.
-        let nanos = (t.0.rem_euclid(1_000_000) * 1000) as u32;
-        self.write_second(out, t.0.div_euclid(1_000_000), nanos);
-    }
-
-    /// Writes Unix second `second` (of a point `DateTime<Utc>` can hold)
-    /// and the fraction `nanos`.
-    fn write_second(&mut self, out: &mut BytesMut, second: i64, nanos: u32) {
-        if self.second != Some(second) {
-            let whole = DateTime::from_timestamp(second, 0).unwrap_or_default();
-            let (text, len) = encode_timestamp(whole);
-            self.text = text;
-            self.len = len;
-            self.second = Some(second);
-        }
-        out.put_slice(&self.text[..self.len]);
-        let mut fraction = [0u8; TIMESTAMP_MAX];
-        let mut at = 0;
-        put_fraction(&mut fraction, &mut at, nanos);
-        out.put_slice(&fraction[..at]);
-    }
-}
-
-/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS[.ffffff]` (UTC, no zone suffix).
-///
-/// The fraction appears only when non-zero, is truncated to microseconds and has its
-/// trailing zeros removed. Years outside 0000..=9999 get a sign, as in ISO 8601.
-pub fn write_timestamp(out: &mut impl BufMut, ts: DateTime<Utc>) {
-    let (bytes, len) = encode_timestamp(ts);
-    out.put_slice(&bytes[..len]);
-}
-
-/// Returns `ts` formatted as by [`write_timestamp`].
-pub fn format_timestamp(ts: DateTime<Utc>) -> String {
-    let (bytes, len) = encode_timestamp(ts);
-    bytes[..len].iter().map(|&b| char::from(b)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::identity::{IdentityPolicy, IdentityType, IdentityWriter};
     use crate::core::kind::{Column, TimeModel};
     use crate::core::pseudonym::Pseudonymiser;
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::NaiveDate;
     use serde_json::{json, Value as Json};
 
     static COLUMNS: [Column; 6] = [
@@ -1039,142 +807,6 @@ mod tests {
             chunks.push(enc.take());
             assert!(enc.take().is_empty());
             assert_eq!(chunks.concat(), encode(format, &rs, false), "{format:?}");
-        }
-    }
-
-    #[test]
-    fn timestamps() {
-        let cases = [
-            (ts(2021, 4, 10, 0, 0, 0, 0), "2021-04-10T00:00:00"),
-            (
-                ts(2021, 4, 10, 0, 0, 20, 123_000_000),
-                "2021-04-10T00:00:20.123",
-            ),
-            (
-                ts(2021, 4, 10, 0, 0, 20, 1_000),
-                "2021-04-10T00:00:20.000001",
-            ),
-            (
-                ts(2021, 4, 10, 0, 0, 20, 123_450_000),
-                "2021-04-10T00:00:20.12345",
-            ),
-            (
-                ts(2021, 4, 10, 0, 0, 20, 100_000_000),
-                "2021-04-10T00:00:20.1",
-            ),
-            (
-                ts(2024, 2, 29, 23, 59, 59, 999_999_000),
-                "2024-02-29T23:59:59.999999",
-            ),
-            // Sub-microsecond nanoseconds are truncated, not rounded.
-            (
-                ts(2024, 2, 29, 23, 59, 59, 999_999_999),
-                "2024-02-29T23:59:59.999999",
-            ),
-            (ts(2021, 4, 10, 0, 0, 20, 999), "2021-04-10T00:00:20"),
-            (
-                ts(2021, 4, 10, 0, 0, 20, 1_999),
-                "2021-04-10T00:00:20.000001",
-            ),
-            (ts(1, 1, 1, 0, 0, 0, 0), "0001-01-01T00:00:00"),
-            (ts(9999, 12, 31, 23, 59, 59, 0), "9999-12-31T23:59:59"),
-            (ts(12345, 1, 2, 3, 4, 5, 0), "+12345-01-02T03:04:05"),
-            (ts(-44, 3, 15, 12, 0, 0, 0), "-0044-03-15T12:00:00"),
-            // A chrono leap second.
-            (
-                ts(2016, 12, 31, 23, 59, 59, 1_500_000_000),
-                "2016-12-31T23:59:60.5",
-            ),
-        ];
-        for (t, expected) in cases {
-            assert_eq!(format_timestamp(t), expected);
-            let mut buf = BytesMut::new();
-            write_timestamp(&mut buf, t);
-            assert_eq!(&buf[..], expected.as_bytes());
-        }
-        let t = Utc.with_ymd_and_hms(2021, 4, 10, 0, 0, 20).unwrap();
-        assert_eq!(format_timestamp(t), "2021-04-10T00:00:20");
-        let extremes = [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC];
-        for t in extremes {
-            assert!(format_timestamp(t).len() <= TIMESTAMP_MAX);
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn timestamps_match_chrono(secs in -62_135_596_800i64..253_402_300_799, nanos in 0u32..1_000_000_000) {
-            let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
-            let micros = nanos / 1_000 * 1_000;
-            let reference = DateTime::<Utc>::from_timestamp(secs, micros).unwrap();
-            let mut s = reference.format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
-            while s.ends_with('0') && s.contains('.') { s.pop(); }
-            if s.ends_with('.') { s.pop(); }
-            proptest::prop_assert_eq!(format_timestamp(t), s);
-        }
-
-        #[test]
-        fn the_second_cache_writes_what_format_timestamp_does(
-            start in -62_135_596_800i64..253_402_300_000,
-            steps in proptest::collection::vec((0i64..3, 0u32..1_000_000_000), 1..40),
-        ) {
-            let mut cache = SecondCache::default();
-            let mut secs = start;
-            for (step, nanos) in steps {
-                secs += step;
-                let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
-                let mut out = BytesMut::new();
-                cache.write(&mut out, t);
-                proptest::prop_assert_eq!(std::str::from_utf8(&out).unwrap(), format_timestamp(t));
-            }
-        }
-
-        #[test]
-        fn micros_write_what_format_timestamp_does(
-            start in -62_135_596_800_000_000i64..253_402_300_000_000_000,
-            steps in proptest::collection::vec(0i64..3_000_000, 1..40),
-        ) {
-            let mut cache = SecondCache::default();
-            let mut micros = start;
-            for step in steps {
-                micros += step;
-                let t = UnixMicros::new(micros).unwrap();
-                let mut out = BytesMut::new();
-                cache.write_micros(&mut out, t);
-                proptest::prop_assert_eq!(
-                    std::str::from_utf8(&out).unwrap(),
-                    format_timestamp(t.to_datetime())
-                );
-            }
-        }
-
-        #[test]
-        fn unix_micros_hold_only_what_a_datetime_can(micros in proptest::num::i64::ANY) {
-            proptest::prop_assert_eq!(
-                UnixMicros::new(micros).map(UnixMicros::to_datetime),
-                DateTime::from_timestamp_micros(micros)
-            );
-        }
-
-        #[test]
-        fn csv_fields_match_the_csv_crate(value in "\\PC*|[,\"\r\n\t =+-]*") {
-            let mut ours = BytesMut::new();
-            write_csv_field(&mut ours, value.as_bytes());
-            let mut writer = csv::WriterBuilder::new()
-                .quote_style(csv::QuoteStyle::Necessary)
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(Vec::new());
-            writer.write_record([value.as_str(), "x"]).unwrap();
-            let theirs = writer.into_inner().unwrap();
-            let mut expected = ours.to_vec();
-            expected.extend_from_slice(b",x\r\n");
-            proptest::prop_assert_eq!(expected, theirs);
-        }
-
-        #[test]
-        fn json_strings_match_serde(value in "\\PC*|[\"\\\\\u{0}-\u{1f}]*") {
-            let mut ours = BytesMut::new();
-            write_json_str(&mut ours, &value);
-            proptest::prop_assert_eq!(ours.to_vec(), serde_json::to_vec(&value).unwrap());
         }
     }
 }
