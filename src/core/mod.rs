@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod kind;
 pub mod limits;
 pub mod negotiate;
+pub mod paging;
 pub mod pseudonym;
 pub mod report;
 pub mod retention;

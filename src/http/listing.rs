@@ -15,6 +15,7 @@ use chrono::Utc;
 use super::{
     auth::require,
     error::ApiError,
+    paging::link_header,
     resource::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
@@ -26,7 +27,7 @@ use crate::{
         kind::{FilterError, Kind, Listing},
         negotiate::{negotiate, NegotiationError, OutputFormat},
         scope::{Grant, Scope},
-        window::{Direction, NavigationLinks, Period, Window},
+        window::{Direction, Period, Window},
     },
     db::records::{self, Output},
     registry::Registry,
@@ -385,19 +386,6 @@ impl futures_util::Stream for Compressed {
     }
 }
 
-/// `Link: <…>; rel="prev", <…>; rel="next"` for the pages that exist.
-pub fn page_links(response: &mut HttpResponseBuilder, previous: Option<&str>, next: Option<&str>) {
-    let links: Vec<String> = [("prev", previous), ("next", next)]
-        .into_iter()
-        .filter_map(|(rel, url)| url.map(|u| format!("<{u}>; rel=\"{rel}\"")))
-        .collect();
-    if !links.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-            response.insert_header((header::LINK, value));
-        }
-    }
-}
-
 pub fn head_only(mut response: HttpResponseBuilder) -> HttpResponse {
     response.streaming(futures_util::stream::empty::<
         Result<bytes::Bytes, std::convert::Infallible>,
@@ -455,16 +443,4 @@ fn is_plausible_host(host: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-}
-
-/// The RFC 8288 `Link` header with the three navigation links.
-pub fn link_header(links: &NavigationLinks) -> HeaderValue {
-    let value = format!(
-        "<{}>; rel=\"self\", <{}>; rel=\"prev\", <{}>; rel=\"next\"",
-        links.self_link, links.prev, links.next
-    );
-    // Links are built from a checked host or the configured URL plus our own
-    // path and percent-encoded query, all visible ASCII; fall back to nothing
-    // rather than panic.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod listing;
 pub mod ops;
 pub mod options;
+pub mod paging;
 pub mod resource;
 pub mod startup;
 pub mod state;

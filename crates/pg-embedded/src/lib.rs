@@ -20,10 +20,9 @@ mod user;
 
 pub use binaries::{find_binaries, find_binaries_in, PgBinaries};
 pub use cluster::{running_cluster, EmbeddedOptions, EmbeddedPostgres};
-pub use dirs::sweep_stale_test_dirs;
-#[cfg(any(test, feature = "test-support"))]
-pub use dirs::test_cluster_dir;
 use dirs::*;
+#[cfg(any(test, feature = "test-support"))]
+pub use dirs::{sweep_stale_test_dirs, test_cluster_dir};
 pub use error::EmbeddedError;
 use error::*;
 use spawn::*;

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use crate::http::{
     auth::require,
     error::ApiError,
-    listing::{base_url, identity_policy, link_header, negotiate_format, ok},
+    listing::{base_url, identity_policy, negotiate_format, ok},
+    paging::link_header,
     AppState,
 };
 use crate::{

@@ -12,10 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::http::{
     auth::require,
     error::ApiError,
-    listing::{
-        base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
-        ListingQuery,
-    },
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
+    paging::page_links,
     resource::{get_or_head, get_resource},
     telemetry::stream_tally,
     AppState,
@@ -24,6 +22,7 @@ use crate::{
     core::{
         encode::JsonHead,
         kind::{Bound, Listing, Page},
+        paging::{self, Place},
         scope::Grant,
         window::Direction,
     },
@@ -117,18 +116,18 @@ fn parse_history_query(query: &ListingQuery) -> Result<HistoryQuery, ApiError> {
 /// The history's own URL with another `offset` (every other parameter kept,
 /// in request order).
 fn page_link(base: &str, client: &str, raw_query: &str, offset: i64) -> String {
-    let mut kept: Vec<String> = raw_query
-        .split('&')
-        .filter(|part| !part.is_empty() && !part.starts_with("offset="))
-        .map(str::to_owned)
-        .collect();
-    kept.insert(0, format!("offset={offset}"));
     let path = HISTORY_PATH.replace(
         "{client}",
         &percent_encoding::utf8_percent_encode(client, percent_encoding::NON_ALPHANUMERIC)
             .to_string(),
     );
-    format!("{base}{path}?{}", kept.join("&"))
+    paging::link(
+        base,
+        &path,
+        raw_query,
+        ("offset", Some(&offset.to_string())),
+        Place::First,
+    )
 }
 
 /// `GET /api/v1/clients/{client}/events`.

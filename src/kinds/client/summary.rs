@@ -10,7 +10,8 @@ use crate::core::scope::Grant;
 use crate::http::{
     auth::require,
     error::ApiError,
-    listing::{base_url, link_header, negotiate_format, ok, window_of},
+    listing::{base_url, negotiate_format, ok, window_of},
+    paging::link_header,
     resource::{get_or_head, get_resource},
     AppState,
 };

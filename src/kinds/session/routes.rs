@@ -20,9 +20,8 @@ use actix_web::{
     http::{header, Method},
     web, HttpRequest, HttpResponse,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::BytesMut;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -31,10 +30,8 @@ use crate::http::{
     auth::require,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
-    listing::{
-        base_url, head_only, identity_policy, negotiate_format, ok, page_links, streamed,
-        ListingQuery,
-    },
+    listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
+    paging::{cursor, page_links},
     resource::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
     telemetry::stream_tally,
     AppState,
@@ -45,6 +42,7 @@ use crate::{
         identity::{IdentityPolicy, IdentityType, IdentityWriter},
         kind::{Bound, Keyset, Listing, Page, Seek, Selection},
         negotiate::OutputFormat,
+        paging::{self, Place},
         scope::{Grant, Scope},
         window::Direction,
     },
@@ -468,52 +466,6 @@ async fn stream(
     Ok(streamed(req, state, response, stream))
 }
 
-/// An opaque keyset cursor: `n<id>` (older than id) for `next`.
-fn encode_cursor(after: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{after}"))
-}
-
-fn decode_cursor(text: &str) -> Result<i64, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|s| s.strip_prefix("v1:").and_then(|n| n.parse::<i64>().ok()))
-        .ok_or_else(|| {
-            ApiError::InvalidRequest(
-                "The parameter `cursor` is not a cursor this service gave out.".into(),
-            )
-        })
-}
-
-/// An opaque cursor of `online`: a position (start, radAcctId) in its
-/// order; the page holds the sessions after it.
-fn encode_position(at: DateTime<Utc>, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o1:{}:{id}", at.timestamp_micros()))
-}
-
-fn decode_position(text: &str) -> Result<Seek, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|s| {
-            let (micros, id) = s.strip_prefix("o1:")?.split_once(':')?;
-            let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-            // PostgreSQL's range of timestamptz: years 4713 BC to 294276.
-            (-4712..=294_275).contains(&at.year()).then_some(())?;
-            Some(Seek {
-                at,
-                id: id.parse().ok()?,
-            })
-        })
-        .ok_or_else(|| {
-            ApiError::InvalidRequest(
-                "The parameter `cursor` is not a cursor this service gave out.".into(),
-            )
-        })
-}
-
 /// The positions (start, radAcctId) of a page's rows `offset` and
 /// `offset + 1`, in the listing's direction (a start that is NULL, which
 /// FreeRADIUS never writes, has no position).
@@ -539,19 +491,7 @@ async fn positions_at(
 
 /// The list's URL with another cursor (every other parameter kept).
 fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) -> String {
-    let mut kept: Vec<String> = raw_query
-        .split('&')
-        .filter(|part| !part.is_empty() && !part.starts_with("cursor="))
-        .map(str::to_owned)
-        .collect();
-    if let Some(cursor) = cursor {
-        kept.push(format!("cursor={cursor}"));
-    }
-    if kept.is_empty() {
-        format!("{base}{path}")
-    } else {
-        format!("{base}{path}?{}", kept.join("&"))
-    }
+    paging::link(base, path, raw_query, ("cursor", cursor), Place::Last)
 }
 
 /// `GET /api/v1/sessions`: newest first by `radAcctId` (stable while
@@ -564,7 +504,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let limit = query
         .integer("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
-    let after = query.single("cursor")?.map(decode_cursor).transpose()?;
+    let after = cursor(&query, paging::decode_id)?;
     let (lower, upper) = range_params(&query, "start_date", "end_date")?;
     if let (Some(l), Some(u)) = (lower, upper) {
         if l >= u {
@@ -625,15 +565,21 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             match newer.len() as i64 {
                 0 => None,
                 n if n < limit => Some(None),
-                _ => Some(newer.last().map(|id| encode_cursor(id + 1))),
+                _ => Some(newer.last().map(|id| paging::encode_id(id + 1))),
             }
         }
     };
     let count = records::count(&state.pool, &KIND, &listing).await?;
     let base = base_url(&req, state.public_url.as_deref());
     let path = "/api/v1/sessions";
-    let next =
-        next.map(|id| cursor_link(&base, path, req.query_string(), Some(&encode_cursor(id))));
+    let next = next.map(|id| {
+        cursor_link(
+            &base,
+            path,
+            req.query_string(),
+            Some(&paging::encode_id(id)),
+        )
+    });
     let previous =
         previous.map(|cursor| cursor_link(&base, path, req.query_string(), cursor.as_deref()));
     let mut response = ok(format, "sessions.csv");
@@ -676,7 +622,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     let limit = query
         .integer("limit", 1, i64::MAX)?
         .unwrap_or(DEFAULT_LIMIT);
-    let seek = query.single("cursor")?.map(decode_position).transpose()?;
+    let seek = cursor(&query, paging::decode_position)?;
     let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
     catch_up(&state, &selection).await?;
     let listing = Listing {
@@ -708,7 +654,10 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
                 ..listing.clone()
             };
             Some(match positions_at(&state, &newer, limit - 1).await?[..] {
-                [Some(top), _] => Some(encode_position(top.at, top.id.saturating_add(1))),
+                [Some(top), _] => Some(paging::encode_position(Seek {
+                    at: top.at,
+                    id: top.id.saturating_add(1),
+                })),
                 _ => None,
             })
         }
@@ -720,7 +669,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
             &base,
             path,
             req.query_string(),
-            Some(&encode_position(at.at, at.id)),
+            Some(&paging::encode_position(at)),
         )
     });
     let previous =
