@@ -97,8 +97,8 @@ impl Statements {
             .iter()
             .map(|f| format!("{} {}", f.column, f.sql.name()))
             .collect();
-        let time = schema.fields[schema.time].column;
-        let event_id = schema.fields[schema.event_id].column;
+        let time = schema.fields[schema.time()].column;
+        let event_id = schema.fields[schema.event_id()].column;
         Statements {
             prepare: format!(
                 "SET LOCAL client_min_messages = warning; \
@@ -378,7 +378,7 @@ struct Identities<'p> {
 impl Identities<'_> {
     fn add(&mut self, record: &Record<'_>) {
         // The time field is required: a record always has it.
-        let Value::Time(seen) = record.values[record.schema.time] else {
+        let Value::Time(seen) = record.values[record.schema.time()] else {
             return;
         };
         for (field, value) in record.schema.fields.iter().zip(record.values.iter()) {
@@ -643,7 +643,7 @@ fn is_event_id_conflict(schema: &IngestSchema, error: &tokio_postgres::Error) ->
         && error
             .as_db_error()
             .and_then(|db| db.constraint())
-            .is_some_and(|name| name == schema.event_id_constraint)
+            .is_some_and(|name| *name == schema.event_id_constraint())
 }
 
 /// The exact path: staging COPY, then one deduplicating insert.

@@ -88,14 +88,7 @@ static FIELDS: [IngestField; 5] = [
     IngestField::event_id("event_id"),
 ];
 
-static INGEST: IngestSchema = IngestSchema {
-    table: "gadget_reading",
-    fields: &FIELDS,
-    time: 0,
-    event_id: 4,
-    event_id_constraint: "gadget_reading_event_id_key",
-    record_identities: true,
-};
+static INGEST: IngestSchema = IngestSchema::new("gadget_reading", &FIELDS).recording_identities();
 
 static RETENTION: [Rule; 1] = [Rule::new(
     "gadget_readings",

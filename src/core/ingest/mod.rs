@@ -186,7 +186,7 @@ impl IngestField {
     /// skipped), at most [`MAX_EVENT_ID_CHARS`] characters, as every kind
     /// names it.
     pub const fn event_id(column: &'static str) -> IngestField {
-        IngestField::text("eventId", column)
+        IngestField::text(EVENT_ID, column)
             .optional()
             .max_chars(MAX_EVENT_ID_CHARS)
     }
@@ -205,26 +205,87 @@ impl IngestField {
     }
 }
 
-/// How one kind is ingested: its fields (in COPY column order), its table,
-/// and which fields carry the time and the client's `eventId`.
+/// How one kind is ingested: its table and fields (in COPY column order).
+/// The time field (the one of type [`FieldType::Timestamp`] or
+/// [`FieldType::TimestampOrMicros`]) and the client's `eventId` field are
+/// found by [`IngestSchema::new`] when the program is compiled: a schema
+/// without exactly one of each does not compile.
 #[derive(Debug)]
 pub struct IngestSchema {
     /// The table.
     pub table: &'static str,
     /// The fields, at most [`MAX_FIELDS`].
     pub fields: &'static [IngestField],
-    /// The index of the time field (required; records are replayed in its order).
-    pub time: usize,
-    /// The index of the optional `eventId` field.
-    pub event_id: usize,
-    /// The unique constraint on the `eventId` column.
-    pub event_id_constraint: &'static str,
     /// Record the pseudonyms of identity fields in the identity directory
     /// (so listings can be narrowed by them).
     pub record_identities: bool,
+    time: usize,
+    event_id: usize,
 }
 
 impl IngestSchema {
+    /// The schema of `fields` stored in `table`, not recording identities.
+    ///
+    /// # Panics
+    /// At compile time (in a `static`), unless exactly one field is a
+    /// timestamp and one is called `eventId`, and there are at most
+    /// [`MAX_FIELDS`].
+    pub const fn new(table: &'static str, fields: &'static [IngestField]) -> IngestSchema {
+        assert!(fields.len() <= MAX_FIELDS, "too many ingest fields");
+        let (mut time, mut event_id) = (None, None);
+        let mut i = 0;
+        while i < fields.len() {
+            if matches!(
+                fields[i].ty,
+                FieldType::Timestamp | FieldType::TimestampOrMicros
+            ) {
+                assert!(time.is_none(), "two timestamp fields");
+                time = Some(i);
+            }
+            if same(fields[i].name, EVENT_ID) {
+                assert!(event_id.is_none(), "two eventId fields");
+                event_id = Some(i);
+            }
+            i += 1;
+        }
+        let (Some(time), Some(event_id)) = (time, event_id) else {
+            panic!("an ingest schema needs a timestamp field and an eventId field");
+        };
+        IngestSchema {
+            table,
+            fields,
+            record_identities: false,
+            time,
+            event_id,
+        }
+    }
+
+    /// The same schema, recording the pseudonyms of its identity fields in
+    /// the identity directory.
+    pub const fn recording_identities(self) -> IngestSchema {
+        IngestSchema {
+            record_identities: true,
+            ..self
+        }
+    }
+
+    /// The index of the time field (records are replayed in its order).
+    pub fn time(&self) -> usize {
+        self.time
+    }
+
+    /// The index of the optional `eventId` field.
+    pub fn event_id(&self) -> usize {
+        self.event_id
+    }
+
+    /// The unique constraint on the `eventId` column: PostgreSQL's default
+    /// name for `UNIQUE (<column>)` on the table, as every kind's migration
+    /// declares it.
+    pub fn event_id_constraint(&self) -> String {
+        format!("{}_{}_key", self.table, self.fields[self.event_id].column)
+    }
+
     /// The index of the field called exactly `name`.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
@@ -238,6 +299,25 @@ impl IngestSchema {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The name of the client's unique id of a record, in every kind.
+const EVENT_ID: &str = "eventId";
+
+/// Whether `a` and `b` are the same string (`==` is not `const`).
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// The most fields a kind's record may have.
@@ -277,7 +357,7 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The record's time.
     pub fn time(&self) -> DateTime<Utc> {
-        match self.values[self.schema.time] {
+        match self.values[self.schema.time()] {
             Value::Time(t) => t,
             _ => DateTime::<Utc>::MIN_UTC,
         }
@@ -285,7 +365,7 @@ impl<'a> Record<'a> {
 
     /// The client's unique ID of the record, when it sent one.
     pub fn event_id(&self) -> Option<&'a str> {
-        match self.values[self.schema.event_id] {
+        match self.values[self.schema.event_id()] {
             Value::Text(id) => Some(id),
             _ => None,
         }
@@ -740,6 +820,31 @@ impl From<&Record<'_>> for OwnedRecord {
 mod tests {
     const A: &crate::core::ingest::IngestSchema = &crate::kinds::auth::INGEST;
     use super::*;
+
+    static FIELDS: [IngestField; 3] = [
+        IngestField::event_id("id"),
+        IngestField::text("name", "name"),
+        IngestField::of("at", "at", SqlType::Timestamptz, FieldType::Timestamp),
+    ];
+
+    #[test]
+    fn a_schema_finds_its_time_and_event_id_fields_by_type_and_name() {
+        static S: IngestSchema = IngestSchema::new("thing", &FIELDS);
+        assert_eq!((S.time(), S.event_id()), (2, 0));
+        assert_eq!(S.event_id_constraint(), "thing_id_key");
+        assert!(!S.record_identities);
+        assert!(
+            IngestSchema::new("thing", &FIELDS)
+                .recording_identities()
+                .record_identities
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "needs a timestamp field and an eventId field")]
+    fn a_schema_without_an_event_id_is_refused() {
+        IngestSchema::new("thing", &FIELDS[1..]);
+    }
 
     #[test]
     fn content_types() {

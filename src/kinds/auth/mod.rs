@@ -10,6 +10,9 @@ use crate::core::{
     retention::Rule,
 };
 
+/// The table: this kind's migration creates it.
+const TABLE: &str = "auth_event";
+
 static COLUMNS: [Column; 5] = [
     Column::timestamp("occurred_at"),
     Column::new(
@@ -78,14 +81,7 @@ static INGEST_FIELDS: [IngestField; 6] = [
 /// How authentication events are ingested (`POST /api/v1/events`). User ids
 /// are not recorded in the identity directory: no listing filters by user,
 /// and a large import would hold every distinct one in memory.
-pub static INGEST: IngestSchema = IngestSchema {
-    table: "auth_event",
-    fields: &INGEST_FIELDS,
-    time: 0,
-    event_id: 5,
-    event_id_constraint: "auth_event_event_id_key",
-    record_identities: false,
-};
+pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS);
 
 /// Authentication events (`auth_event`).
 pub static KIND: Kind = Kind {
@@ -94,7 +90,7 @@ pub static KIND: Kind = Kind {
     envelope: "events",
     file_name: "events",
     schema: "EventDetails",
-    table: "auth_event",
+    table: TABLE,
     time: TimeModel::Instant {
         column: "occurred_at",
     },

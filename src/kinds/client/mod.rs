@@ -16,6 +16,9 @@ use crate::core::{
 
 use ColumnType::{Integer, Text};
 
+/// The table: this kind's migration creates it.
+const TABLE: &str = "client_event";
+
 static COLUMNS: [Column; 28] = [
     Column::timestamp("occurred_at"),
     Column::new(
@@ -231,14 +234,7 @@ static INGEST_FIELDS: [IngestField; 28] = [
 /// field names of the controller API (`timestamp` RFC 3339 or epoch
 /// microseconds). Client MAC and IP pseudonyms go into the identity
 /// directory, so listings can be narrowed by them.
-pub static INGEST: IngestSchema = IngestSchema {
-    table: "client_event",
-    fields: &INGEST_FIELDS,
-    time: 0,
-    event_id: 27,
-    event_id_constraint: "client_event_event_id_key",
-    record_identities: true,
-};
+pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS).recording_identities();
 
 /// Wi-Fi client connectivity events (`client_event`).
 pub static KIND: Kind = Kind {
@@ -247,7 +243,7 @@ pub static KIND: Kind = Kind {
     envelope: "clientEvents",
     file_name: "client-events",
     schema: "ClientEvent",
-    table: "client_event",
+    table: TABLE,
     time: TimeModel::Instant {
         column: "occurred_at",
     },
