@@ -6,17 +6,17 @@ use actix_web::{
     HttpResponseBuilder,
 };
 
-use super::{error::ApiError, listing::ListingQuery};
+use super::error::ApiError;
 use crate::core::window::NavigationLinks;
 
-/// The parameter `cursor` decoded by `decode` (a cursor of `core::paging`),
-/// `None` when absent; a 400 when it is not a cursor this service wrote.
+/// The parameter `cursor` (its value, if given) decoded by `decode` (a
+/// cursor of `core::paging`); a 400 when it is not a cursor this service
+/// wrote.
 pub fn cursor<T>(
-    query: &ListingQuery,
+    value: Option<&str>,
     decode: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, ApiError> {
-    query
-        .single("cursor")?
+    value
         .map(|text| {
             decode(text).ok_or_else(|| {
                 ApiError::InvalidRequest(

@@ -504,7 +504,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let limit = query
         .integer("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
-    let after = cursor(&query, paging::decode_id)?;
+    let after = cursor(query.single("cursor")?, paging::decode_id)?;
     let (lower, upper) = range_params(&query, "start_date", "end_date")?;
     if let (Some(l), Some(u)) = (lower, upper) {
         if l >= u {
@@ -622,7 +622,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     let limit = query
         .integer("limit", 1, i64::MAX)?
         .unwrap_or(DEFAULT_LIMIT);
-    let seek = cursor(&query, paging::decode_position)?;
+    let seek = cursor(query.single("cursor")?, paging::decode_position)?;
     let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
     catch_up(&state, &selection).await?;
     let listing = Listing {
