@@ -40,13 +40,13 @@ BIN=target/release/acctstream
 if [ -n "${DATABASE_URL:-}" ]; then
     PSQL_URL=$DATABASE_URL
     have=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '$FROM' AND occurred_at < '$TO'" 2>/dev/null || echo 0)
-    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --events "$EVENTS" --days 31 --end "$TO"; fi
+    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --rows events="$EVENTS" --days 31 --end "$TO"; fi
 else
     mkdir -p "$DATA_DIR"
     marker="$DATA_DIR/seeded-$EVENTS"
     if [ ! -e "$marker" ]; then
         rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
-        "$BIN" seed --events "$EVENTS" --days 31 --end "$TO"
+        "$BIN" seed --rows events="$EVENTS" --days 31 --end "$TO"
         touch "$marker"
     fi
     PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"

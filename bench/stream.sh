@@ -38,13 +38,13 @@ BIN=target/release/acctstream
 if [ -n "${DATABASE_URL:-}" ]; then
     PSQL_URL=$DATABASE_URL
     have=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '$MONTH-01' AND occurred_at < '$MONTH-01'::date + interval '1 month'" 2>/dev/null || echo 0)
-    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --events "$EVENTS" --client-events "$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z; fi
+    if [ "$have" -lt "$EVENTS" ]; then "$BIN" seed --rows events="$EVENTS" --rows client_events="$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z; fi
 else
     mkdir -p "$DATA_DIR"
     marker="$DATA_DIR/seeded-$EVENTS-$CLIENT_EVENTS"
     if [ ! -e "$marker" ]; then
         rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
-        "$BIN" seed --events "$EVENTS" --client-events "$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z
+        "$BIN" seed --rows events="$EVENTS" --rows client_events="$CLIENT_EVENTS" --days 31 --end 2026-11-01T00:00:00Z
         touch "$marker"
     fi
     PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"

@@ -1,7 +1,7 @@
 //! The application: every setting parsed once into [`Settings`], and
 //! [`Application::build`], which assembles the connection pools, the HTTP
 //! server on a caller-supplied listener and the background jobs (the audit
-//! writer, retention, the usage rollups), and stops them in one order.
+//! writer, retention, the kinds' upkeep such as the usage rollups), and stops them in one order.
 //! `serve`, `demo` and the integration tests all start the service through
 //! it; stop signals are the caller's business (`http::ops::stop_on_signals`),
 //! so test servers never take over the test process's signals.
@@ -62,8 +62,8 @@ pub struct Settings {
     /// Retention: the days and the job's rhythm (its kinds and keys are
     /// filled in by `build`); both policies disabled: no job.
     pub retention: RetentionOptions,
-    /// Time between two runs of the rollup job; `None`: no job (reports
-    /// still catch up before answering).
+    /// Time between two runs of the upkeep job (the usage rollups);
+    /// `None`: no job (reports still catch up before answering).
     pub rollup_interval: Option<Duration>,
 }
 
@@ -150,20 +150,21 @@ impl Application {
                 handles.push(tokio::spawn(db::retention::run_job(
                     jobs_pool.clone(),
                     RetentionOptions {
-                        rollup_keys: settings.pseudonymiser.rollup_keys(),
                         pseudonymiser: Some(settings.pseudonymiser.clone()),
                         kinds: settings.kinds.kinds(),
+                        upkeep: settings.kinds.upkeeps(),
                         ..settings.retention
                     },
                     stop_jobs.clone(),
                 )));
             }
             if let Some(interval) = settings.rollup_interval {
-                handles.push(tokio::spawn(db::rollup::run_job(
+                handles.push(tokio::spawn(db::upkeep::run_job(
                     jobs_pool.clone(),
                     interval,
                     stop_jobs.clone(),
-                    settings.pseudonymiser.rollup_keys(),
+                    settings.kinds.upkeeps(),
+                    settings.pseudonymiser.clone(),
                 )));
             }
         }

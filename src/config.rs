@@ -128,14 +128,14 @@ pub enum ConfigError {
     BadCorsOrigin(usize),
     /// The report file name prefix has characters outside `[A-Za-z0-9._-]`.
     #[error("ACCTSTREAM_REPORT_FILENAME_PREFIX: {0}, got {1:?}")]
-    BadReportFilenamePrefix(crate::core::report::InvalidPrefix, String),
+    BadReportFilenamePrefix(crate::core::filename::InvalidPrefix, String),
 }
 
 /// Checks `ACCTSTREAM_REPORT_FILENAME_PREFIX` (empty is allowed).
 pub fn parse_report_filename_prefix(
     raw: &str,
-) -> Result<crate::core::report::FilenamePrefix, ConfigError> {
-    crate::core::report::FilenamePrefix::parse(raw)
+) -> Result<crate::core::filename::FilenamePrefix, ConfigError> {
+    crate::core::filename::FilenamePrefix::parse(raw)
         .map_err(|e| ConfigError::BadReportFilenamePrefix(e, raw.to_owned()))
 }
 

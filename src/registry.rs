@@ -10,7 +10,7 @@ use std::fmt;
 
 use actix_web::web::ServiceConfig;
 
-use crate::{core::kind::Kind, demo::Demo};
+use crate::{core::kind::Kind, db::upkeep::Upkeep, demo::Demo};
 
 /// One kind of record and what it brings beyond its description.
 pub struct Entry {
@@ -23,6 +23,9 @@ pub struct Entry {
     pub routes: Option<fn(&mut ServiceConfig)>,
     /// How the demo makes its data.
     pub demo: Option<&'static dyn Demo>,
+    /// Data derived from its rows and kept up to date beside them (run
+    /// before retention, after the demo and by the background job).
+    pub upkeep: Option<&'static dyn Upkeep>,
 }
 
 impl Entry {
@@ -33,6 +36,7 @@ impl Entry {
             kind,
             routes: None,
             demo: None,
+            upkeep: None,
         }
     }
 }
@@ -63,6 +67,11 @@ impl Registry {
     /// Every kind's description.
     pub fn kinds(self) -> Vec<&'static Kind> {
         self.0.iter().map(|e| e.kind).collect()
+    }
+
+    /// Every kind's upkeep.
+    pub fn upkeeps(self) -> Vec<&'static dyn Upkeep> {
+        self.0.iter().filter_map(|e| e.upkeep).collect()
     }
 
     /// The kind whose records a request of `route` (a route template)

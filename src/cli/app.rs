@@ -23,6 +23,7 @@ use crate::{
         embedded::{EmbeddedOptions, EmbeddedPostgres},
     },
     demo, http, kinds,
+    registry::Entry,
 };
 
 /// Where the data lives: a server named by URL, or our own embedded cluster
@@ -131,12 +132,7 @@ impl Database {
         let applied = db::migrate::run(&mut client, &crate::kinds::REGISTRY.kinds()).await?;
         tracing::info!(?applied, "migrations up to date");
         if let Some(key) = key {
-            if db::rollup::key_existing(&client, &key.rollup_keys())
-                .await
-                .map_err(CliError::Connect)?
-            {
-                tracing::info!("usage rollups converted to keyed user digests");
-            }
+            db::upkeep::prepare_all(&client, &crate::kinds::REGISTRY.upkeeps(), key).await?;
         }
         Ok(())
     }
@@ -301,7 +297,7 @@ pub(super) async fn run_demo(
     let result = async {
         database.migrate(Some(&pseudonymiser)).await?;
         let demo_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
-        fill_demo(&database, &demo_pool, events, &pseudonymiser).await?;
+        fill_demo(&demo_pool, events, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
         let trickles: Vec<_> = kinds::REGISTRY
             .entries()
@@ -374,7 +370,6 @@ pub(super) async fn run_demo(
 /// time, the gap since the newest record on later runs), then rolls the
 /// events up so the first report answers at once.
 async fn fill_demo(
-    database: &Database,
     pool: &deadpool_postgres::Pool,
     events: Option<u64>,
     pseudonymiser: &Pseudonymiser,
@@ -387,7 +382,7 @@ async fn fill_demo(
     let fill = demo::Fill {
         pool,
         options: &options,
-        pseudonymiser,
+        pseudonymiser: Some(pseudonymiser),
     };
     for entry in kinds::REGISTRY.entries() {
         let Some(demo) = entry.demo else { continue };
@@ -400,18 +395,23 @@ async fn fill_demo(
             ""
         );
     }
-    let mut client = connect_with(&database.config, &database.tls).await?;
-    let rolled = db::rollup::catch_up(
-        &mut client,
-        db::rollup::Mode::Complete,
-        &pseudonymiser.rollup_keys(),
-    )
-    .await
-    .map_err(db::DbError::from)?;
-    eprintln!(
-        "  usage rollups brought up to date in {:.1} s",
-        rolled.elapsed.as_secs_f64()
-    );
+    settle(pool, pseudonymiser).await
+}
+
+/// Brings every kind's upkeep up to date (the usage rollups), saying so.
+async fn settle(
+    pool: &deadpool_postgres::Pool,
+    pseudonymiser: &Pseudonymiser,
+) -> Result<(), CliError> {
+    for (name, caught) in
+        db::upkeep::settle_all(pool, &kinds::REGISTRY.upkeeps(), pseudonymiser).await?
+    {
+        eprintln!(
+            "  {name} brought up to date in {:.1} s ({} rows)",
+            caught.elapsed.as_secs_f64(),
+            caught.rows
+        );
+    }
     Ok(())
 }
 
@@ -499,71 +499,94 @@ fn read_or_create_secret(path: &std::path::Path) -> Result<String, CliError> {
 }
 
 pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliError> {
+    let counts = seed_counts(&args.rows)?;
+    let key = config::pseudonymiser_from_env()?;
     let database = Database::open(common, true).await?;
     let result = async {
-        database
-            .migrate(config::pseudonymiser_from_env()?.as_ref())
-            .await?;
-        let mut client = connect_with(&database.config, &database.tls).await?;
+        database.migrate(key.as_ref()).await?;
+        let pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
         let options = demo::SeedOptions {
-            events: args.events,
             days: args.days,
             end: args.end.unwrap_or_else(Utc::now),
             rng_seed: args.rng_seed,
             ..demo::SeedOptions::default()
         };
-        let started = std::time::Instant::now();
-        let inserted = kinds::auth::demo::seed(&client, &options, |done, total| {
-            eprint!("\r  seeding: {done} / {total} events");
-        })
-        .await?;
-        eprintln!(
-            "\r  {inserted} events inserted in {:.1} s{:20}",
-            started.elapsed().as_secs_f64(),
-            ""
-        );
-        if args.client_events > 0 {
+        let fill = demo::Fill {
+            pool: &pool,
+            options: &options,
+            pseudonymiser: key.as_ref(),
+        };
+        for (entry, rows) in counts {
+            let Some(demo) = entry.demo else { continue };
             let started = std::time::Instant::now();
-            let pseudonymiser = config::pseudonymiser_from_env()?;
-            let inserted = kinds::client::demo::seed(
-                &client,
-                &options,
-                args.client_events,
-                pseudonymiser.as_ref(),
-            )
-            .await?;
+            let inserted = demo.seed(&fill, rows).await?;
             eprintln!(
-                "  {inserted} Wi-Fi client events inserted in {:.1} s",
-                started.elapsed().as_secs_f64()
+                "\r  {}: {inserted} rows inserted in {:.1} s{:30}",
+                entry.kind.name,
+                started.elapsed().as_secs_f64(),
+                ""
             );
+            let client = pool.get().await.map_err(db::DbError::from)?;
             client
-                .batch_execute("VACUUM ANALYZE client_event")
+                .batch_execute(&format!("VACUUM ANALYZE {}", entry.kind.table))
                 .await
                 .map_err(CliError::Connect)?;
         }
-        // The rollups need the key: without one they are brought up to
-        // date by `serve` (or before the first report).
-        if let Some(key) = config::pseudonymiser_from_env()? {
-            let rolled =
-                db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &key.rollup_keys())
-                    .await
-                    .map_err(db::DbError::from)?;
-            eprintln!(
-                "  usage rollups brought up to date in {:.1} s ({} event ids)",
-                rolled.elapsed.as_secs_f64(),
-                rolled.ids
-            );
+        // The upkeep needs the key: without one it is brought up to date
+        // by `serve` (or before the first report).
+        if let Some(key) = &key {
+            settle(&pool, key).await?;
         }
-        client
-            .batch_execute("VACUUM ANALYZE auth_event")
-            .await
-            .map_err(CliError::Connect)?;
         Ok(())
     }
     .await;
     database.stop().await;
     result
 }
+
+/// The kinds `seed --rows KIND=N` names and their counts, in registry
+/// order; none given: the first kind with a demo, a million rows.
+fn seed_counts(rows: &[String]) -> Result<Vec<(&'static Entry, u64)>, CliError> {
+    let with_demo = || {
+        kinds::REGISTRY
+            .entries()
+            .iter()
+            .filter(|e| e.demo.is_some())
+    };
+    let names = || {
+        with_demo()
+            .map(|e| e.kind.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut counts: Vec<(&'static Entry, u64)> = Vec::new();
+    for arg in rows {
+        let bad = || {
+            CliError::Usage(format!(
+                "--rows {arg:?}: expected KIND=N, N a whole number, KIND one of {}",
+                names()
+            ))
+        };
+        let (name, n) = arg.split_once('=').ok_or_else(bad)?;
+        let n: u64 = n.trim().parse().map_err(|_| bad())?;
+        let entry = with_demo()
+            .find(|e| e.kind.name == name.trim())
+            .ok_or_else(bad)?;
+        match counts.iter_mut().find(|(e, _)| std::ptr::eq(*e, *entry)) {
+            Some(count) => count.1 = n,
+            None => counts.push((entry, n)),
+        }
+    }
+    if counts.is_empty() {
+        counts.extend(with_demo().next().map(|e| (*e, DEFAULT_SEED_ROWS)));
+    }
+    let order = |e: &&Entry| with_demo().position(|x| std::ptr::eq(*x, *e));
+    counts.sort_by_key(|(e, _)| order(e));
+    Ok(counts)
+}
+
+/// Rows `seed` writes when no `--rows` is given.
+const DEFAULT_SEED_ROWS: u64 = 1_000_000;
 
 /// `acctstream purge [--dry-run]`: one retention pass now, on stdout, a
 /// line per kind and table.
@@ -578,8 +601,8 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
     }
     // The events are rolled up (with the key) before any is deleted.
     let pseudonymiser = admin_key(common)?.ok_or(ConfigError::MissingKey)?;
-    options.rollup_keys = pseudonymiser.rollup_keys();
     options.pseudonymiser = Some(pseudonymiser.clone());
+    options.upkeep = kinds::REGISTRY.upkeeps();
     let database = Database::open(common, true).await?;
     let result = async {
         // The rollups must hold every event before any is deleted.

@@ -114,7 +114,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "ACCTSTREAM_ROLLUP_INTERVAL_MS",
-        default_value_t = db::rollup::DEFAULT_INTERVAL.as_millis() as u64,
+        default_value_t = db::upkeep::DEFAULT_INTERVAL.as_millis() as u64,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     rollup_interval_ms: u64,
@@ -265,10 +265,13 @@ struct PurgeArgs {
 
 #[derive(Debug, Args)]
 struct SeedArgs {
-    /// Number of events to insert.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Days the events are spread over, ending at --end.
+    /// Rows of one kind to insert, as KIND=N with KIND a kind's name
+    /// (events, client_events, sessions); repeat it for several kinds.
+    /// Without it: events=1000000. Pseudonyms are recorded in the identity
+    /// directory when ACCTSTREAM_PSEUDONYM_KEY is set (sessions need it).
+    #[arg(long, value_name = "KIND=N")]
+    rows: Vec<String>,
+    /// Days the rows are spread over, ending at --end.
     #[arg(long, default_value_t = 30)]
     days: u32,
     /// End of the seeded span (RFC 3339); default now.
@@ -277,10 +280,6 @@ struct SeedArgs {
     /// Seed of the random generator (same seed, same data).
     #[arg(long, default_value_t = 42)]
     rng_seed: u64,
-    /// Number of Wi-Fi client events to insert besides (over the same span;
-    /// their pseudonyms are recorded when ACCTSTREAM_PSEUDONYM_KEY is set).
-    #[arg(long, default_value_t = 0)]
-    client_events: u64,
 }
 
 /// Anything that stops a subcommand.
@@ -310,6 +309,9 @@ pub enum CliError {
     /// The application could not be assembled.
     #[error(transparent)]
     App(#[from] crate::app::BuildError),
+    /// A command-line argument clap cannot check.
+    #[error("{0}")]
+    Usage(String),
     /// Seeding the demo data failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),

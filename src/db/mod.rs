@@ -14,10 +14,9 @@ pub mod ingest;
 pub mod migrate;
 pub mod pool;
 pub mod records;
-pub mod reports;
 pub mod retention;
-pub mod rollup;
 pub mod tls;
+pub mod upkeep;
 
 pub use error::{is_unavailable, DbError};
 

@@ -4,8 +4,8 @@
 //!
 //! What goes is declared by the kinds ([`Kind::retention`]); this module
 //! names none of them. A pass runs, in order:
-//! 1. the usage rollups are brought up to date ([`rollup::catch_up`],
-//!    waiting mode), since a kind may keep rows not yet rolled up;
+//! 1. every kind's upkeep (the usage rollups) is brought up to date
+//!    ([`upkeep::settle_all`]), since a kind may keep rows not yet taken in;
 //! 2. every rule of every kind, oldest rows first;
 //! 3. the identities of rows kept past the cutoff (open sessions, sessions
 //!    that began before it) are recorded in the identity directory again, as
@@ -18,8 +18,8 @@
 //! continuing after the last deleted key (so no batch rescans the dead rows
 //! of the previous ones), in its own transaction, with a pause between
 //! batches. Inserts never wait for it (they touch other rows) and readers are
-//! never blocked (MVCC). The usage rollups are not touched: there is no
-//! delete trigger, so reports keep their figures.
+//! never blocked (MVCC). Derived data is not touched: there is no delete
+//! trigger, so the usage reports keep their figures.
 
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use super::{directory, rollup, DbError};
+use super::{directory, upkeep, DbError};
 use crate::core::{
     kind::Kind,
-    pseudonym::{Pseudonymiser, RollupKeys},
+    pseudonym::Pseudonymiser,
     retention::{Days, RetentionPolicy, Rule},
 };
 
@@ -63,14 +63,16 @@ pub struct RetentionOptions {
     pub batch_rows: i64,
     /// Pause between two batches.
     pub batch_pause: Duration,
-    /// The usage-rollup keys (events are rolled up before they are deleted).
-    pub rollup_keys: RollupKeys,
-    /// The pseudonymisation key, to record again the identities of rows
-    /// kept past the cutoff (without it their directory entries may go
-    /// before them: a lookup by pseudonym then misses those rows).
+    /// The pseudonymisation key, to bring the kinds' upkeep up to date
+    /// before deleting and to record again the identities of rows kept past
+    /// the cutoff (without it their directory entries may go before them:
+    /// a lookup by pseudonym then misses those rows; rows not yet taken in
+    /// by an upkeep are kept by their kind's rule anyway).
     pub pseudonymiser: Option<Pseudonymiser>,
     /// The kinds whose rules run (the registry's).
     pub kinds: Vec<&'static Kind>,
+    /// The kinds' upkeep, brought up to date before a pass (the registry's).
+    pub upkeep: Vec<&'static dyn upkeep::Upkeep>,
 }
 
 impl Default for RetentionOptions {
@@ -84,9 +86,9 @@ impl Default for RetentionOptions {
             first_run_delay: DEFAULT_FIRST_RUN_DELAY,
             batch_rows: DEFAULT_BATCH_ROWS,
             batch_pause: DEFAULT_BATCH_PAUSE,
-            rollup_keys: RollupKeys::default(),
             pseudonymiser: None,
             kinds: Vec::new(),
+            upkeep: Vec::new(),
         }
     }
 }
@@ -218,7 +220,7 @@ pub async fn preview(
     options: &RetentionOptions,
 ) -> Result<Vec<Preview>, DbError> {
     let cutoffs = cutoffs.into();
-    rollup::catch_up_pool(pool, rollup::Mode::Complete, &options.rollup_keys).await?;
+    settle(pool, options).await?;
     let client = pool.get().await?;
     let mut previews = Vec::new();
     for rule in options.rules() {
@@ -250,7 +252,7 @@ pub async fn purge(
 ) -> Result<PurgeOutcome, DbError> {
     let cutoffs = cutoffs.into();
     let started = Instant::now();
-    rollup::catch_up_pool(pool, rollup::Mode::Complete, &options.rollup_keys).await?;
+    settle(pool, options).await?;
     let mut outcome = PurgeOutcome::default();
     for rule in options.rules() {
         let Some(cutoff) = cutoffs.of(rule.days) else {
@@ -277,8 +279,16 @@ pub async fn purge(
     Ok(outcome)
 }
 
+/// Brings the kinds' upkeep up to date (when the key is known).
+async fn settle(pool: &Pool, options: &RetentionOptions) -> Result<(), DbError> {
+    if let Some(key) = &options.pseudonymiser {
+        upkeep::settle_all(pool, &options.upkeep, key).await?;
+    }
+    Ok(())
+}
+
 /// Deletes the rows of `rule` before `cutoff`, in batches, without
-/// catching up the rollups first; returns what it did and whether `cancel`
+/// bringing the upkeep up to date first; returns what it did and whether `cancel`
 /// stopped it early.
 pub async fn purge_rule(
     pool: &Pool,

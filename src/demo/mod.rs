@@ -19,18 +19,24 @@ pub struct Fill<'a> {
     /// The database (migrated).
     pub pool: &'a deadpool_postgres::Pool,
     /// How much and over what span: `events` is the size of the demo's
-    /// world in authentication events; each kind scales its own count from it.
+    /// world in authentication events; each kind scales its own count from it
+    /// ([`Demo::rows`]).
     pub options: &'a SeedOptions,
-    /// The key the service pseudonymises with (the identity directory).
-    pub pseudonymiser: &'a crate::core::pseudonym::Pseudonymiser,
+    /// The key the service pseudonymises with (the identity directory);
+    /// `seed` may run without one, for the kinds that need none.
+    pub pseudonymiser: Option<&'a crate::core::pseudonym::Pseudonymiser>,
 }
 
 /// How a kind makes demo data (its registry entry's `demo`); [`fill`]
 /// decides between seeding and topping up.
 pub trait Demo: Sync {
-    /// Writes the whole span of `fill.options` into the kind's empty table;
-    /// returns the rows written.
-    fn seed<'a>(&'a self, fill: &'a Fill<'a>) -> BoxFuture<'a, Result<u64, DemoError>>;
+    /// How many rows [`Demo::seed`] writes for a demo world of
+    /// `options.events` authentication events.
+    fn rows(&self, options: &SeedOptions) -> u64;
+
+    /// Writes `rows` records over the whole span of `fill.options` into the
+    /// kind's empty table; returns the rows written.
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> BoxFuture<'a, Result<u64, DemoError>>;
 
     /// Writes the gap between the newest record and `fill.options.end` (at
     /// most `days`); returns the rows written. By default nothing: the kind
@@ -61,10 +67,16 @@ pub(crate) trait Source {
     fn record(&mut self, at: DateTime<Utc>) -> Record<'_>;
 }
 
-/// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
-/// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
-/// every 100,000 rows and at the end. Returns the rows inserted.
-impl Fill<'_> {
+impl<'a> Fill<'a> {
+    /// The key, or an error saying that this kind's demo data needs it.
+    pub fn key(&self) -> Result<&'a crate::core::pseudonym::Pseudonymiser, DemoError> {
+        self.pseudonymiser.ok_or_else(|| {
+            DemoError::InvalidOptions(
+                "this kind's demo data records pseudonyms: set ACCTSTREAM_PSEUDONYM_KEY".to_owned(),
+            )
+        })
+    }
+
     /// A connection of the pool.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, DemoError> {
         Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
@@ -105,12 +117,15 @@ pub async fn fill(
             .is_none()
     };
     if empty {
-        demo.seed(fill).await
+        demo.seed(fill, demo.rows(fill.options)).await
     } else {
         demo.top_up(fill).await
     }
 }
 
+/// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
+/// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
+/// every 100,000 rows and at the end. Returns the rows inserted.
 pub(crate) async fn copy_buckets<S: Source>(
     source: &mut S,
     client: &tokio_postgres::Client,
@@ -201,7 +216,7 @@ pub enum DemoError {
     #[error("invalid demo data options: {0}")]
     InvalidOptions(String),
     /// The database rejected a statement.
-    #[error("demo data: {action} failed: {detail} (has the auth_event table been migrated?)")]
+    #[error("demo data: {action} failed: {detail} (has the database been migrated?)")]
     Database {
         /// What we were doing.
         action: &'static str,

@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::core::report::FilenamePrefix;
+use crate::core::filename::FilenamePrefix;
 
 /// Settings of the HTTP layer beyond the essentials. `Default` gives what
 /// `serve` uses when nothing is configured, so tests set only what they test.

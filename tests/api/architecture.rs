@@ -83,8 +83,32 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "registry.rs",
-        &["crate::kinds", "crate::http", "crate::db", "crate::cli"],
-        "the registry's types sit below the HTTP layer and the kinds",
+        &["crate::kinds", "crate::http", "crate::cli"],
+        "the registry's types sit below the HTTP layer and the kinds (above the database layer)",
+    ),
+    (
+        "kinds/auth/report.rs",
+        &[
+            "actix",
+            "tokio",
+            "deadpool",
+            "crate::db",
+            "crate::http",
+            "crate::config",
+        ],
+        "the reports' dates and encodings are pure",
+    ),
+    (
+        "kinds/auth/rollup/plan.rs",
+        &[
+            "actix",
+            "tokio",
+            "deadpool",
+            "crate::db",
+            "crate::http",
+            "crate::config",
+        ],
+        "planning a rollup step is pure",
     ),
     (
         "config.rs",

@@ -259,6 +259,85 @@ fn admin_commands_use_the_cluster_of_a_running_server() {
     }
 }
 
+/// Issue 22: `seed` takes counts per kind by the registry's names, writes
+/// each kind's rows, brings the upkeep (the usage rollups) up to date, and
+/// refuses an unknown kind or a kind that needs the key it lacks.
+#[test]
+fn seed_writes_the_kinds_it_is_given_by_name() {
+    let dir = tempfile::Builder::new()
+        .prefix("acctstream-cli-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let seed = |args: &[&str], key: bool| {
+        let mut command = acctstream();
+        command
+            .arg("seed")
+            .args(args)
+            .env("ACCTSTREAM_DATA_DIR", dir.path())
+            .env("NO_COLOR", "1");
+        if key {
+            command.env("ACCTSTREAM_PSEUDONYM_KEY", "cli-key");
+        }
+        command.output().unwrap()
+    };
+    let unknown = seed(&["--rows", "gadgets=5"], true);
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"gadgets=5\"") && stderr.contains("events, client_events, sessions"),
+        "{stderr}"
+    );
+    let malformed = seed(&["--rows", "events=many"], true);
+    assert!(!malformed.status.success());
+    let keyless = seed(&["--rows", "sessions=10", "--days", "1"], false);
+    let stderr = String::from_utf8_lossy(&keyless.stderr);
+    assert!(!keyless.status.success(), "{stderr}");
+    assert!(stderr.contains("ACCTSTREAM_PSEUDONYM_KEY"), "{stderr}");
+
+    let output = seed(
+        &[
+            "--rows",
+            "client_events=600",
+            "--rows",
+            "events=3000",
+            "--rows",
+            "sessions=40",
+            "--days",
+            "2",
+        ],
+        true,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for line in [
+        "events: 3000 rows inserted",
+        "client_events: 600 rows inserted",
+        "sessions: 40 rows inserted",
+        "usage rollups brought up to date",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
+    }
+    // In registry order, whatever the order of the flags.
+    let at = |text: &str| stderr.find(text).unwrap();
+    assert!(at("events: 3000") < at("client_events: 600"), "{stderr}");
+
+    // The rows are there to be served: yesterday's client events (a whole
+    // day inside the two seeded).
+    let (mut child, address, drain) = spawn_serve(dir.path());
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let response = http_get(
+        &address,
+        &format!("/api/v1/statistics/client-events/day/{yesterday}?format=ndjson"),
+        "cli-token",
+    );
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    wait_with_timeout(&mut child, Duration::from_secs(60));
+    drain.join().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("\"eventType\""), "{response}");
+}
+
 /// Issue 10: `demo` runs a local OAuth2 issuer, and `acctstream token`
 /// mints access tokens the demo accepts, scoped as asked.
 #[test]

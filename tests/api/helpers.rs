@@ -548,6 +548,11 @@ pub fn cluster_socket() -> (std::path::PathBuf, u16) {
     (pg.socket_dir().to_path_buf(), pg.port())
 }
 
+/// The pseudonymisation key of every test app.
+pub fn pseudonymiser() -> Pseudonymiser {
+    Pseudonymiser::new(KEY.as_bytes()).expect("a key")
+}
+
 /// The usage-rollup keys of every test app (its pseudonymisation key).
 pub fn rollup_keys() -> acctstream::core::pseudonym::RollupKeys {
     Pseudonymiser::new(KEY.as_bytes())

@@ -1,12 +1,15 @@
 //! A kind is one entry (issue 22): a kind defined here, in the tests, with
 //! its own table, registered through the same API as the built-in kinds,
 //! gets windows in JSON, CSV and NDJSON with links, ingest, lookups by
-//! pseudonym, retention and audit rows, without any change to `src/`.
+//! pseudonym, retention, audit rows and its upkeep (data derived from its
+//! rows, kept up to date by the background job and before retention),
+//! without any change to `src/`.
 //! ARCHITECTURE.md's "Adding a kind" follows what this test does.
 
 use std::time::Duration;
 
 use acctstream::{
+    core::pseudonym::Pseudonymiser,
     core::{
         identity::{pseudonym_of, IdentityType},
         ingest::{FieldType, IngestField, IngestSchema, SqlType},
@@ -16,15 +19,18 @@ use acctstream::{
     db::{
         audit::{run_writer, AuditSink},
         retention::RetentionOptions,
+        upkeep::{Caught, Upkeep},
+        DbError,
     },
     kinds::REGISTRY,
     registry::Entry,
 };
 use chrono::{Duration as Days, Utc};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{body_of, rollup_keys, spawn_app_with, AppOptions, TestApp, WRITE_TOKEN};
+use crate::helpers::{body_of, spawn_app_with, AppOptions, TestApp, WRITE_TOKEN};
 
 /// The kind's table, as its migration would create it.
 const TABLE: &str = "CREATE TABLE gadget_reading (
@@ -35,7 +41,9 @@ const TABLE: &str = "CREATE TABLE gadget_reading (
     note        text,
     event_id    text CONSTRAINT gadget_reading_event_id_key UNIQUE
 );
-CREATE INDEX gadget_reading_measured_at_id ON gadget_reading (measured_at, id);";
+CREATE INDEX gadget_reading_measured_at_id ON gadget_reading (measured_at, id);
+CREATE TABLE gadget_tally (readings bigint NOT NULL, last_id bigint NOT NULL);
+INSERT INTO gadget_tally VALUES (0, 0);";
 
 static COLUMNS: [Column; 4] = [
     Column::timestamp("measured_at"),
@@ -118,12 +126,86 @@ static KIND: Kind = Kind {
     ..Kind::BASE
 };
 
+/// The kind's derived data: how many readings it ever had (kept by its
+/// upkeep, like the usage rollups of authentication events).
+#[derive(Debug)]
+struct Tally;
+
+impl Tally {
+    /// Adds the readings after the last one counted, in one transaction
+    /// that holds the tally's row (runners take turns).
+    async fn tally(client: &mut tokio_postgres::Client) -> Result<Caught, DbError> {
+        let started = std::time::Instant::now();
+        let tx = client.transaction().await?;
+        let last: i64 = tx
+            .query_one("SELECT last_id FROM gadget_tally FOR UPDATE", &[])
+            .await?
+            .try_get(0)?;
+        let row = tx
+            .query_one(
+                "SELECT count(*), coalesce(max(id), $1) FROM gadget_reading WHERE id > $1",
+                &[&last],
+            )
+            .await?;
+        let (rows, last): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        tx.execute(
+            "UPDATE gadget_tally SET readings = readings + $1, last_id = $2",
+            &[&rows, &last],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Caught {
+            rows: rows as u64,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+impl Upkeep for Tally {
+    fn name(&self) -> &'static str {
+        "gadget tally"
+    }
+
+    fn settle<'a>(
+        &'a self,
+        client: &'a mut tokio_postgres::Client,
+        _key: &'a Pseudonymiser,
+    ) -> BoxFuture<'a, Result<Caught, DbError>> {
+        Box::pin(Tally::tally(client))
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: &'a mut tokio_postgres::Client,
+        _key: &'a Pseudonymiser,
+    ) -> BoxFuture<'a, Result<Caught, DbError>> {
+        Box::pin(Tally::tally(client))
+    }
+}
+
+static TALLY: Tally = Tally;
+
 /// The whole registration: one entry.
-static ENTRY: Entry = Entry::of(&KIND);
+static ENTRY: Entry = Entry {
+    upkeep: Some(&TALLY),
+    ..Entry::of(&KIND)
+};
+
+/// The readings the kind's upkeep has counted.
+async fn tally(app: &TestApp) -> i64 {
+    app.db
+        .query_one("SELECT readings FROM gadget_tally", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
 
 async fn app() -> TestApp {
+    app_with(AppOptions::default()).await
+}
+
+async fn app_with(mut options: AppOptions) -> TestApp {
     let (sink, entries) = AuditSink::channel(1024);
-    let mut options = AppOptions::default();
     options.http.audit = Some(sink);
     options.kinds = REGISTRY.with(&ENTRY);
     let app = spawn_app_with(options).await;
@@ -281,11 +363,13 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
         "{parameters:?}"
     );
 
-    // Retention runs the kind's rule, and the directory forgets the gadget
-    // only the old reading carried.
+    // Retention brings the kind's upkeep up to date first (the tally counts
+    // the old reading before it goes), runs the kind's rule, and the
+    // directory forgets the gadget only the old reading carried.
+    assert_eq!(tally(&app).await, 0);
     let options = RetentionOptions {
         policy: RetentionPolicy::new(180),
-        rollup_keys: rollup_keys(),
+        upkeep: REGISTRY.with(&ENTRY).upkeeps(),
         pseudonymiser: Some(app.pseudonymiser.clone()),
         kinds: REGISTRY.with(&ENTRY).kinds(),
         ..RetentionOptions::default()
@@ -296,6 +380,7 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
             .await
             .unwrap();
     assert_eq!(outcome.deleted("gadget_readings"), 1, "{outcome:?}");
+    assert_eq!(tally(&app).await, 3);
     assert_eq!(outcome.deleted("identity_directory"), 1, "{outcome:?}");
     let left: Vec<String> = app
         .db
@@ -306,6 +391,36 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(left, vec!["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"]);
+}
+
+/// The application's background job runs the upkeep of every entry of its
+/// registry, the test's kind among them.
+#[actix_web::test]
+async fn the_background_job_keeps_a_registered_kinds_upkeep() {
+    let app = app_with(AppOptions {
+        jobs: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.db
+        .batch_execute(
+            "INSERT INTO gadget_reading (measured_at, gadget_mac, reading) \
+             VALUES (now(), 'aa:bb:cc:00:00:01', 1), (now(), 'aa:bb:cc:00:00:02', 2)",
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let readings = tally(&app).await;
+        if readings == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upkeep job did not tally the readings: {readings}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Without its entry, the kind's routes do not exist: registration is the

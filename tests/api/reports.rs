@@ -10,17 +10,18 @@ use std::{
 };
 
 use acctstream::{
-    core::{report::FilenamePrefix, retention::RetentionPolicy},
+    core::{filename::FilenamePrefix, retention::RetentionPolicy},
     db::{self, retention::RetentionOptions},
     http::{self, options::ReportOptions},
+    kinds::auth::rollup,
 };
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    body_of, connect, database_url, event, fresh_database_unmigrated, rollup_keys, spawn_app,
-    spawn_app_with, AppOptions, NewEvent, TestApp,
+    body_of, connect, database_url, event, fresh_database_unmigrated, pseudonymiser, rollup_keys,
+    spawn_app, spawn_app_with, AppOptions, NewEvent, TestApp,
 };
 
 const REPORT: &str = "/api/v1/accounting/report";
@@ -536,7 +537,8 @@ async fn purge_deletes_in_batches_only_before_the_cutoff() {
         policy: RetentionPolicy::new(1),
         batch_rows: 3,
         batch_pause: Duration::from_millis(1),
-        rollup_keys: rollup_keys(),
+        pseudonymiser: Some(pseudonymiser()),
+        upkeep: acctstream::kinds::REGISTRY.upkeeps(),
         kinds: acctstream::kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()
     };
@@ -581,7 +583,8 @@ async fn background_job_purges_and_stops_on_shutdown() {
             policy: RetentionPolicy::new(1),
             first_run_delay: Duration::from_millis(10),
             interval: Duration::from_secs(3600),
-            rollup_keys: rollup_keys(),
+            pseudonymiser: Some(pseudonymiser()),
+            upkeep: acctstream::kinds::REGISTRY.upkeeps(),
             kinds: acctstream::kinds::REGISTRY.kinds(),
             ..RetentionOptions::default()
         },
@@ -821,8 +824,9 @@ async fn concurrent_inserts_keep_counters_exact() {
 }
 
 /// Brings the rollups up to date, as a report or a retention pass does.
-async fn caught_up(app: &TestApp) -> db::rollup::CatchUp {
-    db::rollup::catch_up_pool(&app.pool, db::rollup::Mode::Complete, &rollup_keys())
+async fn caught_up(app: &TestApp) -> rollup::CatchUp {
+    let mut client = app.pool.get().await.unwrap();
+    rollup::catch_up(&mut client, rollup::Mode::Complete, &rollup_keys())
         .await
         .expect("catch-up")
 }
@@ -944,11 +948,12 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
     let app = spawn_app().await;
     let config: tokio_postgres::Config = database_url(&app.db_name).parse().unwrap();
     let stop = CancellationToken::new();
-    let job = tokio::spawn(db::rollup::run_job(
+    let job = tokio::spawn(db::upkeep::run_job(
         app.pool.clone(),
         Duration::from_millis(5),
         stop.clone(),
-        rollup_keys(),
+        vec![&rollup::ROLLUPS],
+        pseudonymiser(),
     ));
     let mut tasks = Vec::new();
     for worker in 0..5u32 {
@@ -984,9 +989,9 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
             let pool = app.pool.clone();
             tokio::spawn(async move {
                 for _ in 0..10 {
-                    db::reports::accounting_report(
+                    acctstream::kinds::auth::store::accounting_report(
                         &pool,
-                        acctstream::core::report::ReportMonth::parse("2021-03").unwrap(),
+                        acctstream::kinds::auth::report::ReportMonth::parse("2021-03").unwrap(),
                         &rollup_keys(),
                     )
                     .await
@@ -1030,7 +1035,8 @@ async fn retention_never_deletes_events_not_rolled_up() {
         policy: RetentionPolicy::new(1),
         batch_rows: 4,
         batch_pause: Duration::from_millis(1),
-        rollup_keys: rollup_keys(),
+        pseudonymiser: Some(pseudonymiser()),
+        upkeep: acctstream::kinds::REGISTRY.upkeeps(),
         kinds: acctstream::kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()
     };
@@ -1078,11 +1084,12 @@ async fn the_background_job_drains_the_queue_by_itself() {
     app.insert_many("2021-03-06T00:00:00Z", 5_000).await;
     assert!(queued(&app.db).await > 0);
     let stop = CancellationToken::new();
-    let job = tokio::spawn(db::rollup::run_job(
+    let job = tokio::spawn(db::upkeep::run_job(
         app.pool.clone(),
         Duration::from_millis(100),
         stop.clone(),
-        rollup_keys(),
+        vec![&rollup::ROLLUPS],
+        pseudonymiser(),
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     while queued(&app.db).await > 0 {
@@ -1101,7 +1108,7 @@ async fn the_background_job_drains_the_queue_by_itself() {
 #[actix_web::test]
 async fn a_large_range_is_rolled_up_in_bounded_steps() {
     let app = spawn_app().await;
-    let n = db::rollup::MAX_IDS_PER_STEP as i64 + 1_000;
+    let n = rollup::MAX_IDS_PER_STEP as i64 + 1_000;
     app.insert_many("2021-03-06T00:00:00Z", n).await;
     assert_eq!(queued(&app.db).await, 1);
     let done = caught_up(&app).await;
@@ -1145,9 +1152,7 @@ async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
     let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
         .await
         .unwrap();
-    db::rollup::key_existing(&client, &rollup_keys())
-        .await
-        .unwrap();
+    rollup::key_existing(&client, &rollup_keys()).await.unwrap();
     assert_eq!(applied[0], "0004_rollup_queue.sql");
     assert_eq!(queued(&client).await, 0);
     assert_rollups_exact(&client).await;
@@ -1160,7 +1165,7 @@ async fn migrating_from_the_insert_trigger_keeps_rollups_exact() {
         .await
         .unwrap();
     assert_eq!(queued(&client).await, 2);
-    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &rollup_keys())
+    rollup::catch_up(&mut client, rollup::Mode::Complete, &rollup_keys())
         .await
         .unwrap();
     assert_eq!(queued(&client).await, 0);
@@ -1205,9 +1210,7 @@ async fn migration_backfills_existing_events() {
     let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
         .await
         .unwrap();
-    db::rollup::key_existing(&client, &rollup_keys())
-        .await
-        .unwrap();
+    rollup::key_existing(&client, &rollup_keys()).await.unwrap();
     assert!(applied.contains(&"0003_usage_rollups.sql"), "{applied:?}");
     assert!(applied.contains(&"0004_rollup_queue.sql"), "{applied:?}");
     assert_rollups_exact(&client).await;
@@ -1227,7 +1230,7 @@ async fn migration_backfills_existing_events() {
         )
         .await
         .unwrap();
-    db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &rollup_keys())
+    rollup::catch_up(&mut client, rollup::Mode::Complete, &rollup_keys())
         .await
         .unwrap();
     assert_rollups_exact(&client).await;
@@ -1342,18 +1345,15 @@ async fn keyed_rollups_keep_every_figure() {
         .unwrap()
         .rollup_keys();
     // Nothing is added under a key before the stored digests are keyed.
-    let refused = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &keys).await;
+    let refused = rollup::catch_up(&mut client, rollup::Mode::Complete, &keys).await;
     assert!(refused.is_err(), "rolled up over unkeyed digests");
-    assert!(db::rollup::key_existing(&client, &keys).await.unwrap());
-    assert!(
-        !db::rollup::key_existing(&client, &keys).await.unwrap(),
-        "once"
-    );
+    assert!(rollup::key_existing(&client, &keys).await.unwrap());
+    assert!(!rollup::key_existing(&client, &keys).await.unwrap(), "once");
     let after: String = client.query_one(figures, &[]).await.unwrap().get(0);
     assert_eq!(after, before);
 
     // The queued ranges (every event) rolled up again, now keyed: nothing new.
-    let rolled = db::rollup::catch_up(&mut client, db::rollup::Mode::Complete, &keys)
+    let rolled = rollup::catch_up(&mut client, rollup::Mode::Complete, &keys)
         .await
         .unwrap();
     assert!(rolled.ids > 0);

@@ -14,7 +14,7 @@ use acctstream::{
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{client_event, event, rollup_keys, spawn_app, TestApp};
+use crate::helpers::{client_event, event, spawn_app, TestApp};
 
 /// Raw identities only old rows carry: none may survive a pass anywhere.
 const OLD: [&str; 6] = [
@@ -153,7 +153,7 @@ async fn a_pass_leaves_no_raw_identity_older_than_the_cutoff_in_any_table() {
     let options = RetentionOptions {
         policy: RetentionPolicy::new(180),
         audit_policy: RetentionPolicy::new(400),
-        rollup_keys: rollup_keys(),
+        upkeep: acctstream::kinds::REGISTRY.upkeeps(),
         pseudonymiser: Some(app.pseudonymiser.clone()),
         kinds: kinds::REGISTRY.kinds(),
         ..RetentionOptions::default()

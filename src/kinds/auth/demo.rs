@@ -300,13 +300,22 @@ fn progress(done: u64, total: u64) {
 }
 
 impl Demo for AuthDemo {
+    fn rows(&self, options: &SeedOptions) -> u64 {
+        options.events
+    }
+
     fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
+        rows: u64,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
             let client = fill.client().await?;
-            seed(&client, fill.options, progress).await
+            let options = SeedOptions {
+                events: rows,
+                ..fill.options.clone()
+            };
+            seed(&client, &options, progress).await
         })
     }
 

@@ -1,7 +1,10 @@
 //! Authentication events: who authenticated how, when, to which application.
 
 pub mod demo;
-pub mod reports;
+pub mod report;
+pub mod rollup;
+pub mod routes;
+pub mod store;
 
 use crate::core::{
     identity::IdentityType,
@@ -105,11 +108,13 @@ pub static KIND: Kind = Kind {
     ..Kind::BASE
 };
 
-/// The registry entry: the accounting reports are this kind's own routes.
+/// The registry entry: the accounting reports are this kind's own routes,
+/// and the usage rollups they read its upkeep.
 pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
     kind: &KIND,
-    routes: Some(reports::configure),
+    routes: Some(routes::configure),
     demo: Some(&demo::AuthDemo),
+    upkeep: Some(&rollup::ROLLUPS),
 };
 
 /// Events older than the cutoff go, except those not yet rolled up into

@@ -424,14 +424,18 @@ pub async fn trickle(
 pub struct ClientDemo;
 
 impl Demo for ClientDemo {
+    fn rows(&self, options: &SeedOptions) -> u64 {
+        options.events / EVENTS_PER_AUTH_EVENT
+    }
+
     fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
+        rows: u64,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
         Box::pin(async move {
             let client = fill.client().await?;
-            let events = fill.options.events / EVENTS_PER_AUTH_EVENT;
-            seed(&client, fill.options, events, Some(fill.pseudonymiser)).await
+            seed(&client, fill.options, rows, fill.pseudonymiser).await
         })
     }
 
@@ -442,7 +446,7 @@ impl Demo for ClientDemo {
         Box::pin(async move {
             let client = fill.client().await?;
             let (end, days) = (fill.options.end, fill.options.days);
-            backfill(&client, end, days, fill.pseudonymiser).await
+            backfill(&client, end, days, fill.key()?).await
         })
     }
 

@@ -262,9 +262,9 @@ pub static KIND: Kind = Kind {
 /// The registry entry: a client's history and the Wi-Fi summary are this
 /// kind's own routes.
 pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
-    kind: &KIND,
     routes: Some(routes::configure),
     demo: Some(&demo::ClientDemo),
+    ..crate::registry::Entry::of(&KIND)
 };
 
 /// Client events older than the cutoff go (they hold raw MAC and IP

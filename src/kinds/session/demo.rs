@@ -519,12 +519,16 @@ pub async fn trickle(
 pub struct SessionDemo;
 
 impl Demo for SessionDemo {
+    fn rows(&self, options: &SeedOptions) -> u64 {
+        options.events / EVENTS_PER_SESSION
+    }
+
     fn seed<'a>(
         &'a self,
         fill: &'a Fill<'a>,
+        rows: u64,
     ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
-        let sessions = fill.options.events / EVENTS_PER_SESSION;
-        Box::pin(seed(fill.pool, fill.pseudonymiser, fill.options, sessions))
+        Box::pin(async move { seed(fill.pool, fill.key()?, fill.options, rows).await })
     }
 
     fn trickle(

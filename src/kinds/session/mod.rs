@@ -264,9 +264,9 @@ static INDEXES: [(&str, &str); 4] = [
 /// The registry entry: RADIUS ingest, the quarantine, one session, online,
 /// histories and the calendar are this kind's own routes.
 pub static ENTRY: crate::registry::Entry = crate::registry::Entry {
-    kind: &KIND,
     routes: Some(routes::configure),
     demo: Some(&demo::SessionDemo),
+    ..crate::registry::Entry::of(&KIND)
 };
 
 /// Closed sessions whose stop is before the cutoff go (an open session's

@@ -4,7 +4,7 @@
 //! deleted the month's raw events.
 //!
 //! Before reading, each report brings the rollups up to date
-//! ([`crate::db::rollup::catch_up`], waiting mode), so it counts every event
+//! ([`super::rollup::catch_up`], waiting mode), so it counts every event
 //! committed before the request. The background job keeps the backlog small,
 //! so this is normally one index lookup on an empty queue.
 
@@ -12,10 +12,9 @@ use deadpool_postgres::Pool;
 
 use crate::core::pseudonym::RollupKeys;
 
-use super::{rollup, DbError};
-use crate::core::report::{
-    AccountingReport, DailyUsers, DailyUsersReport, MethodUsers, ReportMonth,
-};
+use super::report::{AccountingReport, DailyUsers, DailyUsersReport, MethodUsers, ReportMonth};
+use super::rollup;
+use crate::db::DbError;
 
 /// The per-method rows and the total in one statement, so both come from
 /// the same snapshot. The total's row has a NULL method type.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::core::encode::{write_csv_field, write_csv_text, write_json_str, FormulaGuard};
+use crate::core::filename::FilenamePrefix;
 use crate::core::negotiate::OutputFormat;
 
 /// The label of the last row of the accounting report.
@@ -19,8 +20,6 @@ pub const TOTAL_LABEL: &str = "Total";
 pub const ACCOUNTING_CSV_HEADER: [&str; 3] = ["Month", "Authentication Method", "User Count"];
 /// The header row of the daily-users report's CSV body.
 pub const DAILY_USERS_CSV_HEADER: [&str; 3] = ["Date", "Authentication Method", "User Count"];
-/// The longest file name prefix accepted.
-pub const MAX_PREFIX_LEN: usize = 100;
 
 /// A malformed or impossible report date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -153,52 +152,19 @@ fn digits(field: &[u8]) -> Option<u32> {
     })
 }
 
-/// A prefix for the report download file names
-/// (`ACCTSTREAM_REPORT_FILENAME_PREFIX`), e.g. `MyCompany-B2B-`: only ASCII
-/// letters, digits, `.`, `_` and `-`, so it is safe in a file name and in a
-/// quoted `Content-Disposition` parameter. Empty by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FilenamePrefix(String);
+/// `<prefix>accounting-report-<yyyy-MM>.csv`.
+pub fn accounting_report_file(prefix: &FilenamePrefix, month: ReportMonth) -> String {
+    prefix.name(format_args!("accounting-report-{month}.csv"))
+}
 
-/// The file name prefix contains something other than `[A-Za-z0-9._-]` or is
-/// too long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a report file name prefix may contain only A-Z, a-z, 0-9, '.', '_' and '-', at most 100 characters")]
-pub struct InvalidPrefix;
+/// `<prefix>daily-users-<yyyy-MM>.csv`.
+pub fn daily_users_file(prefix: &FilenamePrefix, month: ReportMonth) -> String {
+    prefix.name(format_args!("daily-users-{month}.csv"))
+}
 
-impl FilenamePrefix {
-    /// Checks a prefix; the empty prefix is valid.
-    pub fn parse(text: &str) -> Result<FilenamePrefix, InvalidPrefix> {
-        let ok = text.len() <= MAX_PREFIX_LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if ok {
-            Ok(FilenamePrefix(text.to_owned()))
-        } else {
-            Err(InvalidPrefix)
-        }
-    }
-
-    /// The prefix.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// `<prefix>accounting-report-<yyyy-MM>.csv`.
-    pub fn accounting_report(&self, month: ReportMonth) -> String {
-        format!("{}accounting-report-{month}.csv", self.0)
-    }
-
-    /// `<prefix>daily-users-<yyyy-MM>.csv`.
-    pub fn daily_users(&self, month: ReportMonth) -> String {
-        format!("{}daily-users-{month}.csv", self.0)
-    }
-
-    /// `<prefix>events-day-<yyyy-MM-dd>.csv`.
-    pub fn day_events(&self, day: ReportDay) -> String {
-        format!("{}events-day-{day}.csv", self.0)
-    }
+/// `<prefix>events-day-<yyyy-MM-dd>.csv`.
+pub fn day_events_file(prefix: &FilenamePrefix, day: ReportDay) -> String {
+    prefix.name(format_args!("events-day-{day}.csv"))
 }
 
 /// Distinct users of one authentication method type.
@@ -540,39 +506,25 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_are_checked_and_name_the_files() {
+    fn the_download_files_are_named_after_the_prefix() {
         let none = FilenamePrefix::default();
         assert_eq!(
-            none.accounting_report(month("2021-03")),
+            accounting_report_file(&none, month("2021-03")),
             "accounting-report-2021-03.csv"
         );
         let p = FilenamePrefix::parse("MyCompany-B2B_v1.").unwrap();
-        assert_eq!(p.as_str(), "MyCompany-B2B_v1.");
         assert_eq!(
-            p.accounting_report(month("2021-03")),
+            accounting_report_file(&p, month("2021-03")),
             "MyCompany-B2B_v1.accounting-report-2021-03.csv"
         );
         assert_eq!(
-            p.daily_users(month("2021-03")),
+            daily_users_file(&p, month("2021-03")),
             "MyCompany-B2B_v1.daily-users-2021-03.csv"
         );
         assert_eq!(
-            p.day_events(ReportDay::parse("2021-03-04").unwrap()),
+            day_events_file(&p, ReportDay::parse("2021-03-04").unwrap()),
             "MyCompany-B2B_v1.events-day-2021-03-04.csv"
         );
-        assert_eq!(FilenamePrefix::parse(""), Ok(FilenamePrefix::default()));
-        for bad in [
-            "a b",
-            "a/b",
-            "a\"b",
-            "ä",
-            "a;b",
-            "a\\b",
-            "a\r\n",
-            &"x".repeat(101),
-        ] {
-            assert_eq!(FilenamePrefix::parse(bad), Err(InvalidPrefix), "{bad:?}");
-        }
     }
 
     #[test]

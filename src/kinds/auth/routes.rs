@@ -7,12 +7,16 @@
 //! - `GET /api/v1/accounting/verify/events/{yyyy-MM-dd}`: the day's events,
 //!   streamed like the event-details API.
 //!
-//! The first two read only the usage rollups (see [`crate::db::reports`]).
+//! The first two read only the usage rollups (see [`super::store`]).
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::{
+    report::{accounting_report_file, daily_users_file, day_events_file, ReportDay, ReportMonth},
+    store,
+};
 use crate::http::{
     auth::require,
     error::ApiError,
@@ -25,12 +29,10 @@ use crate::{
         encode::JsonHead,
         kind::{Listing, Selection},
         negotiate::OutputFormat,
-        report::{ReportDay, ReportMonth},
         scope::Grant,
         window::{Direction, Period, Window},
     },
     db::{self, records::Output},
-    kinds,
 };
 
 pub use crate::http::options::ReportOptions;
@@ -90,10 +92,9 @@ async fn accounting_report(
     };
     let format = representation(&req)?;
     let report =
-        db::reports::accounting_report(&state.pool, month, &state.pseudonymiser.rollup_keys())
-            .await?;
+        store::accounting_report(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
     let prefix = &state.options.reports.filename_prefix;
-    Ok(ok(format, &prefix.accounting_report(month))
+    Ok(ok(format, &accounting_report_file(prefix, month))
         .body(report.encode(format, state.options.csv_formula_guard)))
 }
 
@@ -105,10 +106,9 @@ async fn daily_users(
     require(&req, Grant::Read)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
-    let report =
-        db::reports::daily_users(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
+    let report = store::daily_users(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
     let prefix = &state.options.reports.filename_prefix;
-    Ok(ok(format, &prefix.daily_users(month))
+    Ok(ok(format, &daily_users_file(prefix, month))
         .body(report.encode(format, state.options.csv_formula_guard)))
 }
 
@@ -138,10 +138,9 @@ async fn day_events(
         guard: state.options.csv_formula_guard,
     };
     let listing = Listing::window(&window, Selection::default());
-    let stream =
-        db::records::open(&state.pool, &kinds::auth::KIND, &listing, output, tally).await?;
+    let stream = db::records::open(&state.pool, &super::KIND, &listing, output, tally).await?;
     let prefix = &state.options.reports.filename_prefix;
-    let mut response = ok(format, &prefix.day_events(day));
+    let mut response = ok(format, &day_events_file(prefix, day));
     response.insert_header((header::LINK, link_header(&links)));
     Ok(crate::http::listing::streamed(
         &req, &state, response, stream,

@@ -7,7 +7,7 @@
 //! order, locked `FOR UPDATE`, and in one transaction per step rolls up one
 //! contiguous id range of at most [`MAX_IDS_PER_STEP`] ids
 //! (`usage_rollup_range`, a primary-key range scan) and deletes or shortens
-//! the queue rows it covered (planned by [`crate::core::rollup::plan_step`]).
+//! the queue rows it covered (planned by [`plan::plan_step`]).
 //!
 //! Two modes:
 //! - [`Mode::Complete`] (reports, retention, `seed`): waits for rows another
@@ -15,29 +15,32 @@
 //!   started is in the rollups;
 //! - [`Mode::SkipLocked`] (the background job): skips rows another runner
 //!   holds, never waiting.
+//!
+//! The kind's registry entry hands [`ROLLUPS`] to the shared upkeep
+//! machinery (`db::upkeep`), which runs it before retention, after the demo
+//! and in the background.
+
+pub mod plan;
 
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
-
-use super::DbError;
+use futures_util::future::BoxFuture;
 use tokio_postgres::Client;
-use tokio_util::sync::CancellationToken;
 
-use crate::core::{
-    pseudonym::RollupKeys,
-    rollup::{plan_step, QueuedRange},
+use crate::{
+    core::pseudonym::{Pseudonymiser, RollupKeys},
+    db::{
+        upkeep::{Caught, Upkeep},
+        DbError,
+    },
 };
+use plan::{plan_step, QueuedRange};
 
 /// Most event ids rolled up in one transaction: bounds its duration, locks
 /// and memory (a bigger queued range is split over several).
 pub const MAX_IDS_PER_STEP: u64 = 200_000;
 /// Queue rows looked at per step.
 const ROWS_PER_STEP: i64 = 1_000;
-/// Default time between two runs of the background job.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(1_000);
-/// A run that rolled up at least this many ids is logged at info level.
-const LARGE_RUN_IDS: u64 = 100_000;
 
 const PENDING_SQL: &str = "SELECT max(id) FROM usage_rollup_queue";
 const TAKE_SQL: &str = "SELECT id, lo, hi FROM usage_rollup_queue WHERE id <= $1 \
@@ -131,60 +134,50 @@ pub async fn catch_up(
     Ok(done)
 }
 
-/// [`catch_up`] on a connection from `pool`. A failure loses nothing: a
-/// failed step rolls back and its queue rows stay for the next run.
-pub async fn catch_up_pool(pool: &Pool, mode: Mode, keys: &RollupKeys) -> Result<CatchUp, DbError> {
-    let mut client = pool.get().await?;
-    Ok(catch_up(&mut client, mode, keys).await?)
+/// The usage rollups, as the registry's upkeep of authentication events.
+#[derive(Debug)]
+pub struct UsageRollups;
+
+/// The one instance, for the registry entry.
+pub static ROLLUPS: UsageRollups = UsageRollups;
+
+impl Upkeep for UsageRollups {
+    fn name(&self) -> &'static str {
+        "usage rollups"
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        client: &'a Client,
+        key: &'a Pseudonymiser,
+    ) -> BoxFuture<'a, Result<bool, DbError>> {
+        Box::pin(async move { Ok(key_existing(client, &key.rollup_keys()).await?) })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        client: &'a mut Client,
+        key: &'a Pseudonymiser,
+    ) -> BoxFuture<'a, Result<Caught, DbError>> {
+        Box::pin(async move { caught(catch_up(client, Mode::Complete, &key.rollup_keys()).await?) })
+    }
+
+    fn run<'a>(
+        &'a self,
+        client: &'a mut Client,
+        key: &'a Pseudonymiser,
+    ) -> BoxFuture<'a, Result<Caught, DbError>> {
+        Box::pin(
+            async move { caught(catch_up(client, Mode::SkipLocked, &key.rollup_keys()).await?) },
+        )
+    }
 }
 
-/// One run of the background job, logged (debug; info when large).
-pub async fn run_once(pool: &Pool, keys: &RollupKeys) -> Result<CatchUp, DbError> {
-    let result = catch_up_pool(pool, Mode::SkipLocked, keys).await;
-    match &result {
-        Ok(done) if done.ids >= LARGE_RUN_IDS => tracing::info!(
-            steps = done.steps,
-            ranges = done.ranges,
-            ids = done.ids,
-            elapsed_ms = done.elapsed.as_millis() as u64,
-            "rollup catch-up: {} event ids rolled up",
-            done.ids
-        ),
-        Ok(done) => tracing::debug!(
-            steps = done.steps,
-            ranges = done.ranges,
-            ids = done.ids,
-            elapsed_ms = done.elapsed.as_millis() as u64,
-            "rollup catch-up"
-        ),
-        Err(error) => tracing::warn!(
-            error = %error,
-            "rollup catch-up failed; retrying at the next interval"
-        ),
-    }
-    result
-}
-
-/// The background job: a catch-up every `interval` until `cancel` is
-/// cancelled. Cancelling abandons a run in progress: its current step rolls
-/// back and its queue rows stay for the next start.
-pub async fn run_job(pool: Pool, interval: Duration, cancel: CancellationToken, keys: RollupKeys) {
-    tracing::info!(
-        interval_ms = interval.as_millis() as u64,
-        "rollup job started"
-    );
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            // Errors are logged by run_once.
-            _ = run_once(&pool, &keys) => {}
-        }
-    }
-    tracing::info!("rollup job stopped");
+fn caught(done: CatchUp) -> Result<Caught, DbError> {
+    Ok(Caught {
+        rows: done.ids,
+        elapsed: done.elapsed,
+    })
 }
 
 /// Converts the rollups' unkeyed digests (before migration 0009) to keyed
