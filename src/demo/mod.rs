@@ -27,6 +27,11 @@ pub struct Fill<'a> {
     pub pseudonymiser: Option<&'a crate::core::pseudonym::Pseudonymiser>,
 }
 
+/// Rows a demo writes: how many.
+pub type Written<'a> = BoxFuture<'a, Result<u64, DemoError>>;
+/// A running trickle: ends when its stop future resolves, or fails.
+pub type Trickle = BoxFuture<'static, Result<(), DemoError>>;
+
 /// How a kind makes demo data (its registry entry's `demo`); [`fill`]
 /// decides between seeding and topping up.
 pub trait Demo: Sync {
@@ -36,12 +41,12 @@ pub trait Demo: Sync {
 
     /// Writes `rows` records over the whole span of `fill.options` into the
     /// kind's empty table; returns the rows written.
-    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> BoxFuture<'a, Result<u64, DemoError>>;
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> Written<'a>;
 
     /// Writes the gap between the newest record and `fill.options.end` (at
     /// most `days`); returns the rows written. By default nothing: the kind
     /// is seeded once.
-    fn top_up<'a>(&'a self, _fill: &'a Fill<'a>) -> BoxFuture<'a, Result<u64, DemoError>> {
+    fn top_up<'a>(&'a self, _fill: &'a Fill<'a>) -> Written<'a> {
         Box::pin(async { Ok(0) })
     }
 
@@ -51,7 +56,7 @@ pub trait Demo: Sync {
         pool: deadpool_postgres::Pool,
         pseudonymiser: crate::core::pseudonym::Pseudonymiser,
         stop: BoxFuture<'static, ()>,
-    ) -> BoxFuture<'static, Result<(), DemoError>>;
+    ) -> Trickle;
 }
 
 use crate::core::ingest::{IngestSchema, Record};
@@ -392,6 +397,82 @@ pub(crate) fn trickle_rate(t_us: i64) -> f64 {
     TRICKLE_MIN_RATE + (TRICKLE_MAX_RATE - TRICKLE_MIN_RATE) * rate_weight(t_us) / peak
 }
 
+/// The rhythm of a trickle: a round every `period` until its shutdown
+/// future resolves; failed rounds are logged, and `max_failures` in a row
+/// end it with [`DemoError::TrickleFailed`].
+pub(crate) struct Rounds<'a, F: std::future::Future<Output = ()>> {
+    shutdown: std::pin::Pin<&'a mut F>,
+    interval: tokio::time::Interval,
+    failures: u32,
+    max_failures: u32,
+    table: &'static str,
+    stopped: bool,
+}
+
+impl<'a, F: std::future::Future<Output = ()>> Rounds<'a, F> {
+    /// Rounds of the trickle writing `table` (named in its log lines).
+    pub(crate) fn new(
+        period: std::time::Duration,
+        max_failures: u32,
+        table: &'static str,
+        shutdown: std::pin::Pin<&'a mut F>,
+    ) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Rounds {
+            shutdown,
+            interval,
+            failures: 0,
+            max_failures,
+            table,
+            stopped: false,
+        }
+    }
+
+    /// Waits for the next round: false once shut down.
+    pub(crate) async fn next(&mut self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            () = self.shutdown.as_mut() => self.stopped = true,
+            _ = self.interval.tick() => {}
+        }
+        !self.stopped
+    }
+
+    /// Runs one round's `work`, unless shut down first (`None`).
+    pub(crate) async fn run<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        if self.stopped {
+            return None;
+        }
+        let outcome = tokio::select! {
+            biased;
+            () = self.shutdown.as_mut() => None,
+            outcome = work => Some(outcome),
+        };
+        self.stopped = outcome.is_none();
+        outcome
+    }
+
+    /// Counts a round's outcome (its error as text for the log).
+    pub(crate) fn record(&mut self, outcome: Result<(), String>) -> Result<(), DemoError> {
+        match outcome {
+            Ok(()) => self.failures = 0,
+            Err(last) => {
+                self.failures += 1;
+                let failures = self.failures;
+                tracing::warn!(table = self.table, error = %last, failures, "demo trickle could not write records");
+                if failures >= self.max_failures {
+                    return Err(DemoError::TrickleFailed { failures, last });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Keeps inserting records of `generator` every second until `shutdown`
 /// resolves, stamped within the last second, `share` times the
 /// authentication-event rate (which follows the daily rhythm, 2–30 per
@@ -403,16 +484,14 @@ pub(crate) async fn trickle_records<S: Source>(
     share: f64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DemoError> {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u32;
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            _ = interval.tick() => {}
-        }
+    let shutdown = std::pin::pin!(shutdown);
+    let mut rounds = Rounds::new(
+        std::time::Duration::from_secs(1),
+        TRICKLE_MAX_FAILURES,
+        S::SCHEMA.table,
+        shutdown,
+    );
+    while rounds.next().await {
         let now_us = Utc::now().timestamp_micros();
         let rate = trickle_rate(now_us) * share * generator.rng().gen_range(0.6..1.4);
         let count = (rate.round() as usize).max(1);
@@ -420,22 +499,15 @@ pub(crate) async fn trickle_records<S: Source>(
             .map(|_| now_us - generator.rng().gen_range(0..MICROS_PER_SECOND))
             .collect();
         times.sort_unstable();
-        let outcome = tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            outcome = insert_second(&pool, &mut generator, &times) => outcome,
+        let Some(outcome) = rounds
+            .run(insert_second(&pool, &mut generator, &times))
+            .await
+        else {
+            break;
         };
-        match outcome {
-            Ok(()) => failures = 0,
-            Err(last) => {
-                failures += 1;
-                tracing::warn!(table = S::SCHEMA.table, error = %last, failures, "demo trickle could not insert records");
-                if failures >= TRICKLE_MAX_FAILURES {
-                    return Err(DemoError::TrickleFailed { failures, last });
-                }
-            }
-        }
+        rounds.record(outcome)?;
     }
+    Ok(())
 }
 
 /// Inserts one second of trickle records; errors come back as text for the log.
@@ -513,5 +585,38 @@ pub(crate) mod test_db {
             .expect("connect");
         tokio::spawn(connection);
         client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every trickle's rhythm: failures in a row end it, a success resets
+    /// the count, and shutdown stops both the wait and the work.
+    #[tokio::test]
+    async fn rounds_count_failures_in_a_row_and_stop_on_shutdown() {
+        let never = std::pin::pin!(std::future::pending::<()>());
+        let mut rounds = Rounds::new(std::time::Duration::from_millis(1), 3, "t", never);
+        assert!(rounds.next().await);
+        assert!(rounds.record(Err("a".into())).is_ok());
+        assert!(rounds.record(Err("b".into())).is_ok());
+        assert!(rounds.record(Ok(())).is_ok());
+        assert!(rounds.record(Err("c".into())).is_ok());
+        assert!(rounds.record(Err("d".into())).is_ok());
+        match rounds.record(Err("e".into())) {
+            Err(DemoError::TrickleFailed { failures, last }) => {
+                assert_eq!((failures, last.as_str()), (3, "e"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rounds.run(async { 7 }).await, Some(7));
+
+        let stopped = std::pin::pin!(std::future::ready(()));
+        let mut rounds = Rounds::new(std::time::Duration::from_millis(1), 3, "t", stopped);
+        assert_eq!(rounds.run(std::future::pending::<u8>()).await, None);
+        // Once stopped, the shutdown future is not polled again.
+        assert!(!rounds.next().await);
+        assert_eq!(rounds.run(async { 1 }).await, None);
     }
 }

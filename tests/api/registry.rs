@@ -13,7 +13,9 @@ use acctstream::{
     core::{
         identity::{pseudonym_of, IdentityType},
         ingest::{FieldType, IngestField, IngestSchema, SqlType},
-        kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+        kind::{
+            ingest_fields, Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel,
+        },
         retention::{RetentionPolicy, Rule},
     },
     db::{
@@ -45,16 +47,26 @@ CREATE INDEX gadget_reading_measured_at_id ON gadget_reading (measured_at, id);
 CREATE TABLE gadget_tally (readings bigint NOT NULL, last_id bigint NOT NULL);
 INSERT INTO gadget_tally VALUES (0, 0);";
 
+/// The columns, each ingested under its own name.
 static COLUMNS: [Column; 4] = [
-    Column::timestamp("measured_at"),
+    Column::timestamp("measured_at").ingested(),
     Column::new(
         "gadget",
         "Pseudonymised Gadget",
         ColumnType::Identity(IdentityType::Mac),
         "gadget_mac",
+    )
+    .ingested(),
+    Column::new("reading", "Reading", ColumnType::Integer, "reading::int8").ingest(
+        SqlType::Int4,
+        FieldType::Integer {
+            min: i32::MIN as i64,
+            max: i32::MAX as i64,
+        },
     ),
-    Column::new("reading", "Reading", ColumnType::Integer, "reading::int8"),
-    Column::new("note", "Note", ColumnType::Text, "note").nullable(),
+    Column::new("note", "Note", ColumnType::Text, "note")
+        .nullable()
+        .ingested(),
 ];
 
 static FILTERS: [Filter; 2] = [
@@ -70,31 +82,7 @@ static FILTERS: [Filter; 2] = [
     },
 ];
 
-static FIELDS: [IngestField; 5] = [
-    IngestField::of(
-        "timestamp",
-        "measured_at",
-        SqlType::Timestamptz,
-        FieldType::Timestamp,
-    ),
-    IngestField::of(
-        "gadget",
-        "gadget_mac",
-        SqlType::Text,
-        FieldType::Identity(IdentityType::Mac),
-    ),
-    IngestField::of(
-        "reading",
-        "reading",
-        SqlType::Int4,
-        FieldType::Integer {
-            min: i32::MIN as i64,
-            max: i32::MAX as i64,
-        },
-    ),
-    IngestField::text("note", "note").optional(),
-    IngestField::event_id("event_id"),
-];
+static FIELDS: [IngestField; 5] = ingest_fields(&COLUMNS, &[IngestField::event_id("event_id")]);
 
 static INGEST: IngestSchema = IngestSchema::new("gadget_reading", &FIELDS).recording_identities();
 

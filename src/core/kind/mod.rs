@@ -14,6 +14,7 @@ pub use filter::{FilterError, FilterValue, Selection, MAX_FILTER_VALUES};
 pub use listing::{Bound, Keyset, Listing, Page, Seek};
 
 use crate::core::identity::IdentityType;
+use crate::core::ingest::{FieldType, IngestField, SqlType};
 
 /// The type of a column's values, which decides how they are decoded from a
 /// row, written in JSON and CSV, and whether the CSV formula guard applies.
@@ -59,6 +60,22 @@ pub struct Column {
     pub sql: &'static str,
     /// Whether it may be null (written `null` in JSON, empty in CSV).
     pub nullable: bool,
+    /// How producers send it, when the kind is ingested and this column is
+    /// one of its fields (under the same name; required unless nullable).
+    pub ingest: Option<Ingest>,
+}
+
+/// How an ingested column is stored and checked: its table column (the
+/// column's SQL expression without its cast), the column's SQL type and
+/// what the field accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Ingest {
+    /// The table column.
+    pub column: &'static str,
+    /// Its SQL type.
+    pub sql: SqlType,
+    /// What the field accepts.
+    pub ty: FieldType,
 }
 
 impl Column {
@@ -75,6 +92,7 @@ impl Column {
             ty,
             sql,
             nullable: false,
+            ingest: None,
         }
     }
 
@@ -90,6 +108,104 @@ impl Column {
             nullable: true,
             ..self
         }
+    }
+
+    /// The same column, ingested as its type says: text as text, an
+    /// identity as that identity, a timestamp as an RFC 3339 time. Another
+    /// type does not compile: say how with [`Column::ingest`].
+    pub const fn ingested(self) -> Column {
+        let (sql, ty) = match self.ty {
+            ColumnType::Text => (SqlType::Text, FieldType::Text),
+            ColumnType::Identity(identity) => (SqlType::Text, FieldType::Identity(identity)),
+            ColumnType::Timestamp => (SqlType::Timestamptz, FieldType::Timestamp),
+            ColumnType::Integer | ColumnType::Float | ColumnType::Boolean => {
+                panic!("Column::ingested: say the SQL type and rule with Column::ingest")
+            }
+        };
+        self.ingest(sql, ty)
+    }
+
+    /// The same column, ingested into a table column of type `sql` by the
+    /// rule `ty`.
+    pub const fn ingest(self, sql: SqlType, ty: FieldType) -> Column {
+        Column {
+            ingest: Some(Ingest {
+                column: bare_column(self.sql),
+                sql,
+                ty,
+            }),
+            ..self
+        }
+    }
+
+    /// Its ingest field, if it is ingested.
+    pub const fn ingest_field(&self) -> Option<IngestField> {
+        match self.ingest {
+            None => None,
+            Some(ingest) => {
+                let field = IngestField::of(self.json, ingest.column, ingest.sql, ingest.ty);
+                Some(if self.nullable {
+                    field.optional()
+                } else {
+                    field
+                })
+            }
+        }
+    }
+}
+
+/// The ingest fields of `columns` that are ingested, in their order, then
+/// `extra` (the producer's `eventId`, which no column shows): an ingest
+/// schema's fields, in one place with the columns. `N` must be their
+/// number, or the program does not compile.
+pub const fn ingest_fields<const N: usize>(
+    columns: &[Column],
+    extra: &[IngestField],
+) -> [IngestField; N] {
+    let mut fields = [IngestField::text("", ""); N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < columns.len() {
+        if let Some(field) = columns[i].ingest_field() {
+            assert!(n < N, "ingest_fields: more ingested columns than N");
+            fields[n] = field;
+            n += 1;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        assert!(n < N, "ingest_fields: more fields than N");
+        fields[n] = extra[j];
+        n += 1;
+        j += 1;
+    }
+    assert!(n == N, "ingest_fields: fewer fields than N");
+    fields
+}
+
+/// The table column of a column's SQL expression: the expression itself
+/// when it is a bare name, the part before `::` when it is a cast of one;
+/// anything else does not compile.
+const fn bare_column(sql: &'static str) -> &'static str {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b':' {
+        let b = bytes[i];
+        assert!(
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
+            "an ingested column's SQL must be a column name, or one cast with ::"
+        );
+        i += 1;
+    }
+    assert!(
+        i > 0,
+        "an ingested column's SQL must start with a column name"
+    );
+    let (name, _) = bytes.split_at(i);
+    match std::str::from_utf8(name) {
+        Ok(name) => name,
+        Err(_) => panic!("unreachable: an ASCII prefix is UTF-8"),
     }
 }
 
@@ -240,6 +356,67 @@ pub struct IngestRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static INGESTED: [Column; 4] = [
+        Column::timestamp("at").ingested(),
+        Column::new("count", "Count", ColumnType::Integer, "count::int8")
+            .ingest(SqlType::Int4, FieldType::Integer { min: 0, max: 9 }),
+        Column::new("shown", "Shown", ColumnType::Text, "lower(shown)"),
+        Column::new(
+            "who",
+            "Who",
+            ColumnType::Identity(IdentityType::User),
+            "who",
+        )
+        .nullable()
+        .ingested(),
+    ];
+
+    /// Issue 22: a kind's ingest fields come from its columns (name,
+    /// table column without the cast, required unless nullable), in their
+    /// order, then the extra fields.
+    #[test]
+    fn ingest_fields_come_from_the_columns() {
+        static FIELDS: [IngestField; 4] =
+            ingest_fields(&INGESTED, &[IngestField::event_id("event_id")]);
+        let summary: Vec<_> = FIELDS
+            .iter()
+            .map(|f| (f.name, f.column, f.sql, f.required))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("timestamp", "at", SqlType::Timestamptz, true),
+                ("count", "count", SqlType::Int4, true),
+                ("who", "who", SqlType::Text, false),
+                ("eventId", "event_id", SqlType::Text, false),
+            ]
+        );
+        assert!(matches!(FIELDS[0].ty, FieldType::Timestamp));
+        assert!(matches!(
+            FIELDS[2].ty,
+            FieldType::Identity(IdentityType::User)
+        ));
+        assert!(INGESTED[2].ingest_field().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "fewer fields than N")]
+    fn ingest_fields_must_be_counted() {
+        let _: [IngestField; 5] = ingest_fields(&INGESTED, &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a column name")]
+    fn only_a_column_or_its_cast_is_ingested() {
+        let _ = Column::new("x", "X", ColumnType::Text, "lower(x)").ingested();
+    }
+
+    #[test]
+    #[should_panic(expected = "Column::ingest")]
+    fn an_integer_column_says_how_it_is_ingested() {
+        let _ = Column::new("n", "N", ColumnType::Integer, "n").ingested();
+    }
     use crate::core::window::Direction;
 
     static COLUMNS: [Column; 3] = [

@@ -304,11 +304,7 @@ impl Demo for AuthDemo {
         options.events
     }
 
-    fn seed<'a>(
-        &'a self,
-        fill: &'a Fill<'a>,
-        rows: u64,
-    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> Written<'a> {
         Box::pin(async move {
             let client = fill.client().await?;
             let options = SeedOptions {
@@ -319,10 +315,7 @@ impl Demo for AuthDemo {
         })
     }
 
-    fn top_up<'a>(
-        &'a self,
-        fill: &'a Fill<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+    fn top_up<'a>(&'a self, fill: &'a Fill<'a>) -> Written<'a> {
         Box::pin(async move {
             let client = fill.client().await?;
             backfill(&client, fill.options.end, fill.options.days, progress).await
@@ -334,7 +327,7 @@ impl Demo for AuthDemo {
         pool: deadpool_postgres::Pool,
         _pseudonymiser: crate::core::pseudonym::Pseudonymiser,
         stop: futures_util::future::BoxFuture<'static, ()>,
-    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+    ) -> Trickle {
         Box::pin(trickle(pool, stop))
     }
 }

@@ -8,8 +8,8 @@ pub mod store;
 
 use crate::core::{
     identity::IdentityType,
-    ingest::{FieldType, IngestField, IngestSchema, SqlType},
-    kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+    ingest::{IngestField, IngestSchema},
+    kind::{ingest_fields, Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
     retention::Rule,
 };
 
@@ -17,31 +17,35 @@ use crate::core::{
 const TABLE: &str = "auth_event";
 
 static COLUMNS: [Column; 5] = [
-    Column::timestamp("occurred_at"),
+    Column::timestamp("occurred_at").ingested(),
     Column::new(
         "authMethodType",
         "Authentication Method Type",
         ColumnType::Text,
         "auth_method_type",
-    ),
+    )
+    .ingested(),
     Column::new(
         "authMethodName",
         "Authentication Method Name",
         ColumnType::Text,
         "auth_method_name",
-    ),
+    )
+    .ingested(),
     Column::new(
         "authRequestOrigin",
         "Authentication Request Origin",
         ColumnType::Text,
         "auth_request_origin",
-    ),
+    )
+    .ingested(),
     Column::new(
         "userId",
         "Pseudonymised User ID",
         ColumnType::Identity(IdentityType::User),
         "user_id",
-    ),
+    )
+    .ingested(),
 ];
 
 static FILTERS: [Filter; 3] = [
@@ -62,24 +66,9 @@ static FILTERS: [Filter; 3] = [
     },
 ];
 
-static INGEST_FIELDS: [IngestField; 6] = [
-    IngestField::of(
-        "timestamp",
-        "occurred_at",
-        SqlType::Timestamptz,
-        FieldType::Timestamp,
-    ),
-    IngestField::text("authMethodType", "auth_method_type"),
-    IngestField::text("authMethodName", "auth_method_name"),
-    IngestField::text("authRequestOrigin", "auth_request_origin"),
-    IngestField::of(
-        "userId",
-        "user_id",
-        SqlType::Text,
-        FieldType::Identity(IdentityType::User),
-    ),
-    IngestField::event_id("event_id"),
-];
+/// Every column, then the producer's `eventId`.
+static INGEST_FIELDS: [IngestField; 6] =
+    ingest_fields(&COLUMNS, &[IngestField::event_id("event_id")]);
 
 /// How authentication events are ingested (`POST /api/v1/events`). User ids
 /// are not recorded in the identity directory: no listing filters by user,

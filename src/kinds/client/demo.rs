@@ -428,21 +428,14 @@ impl Demo for ClientDemo {
         options.events / EVENTS_PER_AUTH_EVENT
     }
 
-    fn seed<'a>(
-        &'a self,
-        fill: &'a Fill<'a>,
-        rows: u64,
-    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> Written<'a> {
         Box::pin(async move {
             let client = fill.client().await?;
             seed(&client, fill.options, rows, fill.pseudonymiser).await
         })
     }
 
-    fn top_up<'a>(
-        &'a self,
-        fill: &'a Fill<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+    fn top_up<'a>(&'a self, fill: &'a Fill<'a>) -> Written<'a> {
         Box::pin(async move {
             let client = fill.client().await?;
             let (end, days) = (fill.options.end, fill.options.days);
@@ -455,7 +448,7 @@ impl Demo for ClientDemo {
         pool: deadpool_postgres::Pool,
         _pseudonymiser: Pseudonymiser,
         stop: futures_util::future::BoxFuture<'static, ()>,
-    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+    ) -> Trickle {
         Box::pin(trickle(pool, stop))
     }
 }

@@ -10,7 +10,7 @@ pub mod summary;
 use crate::core::{
     identity::IdentityType,
     ingest::{FieldType, IngestField, IngestSchema, SqlType},
-    kind::{Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
+    kind::{ingest_fields, Column, ColumnType, Filter, FilterType, IngestRoute, Kind, TimeModel},
     retention::Rule,
 };
 
@@ -20,92 +20,134 @@ use ColumnType::{Integer, Text};
 const TABLE: &str = "client_event";
 
 static COLUMNS: [Column; 28] = [
-    Column::timestamp("occurred_at"),
+    Column::timestamp("occurred_at").ingest(SqlType::Timestamptz, FieldType::TimestampOrMicros),
     Column::new(
         "macAddress",
         "Pseudonymised Client MAC",
         ColumnType::Identity(IdentityType::Mac),
         "client_mac",
-    ),
-    Column::new("eventType", "Event Type", Text, "event_type"),
-    Column::new("protocol", "Protocol", Text, "protocol").nullable(),
-    Column::new("ssid", "SSID", Text, "ssid").nullable(),
-    Column::new("bssid", "BSSID", Text, "bssid").nullable(),
-    Column::new("channel", "Channel", Integer, "channel::int8").nullable(),
-    Column::new("associatedAPName", "AP Name", Text, "ap_name").nullable(),
+    )
+    .ingested(),
+    Column::new("eventType", "Event Type", Text, "event_type")
+        .ingest(SqlType::Text, FieldType::OneOf(&EVENT_TYPES)),
+    Column::new("protocol", "Protocol", Text, "protocol")
+        .nullable()
+        .ingested(),
+    Column::new("ssid", "SSID", Text, "ssid")
+        .nullable()
+        .ingested(),
+    Column::new("bssid", "BSSID", Text, "bssid")
+        .nullable()
+        .ingested(),
+    Column::new("channel", "Channel", Integer, "channel::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
+    Column::new("associatedAPName", "AP Name", Text, "ap_name")
+        .nullable()
+        .ingested(),
     Column::new(
         "categoryCode",
         "Category Code",
         Integer,
         "category_code::int8",
     )
-    .nullable(),
-    Column::new("typeCode", "Type Code", Integer, "type_code::int8").nullable(),
+    .nullable()
+    .ingest(SqlType::Int4, INT4),
+    Column::new("typeCode", "Type Code", Integer, "type_code::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
     Column::new(
         "subTypeCode",
         "Sub-Type Code",
         Integer,
         "sub_type_code::int8",
     )
-    .nullable(),
-    Column::new("category", "Category", Text, "category").nullable(),
+    .nullable()
+    .ingest(SqlType::Int4, INT4),
+    Column::new("category", "Category", Text, "category")
+        .nullable()
+        .ingested(),
     Column::new(
         "eventDescription",
         "Event Description",
         Text,
         "event_description",
     )
-    .nullable(),
+    .nullable()
+    .ingested(),
     Column::new(
         "subEventDescription",
         "Sub-Event Description",
         Text,
         "sub_event_description",
     )
-    .nullable(),
-    Column::new("vlan", "VLAN", Integer, "vlan::int8").nullable(),
+    .nullable()
+    .ingested(),
+    Column::new("vlan", "VLAN", Integer, "vlan::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
     Column::new(
         "ip",
         "Pseudonymised Client IP",
         ColumnType::Identity(IdentityType::Ip),
         "client_ip",
     )
-    .nullable(),
-    Column::new("rssi", "RSSI", Integer, "rssi::int8").nullable(),
+    .nullable()
+    .ingested(),
+    Column::new("rssi", "RSSI", Integer, "rssi::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
     Column::new(
         "associationTimestamp",
         "Association Timestamp",
         Integer,
         "association_ts",
     )
-    .nullable(),
+    .nullable()
+    .ingest(SqlType::Int8, INT8),
     Column::new(
         "authenticationTimestamp",
         "Authentication Timestamp",
         Integer,
         "authentication_ts",
     )
-    .nullable(),
+    .nullable()
+    .ingest(SqlType::Int8, INT8),
     Column::new(
         "networkTimestamp",
         "Network Timestamp",
         Integer,
         "network_ts",
     )
-    .nullable(),
-    Column::new("failureCode", "Failure Code", Integer, "failure_code::int8").nullable(),
-    Column::new("failure", "Failure", Text, "failure").nullable(),
+    .nullable()
+    .ingest(SqlType::Int8, INT8),
+    Column::new("failureCode", "Failure Code", Integer, "failure_code::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
+    Column::new("failure", "Failure", Text, "failure")
+        .nullable()
+        .ingested(),
     Column::new(
         "subFailureCode",
         "Sub-Failure Code",
         Integer,
         "sub_failure_code::int8",
     )
-    .nullable(),
-    Column::new("subFailure", "Sub-Failure", Text, "sub_failure").nullable(),
-    Column::new("dhcpLatency", "DHCP Latency", Integer, "dhcp_latency::int8").nullable(),
-    Column::new("aaaLatency", "AAA Latency", Integer, "aaa_latency::int8").nullable(),
-    Column::new("dnsLatency", "DNS Latency", Integer, "dns_latency::int8").nullable(),
+    .nullable()
+    .ingest(SqlType::Int4, INT4),
+    Column::new("subFailure", "Sub-Failure", Text, "sub_failure")
+        .nullable()
+        .ingested(),
+    Column::new("dhcpLatency", "DHCP Latency", Integer, "dhcp_latency::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
+    Column::new("aaaLatency", "AAA Latency", Integer, "aaa_latency::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
+    Column::new("dnsLatency", "DNS Latency", Integer, "dns_latency::int8")
+        .nullable()
+        .ingest(SqlType::Int4, INT4),
+    // Shown, and ingested as the producer's `eventId` (below).
     Column::new("eventId", "Event ID", Text, "event_id").nullable(),
 ];
 
@@ -166,69 +208,10 @@ const INT8: FieldType = FieldType::Integer {
     max: i64::MAX,
 };
 
-const fn int4(name: &'static str, column: &'static str) -> IngestField {
-    IngestField::of(name, column, SqlType::Int4, INT4).optional()
-}
-
-const fn int8(name: &'static str, column: &'static str) -> IngestField {
-    IngestField::of(name, column, SqlType::Int8, INT8).optional()
-}
-
-const fn text(name: &'static str, column: &'static str) -> IngestField {
-    IngestField::text(name, column).optional()
-}
-
-static INGEST_FIELDS: [IngestField; 28] = [
-    IngestField::of(
-        "timestamp",
-        "occurred_at",
-        SqlType::Timestamptz,
-        FieldType::TimestampOrMicros,
-    ),
-    IngestField::of(
-        "macAddress",
-        "client_mac",
-        SqlType::Text,
-        FieldType::Identity(IdentityType::Mac),
-    ),
-    IngestField::of(
-        "eventType",
-        "event_type",
-        SqlType::Text,
-        FieldType::OneOf(&EVENT_TYPES),
-    ),
-    text("protocol", "protocol"),
-    text("ssid", "ssid"),
-    text("bssid", "bssid"),
-    int4("channel", "channel"),
-    text("associatedAPName", "ap_name"),
-    int4("categoryCode", "category_code"),
-    int4("typeCode", "type_code"),
-    int4("subTypeCode", "sub_type_code"),
-    text("category", "category"),
-    text("eventDescription", "event_description"),
-    text("subEventDescription", "sub_event_description"),
-    int4("vlan", "vlan"),
-    IngestField::of(
-        "ip",
-        "client_ip",
-        SqlType::Text,
-        FieldType::Identity(IdentityType::Ip),
-    )
-    .optional(),
-    int4("rssi", "rssi"),
-    int8("associationTimestamp", "association_ts"),
-    int8("authenticationTimestamp", "authentication_ts"),
-    int8("networkTimestamp", "network_ts"),
-    int4("failureCode", "failure_code"),
-    text("failure", "failure"),
-    int4("subFailureCode", "sub_failure_code"),
-    text("subFailure", "sub_failure"),
-    int4("dhcpLatency", "dhcp_latency"),
-    int4("aaaLatency", "aaa_latency"),
-    int4("dnsLatency", "dns_latency"),
-    IngestField::event_id("event_id"),
-];
+/// Every column in order (their ingest rules are on them), then the
+/// producer's `eventId`.
+static INGEST_FIELDS: [IngestField; 28] =
+    ingest_fields(&COLUMNS, &[IngestField::event_id("event_id")]);
 
 /// How client events are ingested (`POST /api/v1/client-events`), in the
 /// field names of the controller API (`timestamp` RFC 3339 or epoch

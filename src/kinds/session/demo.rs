@@ -419,20 +419,18 @@ pub async fn trickle(
     pseudonymiser: Pseudonymiser,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
-    let mut shutdown = std::pin::pin!(shutdown);
+    let shutdown = std::pin::pin!(shutdown);
     let seed = Utc::now().timestamp_micros() as u64;
     let mut generator = Generator::new(DEFAULT_RNG_SEED, DEFAULT_USERS, seed.rotate_left(41));
     let mut live: VecDeque<Live> = VecDeque::new();
     let recorded = crate::db::directory::Recorded::default();
-    let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u32;
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            _ = interval.tick() => {}
-        }
+    let mut rounds = Rounds::new(
+        std::time::Duration::from_secs(2),
+        30,
+        super::KIND.table,
+        shutdown,
+    );
+    while rounds.next().await {
         let now = Utc::now();
         let mut requests = Vec::new();
         // New sessions: about one per second at the busiest hour.
@@ -500,17 +498,9 @@ pub async fn trickle(
             }
             Err(rejection) => Err(rejection),
         };
-        match outcome {
-            Ok(()) => failures = 0,
-            Err(last) => {
-                failures += 1;
-                tracing::warn!(error = %last, failures, "demo session trickle failed");
-                if failures >= 30 {
-                    return Err(DemoError::TrickleFailed { failures, last });
-                }
-            }
-        }
+        rounds.record(outcome)?;
     }
+    Ok(())
 }
 /// The demo of network access sessions (the registry entry's `demo`): one
 /// per [`EVENTS_PER_SESSION`] authentication events of the demo's size,
@@ -523,11 +513,7 @@ impl Demo for SessionDemo {
         options.events / EVENTS_PER_SESSION
     }
 
-    fn seed<'a>(
-        &'a self,
-        fill: &'a Fill<'a>,
-        rows: u64,
-    ) -> futures_util::future::BoxFuture<'a, Result<u64, DemoError>> {
+    fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> Written<'a> {
         Box::pin(async move { seed(fill.pool, fill.key()?, fill.options, rows).await })
     }
 
@@ -536,7 +522,7 @@ impl Demo for SessionDemo {
         pool: deadpool_postgres::Pool,
         pseudonymiser: Pseudonymiser,
         stop: futures_util::future::BoxFuture<'static, ()>,
-    ) -> futures_util::future::BoxFuture<'static, Result<(), DemoError>> {
+    ) -> Trickle {
         Box::pin(trickle(pool, pseudonymiser, stop))
     }
 }
