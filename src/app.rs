@@ -153,6 +153,7 @@ impl Application {
                         pseudonymiser: Some(settings.pseudonymiser.clone()),
                         kinds: settings.kinds.kinds(),
                         upkeep: settings.kinds.upkeeps(),
+                        metrics: options.metrics.clone(),
                         ..settings.retention
                     },
                     stop_jobs.clone(),
@@ -165,6 +166,7 @@ impl Application {
                     stop_jobs.clone(),
                     settings.kinds.upkeeps(),
                     settings.pseudonymiser.clone(),
+                    options.metrics.clone(),
                 )));
             }
         }

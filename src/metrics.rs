@@ -20,6 +20,7 @@
 //! | `acctstream_db_pool_max_size` | | the pool's limit |
 //! | `acctstream_ingest_events_total` | `outcome` | ingested events: `accepted` or `rejected` |
 //! | `acctstream_ingest_requests_total` | `path` | ingest requests stored, by write path: `copy` (straight COPY) or `merge` (replayed through the deduplicating insert) |
+//! | `acctstream_upkeep_set_aside_total` | `upkeep` | rows a kind's upkeep could not take and set aside (`usage rollups`: events dated outside the years 0001 to 9999 or before the first key; see `usage_rollup_set_aside`) |
 
 use std::{
     fmt,
@@ -124,6 +125,13 @@ pub struct Metrics {
     ingest: Family<OutcomeLabels, Counter>,
     ingest_paths: Family<PathLabels, Counter>,
     radius: Family<OutcomeLabels, Counter>,
+    set_aside: Family<UpkeepLabels, Counter>,
+}
+
+/// Labels of the set-aside counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpkeepLabels {
+    upkeep: &'static str,
 }
 
 impl fmt::Debug for Metrics {
@@ -155,6 +163,7 @@ impl Metrics {
             ingest: Family::default(),
             ingest_paths: Family::default(),
             radius: Family::default(),
+            set_aside: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -218,9 +227,24 @@ impl Metrics {
              radius_rejected and acknowledged; refused: a batch answered 400)",
             metrics.radius.clone(),
         );
+        registry.register(
+            "upkeep_set_aside",
+            "Rows a kind's upkeep could not take and set aside, by upkeep (usage rollups: \
+             events dated outside the years 0001 to 9999 or before the first key)",
+            metrics.set_aside.clone(),
+        );
         Metrics {
             registry,
             ..metrics
+        }
+    }
+
+    /// Counts rows the upkeep `upkeep` set aside.
+    pub fn upkeep_set_aside(&self, upkeep: &'static str, rows: u64) {
+        if rows > 0 {
+            self.set_aside
+                .get_or_create(&UpkeepLabels { upkeep })
+                .inc_by(rows);
         }
     }
 

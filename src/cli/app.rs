@@ -403,8 +403,13 @@ async fn settle(
     pool: &deadpool_postgres::Pool,
     pseudonymiser: &Pseudonymiser,
 ) -> Result<(), CliError> {
-    for (name, caught) in
-        db::upkeep::settle_all(pool, &kinds::REGISTRY.upkeeps(), pseudonymiser).await?
+    for (name, caught) in db::upkeep::settle_all(
+        pool,
+        &kinds::REGISTRY.upkeeps(),
+        pseudonymiser,
+        &crate::metrics::Metrics::default(),
+    )
+    .await?
     {
         eprintln!(
             "  {name} brought up to date in {:.1} s ({} rows)",

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_retention_everywhere.sql",
         sql: include_str!("../../sql/0010_retention_everywhere.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_rollup_set_aside.sql",
+        sql: include_str!("../../sql/0011_rollup_set_aside.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

@@ -73,6 +73,8 @@ pub struct RetentionOptions {
     pub kinds: Vec<&'static Kind>,
     /// The kinds' upkeep, brought up to date before a pass (the registry's).
     pub upkeep: Vec<&'static dyn upkeep::Upkeep>,
+    /// Where the upkeep's set-aside rows are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Default for RetentionOptions {
@@ -89,6 +91,7 @@ impl Default for RetentionOptions {
             pseudonymiser: None,
             kinds: Vec::new(),
             upkeep: Vec::new(),
+            metrics: std::sync::Arc::default(),
         }
     }
 }
@@ -282,7 +285,7 @@ pub async fn purge(
 /// Brings the kinds' upkeep up to date (when the key is known).
 async fn settle(pool: &Pool, options: &RetentionOptions) -> Result<(), DbError> {
     if let Some(key) = &options.pseudonymiser {
-        upkeep::settle_all(pool, &options.upkeep, key).await?;
+        upkeep::settle_all(pool, &options.upkeep, key, &options.metrics).await?;
     }
     Ok(())
 }

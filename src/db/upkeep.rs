@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::DbError;
-use crate::core::pseudonym::Pseudonymiser;
+use crate::{core::pseudonym::Pseudonymiser, metrics::Metrics};
 
 /// Default time between two runs of the background job.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(1_000);
@@ -28,6 +28,9 @@ const LARGE_RUN_ROWS: u64 = 100_000;
 pub struct Caught {
     /// Rows covered (an upper bound on the rows taken in).
     pub rows: u64,
+    /// Rows it could not take and set aside (logged by the upkeep, counted
+    /// in `/metrics`): no single row may stop it.
+    pub set_aside: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -79,11 +82,13 @@ pub async fn prepare_all(
     Ok(())
 }
 
-/// [`Upkeep::settle`] of each, in order, on one connection of `pool`.
+/// [`Upkeep::settle`] of each, in order, on one connection of `pool`; what
+/// they set aside is counted in `metrics`.
 pub async fn settle_all(
     pool: &Pool,
     upkeeps: &[&'static dyn Upkeep],
     key: &Pseudonymiser,
+    metrics: &Metrics,
 ) -> Result<Vec<(&'static str, Caught)>, DbError> {
     if upkeeps.is_empty() {
         return Ok(Vec::new());
@@ -91,14 +96,22 @@ pub async fn settle_all(
     let mut client = pool.get().await?;
     let mut done = Vec::with_capacity(upkeeps.len());
     for upkeep in upkeeps {
-        done.push((upkeep.name(), upkeep.settle(&mut client, key).await?));
+        let caught = upkeep.settle(&mut client, key).await?;
+        metrics.upkeep_set_aside(upkeep.name(), caught.set_aside);
+        done.push((upkeep.name(), caught));
     }
     Ok(done)
 }
 
 /// One run of every upkeep, logged (debug; info when large; a failure is a
-/// warning and the next run retries).
-pub async fn run_once(pool: &Pool, upkeeps: &[&'static dyn Upkeep], key: &Pseudonymiser) {
+/// warning and the next run retries); what they set aside is counted in
+/// `metrics`.
+pub async fn run_once(
+    pool: &Pool,
+    upkeeps: &[&'static dyn Upkeep],
+    key: &Pseudonymiser,
+    metrics: &Metrics,
+) {
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(error) => {
@@ -107,7 +120,11 @@ pub async fn run_once(pool: &Pool, upkeeps: &[&'static dyn Upkeep], key: &Pseudo
         }
     };
     for upkeep in upkeeps {
-        match upkeep.run(&mut client, key).await {
+        let outcome = upkeep.run(&mut client, key).await;
+        if let Ok(done) = &outcome {
+            metrics.upkeep_set_aside(upkeep.name(), done.set_aside);
+        }
+        match outcome {
             Ok(done) if done.rows >= LARGE_RUN_ROWS => tracing::info!(
                 upkeep = upkeep.name(),
                 rows = done.rows,
@@ -141,6 +158,7 @@ pub async fn run_job(
     cancel: CancellationToken,
     upkeeps: Vec<&'static dyn Upkeep>,
     key: Pseudonymiser,
+    metrics: std::sync::Arc<Metrics>,
 ) {
     if upkeeps.is_empty() {
         return;
@@ -157,7 +175,7 @@ pub async fn run_job(
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            () = run_once(&pool, &upkeeps, &key) => {}
+            () = run_once(&pool, &upkeeps, &key, &metrics) => {}
         }
     }
     tracing::info!("upkeep job stopped");

@@ -2,11 +2,17 @@
 //! cache lifetime ends and when a token names an unknown `kid` (at most
 //! once a minute, so garbage `kid`s cannot make us hammer the SSO). While
 //! the SSO is unreachable the cached keys keep working; a token whose key
-//! we do not have gets 401, and with no keys at all the answer is a 503
-//! (after at most [`FETCH_TIMEOUT`]), never a hang.
+//! we do not have gets 401, and with no keys at all the answer is a 503.
+//!
+//! No request waits on the SSO for more than [`REQUEST_WAIT`]: a fetch runs
+//! as a task of its own (one at a time; every request that needs it joins
+//! it), which may take up to [`FETCH_TIMEOUT`] and stores what it gets even
+//! when the requests that started it have long been answered. Keys past
+//! their lifetime keep being used while their refresh runs.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use jsonwebtoken::jwk::JwkSet;
 use tokio::time::Instant;
 
@@ -14,6 +20,10 @@ use crate::core::jwt::{self, Policy, Rejection, Verified};
 
 /// How long one fetch (discovery or key set) may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a request waits for a fetch; then it is answered from the
+/// keys we have (401 for an unknown key, 503 with none) and the fetch goes
+/// on in the background.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
 /// The least time between two refreshes forced by unknown `kid`s.
 pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(60);
 /// The least time between two attempts after a failed fetch.
@@ -46,13 +56,28 @@ pub enum TokenError {
     KeysUnavailable,
 }
 
-#[derive(Debug, Default)]
+/// A fetch in progress, which every request that needs it joins: the set
+/// it stored, or `None` when it failed.
+type Fetching = Shared<BoxFuture<'static, Option<Arc<JwkSet>>>>;
+
+#[derive(Default)]
 struct Cache {
     set: Option<Arc<JwkSet>>,
     jwks_url: Option<String>,
     fresh_until: Option<Instant>,
     last_failure: Option<Instant>,
     last_forced: Option<Instant>,
+    fetching: Option<Fetching>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("keys", &self.set.as_ref().map(|s| s.keys.len()))
+            .field("fresh_until", &self.fresh_until)
+            .field("fetching", &self.fetching.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The OAuth2 verifier: the policy and the issuer's cached keys.
@@ -61,8 +86,6 @@ pub struct OAuth {
     policy: Policy,
     source: KeySource,
     cache: std::sync::Mutex<Cache>,
-    /// One fetch at a time; others wait for it and use its result.
-    fetching: tokio::sync::Mutex<()>,
 }
 
 impl OAuth {
@@ -73,7 +96,6 @@ impl OAuth {
             policy,
             source,
             cache: std::sync::Mutex::new(Cache::default()),
-            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -94,9 +116,9 @@ impl OAuth {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Verifies `token`: header, key (refreshing the set when needed), then
-    /// signature and claims.
-    pub async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+    /// Verifies `token`: header, key (refreshing the set when needed, never
+    /// waiting more than [`REQUEST_WAIT`]), then signature and claims.
+    pub async fn verify(self: &Arc<Self>, token: &str) -> Result<Verified, TokenError> {
         let (algorithm, kid) = jwt::header(token).map_err(TokenError::Rejected)?;
         let set = self.current_set().await?;
         let key = match jwt::find_key(&set, algorithm, kid.as_deref()) {
@@ -113,48 +135,40 @@ impl OAuth {
         jwt::verify(token, &key, &self.policy).map_err(TokenError::Rejected)
     }
 
-    /// The cached set, refreshed first when its lifetime is over (a failed
-    /// refresh keeps the old set; without one, keys are unavailable).
-    async fn current_set(&self) -> Result<Arc<JwkSet>, TokenError> {
-        let now = Instant::now();
-        {
+    /// The cached set. Past its lifetime it is still used while a refresh
+    /// runs in the background; without a set, a request waits at most
+    /// [`REQUEST_WAIT`] for one (then: keys unavailable).
+    async fn current_set(self: &Arc<Self>) -> Result<Arc<JwkSet>, TokenError> {
+        let fetching = {
             let cache = self.lock();
+            let now = Instant::now();
             let fresh = cache.fresh_until.is_some_and(|t| now < t);
             let backing_off = cache
                 .last_failure
                 .is_some_and(|t| now.duration_since(t) < RETRY_INTERVAL);
-            if let Some(set) = &cache.set {
-                if fresh || backing_off {
-                    return Ok(Arc::clone(set));
+            match (&cache.set, fresh || backing_off) {
+                (Some(set), true) => return Ok(Arc::clone(set)),
+                (None, true) => return Err(TokenError::KeysUnavailable),
+                (Some(set), false) => {
+                    let set = Arc::clone(set);
+                    drop(cache);
+                    // Refreshed in the background; this request goes on.
+                    drop(self.fetching());
+                    return Ok(set);
                 }
-            } else if backing_off {
-                return Err(TokenError::KeysUnavailable);
-            }
-        }
-        let _turn = self.fetching.lock().await;
-        // Another request may have refreshed while this one waited.
-        {
-            let cache = self.lock();
-            if let (Some(set), Some(until)) = (&cache.set, cache.fresh_until) {
-                if Instant::now() < until {
-                    return Ok(Arc::clone(set));
+                (None, false) => {
+                    drop(cache);
+                    self.fetching()
                 }
             }
-        }
-        match self.fetch().await {
-            Ok(set) => Ok(self.store(set)),
-            Err(reason) => {
-                tracing::warn!(%reason, "cannot fetch the OAuth2 issuer's keys; cached keys stay in use");
-                let mut cache = self.lock();
-                cache.last_failure = Some(Instant::now());
-                cache.set.clone().ok_or(TokenError::KeysUnavailable)
-            }
-        }
+        };
+        wait(fetching).await.ok_or(TokenError::KeysUnavailable)
     }
 
     /// A refresh forced by an unknown `kid`, unless one ran in the last
-    /// minute; `None` when none ran or it failed.
-    async fn refresh_for_unknown_kid(&self) -> Option<Arc<JwkSet>> {
+    /// minute; `None` when none ran, it failed, or it did not answer within
+    /// [`REQUEST_WAIT`] (it then goes on in the background).
+    async fn refresh_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<JwkSet>> {
         {
             let mut cache = self.lock();
             let now = Instant::now();
@@ -166,15 +180,33 @@ impl OAuth {
             }
             cache.last_forced = Some(now);
         }
-        let _turn = self.fetching.lock().await;
-        match self.fetch().await {
-            Ok(set) => Some(self.store(set)),
-            Err(reason) => {
-                tracing::warn!(%reason, "cannot refresh the OAuth2 issuer's keys for an unknown kid");
-                self.lock().last_failure = Some(Instant::now());
-                None
-            }
+        wait(self.fetching()).await
+    }
+
+    /// The fetch in progress, or a new one, run as a task of its own on
+    /// this thread (the HTTP client is not `Send`), so that it finishes and
+    /// stores its keys whoever still waits for it.
+    fn fetching(self: &Arc<Self>) -> Fetching {
+        let mut cache = self.lock();
+        if let Some(fetching) = &cache.fetching {
+            return fetching.clone();
         }
+        let this = Arc::clone(self);
+        let task = tokio::task::spawn_local(async move {
+            let outcome = match this.fetch().await {
+                Ok(set) => Some(this.store(set)),
+                Err(reason) => {
+                    tracing::warn!(%reason, "cannot fetch the OAuth2 issuer's keys; cached keys stay in use");
+                    this.lock().last_failure = Some(Instant::now());
+                    None
+                }
+            };
+            this.lock().fetching = None;
+            outcome
+        });
+        let fetching = async move { task.await.ok().flatten() }.boxed().shared();
+        cache.fetching = Some(fetching.clone());
+        fetching
     }
 
     fn store(&self, (set, lifetime): (JwkSet, Duration)) -> Arc<JwkSet> {
@@ -215,6 +247,14 @@ impl OAuth {
             }
         }
     }
+}
+
+/// `fetching`'s keys, if it ends within [`REQUEST_WAIT`].
+async fn wait(fetching: Fetching) -> Option<Arc<JwkSet>> {
+    tokio::time::timeout(REQUEST_WAIT, fetching)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A key set document; keys of types or curves we cannot use are dropped,

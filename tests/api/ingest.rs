@@ -317,6 +317,28 @@ async fn a_bad_record_in_the_middle_stores_nothing() {
             format!("{}\n{{not json\n", good(1)),
             ["Line 2", "not valid JSON"],
         ),
+        // Issue 27, item 1: a time windows and reports cannot serve.
+        (
+            NDJSON,
+            format!(
+                "{}\n{}\n",
+                good(1),
+                object("0000-01-01T00:00:00Z", "u", None)
+            ),
+            ["Line 2", "`timestamp` is outside the years 0001 to 9999"],
+        ),
+        (
+            JSON,
+            format!(
+                "[{},{}]",
+                object("0001-01-01T00:30:00+01:00", "u", None),
+                good(2)
+            ),
+            [
+                "Array element 1",
+                "`timestamp` is outside the years 0001 to 9999",
+            ],
+        ),
     ];
     for (content_type, body, expected) in cases {
         let error = post(&app, content_type, body).await.error(400);

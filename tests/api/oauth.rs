@@ -94,6 +94,8 @@ struct Jwks {
     url: String,
     keys: Arc<Mutex<Vec<Jwk>>>,
     hits: Arc<AtomicUsize>,
+    /// Milliseconds every answer is held back (0: none).
+    delay_ms: Arc<AtomicUsize>,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -102,15 +104,18 @@ async fn jwks_server(keys: Vec<Jwk>) -> Jwks {
     let url = format!("http://{}/keys", listener.local_addr().unwrap());
     let keys = Arc::new(Mutex::new(keys));
     let hits = Arc::new(AtomicUsize::new(0));
-    let (k, h) = (keys.clone(), hits.clone());
+    let delay_ms = Arc::new(AtomicUsize::new(0));
+    let (k, h, d) = (keys.clone(), hits.clone(), delay_ms.clone());
     let server = HttpServer::new(move || {
-        let (k, h) = (k.clone(), h.clone());
+        let (k, h, d) = (k.clone(), h.clone(), d.clone());
         App::new().route(
             "/keys",
             web::get().to(move || {
                 h.fetch_add(1, Ordering::SeqCst);
                 let body = json!({"keys": *k.lock().unwrap()}).to_string();
+                let delay = Duration::from_millis(d.load(Ordering::SeqCst) as u64);
                 async move {
+                    actix_web::rt::time::sleep(delay).await;
                     HttpResponse::Ok()
                         .content_type("application/json")
                         .insert_header(("Cache-Control", "max-age=3600"))
@@ -130,6 +135,7 @@ async fn jwks_server(keys: Vec<Jwk>) -> Jwks {
         url,
         keys,
         hits,
+        delay_ms,
         server: handle,
     }
 }
@@ -378,6 +384,60 @@ async fn while_the_sso_is_unreachable_cached_keys_work_and_new_kids_get_401_quic
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Issue 27, item 5: while the SSO accepts connections but does not answer,
+/// no request waits on it more than a second: an unknown key is a 401, no
+/// keys at all a 503; the fetch finishes in the background and its keys are
+/// used from then on.
+#[actix_web::test]
+async fn a_slow_sso_never_holds_a_request_more_than_a_second() {
+    let key = ed25519("k1");
+    let jwks = jwks_server(vec![key.jwk.clone()]).await;
+    let app = app_with(oauth(&jwks.url, ""), Limits::default()).await;
+    assert_eq!(status_of(&app, &sign(&key, &claims("read"))).await, 200);
+
+    // The issuer rotates, and now answers after 3 s.
+    let rotated = ed25519("k2");
+    jwks.keys.lock().unwrap().push(rotated.jwk.clone());
+    jwks.delay_ms.store(3_000, Ordering::SeqCst);
+    let started = Instant::now();
+    let (status, _, body) = status_and_challenge(&app, &sign(&rotated, &claims("read"))).await;
+    let waited = started.elapsed();
+    assert_eq!(status, 401, "{}", body.error_description);
+    assert!(waited < Duration::from_millis(1_500), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "it did wait for the SSO: {waited:?}"
+    );
+    // Known keys are not held up meanwhile.
+    let started = Instant::now();
+    assert_eq!(status_of(&app, &sign(&key, &claims("read"))).await, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // The slow answer arrives in the background: the new key then works.
+    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
+    let started = Instant::now();
+    assert_eq!(status_of(&app, &sign(&rotated, &claims("read"))).await, 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
+
+    // No keys yet and an SSO that accepts but never answers: 503 in ~1 s.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/keys", silent.local_addr().unwrap());
+    let app = app_with(oauth(&url, ""), Limits::default()).await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let response = app
+            .get_as(&sign(&key, &claims("read")), PATH)
+            .send()
+            .await
+            .unwrap();
+        let waited = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert!(waited < Duration::from_millis(1_500), "{waited:?}");
+    }
+    drop(silent);
+    jwks.server.stop(false).await;
 }
 
 #[actix_web::test]

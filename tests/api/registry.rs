@@ -144,6 +144,7 @@ impl Tally {
         tx.commit().await?;
         Ok(Caught {
             rows: rows as u64,
+            set_aside: 0,
             elapsed: started.elapsed(),
         })
     }

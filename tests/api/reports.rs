@@ -735,18 +735,23 @@ async fn reports_need_a_token_and_only_get() {
 
 /// Every rollup counter against `count(DISTINCT …)` over the raw events, and
 /// every counter against the size of its set.
+/// The rollups equal an independent count of the events they serve (those
+/// of the years 0001 to 9999; any other is set aside).
 async fn assert_rollups_exact(db: &tokio_postgres::Client) {
     let mismatches: i64 = db
         .query_one(
-            "WITH daily AS ( \
+            "WITH served AS ( \
+                 SELECT * FROM auth_event WHERE occurred_at >= '0001-01-01 00:00:00+00' \
+                 AND occurred_at < '10000-01-01 00:00:00+00'), \
+             daily AS ( \
                  SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, auth_method_type, \
-                        count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1, 2), \
+                        count(DISTINCT user_id) AS n FROM served GROUP BY 1, 2), \
              monthly AS ( \
                  SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, \
-                        auth_method_type, count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1, 2), \
+                        auth_method_type, count(DISTINCT user_id) AS n FROM served GROUP BY 1, 2), \
              total AS ( \
                  SELECT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, \
-                        count(DISTINCT user_id) AS n FROM auth_event GROUP BY 1) \
+                        count(DISTINCT user_id) AS n FROM served GROUP BY 1) \
              SELECT \
                (SELECT count(*) FROM daily d FULL JOIN usage_daily_count c \
                   ON c.day = d.day AND c.auth_method_type = d.auth_method_type \
@@ -954,6 +959,7 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
         stop.clone(),
         vec![&rollup::ROLLUPS],
         pseudonymiser(),
+        Default::default(),
     ));
     let mut tasks = Vec::new();
     for worker in 0..5u32 {
@@ -993,6 +999,7 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
                         &pool,
                         acctstream::kinds::auth::report::ReportMonth::parse("2021-03").unwrap(),
                         &rollup_keys(),
+                        &Default::default(),
                     )
                     .await
                     .expect("report during inserts");
@@ -1090,6 +1097,7 @@ async fn the_background_job_drains_the_queue_by_itself() {
         stop.clone(),
         vec![&rollup::ROLLUPS],
         pseudonymiser(),
+        Default::default(),
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     while queued(&app.db).await > 0 {
@@ -1413,4 +1421,135 @@ async fn keyed_rollups_keep_every_figure() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(sql.replace('-', ""), expected);
+}
+
+/// Events dated where no report can count them, as SQL can still write
+/// them (ingest refuses them): year 0 and past 9999.
+const UNSERVABLE: &str = "INSERT INTO auth_event (occurred_at, auth_method_type, \
+    auth_method_name, auth_request_origin, user_id) VALUES \
+    ('0001-06-01 00:00:00+00 BC', 'PASSWORD', 'x', 'y', 'ghost'), \
+    ('10000-01-01 00:00:00+00', 'SAML', 'x', 'y', 'ghost2')";
+
+/// Issue 27, item 1: one event the rollups cannot take used to make every
+/// report a 500 for good. Now it is set aside with its reason (no identity
+/// kept), counted in `/metrics` once, and the reports stay exact.
+#[actix_web::test]
+async fn an_event_the_rollups_cannot_take_is_set_aside_and_reports_keep_working() {
+    let app = spawn_app().await;
+    app.insert(&march_events()).await;
+    app.db.batch_execute(UNSERVABLE).await.unwrap();
+    for _ in 0..2 {
+        let json = get_json(&app, &format!("{REPORT}/2021-03")).await;
+        assert_eq!(json["total"], 6, "{json}");
+        let (status, _, _) = get(&app, &format!("{DAILY}/2021-03")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(queued(&app.db).await, 0);
+    assert_rollups_exact(&app.db).await;
+    let aside: Vec<(String, String)> = app
+        .db
+        .query(
+            "SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY BC'), reason \
+             FROM usage_rollup_set_aside ORDER BY occurred_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert_eq!(aside[0].0, "0001 BC");
+    assert!(aside[0].1.contains("0001 to 9999"), "{aside:?}");
+    assert_eq!(aside[1].0, "10000 AD");
+    let columns: Vec<String> = app
+        .db
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = 'usage_rollup_set_aside'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!columns.iter().any(|c| c.contains("user")), "{columns:?}");
+    // Counted once, though two reports caught up after it.
+    let mut response = app
+        .client()
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(body_of(&mut response).await).unwrap();
+    assert!(
+        metrics.contains("acctstream_upkeep_set_aside_total{upkeep=\"usage rollups\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// Issue 27, item 1: a database whose rollups are already stuck on such an
+/// event (every catch-up fails) is repaired by migrating: the first
+/// catch-up after 0011 sets it aside and the reports come back.
+#[actix_web::test]
+async fn migrating_repairs_rollups_stuck_on_an_unservable_event() {
+    let (_, config) = fresh_database_unmigrated().await;
+    let mut client = connect(&config).await;
+    client
+        .batch_execute(
+            "CREATE TABLE acctstream_migration (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for m in db::migrate::MIGRATIONS.iter().filter(|m| m.version <= 10) {
+        client.batch_execute(m.sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO acctstream_migration (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .unwrap();
+    }
+    client.batch_execute(UNSERVABLE).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) VALUES ('2021-03-02T00:00:00Z', 'FIDO2', 'x', 'y', 'u')",
+        )
+        .await
+        .unwrap();
+    // Stuck, as before this fix: the old rollup step fails on the event.
+    let stuck = client
+        .query_one(
+            "SELECT usage_rollup_range(1, 3, $1, $2, $3)",
+            &[
+                &rollup_keys().from,
+                &rollup_keys().ipads,
+                &rollup_keys().opads,
+            ],
+        )
+        .await;
+    assert!(stuck.is_err());
+    let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .unwrap();
+    assert_eq!(applied, vec!["0011_rollup_set_aside.sql"]);
+    let done = rollup::catch_up(&mut client, rollup::Mode::Complete, &rollup_keys())
+        .await
+        .unwrap();
+    assert_eq!(done.set_aside, 2);
+    assert_eq!(queued(&client).await, 0);
+    assert_rollups_exact(&client).await;
+    let march: i64 = client
+        .query_one(
+            "SELECT user_count FROM usage_monthly_total WHERE month = '2021-03-01'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(march, 1);
 }

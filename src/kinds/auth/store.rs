@@ -14,7 +14,7 @@ use crate::core::pseudonym::RollupKeys;
 
 use super::report::{AccountingReport, DailyUsers, DailyUsersReport, MethodUsers, ReportMonth};
 use super::rollup;
-use crate::db::DbError;
+use crate::{db::DbError, metrics::Metrics};
 
 /// The per-method rows and the total in one statement, so both come from
 /// the same snapshot. The total's row has a NULL method type.
@@ -27,14 +27,27 @@ const DAILY_USERS_SQL: &str = "\
     SELECT day, auth_method_type, user_count FROM usage_daily_count \
     WHERE day >= $1 AND day < $2";
 
+/// Brings the rollups up to date (waiting), counting what they set aside.
+async fn caught_up(
+    client: &mut tokio_postgres::Client,
+    keys: &RollupKeys,
+    metrics: &Metrics,
+) -> Result<(), DbError> {
+    use crate::db::upkeep::Upkeep as _;
+    let done = rollup::catch_up(client, rollup::Mode::Complete, keys).await?;
+    metrics.upkeep_set_aside(rollup::ROLLUPS.name(), done.set_aside);
+    Ok(())
+}
+
 /// Monthly unique users per method type and across methods.
 pub async fn accounting_report(
     pool: &Pool,
     month: ReportMonth,
     keys: &RollupKeys,
+    metrics: &Metrics,
 ) -> Result<AccountingReport, DbError> {
     let mut client = pool.get().await?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete, keys).await?;
+    caught_up(&mut client, keys, metrics).await?;
     let statement = client.prepare_cached(ACCOUNTING_SQL).await?;
     let rows = client.query(&statement, &[&month.first_day()]).await?;
     let mut methods = Vec::with_capacity(rows.len());
@@ -58,9 +71,10 @@ pub async fn daily_users(
     pool: &Pool,
     month: ReportMonth,
     keys: &RollupKeys,
+    metrics: &Metrics,
 ) -> Result<DailyUsersReport, DbError> {
     let mut client = pool.get().await?;
-    rollup::catch_up(&mut client, rollup::Mode::Complete, keys).await?;
+    caught_up(&mut client, keys, metrics).await?;
     let statement = client.prepare_cached(DAILY_USERS_SQL).await?;
     let rows = client
         .query(&statement, &[&month.first_day(), &month.end_day()])

@@ -408,6 +408,14 @@ pub fn parse_request(
         },
     };
 
+    // Windows serve the years 0001 to 9999 (UTC), whatever the delay said.
+    if !(1..=9999).contains(&chrono::Datelike::year(&event)) {
+        return Err(reject(
+            "Event-Timestamp",
+            "is outside the years 0001 to 9999 (UTC), which windows serve",
+        ));
+    }
+
     if matches!(status, StatusType::AccountingOn | StatusType::AccountingOff) {
         let nas =
             nas.ok_or_else(|| reject("NAS-IP-Address", "is required for Accounting-On/Off"))?;

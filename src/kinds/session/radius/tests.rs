@@ -106,6 +106,17 @@ fn times_come_from_event_timestamp_or_the_arrival_less_the_delay() {
     assert_eq!(row.start, received());
     let err = parse_value(&with(json!({"Event-Timestamp": "soon"})), received()).unwrap_err();
     assert_eq!(err.attribute, "Event-Timestamp");
+    // Issue 27, item 1: a time outside the years 0001 to 9999 is refused.
+    let err = parse_value(
+        &with(json!({"Event-Timestamp": "Jan  1 0000 00:00:00 UTC"})),
+        received(),
+    )
+    .unwrap_err();
+    assert_eq!(err.attribute, "Event-Timestamp");
+    assert!(
+        err.to_string().contains("outside the years 0001 to 9999"),
+        "{err}"
+    );
 }
 
 #[test]
