@@ -140,7 +140,7 @@ impl Application {
         if let Some(jobs_pool) = &jobs_pool {
             if settings.audit {
                 let (sink, entries) = db::audit::AuditSink::channel(db::audit::CHANNEL_CAPACITY);
-                options.audit = Some(sink);
+                options.audit = Some(sink.counting_in(options.metrics.clone()));
                 audit_writer = Some(tokio::spawn(db::audit::run_writer(
                     jobs_pool.clone(),
                     entries,

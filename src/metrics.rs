@@ -20,6 +20,8 @@
 //! | `acctstream_db_pool_max_size` | | the pool's limit |
 //! | `acctstream_ingest_events_total` | `outcome` | ingested events: `accepted` or `rejected` |
 //! | `acctstream_ingest_requests_total` | `path` | ingest requests stored, by write path: `copy` (straight COPY) or `merge` (replayed through the deduplicating insert) |
+//! | `acctstream_audit_entries_dropped_total` | | audit entries dropped because the buffer was full (the database down for longer than it holds) |
+//! | `acctstream_audit_entries_buffered` | | audit entries waiting for the writer (sampled at scrape) |
 //! | `acctstream_upkeep_set_aside_total` | `upkeep` | rows a kind's upkeep could not take and set aside (`usage rollups`: events dated outside the years 0001 to 9999 or before the first key; see `usage_rollup_set_aside`) |
 
 use std::{
@@ -126,6 +128,8 @@ pub struct Metrics {
     ingest_paths: Family<PathLabels, Counter>,
     radius: Family<OutcomeLabels, Counter>,
     set_aside: Family<UpkeepLabels, Counter>,
+    audit_dropped: Counter,
+    audit_buffered: Gauge,
 }
 
 /// Labels of the set-aside counter.
@@ -164,6 +168,8 @@ impl Metrics {
             ingest_paths: Family::default(),
             radius: Family::default(),
             set_aside: Family::default(),
+            audit_dropped: Counter::default(),
+            audit_buffered: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -233,10 +239,31 @@ impl Metrics {
              events dated outside the years 0001 to 9999 or before the first key)",
             metrics.set_aside.clone(),
         );
+        registry.register(
+            "audit_entries_dropped",
+            "Audit entries dropped because the buffer was full",
+            metrics.audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_entries_buffered",
+            "Audit entries waiting for the writer (sampled at scrape)",
+            metrics.audit_buffered.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts audit entries dropped.
+    pub fn audit_dropped(&self, entries: u64) {
+        self.audit_dropped.inc_by(entries);
+    }
+
+    /// Records the audit entries waiting; called just before encoding.
+    pub fn sample_audit(&self, buffered: usize) {
+        self.audit_buffered
+            .set(i64::try_from(buffered).unwrap_or(i64::MAX));
     }
 
     /// Counts rows the upkeep `upkeep` set aside.

@@ -255,6 +255,7 @@ async fn serve_with(
                 .map_err(|e| config::ConfigError::BadCompressionLevel(e.to_string()))?,
             oauth: oauth.map(std::sync::Arc::new),
             limits: std::sync::Arc::new(args.limits()?),
+            audit_required: args.audit_required,
             ..http::AppOptions::default()
         },
         audit: true,

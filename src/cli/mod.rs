@@ -159,6 +159,18 @@ struct ServeArgs {
     /// beyond it, 429.
     #[arg(long, env = "ACCTSTREAM_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..))]
     streams_per_client: Option<u32>,
+    /// `true`: an API request whose audit entry cannot be buffered (the
+    /// database down past what the buffer holds) is refused with 503
+    /// rather than served unaudited. `false`: it is served, and the entry
+    /// is dropped and counted.
+    #[arg(
+        long,
+        env = "ACCTSTREAM_AUDIT_REQUIRED",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    audit_required: bool,
 }
 
 /// OAuth2 access tokens (JWTs) beside the static tokens.

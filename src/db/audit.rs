@@ -4,6 +4,16 @@
 //! of a first entry, up to 1,000) with a single `INSERT … SELECT FROM
 //! unnest(…)`. When every sink is dropped (the server has stopped), the
 //! writer stores what is left and ends.
+//!
+//! A database outage loses nothing while the buffer holds: the writer keeps
+//! the batch in hand and tries it again (0.2 s, doubling, at most every
+//! 5 s) until the database takes it, and the entries that arrive meanwhile
+//! wait in the channel, in order ([`CHANNEL_CAPACITY`] entries: a minute
+//! of 1,000 audited requests a second). Beyond that bound new entries are
+//! dropped, counted (`acctstream_audit_entries_dropped_total`) and logged;
+//! with `ACCTSTREAM_AUDIT_REQUIRED=true` a request first reserves its
+//! entry's place ([`AuditSink::reserve`]) and is refused (503) when there
+//! is none, so nothing is served unaudited.
 
 use std::{
     sync::{
@@ -17,7 +27,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 
-use crate::core::audit::AuditEntry;
+use crate::{core::audit::AuditEntry, metrics::Metrics};
 
 /// Entries a sink holds before new ones are dropped (and counted).
 pub const CHANNEL_CAPACITY: usize = 65_536;
@@ -26,15 +36,20 @@ const BATCH: usize = 1_000;
 /// How long the writer gathers entries after the first of a batch: one
 /// `INSERT` per request would cost the database more than the request.
 const GATHER: Duration = Duration::from_millis(200);
-/// Attempts to store one batch before it is given up (logged).
-const ATTEMPTS: u32 = 5;
+/// The first pause before a failed batch is tried again, and the longest.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Where requests leave their audit entries.
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditEntry>,
     dropped: Arc<AtomicU64>,
+    metrics: Option<Arc<Metrics>>,
 }
+
+/// A place in the buffer, reserved before a request is served.
+pub type Reserved = mpsc::OwnedPermit<AuditEntry>;
 
 impl AuditSink {
     /// A sink and the receiver its writer reads.
@@ -44,15 +59,43 @@ impl AuditSink {
             AuditSink {
                 tx,
                 dropped: Arc::default(),
+                metrics: None,
             },
             rx,
         )
     }
 
-    /// Hands `entry` to the writer without waiting; when the writer is this
-    /// far behind, the entry is dropped, counted and logged.
-    pub fn record(&self, entry: AuditEntry) {
+    /// The same sink, counting what it drops in `metrics`.
+    pub fn counting_in(self, metrics: Arc<Metrics>) -> AuditSink {
+        AuditSink {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// Reserves the place of one entry, without waiting: `None` when the
+    /// buffer is full.
+    pub fn reserve(&self) -> Option<Reserved> {
+        self.tx.clone().try_reserve_owned().ok()
+    }
+
+    /// Entries waiting for the writer.
+    pub fn buffered(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Hands `entry` to the writer without waiting, in its reserved place
+    /// when it has one; when the buffer is full, the entry is dropped,
+    /// counted and logged.
+    pub fn record(&self, entry: AuditEntry, reserved: Option<Reserved>) {
+        if let Some(place) = reserved {
+            place.send(entry);
+            return;
+        }
         if self.tx.try_send(entry).is_err() {
+            if let Some(metrics) = &self.metrics {
+                metrics.audit_dropped(1);
+            }
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::error!(dropped, "audit entries dropped: the audit writer cannot keep up with requests or the database is down");
@@ -79,22 +122,37 @@ pub async fn run_writer(pool: Pool, mut rx: mpsc::Receiver<AuditEntry>) {
                 }
             }
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match insert(&pool, &batch).await {
-                Ok(()) => break,
-                Err(error) if attempt < ATTEMPTS => {
-                    tracing::warn!(%error, attempt, entries = batch.len(), "storing audit entries failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        store(&pool, &batch).await;
+        batch.clear();
+    }
+}
+
+/// Stores `batch`, trying again (with growing pauses) until the database
+/// takes it: entries are never given up while the writer runs.
+async fn store(pool: &Pool, batch: &[AuditEntry]) {
+    let mut attempt = 0u32;
+    let mut pause = FIRST_RETRY;
+    loop {
+        attempt += 1;
+        match insert(pool, batch).await {
+            Ok(()) if attempt > 1 => {
+                tracing::info!(
+                    attempt,
+                    entries = batch.len(),
+                    "audit entries stored after the database came back"
+                );
+                return;
+            }
+            Ok(()) => return,
+            Err(error) => {
+                // Logged at the first failure and then about every minute.
+                if attempt == 1 || attempt.is_multiple_of(12) {
+                    tracing::warn!(%error, attempt, entries = batch.len(), "storing audit entries failed; they wait in memory and are tried again");
                 }
-                Err(error) => {
-                    tracing::error!(%error, entries = batch.len(), "audit entries lost: the database refused them {ATTEMPTS} times");
-                    break;
-                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LAST_RETRY);
             }
         }
-        batch.clear();
     }
 }
 

@@ -3,16 +3,20 @@
 //! and their parameters with identity values pseudonymised (the identity
 //! parameters are those of the kind the route serves).
 
-use actix_web::{dev::ServiceResponse, http::header, web};
+use actix_web::{
+    dev::{ServiceRequest, ServiceResponse},
+    http::header,
+    web,
+};
 use chrono::{DateTime, Utc};
 
-use super::AppState;
+use super::{error::ApiError, AppState};
 use crate::{
     core::{
         audit::{AuditEntry, Kept},
         kind::FilterType,
     },
-    db::audit::AuditSink,
+    db::audit::{AuditSink, Reserved},
     registry::Registry,
 };
 
@@ -20,6 +24,7 @@ use crate::{
 pub struct Pending {
     sink: AuditSink,
     entry: AuditEntry,
+    reserved: Option<Reserved>,
 }
 
 impl Pending {
@@ -29,7 +34,7 @@ impl Pending {
         self.entry.bytes = bytes;
         self.entry.completed = completed;
         self.entry.duration_ms = duration_ms;
-        self.sink.record(self.entry);
+        self.sink.record(self.entry, self.reserved);
     }
 }
 
@@ -91,12 +96,29 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The audit entry of `response`, when its request is audited.
+/// Before an `/api/` request is served with `ACCTSTREAM_AUDIT_REQUIRED`:
+/// its entry's place in the audit buffer (`Ok(None)`: not required, or not
+/// audited), or the refusal when the buffer is full.
+pub fn reserve(req: &ServiceRequest) -> Result<Option<Reserved>, ApiError> {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Ok(None);
+    };
+    match &state.options.audit {
+        Some(sink) if state.options.audit_required && req.path().starts_with("/api/") => {
+            sink.reserve().map(Some).ok_or(ApiError::AuditUnavailable)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The audit entry of `response`, when its request is audited, in the
+/// place `reserved` for it if any.
 pub fn pending<B>(
     response: &ServiceResponse<B>,
     route: &str,
     request_id: &str,
     at: DateTime<Utc>,
+    reserved: Option<Reserved>,
 ) -> Option<Pending> {
     if !route.starts_with("/api/") {
         return None;
@@ -120,6 +142,7 @@ pub fn pending<B>(
         .and_then(crate::core::audit::representation);
     Some(Pending {
         sink,
+        reserved,
         entry: AuditEntry {
             at,
             client: principal.client,

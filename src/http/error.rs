@@ -89,6 +89,10 @@ pub enum ApiError {
     /// The database cannot be reached or has no free connection.
     #[error("The database is temporarily unavailable; try again shortly.")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `ACCTSTREAM_AUDIT_REQUIRED` is on and the audit trail's buffer is
+    /// full: the request is refused rather than served unaudited.
+    #[error("The access audit trail cannot record this request right now; try again shortly.")]
+    AuditUnavailable,
     /// A bug or an unexpected database failure. Logged, never shown.
     #[error("An internal error occurred.")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -112,7 +116,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::Unavailable(_) => "temporarily_unavailable",
+            ApiError::Unavailable(_) | ApiError::AuditUnavailable => "temporarily_unavailable",
             ApiError::Internal(_) => "server_error",
         }
     }
@@ -147,7 +151,9 @@ impl ResponseError for ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,7 +220,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::AuditUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
             _ => {}

@@ -136,6 +136,9 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         available: status.available,
         waiting: status.waiting,
     });
+    if let Some(audit) = &state.options.audit {
+        metrics.sample_audit(audit.buffered());
+    }
     let body = metrics
         .encode()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;

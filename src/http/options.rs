@@ -38,6 +38,9 @@ pub struct AppOptions {
     pub limits: std::sync::Arc<crate::core::limits::Limits>,
     /// Where audited requests leave their entries (`None`: not audited).
     pub audit: Option<crate::db::audit::AuditSink>,
+    /// `ACCTSTREAM_AUDIT_REQUIRED`: an API request whose entry the audit
+    /// buffer cannot take is refused (503) instead of served unaudited.
+    pub audit_required: bool,
 }
 
 /// The default time in-flight responses get to finish after a stop signal.

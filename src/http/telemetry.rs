@@ -97,14 +97,19 @@ pub async fn middleware(
     let method = req.method().as_str().to_owned();
     let span = tracing::info_span!("request", request_id = %id);
 
-    // Handler errors arrive as responses; an `Err` here comes from a
-    // middleware and is turned into a response by actix-web itself.
-    let mut response = match next.call(req).instrument(span.clone()).await {
-        Ok(response) => response.map_into_boxed_body(),
-        Err(error) => {
-            tracing::warn!(%error, request_id = %id, "request failed in a middleware");
-            return Err(error);
-        }
+    // With the audit trail required, a request that could not be audited
+    // is not served.
+    let (mut response, reserved) = match super::audit::reserve(&req) {
+        Err(refused) => (req.error_response(refused).map_into_boxed_body(), None),
+        // Handler errors arrive as responses; an `Err` here comes from a
+        // middleware and is turned into a response by actix-web itself.
+        Ok(reserved) => match next.call(req).instrument(span.clone()).await {
+            Ok(response) => (response.map_into_boxed_body(), reserved),
+            Err(error) => {
+                tracing::warn!(%error, request_id = %id, "request failed in a middleware");
+                return Err(error);
+            }
+        },
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
@@ -114,7 +119,7 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED.to_owned());
     let status = response.status().as_u16();
-    let audit = super::audit::pending(&response, &route, &id, arrived);
+    let audit = super::audit::pending(&response, &route, &id, arrived, reserved);
     let log = RequestLog {
         audit,
         metrics,

@@ -512,3 +512,122 @@ async fn connections_never_exceed_the_pool_size() {
         "{most} connections, ACCTSTREAM_POOL_SIZE is {POOL_SIZE}"
     );
 }
+
+/// Issue 27, item 2: audit entries survive a database restart. Entries of
+/// requests answered just before the restart and during the outage wait in
+/// memory while the writer tries again, and are all stored, in order, once
+/// the database is back (the outage here outlasts the old five attempts).
+#[actix_web::test]
+async fn audit_entries_survive_a_database_restart() {
+    let (dir, pg, config) = own_cluster().await;
+    let (sink, entries) = db::audit::AuditSink::channel(1024);
+    let mut options = AppOptions::default();
+    options.http.audit = Some(sink);
+    let app = spawn_app_on("postgres".into(), config.clone(), options).await;
+    actix_web::rt::spawn(db::audit::run_writer(app.pool.clone(), entries));
+    for _ in 0..5 {
+        let response = app
+            .get("/api/v1/statistics/events/day/2021-04-10")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Down at once: the writer is still gathering the first batch.
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..10 {
+        let response = app
+            .get("/api/v1/statistics/events/day/2021-04-11")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let pg = tokio::task::spawn_blocking(move || start_cluster(dir))
+        .await
+        .unwrap();
+    let db = connect(&config).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = db
+            .query(
+                "SELECT route, status, parameters FROM access_audit ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap();
+        if rows.len() >= 15 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seen: Vec<(i32, String)> = rows.iter().map(|r| (r.get(1), r.get(2))).collect();
+    assert_eq!(seen.len(), 15, "{seen:?}");
+    // In the order they were answered.
+    assert!(seen[..5]
+        .iter()
+        .all(|(s, p)| *s == 200 && p.contains("2021-04-10")));
+    assert!(seen[5..]
+        .iter()
+        .all(|(s, p)| *s == 503 && p.contains("2021-04-11")));
+    drop(app);
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Issue 27, item 2: with `ACCTSTREAM_AUDIT_REQUIRED`, a request whose entry
+/// the buffer cannot take is refused (503) instead of served unaudited;
+/// without it, it is served and the dropped entry is counted.
+#[actix_web::test]
+async fn a_full_audit_buffer_refuses_reads_only_when_the_trail_is_required() {
+    const PATH: &str = "/api/v1/statistics/events/day/2021-04-10";
+    for required in [true, false] {
+        // A buffer of one entry, and no writer: it is full after a request.
+        let (sink, _entries) = db::audit::AuditSink::channel(1);
+        let mut options = AppOptions::default();
+        options.http.audit = Some(sink.counting_in(options.http.metrics.clone()));
+        options.http.audit_required = required;
+        let app = spawn_app_with(options).await;
+        let response = app.get(PATH).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut response = app.get(PATH).send().await.unwrap();
+        let (_, metrics) = get_plain(&app, "/metrics").await;
+        let metrics = String::from_utf8(metrics).unwrap();
+        assert!(
+            metrics.contains("acctstream_audit_entries_buffered 1"),
+            "{metrics}"
+        );
+        if required {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable");
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("audit trail"),
+                "{body}"
+            );
+            assert!(
+                metrics.contains("acctstream_audit_entries_dropped_total 0"),
+                "{metrics}"
+            );
+        } else {
+            assert_eq!(response.status(), 200);
+            body_of(&mut response).await;
+            let (_, metrics) = get_plain(&app, "/metrics").await;
+            let metrics = String::from_utf8(metrics).unwrap();
+            assert!(
+                metrics.contains("acctstream_audit_entries_dropped_total 1"),
+                "{metrics}"
+            );
+        }
+    }
+}
