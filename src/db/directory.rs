@@ -12,10 +12,18 @@
 //! pseudonym of any month finds it; after a key is replaced (not added),
 //! values written before are found only once they are written again.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, AtomicU8, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
+use tokio_util::sync::CancellationToken;
 
 use crate::core::{
     identity::{pseudonym_of, IdentityType},
@@ -47,6 +55,156 @@ pub async fn resolve(
         )
         .await?;
     row.map(|r| r.try_get(0)).transpose()
+}
+
+/// The longest a lookup by pseudonym waits for the directory to catch up;
+/// past it the lookup goes on and says it may be incomplete.
+pub const LOOKUP_WAIT: Duration = Duration::from_secs(1);
+/// Time between two rounds of the background catch-up.
+pub const JOB_INTERVAL: Duration = Duration::from_secs(1);
+/// The background catch-up logs its progress every this many rows.
+const LOG_EVERY_ROWS: u64 = 500_000;
+
+/// Where the background catch-up of rows written by others stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpState {
+    /// No background catch-up runs (lookups catch up themselves).
+    Idle,
+    /// Its first pass since start-up is running: rows written before the
+    /// service started may not be found by pseudonym yet.
+    CatchingUp,
+    /// Its first pass is done; it follows new rows.
+    CaughtUp,
+}
+
+/// The background catch-up's state and the rows it recorded, shared with
+/// the requests and `/readyz`.
+#[derive(Debug, Default)]
+pub struct Progress {
+    state: AtomicU8,
+    rows: AtomicU64,
+}
+
+impl Progress {
+    /// Where it stands.
+    pub fn state(&self) -> CatchUpState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => CatchUpState::CatchingUp,
+            2 => CatchUpState::CaughtUp,
+            _ => CatchUpState::Idle,
+        }
+    }
+
+    /// Rows read since start-up.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Sets the state.
+    pub fn set(&self, state: CatchUpState) {
+        let value = match state {
+            CatchUpState::Idle => 0,
+            CatchUpState::CatchingUp => 1,
+            CatchUpState::CaughtUp => 2,
+        };
+        self.state.store(value, Ordering::Relaxed);
+    }
+}
+
+/// Before a lookup by pseudonym in `kind`: whether the directory holds the
+/// identities of every row written so far. A kind only acctstream writes
+/// always does. While the background catch-up's first pass runs, the
+/// answer is no at once; otherwise the rows written since its last round
+/// are caught up here, for at most `wait` (then: no, and the rest is left
+/// to the job or the next lookup).
+pub async fn ready_for_lookup(
+    pool: &deadpool_postgres::Pool,
+    pseudonymiser: &Pseudonymiser,
+    kind: &Kind,
+    progress: &Progress,
+    wait: Duration,
+) -> Result<bool, crate::db::DbError> {
+    if !kind.foreign_writes {
+        return Ok(true);
+    }
+    if progress.state() == CatchUpState::CatchingUp {
+        return Ok(false);
+    }
+    match tokio::time::timeout(wait, catch_up(pool, pseudonymiser, kind)).await {
+        Ok(done) => done.map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// The background catch-up: every kind of `kinds` others write is caught
+/// up from start-up (the first pass over a large FreeRADIUS table takes
+/// minutes; its progress is logged and shown by `/readyz`), then followed
+/// every [`JOB_INTERVAL`], until `cancel`.
+pub async fn run_job(
+    pool: deadpool_postgres::Pool,
+    kinds: Vec<&'static Kind>,
+    pseudonymiser: Pseudonymiser,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) {
+    let kinds: Vec<&Kind> = kinds.into_iter().filter(|k| k.foreign_writes).collect();
+    if kinds.is_empty() {
+        return;
+    }
+    progress.set(CatchUpState::CatchingUp);
+    let round = |first: bool| {
+        let (pool, pseudonymiser, progress, kinds) = (&pool, &pseudonymiser, &progress, &kinds);
+        async move {
+            let mut client = pool.get().await?;
+            for kind in kinds {
+                let mut logged = progress.rows() / LOG_EVERY_ROWS;
+                let mut on_batch = |rows: u64| {
+                    let total = progress.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+                    if first && total / LOG_EVERY_ROWS > logged {
+                        logged = total / LOG_EVERY_ROWS;
+                        tracing::info!(
+                            table = kind.table,
+                            rows = total,
+                            "identity directory catch-up: {total} rows read"
+                        );
+                    }
+                };
+                catch_up_in_batches(
+                    &mut client,
+                    pseudonymiser,
+                    kind,
+                    CATCH_UP_BATCH,
+                    &mut on_batch,
+                )
+                .await?;
+            }
+            Ok::<(), crate::db::DbError>(())
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut first = true;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            outcome = round(first) => match outcome {
+                Ok(()) if first => {
+                    first = false;
+                    progress.set(CatchUpState::CaughtUp);
+                    tracing::info!(
+                        rows = progress.rows(),
+                        elapsed_s = started.elapsed().as_secs(),
+                        "identity directory caught up with rows written by others"
+                    );
+                }
+                Ok(()) => {}
+                Err(error) => tracing::warn!(%error, "identity directory catch-up failed; retrying"),
+            },
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(JOB_INTERVAL) => {}
+        }
+    }
 }
 
 /// Lets the directory catch up with rows of `kind` written by others than
@@ -131,15 +289,17 @@ pub async fn catch_up_kind(
     pseudonymiser: &Pseudonymiser,
     kind: &Kind,
 ) -> Result<u64, crate::db::DbError> {
-    catch_up_in_batches(client, pseudonymiser, kind, CATCH_UP_BATCH).await
+    catch_up_in_batches(client, pseudonymiser, kind, CATCH_UP_BATCH, &mut |_| {}).await
 }
 
-/// [`catch_up_kind`], `batch` rows per transaction.
+/// [`catch_up_kind`], `batch` rows per transaction, telling `on_batch` the
+/// rows of each.
 pub async fn catch_up_in_batches(
     client: &mut deadpool_postgres::Object,
     pseudonymiser: &Pseudonymiser,
     kind: &Kind,
     batch: i64,
+    on_batch: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, crate::db::DbError> {
     let (id, table) = (kind.id_column, kind.table);
     client
@@ -192,6 +352,7 @@ pub async fn catch_up_in_batches(
         }
         tx.commit().await?;
         total += rows.len() as u64;
+        on_batch(rows.len() as u64);
         match rows.last() {
             Some(oldest) if !done => upper = oldest.try_get::<_, i64>(0)? - 1,
             _ => return Ok(total),

@@ -181,11 +181,33 @@ async fn window(
         guard: state.options.csv_formula_guard,
     };
     if selection.has_pseudonyms() {
-        crate::db::directory::catch_up(&state.pool, &state.pseudonymiser, kind).await?;
+        lookup_ready(&req, &state, kind).await?;
     }
     let listing = Listing::window(&window, selection);
     let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
     Ok(streamed(&req, &state, response, stream))
+}
+
+/// Before a lookup by pseudonym in `kind`: lets the identity directory
+/// catch up with rows others wrote (at most a second); when it may still
+/// miss some, the response says so (`X-Lookup-Incomplete`).
+pub async fn lookup_ready(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: &Kind,
+) -> Result<(), ApiError> {
+    let complete = crate::db::directory::ready_for_lookup(
+        &state.pool,
+        &state.pseudonymiser,
+        kind,
+        &state.options.directory_progress,
+        crate::db::directory::LOOKUP_WAIT,
+    )
+    .await?;
+    if !complete {
+        super::telemetry::mark_lookup_incomplete(req);
+    }
+    Ok(())
 }
 
 /// The window a `…/{period}[/{datetime}][?sort=…]` request names (the

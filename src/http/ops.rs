@@ -58,16 +58,46 @@ struct PoolUse {
     waiting: usize,
 }
 
-/// `{"status":"ok","pool":{…}}`.
-fn ready(pool: PoolUse) -> HttpResponse {
+/// The background catch-up of the identity directory, in the `/readyz`
+/// body: `idle` (none runs), `catchingUp` (its first pass since start-up:
+/// lookups by pseudonym of rows others wrote may be incomplete, and say
+/// so) or `caughtUp`, and the rows it has read.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectoryUse {
+    state: &'static str,
+    rows_read: u64,
+}
+
+impl DirectoryUse {
+    fn of(progress: &db::directory::Progress) -> DirectoryUse {
+        use db::directory::CatchUpState;
+        DirectoryUse {
+            state: match progress.state() {
+                CatchUpState::Idle => "idle",
+                CatchUpState::CatchingUp => "catchingUp",
+                CatchUpState::CaughtUp => "caughtUp",
+            },
+            rows_read: progress.rows(),
+        }
+    }
+}
+
+/// `{"status":"ok","pool":{…},"directory":{…}}`.
+fn ready(pool: PoolUse, directory: DirectoryUse) -> HttpResponse {
     #[derive(serde::Serialize)]
     struct Ready {
         status: &'static str,
         pool: PoolUse,
+        directory: DirectoryUse,
     }
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .json(Ready { status: "ok", pool })
+        .json(Ready {
+            status: "ok",
+            pool,
+            directory,
+        })
 }
 
 /// The process is alive and serving; the database is not consulted.
@@ -103,8 +133,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         max_size: status.max_size,
         waiting: status.waiting,
     };
+    let directory = DirectoryUse::of(&state.options.directory_progress);
     if status.available == 0 && status.size >= status.max_size {
-        return Ok(ready(pool));
+        return Ok(ready(pool, directory));
     }
     let check = async {
         let client = state.pool.get().await?;
@@ -114,7 +145,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         }
     };
     match tokio::time::timeout(READY_TIMEOUT, check).await {
-        Ok(Ok(())) => Ok(ready(pool)),
+        Ok(Ok(())) => Ok(ready(pool, directory)),
         Ok(Err(e)) => Err(ApiError::Unavailable(Box::new(e))),
         Err(_) => Err(ApiError::Unavailable(Box::new(NotReady::Timeout))),
     }

@@ -19,6 +19,9 @@ pub struct AppOptions {
     /// What this process knows to be in the identity directory (RADIUS
     /// ingest skips writing it again).
     pub directory: std::sync::Arc<crate::db::directory::Recorded>,
+    /// Where the background catch-up of rows others write stands (lookups
+    /// by pseudonym and `/readyz` read it).
+    pub directory_progress: std::sync::Arc<crate::db::directory::Progress>,
     /// The metrics every worker records into and `/metrics` shows.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `/metrics` protection and the shutdown grace period.

@@ -45,6 +45,20 @@ struct RequestContext {
     rows: RowsHandle,
 }
 
+/// The header of a response whose lookup by pseudonym may miss records the
+/// identity directory has not caught up with yet.
+pub static X_LOOKUP_INCOMPLETE: HeaderName = HeaderName::from_static("x-lookup-incomplete");
+
+/// Left in a request's extensions by a handler whose lookup may be
+/// incomplete; the middleware turns it into [`X_LOOKUP_INCOMPLETE`].
+#[derive(Clone, Copy, Debug)]
+struct LookupIncomplete;
+
+/// Marks `req`'s response as a lookup that may be incomplete.
+pub fn mark_lookup_incomplete(req: &HttpRequest) {
+    req.extensions_mut().insert(LookupIncomplete);
+}
+
 /// The client's request id when it is 1 to 128 visible ASCII characters,
 /// else a fresh random one.
 pub fn request_id(client: Option<&HeaderValue>) -> String {
@@ -113,6 +127,17 @@ pub async fn middleware(
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    let incomplete = response
+        .request()
+        .extensions()
+        .get::<LookupIncomplete>()
+        .is_some();
+    if incomplete {
+        response.headers_mut().insert(
+            X_LOOKUP_INCOMPLETE.clone(),
+            HeaderValue::from_static("identity directory catching up"),
+        );
     }
     let route = response
         .request()

@@ -350,9 +350,10 @@ async fn the_directory_catches_up_newest_first() {
     session(&app, "s5", "erin", "0a:0b:0c:0d:0e:13", 1, Some(1)).await;
     let mut client = app.pool.get().await.unwrap();
     let kind = &kinds::session::KIND;
-    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
-        .await
-        .unwrap();
+    let read =
+        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2, &mut |_| {})
+            .await
+            .unwrap();
     assert_eq!(read, 5);
     let seen = |raw: &'static str| {
         let db = &app.db;
@@ -394,9 +395,10 @@ async fn the_directory_catches_up_newest_first() {
     assert_eq!(position, newest);
     // Only what came after is read next time; an open session is seen now.
     session(&app, "s6", "carol", "0a:0b:0c:0d:0e:10", 0, None).await;
-    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
-        .await
-        .unwrap();
+    let read =
+        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2, &mut |_| {})
+            .await
+            .unwrap();
     assert_eq!(read, 1);
     assert_eq!(seen("carol").await, day(0));
     assert_eq!(
@@ -409,12 +411,13 @@ async fn the_directory_catches_up_newest_first() {
     // (it once stayed, so every lookup caught up again from the start).
     session(&app, "s7", "frank", "0a:0b:0c:0d:0e:14", 0, None).await;
     session(&app, "s8", "gina", "0a:0b:0c:0d:0e:15", 0, None).await;
-    let read = db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
-        .await
-        .unwrap();
+    let read =
+        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2, &mut |_| {})
+            .await
+            .unwrap();
     assert_eq!(read, 2);
     assert_eq!(
-        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2)
+        db::directory::catch_up_in_batches(&mut client, &app.pseudonymiser, kind, 2, &mut |_| {})
             .await
             .unwrap(),
         0,

@@ -1143,3 +1143,120 @@ async fn a_session_touching_a_window_bound_is_in_one_window_only() {
     );
     assert_eq!(ascending, descending);
 }
+
+/// Sessions FreeRADIUS wrote by SQL, one per user `u0`…`u{n-1}`.
+const FOREIGN_ROWS: &str = "INSERT INTO radacct (acctsessionid, acctuniqueid, username, \
+    nasipaddress, acctstarttime, acctstoptime) \
+    SELECT 'S' || i, 'u' || i, 'u' || (i % 50), '10.0.0.1', \
+           timestamptz '2026-11-20T01:00:00Z' + i * interval '1 second', \
+           timestamptz '2026-11-20T02:00:00Z' + i * interval '1 second' \
+    FROM generate_series(1, 500) AS i";
+
+/// Issue 27, item 6: while the identity directory's first catch-up after
+/// start-up runs, a lookup by pseudonym answers at once with what it has
+/// and says it may be incomplete, and `/readyz` says where it stands; no
+/// request runs the catch-up itself then.
+#[actix_web::test]
+async fn a_lookup_during_the_first_catch_up_says_it_may_be_incomplete() {
+    let progress = std::sync::Arc::new(acctstream::db::directory::Progress::default());
+    let mut options = AppOptions::default();
+    options.http.directory_progress = progress.clone();
+    let app = crate::helpers::spawn_app_with(options).await;
+    app.db.batch_execute(FOREIGN_ROWS).await.unwrap();
+    progress.set(acctstream::db::directory::CatchUpState::CatchingUp);
+    let pseudonym = acctstream::core::identity::pseudonym_of(
+        &app.pseudonymiser,
+        acctstream::core::identity::IdentityType::RadiusUser,
+        "u7",
+    );
+    let path = format!("/api/v1/statistics/sessions/day/2026-11-20?user={pseudonym}");
+    let started = std::time::Instant::now();
+    let mut response = app.get(&path).send().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("x-lookup-incomplete").unwrap(),
+        "identity directory catching up"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 0, "{body}");
+    let readyz: Value = app
+        .client()
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(readyz["directory"]["state"], "catchingUp", "{readyz}");
+
+    // Caught up: the lookup catches up the rest itself and is complete.
+    progress.set(acctstream::db::directory::CatchUpState::CaughtUp);
+    let mut response = app.get(&path).send().await.unwrap();
+    assert!(response.headers().get("x-lookup-incomplete").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 10, "{body}");
+}
+
+/// Issue 27, item 6: `serve` catches the directory up in the background
+/// from start-up and follows new rows, so lookups find what FreeRADIUS
+/// wrote without running the catch-up themselves.
+#[actix_web::test]
+async fn the_directory_follows_rows_others_write_in_the_background() {
+    let app = crate::helpers::spawn_app_with(AppOptions {
+        jobs: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.db.batch_execute(FOREIGN_ROWS).await.unwrap();
+    let pseudonym = acctstream::core::identity::pseudonym_of(
+        &app.pseudonymiser,
+        acctstream::core::identity::IdentityType::RadiusUser,
+        "u7",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = app
+            .db
+            .query_opt(
+                "SELECT 1 FROM identity_directory WHERE pseudonym = $1",
+                &[&pseudonym.as_str()],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        if found {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not caught up in the background"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let readyz: Value = app
+        .client()
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(readyz["directory"]["state"], "caughtUp", "{readyz}");
+    assert!(
+        readyz["directory"]["rowsRead"].as_u64().unwrap() >= 500,
+        "{readyz}"
+    );
+    let mut response = app
+        .get(&format!(
+            "/api/v1/statistics/sessions/day/2026-11-20?user={pseudonym}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("x-lookup-incomplete").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 10, "{body}");
+}

@@ -434,9 +434,13 @@ fn filters(query: &ListingQuery, scope: Scope, skip: &[&str]) -> Result<Selectio
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
 /// lookup by pseudonym.
-async fn catch_up(state: &AppState, selection: &Selection) -> Result<(), ApiError> {
+async fn catch_up(
+    req: &HttpRequest,
+    state: &AppState,
+    selection: &Selection,
+) -> Result<(), ApiError> {
     if selection.has_pseudonyms() {
-        db::directory::catch_up(&state.pool, &state.pseudonymiser, &KIND).await?;
+        crate::http::listing::lookup_ready(req, state, &KIND).await?;
     }
     Ok(())
 }
@@ -536,7 +540,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             "session_status",
         ],
     )?;
-    catch_up(&state, &selection).await?;
+    catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: lower.map(Bound::at_or_after),
@@ -624,7 +628,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         .unwrap_or(DEFAULT_LIMIT);
     let seek = cursor(query.single("cursor")?, paging::decode_position)?;
     let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
-    catch_up(&state, &selection).await?;
+    catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: None,
@@ -810,7 +814,7 @@ async fn history(
         .filters
         .extend(who_selection.filters.iter().cloned());
     selection.filters.sort_by_key(|(index, _)| *index);
-    catch_up(&state, &who_selection).await?;
+    catch_up(&req, &state, &who_selection).await?;
     let known = Listing {
         direction: Direction::Descending,
         lower: None,
@@ -896,7 +900,7 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         )));
     }
     let selection = filters(&query, scope, &["start", "end", "format", "timeZone"])?;
-    catch_up(&state, &selection).await?;
+    catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Ascending,
         lower: Some(Bound::at_or_after(start)),
