@@ -159,15 +159,14 @@ impl Application {
                     stop_jobs.clone(),
                 )));
             }
-            if settings.kinds.kinds().iter().any(|k| k.foreign_writes) {
-                handles.push(tokio::spawn(db::directory::run_job(
-                    jobs_pool.clone(),
-                    settings.kinds.kinds(),
-                    settings.pseudonymiser.clone(),
-                    options.directory_progress.clone(),
-                    stop_jobs.clone(),
-                )));
-            }
+            // Ends at once when no kind is written by others.
+            handles.push(tokio::spawn(db::directory::run_job(
+                jobs_pool.clone(),
+                settings.kinds.kinds(),
+                settings.pseudonymiser.clone(),
+                options.directory_progress.clone(),
+                stop_jobs.clone(),
+            )));
             if let Some(interval) = settings.rollup_interval {
                 handles.push(tokio::spawn(db::upkeep::run_job(
                     jobs_pool.clone(),

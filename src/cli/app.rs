@@ -565,7 +565,8 @@ fn seed_counts(rows: &[String]) -> Result<Vec<(&'static Entry, u64)>, CliError> 
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut counts: Vec<(&'static Entry, u64)> = Vec::new();
+    // The last count given for a kind wins; the kinds go in registry order.
+    let mut asked: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for arg in rows {
         let bad = || {
             CliError::Usage(format!(
@@ -578,17 +579,17 @@ fn seed_counts(rows: &[String]) -> Result<Vec<(&'static Entry, u64)>, CliError> 
         let entry = with_demo()
             .find(|e| e.kind.name == name.trim())
             .ok_or_else(bad)?;
-        match counts.iter_mut().find(|(e, _)| std::ptr::eq(*e, *entry)) {
-            Some(count) => count.1 = n,
-            None => counts.push((entry, n)),
-        }
+        asked.insert(entry.kind.name, n);
     }
-    if counts.is_empty() {
-        counts.extend(with_demo().next().map(|e| (*e, DEFAULT_SEED_ROWS)));
+    if asked.is_empty() {
+        return Ok(with_demo()
+            .take(1)
+            .map(|e| (*e, DEFAULT_SEED_ROWS))
+            .collect());
     }
-    let order = |e: &&Entry| with_demo().position(|x| std::ptr::eq(*x, *e));
-    counts.sort_by_key(|(e, _)| order(e));
-    Ok(counts)
+    Ok(with_demo()
+        .filter_map(|e| asked.get(e.kind.name).map(|n| (*e, *n)))
+        .collect())
 }
 
 /// Rows `seed` writes when no `--rows` is given.
