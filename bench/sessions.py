@@ -1,6 +1,8 @@
 """Helpers of bench/sessions.sh (standard library only).
 
   sessions.py latency URL TOKEN N              p50/p95 ms of N GETs (keep-alive)
+  sessions.py ttfb URL TOKEN N                 CSV GETs: median and worst ms to the first byte and
+                                               to the first record
   sessions.py pseudonym KEY VALUE              the service's pseudonym of VALUE
   sessions.py requests OUT_DIR N BATCH         N accounting requests, Start : Interim : Stop
                                                = 1 : 4 : 1, as JSON batches (OUT_DIR/batch-*.json)
@@ -37,6 +39,39 @@ def latency(url, token, n):
             sys.exit(f"GET {path}: {response.status} {body[:200]!r}")
     times.sort()
     print(f"{times[len(times) // 2]:.2f} {times[int(len(times) * 0.95)]:.2f} {len(body)}")
+
+
+def ttfb(url, token, n):
+    """Median and worst milliseconds of `n` CSV GETs, each on a new
+    connection, to the first byte of the body and to the first record (the
+    line after the header), then closed (the service cancels its query)."""
+    u = urllib.parse.urlsplit(url)
+    path = u.path + ("?" + u.query if u.query else "")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/csv"}
+    first_byte, first_record = [], []
+    for _ in range(n):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        start = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        if response.status != 200:
+            sys.exit(f"GET {path}: {response.status}")
+        body = b""
+        while body.count(b"\n") < 2:
+            chunk = response.read1(65536)
+            if not chunk:
+                sys.exit(f"GET {path}: fewer than one record")
+            if not body:
+                first_byte.append((time.perf_counter() - start) * 1000)
+            body += chunk
+        first_record.append((time.perf_counter() - start) * 1000)
+        conn.close()
+    first_byte.sort()
+    first_record.sort()
+    print(
+        f"{first_byte[len(first_byte) // 2]:.1f} {first_byte[-1]:.1f} "
+        f"{first_record[len(first_record) // 2]:.1f} {first_record[-1]:.1f}"
+    )
 
 
 def pseudonym(key, value):
@@ -170,6 +205,8 @@ if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "latency":
         latency(args[0], args[1], int(args[2]))
+    elif command == "ttfb":
+        ttfb(args[0], args[1], int(args[2]))
     elif command == "pseudonym":
         pseudonym(args[0], args[1])
     elif command == "requests":

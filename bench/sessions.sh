@@ -12,8 +12,11 @@
 #     measure again: TRUNCATE identity_directory and set the radacct
 #     position in acctstream_directory_cursor to 0);
 #   - the week window 2026-10-08 (sessions overlapping it) as CSV and JSON,
-#     rows/s against psql's COPY (SELECT * ... same rows, same order) TO
-#     STDOUT, median of RUNS interleaved runs, and their ratio;
+#     rows/s against psql's COPY (SELECT * ... same rows, same order, read
+#     the way the service reads them) TO STDOUT, median of RUNS interleaved
+#     runs, and their ratio;
+#   - the time to the first byte and to the first record of a window of
+#     each period, from a minute to the month of all the seeded sessions;
 #   - p50/p95 latency of one session, one user's October history and
 #     `online` (its first page of 100, a page after a cursor, and all OPEN
 #     sessions in one page), keep-alive GETs;
@@ -109,12 +112,23 @@ catch_up_s=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
 psql "$PSQL_URL" -qc "VACUUM ANALYZE identity_directory" >/dev/null
 
 FROM="2026-10-08T00:00:00Z"; TO="2026-10-15T00:00:00Z"
-WHERE="(acctstoptime IS NULL OR acctstoptime >= '$FROM') AND acctstarttime < '$TO'"
+WHERE="(acctstoptime IS NULL OR acctstoptime > '$FROM' OR acctstarttime >= '$FROM') AND acctstarttime < '$TO'"
 week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM radacct WHERE $WHERE")
+# The baseline reads the same rows as the service does (issue 27, item 7):
+# from a bound on the start (the window's start less the length past which
+# only the 100 longest closed sessions are longer), the open sessions that
+# started before it, and those longest ones, merged in order.
+longest=$(psql "$PSQL_URL" -Atc "SELECT coalesce((SELECT acctstoptime - acctstarttime FROM radacct WHERE acctstoptime - acctstarttime IS NOT NULL ORDER BY acctstoptime - acctstarttime DESC OFFSET 100 LIMIT 1), '0')")
+B="(timestamptz '$FROM' - interval '$longest')"
+ORDER="ORDER BY acctstarttime, radacctid"
+# With the planner settings of the service's request connections
+# (db::pool::REQUEST_PLANNER): the same plan.
+REQUEST_PLANNER="-c jit=off -c max_parallel_workers_per_gather=0 -c enable_seqscan=off -c enable_bitmapscan=off"
+PARTS="(SELECT * FROM radacct WHERE acctstarttime >= $B $ORDER) UNION ALL (SELECT * FROM radacct WHERE acctstoptime IS NULL AND acctstarttime < $B $ORDER) UNION ALL (SELECT * FROM radacct WHERE acctstoptime - acctstarttime > timestamptz '$FROM' - $B AND acctstarttime < $B $ORDER)"
 copy_s=(); csv_s=(); json_s=()
 for _ in $(seq 1 "$RUNS"); do
     t0=$(date +%s.%N)
-    psql "$PSQL_URL" -qc "COPY (SELECT * FROM radacct WHERE $WHERE ORDER BY acctstarttime, radacctid) TO STDOUT WITH CSV" >/dev/null
+    PGOPTIONS="$REQUEST_PLANNER" psql "$PSQL_URL" -qc "COPY (SELECT * FROM ($PARTS) AS radacct WHERE $WHERE $ORDER) TO STDOUT WITH CSV" >/dev/null
     t1=$(date +%s.%N)
     copy_s+=("$(calc "$t1 - $t0")")
     csv_s+=("$(curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" -H 'Accept: text/csv' "http://127.0.0.1:$PORT/api/v1/statistics/sessions/week/2026-10-08")")
@@ -128,6 +142,15 @@ echo "  identity directory catch-up      $catch_up_s s   (serve's background job
 printf '  %-28s %12.0f rows/s  ratio %s\n' "COPY (psql, raw)" "$(calc "$week_rows / $copy")" "1.00"
 printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream CSV" "$(calc "$week_rows / $csv")" "$(calc "$copy / $csv")"
 printf '  %-28s %12.0f rows/s  ratio %.2f\n' "acctstream JSON" "$(calc "$week_rows / $json")" "$(calc "$copy / $json")"
+
+# Time to the first byte and to the first record of windows of every
+# period (CSV, a new connection each, closed after the first record).
+echo "time to the first byte and to the first record (median ms, worst ms), CSV, $RUNS GETs each:"
+for window in minute/2026-10-08T12:00 hour/2026-10-08T12 day/2026-10-08 week/2026-10-08 \
+              "week/2026-10-15?sort=-" month/2026-10; do
+    printf '  %-28s %s\n' "$window" "$(python3 $PY ttfb "http://127.0.0.1:$PORT/api/v1/statistics/sessions/$window" "$TOKEN" "$RUNS" \
+        | awk '{ printf "first byte %6.1f %6.1f   first record %6.1f %6.1f", $1, $2, $3, $4 }')"
+done
 
 # The open sessions were last heard of when seeded: make them current.
 psql "$PSQL_URL" -qc "UPDATE radacct SET acctupdatetime = now() - (radacctid % 290) * interval '1 second' WHERE acctstoptime IS NULL AND acctsessionid LIKE 'open-%'"

@@ -123,8 +123,10 @@ impl Application {
             && settings.retention.audit_policy.is_disabled());
         let any_job = settings.audit || retention_runs || settings.rollup_interval.is_some();
         let (workers, each, jobs) = connection_budget(settings.pool_size, workers, any_job)?;
-        let database =
-            config::with_stale_after(settings.database.clone(), settings.session_stale_after);
+        let database = db::pool::for_requests(config::with_stale_after(
+            settings.database.clone(),
+            settings.session_stale_after,
+        ));
         let pools = db::pool::Pools::per_worker(database, settings.tls.clone(), each, workers)?;
         // The jobs have a pool of their own: a connection's driver task
         // lives on the runtime that opened it, and request streams run on

@@ -33,6 +33,30 @@ pub fn build(
         .map_err(|e| PoolBuildError(e.to_string()))
 }
 
+/// The planner settings of the request pools' sessions. A request reads
+/// rows in the order of an index (windows, histories, pages) and streams
+/// them as they come, so a plan that reads everything before its first row
+/// (a sort of a sequential or bitmap scan), parallel workers (one request,
+/// one backend) and JIT compilation (hundreds of milliseconds before the
+/// first row of a large estimate) only delay it; PostgreSQL's costs choose
+/// them for windows that hold a large part of a table. A query no index
+/// serves still runs: a sequential scan is only costed last. The jobs'
+/// pool keeps the server's settings.
+pub const REQUEST_PLANNER: &str =
+    "-c jit=off -c max_parallel_workers_per_gather=0 -c enable_seqscan=off -c enable_bitmapscan=off";
+
+/// `config` with [`REQUEST_PLANNER`] added to its session options.
+pub fn for_requests(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    let existing = config.get_options().unwrap_or_default().to_owned();
+    let options = if existing.is_empty() {
+        REQUEST_PLANNER.to_owned()
+    } else {
+        format!("{existing} {REQUEST_PLANNER}")
+    };
+    config.options(&options);
+    config
+}
+
 /// The pool could not be built (a configuration error, not a database one).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the connection pool: {0}")]

@@ -290,6 +290,9 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
     let mut params = Vec::new();
     params.extend(listing.lower.map(|b| Param::Time(b.at)));
     params.extend(listing.upper.map(|b| Param::Time(b.at)));
+    if listing.splits_spans(kind) {
+        params.extend(start_bound(client, kind, listing).await?.map(Param::Time));
+    }
     for (index, values) in &listing.selection.filters {
         let identity = match kind.filters[*index].ty {
             FilterType::Identity(ty) => Some(ty),
@@ -335,6 +338,22 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
         params.push(Param::Integer(page.limit));
     }
     Ok(params)
+}
+
+/// The start bound of a split listing of spans
+/// ([`Listing::start_bound`]): its lower bound less the length past which
+/// few closed spans are longer, read now (an index answers it).
+async fn start_bound(
+    client: &Object,
+    kind: &Kind,
+    listing: &Listing,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let Some(sql) = crate::core::kind::long_span_sql(kind) else {
+        return Ok(None);
+    };
+    let statement = client.prepare_cached(&sql).await?;
+    let micros: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
+    Ok(listing.start_bound(chrono::Duration::microseconds(micros)))
 }
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).

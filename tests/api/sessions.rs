@@ -1260,3 +1260,154 @@ async fn the_directory_follows_rows_others_write_in_the_background() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["sessions"].as_array().unwrap().len(), 10, "{body}");
 }
+
+/// Issue 27, item 7: a window of sessions reads the table from a bound on
+/// the start (the window's start less the length past which only the 100
+/// longest closed sessions are longer), the open sessions that started
+/// before it, and those longest sessions: it holds exactly the sessions
+/// the overlap condition alone selects, in order, in both directions,
+/// with long sessions, old open ones and sessions touching the bounds.
+#[actix_web::test]
+async fn windows_from_a_start_bound_hold_what_the_overlap_condition_selects() {
+    let app = spawn_app().await;
+    // 2,000 sessions over three days of up to 5.5 hours, 150 of 1 to 6
+    // days (more than the 100 read by their length), open ones started up
+    // to 60 days before, and some touching midnights.
+    app.db
+        .batch_execute(
+            "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctinterval) \
+             SELECT 'short' || i, 'short' || i, 'u' || (i % 40), '192.0.2.1', s, s, \
+                    s + (i * 7919 % 20000) * interval '1 second', 600 \
+             FROM generate_series(1, 2000) AS i, \
+                  LATERAL (SELECT timestamptz '2026-11-18' + i * interval '130 seconds' AS s) AS x; \
+             INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctinterval) \
+             SELECT 'long' || i, 'long' || i, 'v' || i, '192.0.2.2', s, s, \
+                    s + (1 + i % 5) * interval '1 day' + i * interval '1 minute', 600 \
+             FROM generate_series(1, 150) AS i, \
+                  LATERAL (SELECT timestamptz '2026-11-12' + i * interval '1 hour' AS s) AS x; \
+             INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctinterval) \
+             SELECT 'open' || i, 'open' || i, 'w' || i, '192.0.2.3', s, s, 600 \
+             FROM generate_series(1, 30) AS i, \
+                  LATERAL (SELECT timestamptz '2026-11-21' - i * interval '2 days' AS s) AS x; \
+             INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctinterval) VALUES \
+             ('touch-a', 'touch-a', 'x', '192.0.2.4', '2026-11-10', '2026-11-10', '2026-11-19', 600), \
+             ('touch-b', 'touch-b', 'x', '192.0.2.4', '2026-11-19', '2026-11-19', '2026-11-19', 600), \
+             ('touch-c', 'touch-c', 'x', '192.0.2.4', '2026-11-19', '2026-11-19', '2026-11-20', 600); \
+             ANALYZE radacct",
+        )
+        .await
+        .unwrap();
+    let mut checked = 0;
+    let day = |d: &str| (format!("day/{d}"), format!("{d}T00:00:00Z"), 86_400);
+    let hour = |h: &str| (format!("hour/{h}"), format!("{h}:00:00Z"), 3_600);
+    for (window, start, seconds) in [
+        day("2026-11-13"),
+        day("2026-11-18"),
+        day("2026-11-19"),
+        day("2026-11-20"),
+        day("2026-11-21"),
+        hour("2026-11-19T00"),
+        hour("2026-11-19T13"),
+        hour("2026-11-20T23"),
+        (
+            "week/2026-11-16".to_owned(),
+            "2026-11-16T00:00:00Z".to_owned(),
+            7 * 86_400,
+        ),
+    ] {
+        let named: chrono::DateTime<chrono::Utc> = start.parse().unwrap();
+        let length = chrono::Duration::seconds(seconds);
+        for descending in [false, true] {
+            let path = format!(
+                "/api/v1/statistics/sessions/{window}{}",
+                if descending { "?sort=-" } else { "" }
+            );
+            // Ascending: [named, named + length); descending: the window
+            // ending at its named instant, (named - length, named].
+            let (lower, upper) = if descending {
+                (named - length, named)
+            } else {
+                (named, named + length)
+            };
+            let body = app.json_as(TOKEN, &path).await;
+            {
+                let got: Vec<i64> = body["sessions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["radAcctId"].as_i64().unwrap())
+                    .collect();
+                let (condition, order) = if descending {
+                    (
+                        "(acctstoptime IS NULL OR acctstoptime > $1::timestamptz) \
+                         AND acctstarttime <= $2::timestamptz \
+                         AND (acctstarttime < $2::timestamptz OR acctstoptime = acctstarttime)",
+                        "DESC",
+                    )
+                } else {
+                    (
+                        "(acctstoptime IS NULL OR acctstoptime > $1::timestamptz \
+                         OR acctstarttime >= $1::timestamptz) AND acctstarttime < $2::timestamptz",
+                        "",
+                    )
+                };
+                let want: Vec<i64> = app
+                    .db
+                    .query(
+                        &format!(
+                            "SELECT radacctid FROM radacct WHERE {condition} \
+                             ORDER BY acctstarttime {order}, radacctid {order}"
+                        ),
+                        &[&lower, &upper],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                assert!(!want.is_empty(), "{path}: the data should reach it");
+                assert_eq!(got, want, "{path}");
+                checked += want.len();
+            }
+        }
+    }
+    // Long sessions past the 100 read by length, and old open ones, were
+    // among them.
+    assert!(checked > 2000, "{checked}");
+
+    // On the app's connections (db::pool::REQUEST_PLANNER), the week is
+    // read as the three parts merged in order, each from an index, nothing
+    // sorted but the few longest sessions: the first row comes at once.
+    use acctstream::core::kind::{Listing, Selection};
+    use acctstream::core::window::{Direction, Period, Window};
+    for direction in [Direction::Ascending, Direction::Descending] {
+        let week = Window::parse(Period::Week, "2026-11-16", direction).unwrap();
+        let listing = Listing::window(&week, Selection::default());
+        let (lower, upper) = week.bounds();
+        let bound = listing
+            .start_bound(chrono::Duration::hours(6))
+            .expect("a lower bound");
+        let client = app.pool.get().await.unwrap();
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN {}", listing.sql(&acctstream::kinds::session::KIND)),
+                &[&lower, &upper, &bound],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        let top = plan.lines().next().unwrap_or_default();
+        assert!(!top.contains("Sort") && !top.contains("Gather"), "{plan}");
+        assert!(plan.contains("Merge Append"), "{plan}");
+        for slow in ["Seq Scan", "Bitmap", "Gather"] {
+            assert!(!plan.contains(slow), "{plan}");
+        }
+    }
+}

@@ -113,6 +113,30 @@ impl Listing {
         }
     }
 
+    /// Whether the listing reads a span kind from a lower bound: its SQL
+    /// then takes one more parameter after the bounds, the *start bound*
+    /// ([`Listing::start_bound`]), and reads the table in three parts an
+    /// index serves each (see [`Listing::source`]).
+    pub fn splits_spans(&self, kind: &Kind) -> bool {
+        matches!(kind.time, TimeModel::Interval { .. }) && self.lower.is_some()
+    }
+
+    /// The start bound of a split listing: its lower bound less `longest`
+    /// (the length of a span past which few are longer, from
+    /// [`long_span_sql`]), never after the lower bound. Any start bound at
+    /// or before the lower bound selects the same records: `longest` only
+    /// decides how much of the table each part reads.
+    pub fn start_bound(&self, longest: chrono::Duration) -> Option<DateTime<Utc>> {
+        let lower = self.lower?.at;
+        let longest = longest.max(chrono::Duration::zero());
+        Some(
+            lower
+                .checked_sub_signed(longest)
+                .filter(|bound| *bound >= earliest_bound())
+                .unwrap_or_else(|| earliest_bound().min(lower)),
+        )
+    }
+
     /// ` WHERE …` (or nothing) with its parameter numbers, and the number of
     /// the next parameter.
     pub fn predicate(&self, kind: &Kind) -> (String, usize) {
@@ -148,6 +172,9 @@ impl Listing {
                 _ => format!("{last} {op} ${n}"),
             });
             n += 1;
+        }
+        if self.splits_spans(kind) {
+            n += 1; // the start bound, read in the FROM clause
         }
         for (index, values) in &self.selection.filters {
             let filter = &kind.filters[*index];
@@ -218,19 +245,13 @@ impl Listing {
         };
         let mut sql = format!("SELECT {columns}");
         let (predicate, n) = self.predicate(kind);
-        if self.keyset.is_some() {
-            let _ = write!(
-                sql,
-                " FROM {}{predicate} ORDER BY {}{order}",
-                kind.table, kind.id_column
-            );
+        let order_by = if self.keyset.is_some() {
+            format!(" ORDER BY {}{order}", kind.id_column)
         } else {
-            let _ = write!(
-                sql,
-                " FROM {}{predicate} ORDER BY {time}{order}, {}{order}",
-                kind.table, kind.id_column
-            );
-        }
+            format!(" ORDER BY {time}{order}, {}{order}", kind.id_column)
+        };
+        let source = self.source(kind, &order_by);
+        let _ = write!(sql, " FROM {source}{predicate}{order_by}");
         if self.page.is_some() {
             let _ = write!(sql, " OFFSET ${n} LIMIT ${}", n + 1);
         }
@@ -240,12 +261,78 @@ impl Listing {
     /// The query counting every record of the listing (ignoring the page).
     pub fn count_sql(&self, kind: &Kind) -> String {
         let (predicate, _) = self.predicate(kind);
-        format!("SELECT count(*) FROM {}{predicate}", kind.table)
+        format!("SELECT count(*) FROM {}{predicate}", self.source(kind, ""))
     }
 
     /// The query telling whether the listing has any record (ignoring the page).
     pub fn exists_sql(&self, kind: &Kind) -> String {
         let (predicate, _) = self.predicate(kind);
-        format!("SELECT EXISTS (SELECT 1 FROM {}{predicate})", kind.table)
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {}{predicate})",
+            self.source(kind, "")
+        )
     }
+
+    /// What the listing reads: the kind's table, or for a split listing of
+    /// spans (issue 27, item 7) the table in three disjoint parts under its
+    /// name, each ordered by `order_by` (so that PostgreSQL merges them in
+    /// order, streaming):
+    ///
+    /// 1. spans that started at or after the start bound `$b` (the index on
+    ///    the start reads only from there, not from the table's first row);
+    /// 2. open spans that started before it (the partial index of open
+    ///    spans);
+    /// 3. closed spans that started before it and are longer than from
+    ///    there to the lower bound `$1` (the index on the length: the few
+    ///    longest).
+    ///
+    /// A span the window's lower bound takes (open, stopped after the
+    /// bound, or started at or after it) is in exactly one part, whatever
+    /// `$b` is as long as it is not after `$1`: a closed one that started
+    /// before `$b` and stopped after `$1` is longer than `$1 - $b`. The
+    /// predicate still applies to all of them.
+    fn source(&self, kind: &Kind, order_by: &str) -> String {
+        let TimeModel::Interval { start, stop } = kind.time else {
+            return kind.table.to_owned();
+        };
+        if !self.splits_spans(kind) {
+            return kind.table.to_owned();
+        }
+        let table = kind.table;
+        let b = 1 + 1 + usize::from(self.upper.is_some());
+        format!(
+            "((SELECT * FROM {table} WHERE {start} >= ${b}{order_by}) \
+             UNION ALL (SELECT * FROM {table} WHERE {stop} IS NULL AND {start} < ${b}{order_by}) \
+             UNION ALL (SELECT * FROM {table} WHERE {stop} - {start} > $1::timestamptz - ${b}::timestamptz \
+             AND {start} < ${b}{order_by})) AS {table}"
+        )
+    }
+}
+
+/// The earliest start bound: PostgreSQL's `timestamptz` reaches 4713 BC;
+/// this is well inside it.
+fn earliest_bound() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(-4000, 1, 1)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
+}
+
+/// How many of the longest closed spans a split listing may read by their
+/// length rather than by their start.
+pub const LONG_SPANS: u32 = 100;
+
+/// The query of the length, in microseconds, past which at most
+/// [`LONG_SPANS`] closed spans of `kind` are longer (0 when it has no more
+/// than that): an index on `stop - start` answers it reading that many
+/// entries. `None` for a kind of instants.
+pub fn long_span_sql(kind: &Kind) -> Option<String> {
+    let TimeModel::Interval { start, stop } = kind.time else {
+        return None;
+    };
+    Some(format!(
+        "SELECT coalesce((SELECT (extract(epoch FROM {stop} - {start}) * 1000000)::int8 \
+         FROM {table} WHERE {stop} - {start} IS NOT NULL ORDER BY {stop} - {start} DESC \
+         OFFSET {LONG_SPANS} LIMIT 1), 0)",
+        table = kind.table
+    ))
 }

@@ -11,7 +11,7 @@ mod filter;
 mod listing;
 
 pub use filter::{FilterError, FilterValue, Selection, MAX_FILTER_VALUES};
-pub use listing::{Bound, Keyset, Listing, Page, Seek};
+pub use listing::{long_span_sql, Bound, Keyset, Listing, Page, Seek, LONG_SPANS};
 
 use crate::core::identity::IdentityType;
 use crate::core::ingest::{FieldType, IngestField, SqlType};
@@ -569,6 +569,80 @@ mod tests {
                 .predicate(&SPANS)
                 .0,
             " WHERE (e IS NULL OR e > $1) AND b <= $2 AND (b < $2 OR e = b)"
+        );
+    }
+
+    /// Issue 27, item 7: a listing of spans from a lower bound reads three
+    /// disjoint parts an index serves each, ordered alike, so PostgreSQL
+    /// merges them streaming; its start bound is the lower bound less the
+    /// length past which few spans are longer, never after it.
+    #[test]
+    fn spans_from_a_lower_bound_read_three_ordered_parts() {
+        use crate::core::window::{Period, Window};
+        static SPANS: Kind = Kind {
+            name: "spans",
+            table: "span",
+            time: TimeModel::Interval {
+                start: "b",
+                stop: "e",
+            },
+            columns: &[Column::new("b", "B", ColumnType::Timestamp, "b")],
+            filters: &[Filter {
+                param: "nas",
+                column: "nas",
+                ty: FilterType::Text,
+            }],
+            ..Kind::BASE
+        };
+        let sel = SPANS.parse_filters(&pairs(&[("nas", "x")]), false).unwrap();
+        let asc = Window::parse(Period::Day, "2021-04-10", Direction::Ascending).unwrap();
+        let listing = Listing::window(&asc, sel);
+        assert!(listing.splits_spans(&SPANS));
+        assert_eq!(
+            listing.sql(&SPANS),
+            "SELECT b FROM (\
+             (SELECT * FROM span WHERE b >= $3 ORDER BY b, id) \
+             UNION ALL (SELECT * FROM span WHERE e IS NULL AND b < $3 ORDER BY b, id) \
+             UNION ALL (SELECT * FROM span WHERE e - b > $1::timestamptz - $3::timestamptz \
+             AND b < $3 ORDER BY b, id)) AS span \
+             WHERE (e IS NULL OR e > $1 OR b >= $1) AND b < $2 AND nas = $4::text ORDER BY b, id"
+        );
+        assert_eq!(
+            listing.count_sql(&SPANS),
+            "SELECT count(*) FROM (\
+             (SELECT * FROM span WHERE b >= $3) \
+             UNION ALL (SELECT * FROM span WHERE e IS NULL AND b < $3) \
+             UNION ALL (SELECT * FROM span WHERE e - b > $1::timestamptz - $3::timestamptz \
+             AND b < $3)) AS span \
+             WHERE (e IS NULL OR e > $1 OR b >= $1) AND b < $2 AND nas = $4::text"
+        );
+        let lower = asc.bounds().0;
+        assert_eq!(
+            listing.start_bound(chrono::Duration::hours(4)),
+            Some(lower - chrono::Duration::hours(4))
+        );
+        // Never after the lower bound, never before PostgreSQL's range.
+        assert_eq!(
+            listing.start_bound(chrono::Duration::hours(-4)),
+            Some(lower)
+        );
+        let bound = listing.start_bound(chrono::Duration::MAX).unwrap();
+        assert!(bound < lower && chrono::Datelike::year(&bound) == -4000);
+        // No lower bound (a history up to a time), or instants: the table.
+        let history = Listing {
+            lower: None,
+            ..listing.clone()
+        };
+        assert!(!history.splits_spans(&SPANS));
+        assert!(history.sql(&SPANS).starts_with("SELECT b FROM span WHERE"));
+        assert!(!listing.splits_spans(&KIND));
+        assert_eq!(listing::long_span_sql(&KIND), None);
+        assert_eq!(
+            listing::long_span_sql(&SPANS).as_deref(),
+            Some(
+                "SELECT coalesce((SELECT (extract(epoch FROM e - b) * 1000000)::int8 \
+                 FROM span WHERE e - b IS NOT NULL ORDER BY e - b DESC OFFSET 100 LIMIT 1), 0)"
+            )
         );
     }
 

@@ -242,7 +242,7 @@ pub static KIND: Kind = Kind {
 /// The indexes acctstream needs beyond FreeRADIUS's, created
 /// `CONCURRENTLY IF NOT EXISTS` at start-up (never altering the table):
 /// `(name, definition)`.
-static INDEXES: [(&str, &str); 4] = [
+static INDEXES: [(&str, &str); 6] = [
     (
         "radacct_acctstream_user_idx",
         "radacct (username, acctstarttime)",
@@ -258,6 +258,14 @@ static INDEXES: [(&str, &str); 4] = [
     (
         "radacct_acctstream_online_idx",
         "radacct (acctstarttime, radacctid) WHERE acctstoptime IS NULL",
+    ),
+    (
+        "radacct_acctstream_start_idx",
+        "radacct (acctstarttime, radacctid)",
+    ),
+    (
+        "radacct_acctstream_length_idx",
+        "radacct ((acctstoptime - acctstarttime))",
     ),
 ];
 
