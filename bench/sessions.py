@@ -1,6 +1,6 @@
 """Helpers of bench/sessions.sh (standard library only).
 
-  sessions.py latency URL TOKEN N              p50/p95 ms of N GETs (keep-alive)
+  sessions.py latency URL TOKEN N [STATUS]     p50/p95 ms of N GETs (keep-alive) answered STATUS (200)
   sessions.py ttfb URL TOKEN N                 CSV GETs: median and worst ms to the first byte and
                                                to the first record
   sessions.py pseudonym KEY VALUE              the service's pseudonym of VALUE
@@ -23,7 +23,7 @@ import urllib.parse
 T0 = 1_798_761_600  # 2027-01-01T00:00:00Z: after any demo or seeded data
 
 
-def latency(url, token, n):
+def latency(url, token, n, expect=200):
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     path = u.path + ("?" + u.query if u.query else "")
@@ -35,7 +35,7 @@ def latency(url, token, n):
         response = conn.getresponse()
         body = response.read()
         times.append((time.perf_counter() - start) * 1000)
-        if response.status != 200:
+        if response.status != expect:
             sys.exit(f"GET {path}: {response.status} {body[:200]!r}")
     times.sort()
     print(f"{times[len(times) // 2]:.2f} {times[int(len(times) * 0.95)]:.2f} {len(body)}")
@@ -204,7 +204,7 @@ def post(url, token, out, clients=1):
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "latency":
-        latency(args[0], args[1], int(args[2]))
+        latency(args[0], args[1], int(args[2]), int(args[3]) if len(args) > 3 else 200)
     elif command == "ttfb":
         ttfb(args[0], args[1], int(args[2]))
     elif command == "pseudonym":

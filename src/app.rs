@@ -123,6 +123,8 @@ impl Application {
             && settings.retention.audit_policy.is_disabled());
         let any_job = settings.audit || retention_runs || settings.rollup_interval.is_some();
         let (workers, each, jobs) = connection_budget(settings.pool_size, workers, any_job)?;
+        // The time zone database is read once, before any request names a zone.
+        crate::core::zone::Zone::warm_up();
         let database = db::pool::for_requests(config::with_stale_after(
             settings.database.clone(),
             settings.session_stale_after,

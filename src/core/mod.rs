@@ -19,3 +19,4 @@ pub mod retention;
 pub mod scope;
 pub mod summary;
 pub mod window;
+pub mod zone;

@@ -76,6 +76,9 @@ impl Attempts {
 pub struct ClientSummary {
     /// The window's links (`self`, `prev`, `next`), as for its events.
     pub links: NavigationLinks,
+    /// The window's start and end in the reader's zone, when `tz` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::core::window::WindowSpan>,
     /// Events per type, every type listed (0 when none).
     pub event_types: Vec<TypeCount>,
     /// The most frequent failure reasons, most frequent first (at most
@@ -247,7 +250,9 @@ mod tests {
                 self_link: "s".into(),
                 prev: "p".into(),
                 next: "n".into(),
+                span: None,
             },
+            window: None,
             event_types: vec![
                 TypeCount {
                     event_type: "Success".into(),

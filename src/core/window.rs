@@ -7,11 +7,21 @@
 //! `t - P < occurred_at <= t`. All arithmetic is checked: anything that would
 //! leave the supported range (years 0001 to 9999) is reported as
 //! [`WindowError::OutOfRange`] instead of panicking.
+//!
+//! In a reader's zone (`tz=`, [`Zone`]) days, weeks and months are local
+//! calendar units (from the first instant of a local day to the first of
+//! the day the period later: 23 or 25 hours on the days the clocks change),
+//! while minutes and hours stay instants one minute or hour apart, named by
+//! local time and its offset (`2026-10-25T03:00+03:00`).
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc,
+};
+
+use crate::core::zone::{format_offset, Local, Zone};
 
 /// The length of a statistics window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -158,6 +168,40 @@ impl Direction {
 /// The errors that resolving or moving a window can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
+    /// In a zone: not a form of the period (days, weeks and months are
+    /// local dates; minutes and hours local times with an optional offset).
+    #[error(
+        "Invalid datetime for period {}: expected {}, in the local time of the zone `tz` names{}.",
+        period.as_str(),
+        period.expected_form(),
+        if matches!(period, Period::Minute | Period::Hour) {
+            ", optionally with its offset (e.g. 2026-10-25T03:00+03:00)"
+        } else {
+            ""
+        }
+    )]
+    InvalidLocalDatetime {
+        /// The period the datetime was parsed for.
+        period: Period,
+    },
+    /// In a zone: the local time does not exist (the clocks skipped it).
+    #[error(
+        "The local time does not exist in the zone `tz` names: the clocks moved forward over it."
+    )]
+    Gap,
+    /// In a zone: the local time was shown twice (the clocks moved back).
+    #[error(
+        "The local time is ambiguous in the zone `tz` names: the clocks showed it twice. Write it with the offset of the one you mean."
+    )]
+    Ambiguous {
+        /// The earlier instant.
+        earlier: DateTime<Utc>,
+        /// The later instant.
+        later: DateTime<Utc>,
+    },
+    /// In a zone: the offset given is not the zone's at that time.
+    #[error("The offset is not the one the zone `tz` names has at that time.")]
+    WrongOffset,
     /// The datetime is not in an accepted form for the period, or is not on the period's boundary.
     #[error(
         "Invalid datetime for period {}: expected {}, in UTC without an offset.",
@@ -181,6 +225,8 @@ pub struct Window {
     period: Period,
     direction: Direction,
     t: DateTime<Utc>,
+    /// The reader's zone; `None` is UTC as it always was (no `tz`).
+    zone: Option<Zone>,
 }
 
 /// The absolute URLs of a window and of its two neighbours.
@@ -192,6 +238,21 @@ pub struct NavigationLinks {
     pub prev: String,
     /// The URL of the adjacent window continuing in the response's order.
     pub next: String,
+    /// In a zone: the window's start and end, for the JSON body.
+    pub span: Option<WindowSpan>,
+}
+
+/// A window's start and end as RFC 3339 instants with the offsets of the
+/// reader's zone (`"window":{"start":…,"end":…}` in JSON bodies, when
+/// `tz` is given).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WindowSpan {
+    /// The first instant in the window (ascending) or the instant after
+    /// which it starts (descending).
+    pub start: String,
+    /// The instant before which it ends (ascending) or its last instant
+    /// (descending).
+    pub end: String,
 }
 
 /// The path prefix of the statistics endpoint (followed by `/{period}/{datetime}`).
@@ -207,6 +268,22 @@ impl Window {
         datetime: &str,
         direction: Direction,
     ) -> Result<Window, WindowError> {
+        Window::parse_in(period, datetime, direction, None)
+    }
+
+    /// [`Window::parse`] in `zone` (UTC without one): days, weeks and
+    /// months are local dates; minutes and hours local times, with the
+    /// zone's offset at that time or without (then a time the clocks
+    /// skipped, or showed twice, is an error).
+    pub fn parse_in(
+        period: Period,
+        datetime: &str,
+        direction: Direction,
+        zone: Option<&Zone>,
+    ) -> Result<Window, WindowError> {
+        if let Some(zone) = zone {
+            return Window::parse_zoned(period, datetime, direction, zone);
+        }
         let invalid = WindowError::InvalidDatetime { period };
         let lit = parse_literal(datetime.as_bytes()).ok_or(invalid)?;
         if lit.precision < period.precision() {
@@ -231,7 +308,74 @@ impl Window {
             .and_hms_opt(lit.hour, lit.minute, 0)
             .ok_or(invalid)?
             .and_utc();
-        Window::checked(period, direction, t)
+        Window::checked(period, direction, t, None)
+    }
+
+    fn parse_zoned(
+        period: Period,
+        datetime: &str,
+        direction: Direction,
+        zone: &Zone,
+    ) -> Result<Window, WindowError> {
+        let invalid = WindowError::InvalidLocalDatetime { period };
+        let instants = matches!(period, Period::Minute | Period::Hour);
+        let (literal, offset) = split_offset(datetime).ok_or(invalid)?;
+        if offset.is_some() && !instants {
+            return Err(invalid);
+        }
+        let lit = parse_literal(literal.as_bytes()).ok_or(invalid)?;
+        if lit.precision < period.precision() {
+            return Err(invalid);
+        }
+        let boundary = match period {
+            Period::Month => lit.day == 1 && lit.hour == 0 && lit.minute == 0,
+            Period::Day | Period::Week => lit.hour == 0 && lit.minute == 0,
+            Period::Hour => lit.minute == 0,
+            Period::Minute => true,
+        } && lit.second == 0
+            && lit.nanos == 0;
+        if !boundary || lit.hour > 23 || lit.minute > 59 {
+            return Err(invalid);
+        }
+        let date = NaiveDate::from_ymd_opt(lit.year, lit.month, lit.day).ok_or(invalid)?;
+        if !(1..=9999).contains(&lit.year) {
+            return Err(WindowError::OutOfRange);
+        }
+        let local = date.and_hms_opt(lit.hour, lit.minute, 0).ok_or(invalid)?;
+        let t = if !instants {
+            zone.start_of_day(date).ok_or(WindowError::OutOfRange)?
+        } else if let Some(offset) = offset {
+            let t = (local - TimeDelta::seconds(i64::from(offset))).and_utc();
+            if zone.offset_at(t) != offset {
+                return Err(WindowError::WrongOffset);
+            }
+            t
+        } else {
+            match zone.resolve(local).ok_or(WindowError::OutOfRange)? {
+                Local::One(t) => t,
+                Local::Gap => return Err(WindowError::Gap),
+                Local::Fold(earlier, later) => {
+                    return Err(WindowError::Ambiguous { earlier, later })
+                }
+            }
+        };
+        Window::checked(period, direction, t, Some(zone))
+    }
+
+    /// The window of `period` anchored at instant `t` in `zone` (one of the
+    /// two an ambiguous local time names, for the links of its error).
+    pub fn at(
+        period: Period,
+        direction: Direction,
+        t: DateTime<Utc>,
+        zone: Option<&Zone>,
+    ) -> Result<Window, WindowError> {
+        Window::checked(period, direction, t, zone)
+    }
+
+    /// The window's zone, when `tz` named one.
+    pub fn zone(&self) -> Option<&Zone> {
+        self.zone.as_ref()
     }
 
     /// Returns the latest complete window before `now` for `period` and `direction`.
@@ -240,6 +384,53 @@ impl Window {
     /// ISO 8601 week (Monday 00:00 UTC) or month; descending windows end at that start. So the
     /// latest week is the last complete calendar week, Monday to Monday.
     pub fn latest(
+        period: Period,
+        direction: Direction,
+        now: DateTime<Utc>,
+    ) -> Result<Window, WindowError> {
+        Window::latest_in(period, direction, now, None)
+    }
+
+    /// [`Window::latest`] in `zone`: the latest complete local minute,
+    /// hour, day, ISO week (from local Monday) or month.
+    pub fn latest_in(
+        period: Period,
+        direction: Direction,
+        now: DateTime<Utc>,
+        zone: Option<&Zone>,
+    ) -> Result<Window, WindowError> {
+        let Some(zone) = zone else {
+            return Window::latest_utc(period, direction, now);
+        };
+        let local = zone.local(now);
+        let date = local.date();
+        let start = match period {
+            Period::Minute | Period::Hour => {
+                let whole = if period == Period::Minute {
+                    date.and_hms_opt(local.hour(), local.minute(), 0)
+                } else {
+                    date.and_hms_opt(local.hour(), 0, 0)
+                };
+                // The time since the local minute or hour began, back from now.
+                whole.and_then(|whole| now.checked_sub_signed(local - whole))
+            }
+            Period::Day => zone.start_of_day(date),
+            Period::Week => date
+                .checked_sub_days(Days::new(u64::from(date.weekday().num_days_from_monday())))
+                .and_then(|monday| zone.start_of_day(monday)),
+            Period::Month => date.with_day(1).and_then(|first| zone.start_of_day(first)),
+        };
+        let start = start.ok_or(WindowError::OutOfRange)?;
+        let t = match direction {
+            Direction::Ascending => {
+                step(period, Some(zone), start, false).ok_or(WindowError::OutOfRange)?
+            }
+            Direction::Descending => start,
+        };
+        Window::checked(period, direction, t, Some(zone))
+    }
+
+    fn latest_utc(
         period: Period,
         direction: Direction,
         now: DateTime<Utc>,
@@ -261,7 +452,7 @@ impl Window {
             Direction::Ascending => period.sub_from(start).ok_or(WindowError::OutOfRange)?,
             Direction::Descending => start,
         };
-        Window::checked(period, direction, t)
+        Window::checked(period, direction, t, None)
     }
 
     /// Builds a window, checking that it and both of its neighbours' anchors are in range.
@@ -269,9 +460,10 @@ impl Window {
         period: Period,
         direction: Direction,
         t: DateTime<Utc>,
+        zone: Option<&Zone>,
     ) -> Result<Window, WindowError> {
-        let before = period.sub_from(t).ok_or(WindowError::OutOfRange)?;
-        let after = period.add_to(t).ok_or(WindowError::OutOfRange)?;
+        let before = step(period, zone, t, false).ok_or(WindowError::OutOfRange)?;
+        let after = step(period, zone, t, true).ok_or(WindowError::OutOfRange)?;
         // Anchors are always whole minutes, so the year alone decides whether they lie
         // within [0001-01-01T00:00, 9999-12-31T23:59].
         if before.year() < 1 || after.year() > 9999 {
@@ -281,7 +473,13 @@ impl Window {
             period,
             direction,
             t,
+            zone: zone.cloned(),
         })
+    }
+
+    /// `t` one period later (`forward`) or earlier, in the window's zone.
+    fn step(&self, t: DateTime<Utc>, forward: bool) -> Option<DateTime<Utc>> {
+        step(self.period, self.zone.as_ref(), t, forward)
     }
 
     /// Returns the window's period.
@@ -306,47 +504,76 @@ impl Window {
     pub fn bounds(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         // `checked` guarantees that both neighbours exist; the fallbacks are never taken.
         match self.direction {
-            Direction::Ascending => (self.t, self.period.add_to(self.t).unwrap_or(self.t)),
-            Direction::Descending => (self.period.sub_from(self.t).unwrap_or(self.t), self.t),
+            Direction::Ascending => (self.t, self.step(self.t, true).unwrap_or(self.t)),
+            Direction::Descending => (self.step(self.t, false).unwrap_or(self.t), self.t),
         }
     }
 
     /// The anchor of the adjacent window continuing in the response's order.
     fn next_anchor(&self) -> Option<DateTime<Utc>> {
-        match self.direction {
-            Direction::Ascending => self.period.add_to(self.t),
-            Direction::Descending => self.period.sub_from(self.t),
-        }
+        self.step(self.t, self.direction == Direction::Ascending)
     }
 
     /// The anchor of the adjacent window against the response's order.
     fn prev_anchor(&self) -> Option<DateTime<Utc>> {
-        match self.direction {
-            Direction::Ascending => self.period.sub_from(self.t),
-            Direction::Descending => self.period.add_to(self.t),
-        }
+        self.step(self.t, self.direction == Direction::Descending)
     }
 
     /// Returns the adjacent window continuing in the response's order.
     pub fn next(&self) -> Result<Window, WindowError> {
         let t = self.next_anchor().ok_or(WindowError::OutOfRange)?;
-        Window::checked(self.period, self.direction, t)
+        Window::checked(self.period, self.direction, t, self.zone.as_ref())
     }
 
     /// Returns the adjacent window against the response's order.
     pub fn prev(&self) -> Result<Window, WindowError> {
         let t = self.prev_anchor().ok_or(WindowError::OutOfRange)?;
-        Window::checked(self.period, self.direction, t)
+        Window::checked(self.period, self.direction, t, self.zone.as_ref())
     }
 
-    /// Returns the anchor datetime at the period's precision, e.g. `2021-04-24T13` for an hour.
+    /// Returns the anchor datetime at the period's precision, e.g.
+    /// `2021-04-24T13` for an hour; in a zone, local, and minutes and hours
+    /// with the offset (`2026-10-25T03:00+03:00`).
     pub fn canonical_datetime(&self) -> String {
-        canonical(self.period, self.t)
+        self.canonical(self.t)
+    }
+
+    fn canonical(&self, t: DateTime<Utc>) -> String {
+        match &self.zone {
+            None => canonical(self.period, t),
+            Some(zone) => {
+                let local = zone.local(t).and_utc();
+                match self.period {
+                    Period::Minute | Period::Hour => format!(
+                        "{}{}",
+                        canonical(Period::Minute, local),
+                        format_offset(zone.offset_at(t))
+                    ),
+                    period => canonical(period, local),
+                }
+            }
+        }
+    }
+
+    /// The path of the window anchored at `t` under `prefix`, with `sort`
+    /// and `tz` when they are not the defaults.
+    fn path_at(&self, prefix: &str, t: DateTime<Utc>) -> String {
+        let mut path = format!("{prefix}/{}/{}", self.period.as_str(), self.canonical(t));
+        if self.direction == Direction::Descending {
+            path.push_str("?sort=-");
+        }
+        if let Some(zone) = &self.zone {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str("tz=");
+            // `+` in a query is a space to form decoders (Etc/GMT+3).
+            path.push_str(&zone.name().replace('+', "%2B"));
+        }
+        path
     }
 
     /// Returns the window's path, e.g. `/api/v1/statistics/events/hour/2021-04-24T13?sort=-`.
     pub fn path(&self) -> String {
-        path_for(PATH_PREFIX, self.period, self.direction, self.t)
+        self.path_at(PATH_PREFIX, self.t)
     }
 
     /// Returns absolute links to this window and its neighbours under `base_url`.
@@ -371,20 +598,25 @@ impl Window {
         let prev = self.prev_anchor().ok_or(WindowError::OutOfRange)?;
         let next = self.next_anchor().ok_or(WindowError::OutOfRange)?;
         let link = |t| {
-            let mut url = format!(
-                "{base}{}",
-                path_for(path_prefix, self.period, self.direction, t)
-            );
+            let mut url = format!("{base}{}", self.path_at(path_prefix, t));
             if !query.is_empty() {
                 url.push(if url.contains('?') { '&' } else { '?' });
                 url.push_str(query);
             }
             url
         };
+        let span = self.zone.as_ref().map(|zone| {
+            let (lower, upper) = self.bounds();
+            WindowSpan {
+                start: zone.rfc3339(lower),
+                end: zone.rfc3339(upper),
+            }
+        });
         Ok(NavigationLinks {
             self_link: link(self.t),
             prev: link(prev),
             next: link(next),
+            span,
         })
     }
 
@@ -399,21 +631,87 @@ impl Window {
     /// `day/2021-04-24`, which serves `2021-04-23T00:00 < t <= 2021-04-24T00:00`)
     /// `client-events-day-after-2021-04-23-through-2021-04-24`.
     pub fn file_stem_for(&self, name: &str) -> String {
-        if self.direction == Direction::Descending {
+        let mut stem = if self.direction == Direction::Descending {
             let (lower, upper) = self.bounds();
-            return format!(
+            format!(
                 "{name}-{}-after-{}-through-{}",
                 self.period.as_str(),
-                canonical(self.period, lower),
-                canonical(self.period, upper)
-            );
+                self.canonical(lower),
+                self.canonical(upper)
+            )
+        } else {
+            format!(
+                "{name}-{}-{}",
+                self.period.as_str(),
+                self.canonical_datetime()
+            )
+        };
+        if let Some(zone) = &self.zone {
+            // `Europe/Helsinki` as `Europe_Helsinki`: no `/` in a file name.
+            stem.push('-');
+            stem.push_str(&zone.name().replace('/', "_"));
         }
-        format!(
-            "{name}-{}-{}",
-            self.period.as_str(),
-            self.canonical_datetime()
-        )
+        stem
     }
+}
+
+/// `t` one `period` later (`forward`) or earlier: in a zone, days, weeks
+/// and months from the first instant of one local day to the first instant
+/// of another; otherwise (and minutes and hours always) as instants in UTC.
+fn step(
+    period: Period,
+    zone: Option<&Zone>,
+    t: DateTime<Utc>,
+    forward: bool,
+) -> Option<DateTime<Utc>> {
+    match (zone, period) {
+        (Some(zone), Period::Day | Period::Week | Period::Month) => {
+            let date = zone.local(t).date();
+            let shifted = match (period, forward) {
+                (Period::Month, true) => date.checked_add_months(Months::new(1)),
+                (Period::Month, false) => date.checked_sub_months(Months::new(1)),
+                (_, forward) => {
+                    let days = Days::new(if period == Period::Week { 7 } else { 1 });
+                    if forward {
+                        date.checked_add_days(days)
+                    } else {
+                        date.checked_sub_days(days)
+                    }
+                }
+            }?;
+            zone.start_of_day(shifted)
+        }
+        _ if forward => period.add_to(t),
+        _ => period.sub_from(t),
+    }
+}
+
+/// Splits a trailing offset (`Z`, `+HH:MM`, `-HH:MM`) off a datetime: the
+/// rest, and the offset in seconds if there was one; `None` for a
+/// malformed offset.
+fn split_offset(datetime: &str) -> Option<(&str, Option<i32>)> {
+    if let Some(rest) = datetime.strip_suffix('Z') {
+        return Some((rest, Some(0)));
+    }
+    let bytes = datetime.as_bytes();
+    let n = bytes.len();
+    // Only after a time (`THH` at least): a date's own `-` is not an offset.
+    let after_hour = datetime.find('T').map_or(usize::MAX, |t| t + 3);
+    if n < 6 || n - 6 < after_hour || !matches!(bytes[n - 6], b'+' | b'-') {
+        return Some((datetime, None));
+    }
+    let (rest, offset) = datetime.split_at(n - 6);
+    let o = offset.as_bytes();
+    if o[3] != b':' {
+        return None;
+    }
+    let hours = digits(o, 1, 2)?;
+    let minutes = digits(o, 4, 2)?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let seconds = i32::try_from(hours * 3600 + minutes * 60).ok()?;
+    Some((rest, Some(if o[0] == b'-' { -seconds } else { seconds })))
 }
 
 fn canonical(period: Period, t: DateTime<Utc>) -> String {
@@ -424,18 +722,6 @@ fn canonical(period: Period, t: DateTime<Utc>) -> String {
         Period::Day | Period::Week => format!("{y:04}-{mo:02}-{d:02}"),
         Period::Month => format!("{y:04}-{mo:02}"),
     }
-}
-
-fn path_for(prefix: &str, period: Period, direction: Direction, t: DateTime<Utc>) -> String {
-    let sort = match direction {
-        Direction::Ascending => "",
-        Direction::Descending => "?sort=-",
-    };
-    format!(
-        "{prefix}/{}/{}{sort}",
-        period.as_str(),
-        canonical(period, t)
-    )
 }
 
 /// The fields of a syntactically valid datetime literal (not yet range-checked).
@@ -537,6 +823,207 @@ mod tests {
 
     fn desc(p: Period, s: &str) -> Window {
         Window::parse(p, s, Direction::Descending).unwrap()
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::parse(name).unwrap()
+    }
+
+    fn in_zone(p: Period, s: &str, d: Direction, z: &str) -> Result<Window, WindowError> {
+        Window::parse_in(p, s, d, Some(&zone(z)))
+    }
+
+    fn seconds(w: &Window) -> i64 {
+        let (lower, upper) = w.bounds();
+        (upper - lower).num_seconds()
+    }
+
+    /// Issue 24: local days last 23 or 25 hours on the days the clocks
+    /// change; a day without midnight starts at its first instant.
+    #[test]
+    fn local_days_follow_the_clocks() {
+        let helsinki =
+            |d| in_zone(Period::Day, d, Direction::Ascending, "Europe/Helsinki").unwrap();
+        let spring = helsinki("2026-03-29");
+        assert_eq!(
+            spring.bounds(),
+            (utc(2026, 3, 28, 22, 0), utc(2026, 3, 29, 21, 0))
+        );
+        assert_eq!(seconds(&spring), 82_800);
+        assert_eq!(seconds(&helsinki("2026-10-25")), 90_000);
+        assert_eq!(seconds(&helsinki("2026-06-10")), 86_400);
+        let santiago = in_zone(
+            Period::Day,
+            "2026-09-06",
+            Direction::Ascending,
+            "America/Santiago",
+        )
+        .unwrap();
+        assert_eq!(santiago.bounds().0, utc(2026, 9, 6, 4, 0));
+        let links = santiago.links_under("http://h", "/x", "").unwrap();
+        assert_eq!(links.span.unwrap().start, "2026-09-06T01:00:00-03:00");
+        // Descending: the local day ending at the named midnight.
+        let desc = in_zone(
+            Period::Day,
+            "2026-03-30",
+            Direction::Descending,
+            "Europe/Helsinki",
+        )
+        .unwrap();
+        assert_eq!(desc.bounds(), spring.bounds());
+        // Weeks and months are local too.
+        let week = in_zone(
+            Period::Week,
+            "2026-03-23",
+            Direction::Ascending,
+            "Europe/Helsinki",
+        )
+        .unwrap();
+        assert_eq!(seconds(&week), 7 * 86_400 - 3_600);
+        let month = in_zone(Period::Month, "2026-11", Direction::Ascending, "Asia/Tokyo").unwrap();
+        assert_eq!(
+            month.bounds(),
+            (utc(2026, 10, 31, 15, 0), utc(2026, 11, 30, 15, 0))
+        );
+        assert_eq!(
+            month.file_stem_for("events"),
+            "events-month-2026-11-Asia_Tokyo"
+        );
+    }
+
+    /// Issue 24: minutes and hours are instants; links write the offset, so
+    /// walking `next` over a fall-back night visits the repeated hour.
+    #[test]
+    fn local_hours_are_instants_named_with_their_offset() {
+        let first = in_zone(
+            Period::Hour,
+            "2026-10-24T23:00+03:00",
+            Direction::Ascending,
+            "Europe/Helsinki",
+        )
+        .unwrap();
+        let mut names = Vec::new();
+        let mut w = first.clone();
+        for _ in 0..6 {
+            names.push(w.canonical_datetime());
+            assert_eq!(seconds(&w), 3_600);
+            w = w.next().unwrap();
+        }
+        assert_eq!(
+            names,
+            [
+                "2026-10-24T23:00+03:00",
+                "2026-10-25T00:00+03:00",
+                "2026-10-25T01:00+03:00",
+                "2026-10-25T02:00+03:00",
+                "2026-10-25T03:00+03:00",
+                "2026-10-25T03:00+02:00",
+            ]
+        );
+        // Links round-trip: each parses back to the same window.
+        let links = w.links_under("http://h", "/x", "a=1").unwrap();
+        assert_eq!(
+            links.self_link,
+            "http://h/x/hour/2026-10-25T04:00+02:00?tz=Europe/Helsinki&a=1"
+        );
+        for name in &names {
+            let again =
+                in_zone(Period::Hour, name, Direction::Ascending, "Europe/Helsinki").unwrap();
+            assert_eq!(&again.canonical_datetime(), name);
+        }
+        // Ambiguous without offset, a gap, a wrong offset, an offset on a day.
+        assert_eq!(
+            in_zone(
+                Period::Hour,
+                "2026-10-25T03",
+                Direction::Ascending,
+                "Europe/Helsinki"
+            ),
+            Err(WindowError::Ambiguous {
+                earlier: utc(2026, 10, 25, 0, 0),
+                later: utc(2026, 10, 25, 1, 0)
+            })
+        );
+        assert_eq!(
+            in_zone(
+                Period::Hour,
+                "2026-03-29T03",
+                Direction::Ascending,
+                "Europe/Helsinki"
+            ),
+            Err(WindowError::Gap)
+        );
+        assert_eq!(
+            in_zone(
+                Period::Minute,
+                "2026-03-29T03:30",
+                Direction::Ascending,
+                "Europe/Helsinki"
+            ),
+            Err(WindowError::Gap)
+        );
+        assert_eq!(
+            in_zone(
+                Period::Hour,
+                "2026-10-25T05:00+03:00",
+                Direction::Ascending,
+                "Europe/Helsinki"
+            ),
+            Err(WindowError::WrongOffset)
+        );
+        for bad in ["2026-10-25+03:00", "2026-10-25T00:00+03:00"] {
+            assert_eq!(
+                in_zone(Period::Day, bad, Direction::Ascending, "Europe/Helsinki"),
+                Err(WindowError::InvalidLocalDatetime {
+                    period: Period::Day
+                })
+            );
+        }
+        // An hour's offset form, and UTC named as a zone.
+        let utc_hour =
+            in_zone(Period::Hour, "2026-10-25T03Z", Direction::Ascending, "UTC").unwrap();
+        assert_eq!(utc_hour.canonical_datetime(), "2026-10-25T03:00+00:00");
+        // Without a zone nothing changes: an offset is still refused.
+        assert!(
+            Window::parse(Period::Hour, "2026-10-25T03:00+03:00", Direction::Ascending).is_err()
+        );
+    }
+
+    /// Issue 24: a year of local days covers the same instants as the year.
+    #[test]
+    fn local_days_tile_the_year() {
+        for name in [
+            "Europe/Helsinki",
+            "America/Santiago",
+            "Australia/Lord_Howe",
+            "UTC",
+        ] {
+            let mut day = in_zone(Period::Day, "2026-01-01", Direction::Ascending, name).unwrap();
+            let start = day.bounds().0;
+            let mut end = start;
+            for _ in 0..365 {
+                let (lower, upper) = day.bounds();
+                assert_eq!(lower, end, "{name}: no gap, no overlap");
+                end = upper;
+                day = day.next().unwrap();
+            }
+            let next_year = in_zone(Period::Day, "2027-01-01", Direction::Ascending, name).unwrap();
+            assert_eq!(end, next_year.bounds().0, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_latest_local_windows() {
+        let z = zone("Europe/Helsinki");
+        let now = utc(2026, 10, 25, 1, 30); // 03:30+02:00, the second 03:30
+        let hour = Window::latest_in(Period::Hour, Direction::Ascending, now, Some(&z)).unwrap();
+        assert_eq!(hour.canonical_datetime(), "2026-10-25T03:00+03:00");
+        let day = Window::latest_in(Period::Day, Direction::Ascending, now, Some(&z)).unwrap();
+        assert_eq!(day.canonical_datetime(), "2026-10-24");
+        let week = Window::latest_in(Period::Week, Direction::Ascending, now, Some(&z)).unwrap();
+        assert_eq!(week.canonical_datetime(), "2026-10-12");
+        let month = Window::latest_in(Period::Month, Direction::Descending, now, Some(&z)).unwrap();
+        assert_eq!(month.canonical_datetime(), "2026-10");
     }
 
     #[test]
@@ -881,6 +1368,7 @@ mod tests {
                     .into(),
                 prev: "http://127.0.0.1:8080/api/v1/statistics/events/hour/2021-04-24T12".into(),
                 next: "http://127.0.0.1:8080/api/v1/statistics/events/hour/2021-04-24T14".into(),
+                span: None,
             }
         );
         let w = desc(Period::Month, "2021-01");

@@ -81,6 +81,8 @@ pub struct Output<'a> {
     pub identities: &'a IdentityPolicy,
     /// What CSV does with formula-like text.
     pub guard: FormulaGuard,
+    /// The reader's zone (`tz`): times in its local time with its offset.
+    pub zone: Option<&'a crate::core::zone::Zone>,
 }
 
 /// Checks out a connection, resolves pseudonym filters and starts the
@@ -127,7 +129,8 @@ pub async fn open(
         data: Box::pin(data),
         tuples: Tuples::new(types.len()),
         client: Some(client),
-        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard),
+        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
+            .in_zone(output.zone.cloned()),
         identities: IdentityWriter::new(output.identities),
         by_bytes: decodable(kind, query.columns()),
         types,

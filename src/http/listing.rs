@@ -27,7 +27,8 @@ use crate::{
         kind::{FilterError, Kind, Listing},
         negotiate::{negotiate, NegotiationError, OutputFormat},
         scope::{Grant, Scope},
-        window::{Direction, Period, Window},
+        window::{Direction, Period, Window, WindowError},
+        zone::Zone,
     },
     db::records::{self, Output},
     registry::Registry,
@@ -152,7 +153,7 @@ async fn window(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = require(&req, kind.grant)?;
-    let (window, query) = window_of(&req)?;
+    let (window, query) = window_of(&req, state.public_url.as_deref(), kind.path)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
@@ -179,6 +180,7 @@ async fn window(
         head: JsonHead::Links(&links),
         identities: &identities,
         guard: state.options.csv_formula_guard,
+        zone: window.zone(),
     };
     if selection.has_pseudonyms() {
         lookup_ready(&req, &state, kind).await?;
@@ -210,9 +212,15 @@ pub async fn lookup_ready(
     Ok(())
 }
 
-/// The window a `…/{period}[/{datetime}][?sort=…]` request names (the
-/// latest complete one without a datetime), and its query parameters.
-pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> {
+/// The window a `…/{period}[/{datetime}][?sort=…][&tz=…]` request names
+/// (the latest complete one without a datetime), and its query parameters.
+/// `path` is the resource's (before `/{period}`), for the links of an
+/// ambiguous local time's error.
+pub fn window_of(
+    req: &HttpRequest,
+    public_url: Option<&str>,
+    path: &str,
+) -> Result<(Window, ListingQuery), ApiError> {
     let period: Period = req
         .match_info()
         .get("period")
@@ -220,13 +228,52 @@ pub fn window_of(req: &HttpRequest) -> Result<(Window, ListingQuery), ApiError> 
         .parse()
         .map_err(|e: crate::core::window::InvalidPeriod| ApiError::InvalidRequest(e.to_string()))?;
     let query = ListingQuery::parse(req.query_string())?;
+    let zone = zone_of(&query)?;
     let direction = Direction::from_sort(query.sort.as_deref());
     let window = match req.match_info().get("datetime") {
-        Some(datetime) => Window::parse(period, datetime, direction),
-        None => Window::latest(period, direction, Utc::now()),
+        Some(datetime) => Window::parse_in(period, datetime, direction, zone.as_ref()),
+        None => Window::latest_in(period, direction, Utc::now(), zone.as_ref()),
     }
-    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    .map_err(|error| match error {
+        WindowError::Ambiguous { earlier, later } => {
+            // Both windows the local time may mean, as links.
+            let base = base_url(req, public_url);
+            let link = |t| {
+                Window::at(period, direction, t, zone.as_ref())
+                    .and_then(|w| w.links_under(&base, path, ""))
+                    .map(|links| links.self_link)
+                    .unwrap_or_default()
+            };
+            ApiError::InvalidRequest(format!(
+                "{error} It is either {} or {}.",
+                link(earlier),
+                link(later)
+            ))
+        }
+        error => ApiError::InvalidRequest(error.to_string()),
+    })?;
     Ok((window, query))
+}
+
+/// The reader's zone, `tz` (at most once); `None` without it.
+pub fn zone_of(query: &ListingQuery) -> Result<Option<Zone>, ApiError> {
+    query
+        .single("tz")?
+        .map(|name| Zone::parse(name).map_err(|e| ApiError::InvalidRequest(e.to_string())))
+        .transpose()
+}
+
+/// Refuses `tz` (`given`) where figures are by UTC day (the usage rollups).
+pub fn refuse_zone(given: Option<&str>) -> Result<(), ApiError> {
+    if given.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "The parameter `tz` is not accepted here: the usage rollups count users \
+             per UTC day, so these figures exist for UTC days and months only. \
+             Read the authentication events with `tz` for local days."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The answer to a HEAD of a streamed resource: the GET's status and

@@ -23,3 +23,4 @@ mod shutdown;
 mod streaming;
 mod telemetry;
 mod tls;
+mod zones;

@@ -136,6 +136,13 @@ impl RecordEncoder {
                         buf.put_slice(br#","next":"#);
                         write_json_str(&mut buf, &links.next);
                         buf.put_slice(b"},");
+                        if let Some(span) = &links.span {
+                            buf.put_slice(br#""window":{"start":"#);
+                            write_json_str(&mut buf, &span.start);
+                            buf.put_slice(br#","end":"#);
+                            write_json_str(&mut buf, &span.end);
+                            buf.put_slice(b"},");
+                        }
                     }
                     JsonHead::Paged {
                         previous,
@@ -219,6 +226,14 @@ impl RecordEncoder {
             column: 0,
             closed: false,
         }
+    }
+
+    /// Writes times from now on in `zone`'s local time followed by its
+    /// offset then (`2026-10-25T03:30:00+02:00`); `None` keeps UTC without
+    /// a suffix.
+    pub fn in_zone(mut self, zone: Option<crate::core::zone::Zone>) -> Self {
+        self.seconds.set_zone(zone);
+        self
     }
 
     /// Returns the format this encoder writes.
@@ -412,6 +427,7 @@ mod tests {
             self_link: "http://h/x/day/2021-04-10".into(),
             prev: "http://h/x/day/2021-04-09".into(),
             next: "http://h/x/day/2021-04-11".into(),
+            span: None,
         }
     }
 

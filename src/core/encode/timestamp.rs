@@ -107,18 +107,70 @@ pub(super) struct SecondCache {
     second: Option<i64>,
     text: [u8; TIMESTAMP_MAX],
     len: usize,
+    /// The reader's zone: times are written in its local time, followed by
+    /// its offset then.
+    zone: Option<Offsets>,
+}
+
+/// A zone's offset over the span of seconds around the last one asked,
+/// between two of its transitions: rows in time order mostly fall in it.
+#[derive(Debug)]
+struct Offsets {
+    zone: crate::core::zone::Zone,
+    /// `[from, until)` in Unix seconds (an end `None` is open), and the
+    /// offset in it; empty until first asked.
+    from: Option<i64>,
+    until: Option<i64>,
+    offset: i32,
+    known: bool,
+    /// `±HH:MM` of `offset`.
+    suffix: [u8; 6],
+}
+
+impl Offsets {
+    /// The offset at `second`, from the span when it holds `second`.
+    #[inline]
+    fn at(&mut self, second: i64) -> i32 {
+        let inside = self.known
+            && self.from.is_none_or(|from| from <= second)
+            && self.until.is_none_or(|until| second < until);
+        if !inside {
+            let (from, until, offset) = self.zone.offset_span(second);
+            self.from = from;
+            self.until = until;
+            self.offset = offset;
+            self.known = true;
+            let text = crate::core::zone::format_offset(offset);
+            self.suffix.copy_from_slice(&text.as_bytes()[..6]);
+        }
+        self.offset
+    }
 }
 
 impl SecondCache {
+    /// Times from now on in `zone`'s local time with its offset (UTC
+    /// without a suffix, as always, for `None`).
+    pub(super) fn set_zone(&mut self, zone: Option<crate::core::zone::Zone>) {
+        self.zone = zone.map(|zone| Offsets {
+            zone,
+            from: None,
+            until: None,
+            offset: 0,
+            known: false,
+            suffix: *b"+00:00",
+        });
+        self.second = None;
+    }
+
     #[inline]
     pub(super) fn write(&mut self, out: &mut BytesMut, ts: DateTime<Utc>) {
         let nanos = ts.timestamp_subsec_nanos();
         // A leap second (nanos >= 1e9) takes the full path.
-        if nanos >= 1_000_000_000 {
+        if nanos >= 1_000_000_000 && self.zone.is_none() {
             write_timestamp(out, ts);
             return;
         }
-        self.write_second(out, ts.timestamp(), nanos);
+        self.write_second(out, ts.timestamp(), nanos % 1_000_000_000);
     }
 
     #[inline]
@@ -133,7 +185,13 @@ impl SecondCache {
     #[inline]
     fn write_second(&mut self, out: &mut BytesMut, second: i64, nanos: u32) {
         if self.second != Some(second) {
-            let whole = DateTime::from_timestamp(second, 0).unwrap_or_default();
+            let local = match &mut self.zone {
+                None => second,
+                Some(zone) => second.saturating_add(i64::from(zone.at(second))),
+            };
+            let whole = DateTime::from_timestamp(local, 0)
+                .or_else(|| DateTime::from_timestamp(second, 0))
+                .unwrap_or_default();
             let (text, len) = encode_timestamp(whole);
             self.text = text;
             self.len = len;
@@ -144,6 +202,9 @@ impl SecondCache {
         let mut at = 0;
         put_fraction(&mut fraction, &mut at, nanos);
         out.put_slice(&fraction[..at]);
+        if let Some(zone) = &self.zone {
+            out.put_slice(&zone.suffix);
+        }
     }
 }
 
@@ -287,5 +348,39 @@ mod tests {
                 DateTime::from_timestamp_micros(micros)
             );
         }
+    }
+
+    /// Issue 24: in a zone, times are local with the offset of their
+    /// instant, across a transition and back (descending streams), and the
+    /// cache of a second never carries an offset over a transition.
+    #[test]
+    fn zoned_times_carry_the_offset_of_their_instant() {
+        let mut cache = SecondCache::default();
+        cache.set_zone(Some(
+            crate::core::zone::Zone::parse("Europe/Helsinki").unwrap(),
+        ));
+        let mut out = BytesMut::new();
+        let times = [
+            ts(2026, 10, 25, 0, 59, 59, 500_000_000),
+            ts(2026, 10, 25, 1, 0, 0, 0),
+            ts(2026, 10, 25, 1, 30, 0, 0),
+            ts(2026, 10, 25, 0, 30, 0, 250_000_000),
+            ts(2026, 3, 29, 0, 59, 59, 0),
+            ts(2026, 3, 29, 1, 0, 0, 0),
+        ];
+        for t in times {
+            cache.write_micros(&mut out, UnixMicros::new(t.timestamp_micros()).unwrap());
+            out.put_u8(b' ');
+        }
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "2026-10-25T03:59:59.5+03:00 2026-10-25T03:00:00+02:00 2026-10-25T03:30:00+02:00 \
+             2026-10-25T03:30:00.25+03:00 2026-03-29T02:59:59+02:00 2026-03-29T04:00:00+03:00 "
+        );
+        // Back to UTC: no suffix, as without a zone.
+        cache.set_zone(None);
+        let mut out = BytesMut::new();
+        cache.write(&mut out, times[1]);
+        assert_eq!(&out[..], b"2026-10-25T01:00:00");
     }
 }

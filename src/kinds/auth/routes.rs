@@ -61,12 +61,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize)]
 struct ReportQuery {
     format: Option<String>,
+    tz: Option<String>,
 }
 
-/// Chooses the representation from `format=` or `Accept`.
+/// Chooses the representation from `format=` or `Accept`; `tz` is refused
+/// (the rollups and their figures are by UTC day).
 fn representation(req: &HttpRequest) -> Result<OutputFormat, ApiError> {
     let query = web::Query::<ReportQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::InvalidRequest(format!("Malformed query string: {e}.")))?;
+    crate::http::listing::refuse_zone(query.tz.as_deref())?;
     negotiate_format(req, query.format.as_deref())
 }
 
@@ -147,6 +150,7 @@ async fn day_events(
         head: JsonHead::Links(&links),
         identities: &identities,
         guard: state.options.csv_formula_guard,
+        zone: None,
     };
     let listing = Listing::window(&window, Selection::default());
     let stream = db::records::open(&state.pool, &super::KIND, &listing, output, tally).await?;

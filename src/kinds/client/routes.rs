@@ -216,6 +216,7 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         },
         identities: &identities,
         guard: state.options.csv_formula_guard,
+        zone: None,
     };
     let tally = stream_tally(&req, &state, "client_history", format.as_str());
     let stream = records::open(&state.pool, &KIND, &listing, output, tally).await?;

@@ -95,6 +95,7 @@ pub async fn client_summary(
             .collect()
     };
     let mut summary = ClientSummary {
+        window: links.span.clone(),
         links,
         event_types,
         top_failures,

@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, Grant::Read)?;
-    let (window, query) = window_of(&req)?;
+    let (window, query) = window_of(&req, state.public_url.as_deref(), SUMMARY_PATH)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let link_query = KIND.link_query(
         query.format.as_ref().map(|_| format.as_str()),

@@ -11,6 +11,7 @@
 //! - `GET /api/v1/users/{user}/sessions`, `/api/v1/devices/{device}/sessions`;
 //! - `GET /api/v1/devices/sessions/calendar` (calendar widgets' shape).
 
+use crate::core::zone::Zone;
 use std::{
     collections::HashSet,
     sync::{Mutex, OnceLock},
@@ -384,6 +385,18 @@ fn range_params(query: &ListingQuery, start: &str, end: &str) -> Result<Range, A
 /// (`2024-01-01 00:01:00`, UTC unless it says otherwise,
 /// `2024-01-01 00:01:00+00:00`, RFC 3339 with `T`).
 fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+    parse_instant_in(name, text, end, None)
+}
+
+/// [`parse_instant`] in the reader's zone: a date is the first instant of
+/// that local day, a time without offset a local time (one the clocks
+/// skipped or showed twice is refused).
+fn parse_instant_in(
+    name: &str,
+    text: &str,
+    end: bool,
+    zone: Option<&Zone>,
+) -> Result<DateTime<Utc>, ApiError> {
     let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
@@ -404,14 +417,34 @@ fn parse_instant(name: &str, text: &str, end: bool) -> Result<DateTime<Utc>, Api
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(at.and_utc());
+            let Some(zone) = zone else {
+                return Ok(at.and_utc());
+            };
+            return match zone.resolve(at) {
+                Some(crate::core::zone::Local::One(t)) => Ok(t),
+                Some(crate::core::zone::Local::Gap) => Err(ApiError::InvalidRequest(format!(
+                    "The parameter `{name}` names a local time that does not exist in {}: \
+                     the clocks moved forward over it.",
+                    zone.name()
+                ))),
+                Some(crate::core::zone::Local::Fold(..)) => Err(ApiError::InvalidRequest(format!(
+                    "The parameter `{name}` names a local time {} showed twice: \
+                         write it with its offset.",
+                    zone.name()
+                ))),
+                None => Err(ApiError::InvalidRequest(format!(
+                    "The parameter `{name}` is out of range."
+                ))),
+            };
         }
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| if end { d.succ_opt() } else { Some(d) })
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+        .and_then(|d| match zone {
+            Some(zone) => zone.start_of_day(d),
+            None => d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        })
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!(
                 "The parameter `{name}` must be a date (`2024-01-01`) or a time \
@@ -464,6 +497,7 @@ async fn stream(
         head,
         identities: &identities,
         guard: state.options.csv_formula_guard,
+        zone: None,
     };
     let tally = stream_tally(req, state, resource, format.as_str());
     let stream = records::open(&state.pool, &KIND, listing, output, tally).await?;
@@ -745,6 +779,7 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         },
         identities: &identities,
         guard: state.options.csv_formula_guard,
+        zone: None,
     };
     let tally = stream_tally(&req, &state, "session", format.as_str());
     let mut rows = records::open(&state.pool, &KIND, &listing, output, tally).await?;
@@ -882,24 +917,25 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "The calendar is served as application/json only.".into(),
         ));
     }
+    let zone = crate::http::listing::zone_of(&query)?;
     let start = query
         .single("start")?
         .ok_or_else(|| ApiError::InvalidRequest("The parameter `start` is required.".into()))
-        .and_then(|t| parse_instant("start", t, false))?;
+        .and_then(|t| parse_instant_in("start", t, false, zone.as_ref()))?;
     let end = query
         .single("end")?
         .ok_or_else(|| ApiError::InvalidRequest("The parameter `end` is required.".into()))
         .and_then(|t| {
             // `end` is exclusive, as calendar widgets send it: a date means
             // its own midnight.
-            parse_instant("end", t, false)
+            parse_instant_in("end", t, false, zone.as_ref())
         })?;
     if end <= start || end - start > Duration::days(MAX_CALENDAR_DAYS) {
         return Err(ApiError::InvalidRequest(format!(
             "`end` must be after `start`, at most {MAX_CALENDAR_DAYS} days later."
         )));
     }
-    let selection = filters(&query, scope, &["start", "end", "format", "timeZone"])?;
+    let selection = filters(&query, scope, &["start", "end", "format", "timeZone", "tz"])?;
     catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Ascending,
@@ -954,7 +990,10 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         let device = writer.show(IdentityType::Mac, device).as_str().to_owned();
         let user = user.map(|u| writer.show(IdentityType::RadiusUser, u).as_str().to_owned());
         let time = |t: Option<DateTime<Utc>>| {
-            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            t.map(|t| match &zone {
+                Some(zone) => zone.rfc3339(t),
+                None => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })
         };
         let title = match &called {
             Some(called) => format!("{nas} {called}"),
