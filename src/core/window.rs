@@ -327,10 +327,13 @@ impl Window {
         if lit.precision < period.precision() {
             return Err(invalid);
         }
+        // An hour named with its offset is an instant and may start at any
+        // whole minute: after a change of 30 minutes (Australia/Lord_Howe)
+        // the hour after a local :00 starts at a local :30.
         let boundary = match period {
             Period::Month => lit.day == 1 && lit.hour == 0 && lit.minute == 0,
             Period::Day | Period::Week => lit.hour == 0 && lit.minute == 0,
-            Period::Hour => lit.minute == 0,
+            Period::Hour => lit.minute == 0 || offset.is_some(),
             Period::Minute => true,
         } && lit.second == 0
             && lit.nanos == 0;
@@ -987,6 +990,33 @@ mod tests {
         assert!(
             Window::parse(Period::Hour, "2026-10-25T03:00+03:00", Direction::Ascending).is_err()
         );
+    }
+
+    /// In a zone whose clocks move by 30 minutes, walking hours over the
+    /// change keeps every link parseable.
+    #[test]
+    fn hours_across_a_half_hour_change_round_trip() {
+        let mut w = in_zone(
+            Period::Hour,
+            "2026-10-04T00:00+10:30",
+            Direction::Ascending,
+            "Australia/Lord_Howe",
+        )
+        .unwrap();
+        for _ in 0..5 {
+            let name = w.canonical_datetime();
+            let again = in_zone(
+                Period::Hour,
+                &name,
+                Direction::Ascending,
+                "Australia/Lord_Howe",
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(again, w);
+            assert_eq!(seconds(&w), 3_600);
+            w = w.next().unwrap();
+        }
+        assert_eq!(w.canonical_datetime(), "2026-10-04T05:30+11:00");
     }
 
     /// Issue 24: a year of local days covers the same instants as the year.
