@@ -285,29 +285,7 @@ impl Window {
             return Window::parse_zoned(period, datetime, direction, zone);
         }
         let invalid = WindowError::InvalidDatetime { period };
-        let lit = parse_literal(datetime.as_bytes()).ok_or(invalid)?;
-        if lit.precision < period.precision() {
-            return Err(invalid);
-        }
-        // Everything finer than the period's precision must be at its zero value.
-        let boundary = match period {
-            Period::Month => lit.day == 1 && lit.hour == 0 && lit.minute == 0,
-            Period::Day | Period::Week => lit.hour == 0 && lit.minute == 0,
-            Period::Hour => lit.minute == 0,
-            Period::Minute => true,
-        } && lit.second == 0
-            && lit.nanos == 0;
-        if !boundary || lit.hour > 23 || lit.minute > 59 {
-            return Err(invalid);
-        }
-        let date = NaiveDate::from_ymd_opt(lit.year, lit.month, lit.day).ok_or(invalid)?;
-        if !(1..=9999).contains(&lit.year) {
-            return Err(WindowError::OutOfRange);
-        }
-        let t = date
-            .and_hms_opt(lit.hour, lit.minute, 0)
-            .ok_or(invalid)?
-            .and_utc();
+        let t = on_boundary(period, datetime, false, invalid)?.and_utc();
         Window::checked(period, direction, t, None)
     }
 
@@ -323,30 +301,13 @@ impl Window {
         if offset.is_some() && !instants {
             return Err(invalid);
         }
-        let lit = parse_literal(literal.as_bytes()).ok_or(invalid)?;
-        if lit.precision < period.precision() {
-            return Err(invalid);
-        }
         // An hour named with its offset is an instant and may start at any
         // whole minute: after a change of 30 minutes (Australia/Lord_Howe)
         // the hour after a local :00 starts at a local :30.
-        let boundary = match period {
-            Period::Month => lit.day == 1 && lit.hour == 0 && lit.minute == 0,
-            Period::Day | Period::Week => lit.hour == 0 && lit.minute == 0,
-            Period::Hour => lit.minute == 0 || offset.is_some(),
-            Period::Minute => true,
-        } && lit.second == 0
-            && lit.nanos == 0;
-        if !boundary || lit.hour > 23 || lit.minute > 59 {
-            return Err(invalid);
-        }
-        let date = NaiveDate::from_ymd_opt(lit.year, lit.month, lit.day).ok_or(invalid)?;
-        if !(1..=9999).contains(&lit.year) {
-            return Err(WindowError::OutOfRange);
-        }
-        let local = date.and_hms_opt(lit.hour, lit.minute, 0).ok_or(invalid)?;
+        let local = on_boundary(period, literal, offset.is_some(), invalid)?;
         let t = if !instants {
-            zone.start_of_day(date).ok_or(WindowError::OutOfRange)?
+            zone.start_of_day(local.date())
+                .ok_or(WindowError::OutOfRange)?
         } else if let Some(offset) = offset {
             let t = (local - TimeDelta::seconds(i64::from(offset))).and_utc();
             if zone.offset_at(t) != offset {
@@ -687,6 +648,37 @@ fn step(
         _ if forward => period.add_to(t),
         _ => period.sub_from(t),
     }
+}
+
+/// The date and time `datetime` names for `period`: in its form or a finer
+/// one at the period's boundary (everything finer than the period at its
+/// zero value; an hour at any whole minute when `any_minute`), years 0001
+/// to 9999 (else [`WindowError::OutOfRange`]), otherwise `invalid`.
+fn on_boundary(
+    period: Period,
+    datetime: &str,
+    any_minute: bool,
+    invalid: WindowError,
+) -> Result<NaiveDateTime, WindowError> {
+    let lit = parse_literal(datetime.as_bytes()).ok_or(invalid)?;
+    if lit.precision < period.precision() {
+        return Err(invalid);
+    }
+    let boundary = match period {
+        Period::Month => lit.day == 1 && lit.hour == 0 && lit.minute == 0,
+        Period::Day | Period::Week => lit.hour == 0 && lit.minute == 0,
+        Period::Hour => lit.minute == 0 || any_minute,
+        Period::Minute => true,
+    } && lit.second == 0
+        && lit.nanos == 0;
+    if !boundary || lit.hour > 23 || lit.minute > 59 {
+        return Err(invalid);
+    }
+    let date = NaiveDate::from_ymd_opt(lit.year, lit.month, lit.day).ok_or(invalid)?;
+    if !(1..=9999).contains(&lit.year) {
+        return Err(WindowError::OutOfRange);
+    }
+    date.and_hms_opt(lit.hour, lit.minute, 0).ok_or(invalid)
 }
 
 /// Splits a trailing offset (`Z`, `+HH:MM`, `-HH:MM`) off a datetime: the
