@@ -176,7 +176,14 @@ impl Application {
                     jobs_pool.clone(),
                     interval,
                     stop_jobs.clone(),
-                    settings.kinds.upkeeps(),
+                    // The kinds' own, then the change feed's summary of
+                    // every kind (what conditional windows read).
+                    settings
+                        .kinds
+                        .upkeeps()
+                        .into_iter()
+                        .chain([db::changes::Summary::of(settings.kinds.kinds()) as _])
+                        .collect(),
                     settings.pseudonymiser.clone(),
                     options.metrics.clone(),
                 )));

@@ -137,6 +137,17 @@ impl Database {
         Ok(())
     }
 
+    /// Installs the change feed of every kind, on tables of other programs
+    /// too (`migrate --track-changes`), and says which feeds can be read.
+    pub(super) async fn track_changes(&self) -> Result<(), CliError> {
+        let mut client = connect_with(&self.config, &self.tls).await?;
+        let kinds = crate::kinds::REGISTRY.kinds();
+        let tracked = db::migrate::track_changes(&mut client, &kinds, true).await?;
+        tracing::info!(?tracked, "change feeds installed");
+        println!("change feeds installed: {}", tracked.join(", "));
+        Ok(())
+    }
+
     pub(super) async fn stop(self) {
         if let Some(embedded) = self.embedded {
             match tokio::task::spawn_blocking(move || embedded.stop()).await {

@@ -59,7 +59,7 @@ enum Command {
     /// ACCTSTREAM_PSEUDONYM_KEY_FILE) and ACCTSTREAM_API_TOKENS.
     Serve(ServeArgs),
     /// Apply the migrations in sql/ that are not yet applied, then exit.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Serve with an embedded PostgreSQL and realistic demo data: 30 days of
     /// events (seeded once, topped up on later runs) plus a live trickle.
     /// Generates a key, a read token and a read+write token once and keeps
@@ -267,6 +267,15 @@ impl RetentionArgs {
 }
 
 #[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Also install the change feed's triggers on tables another program
+    /// owns that were there before acctstream (FreeRADIUS's radacct): a
+    /// side table and three statement triggers, never a new column.
+    #[arg(long)]
+    track_changes: bool,
+}
+
+#[derive(Debug, Args)]
 struct PurgeArgs {
     /// Print what would be deleted; delete nothing.
     #[arg(long)]
@@ -350,11 +359,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         None => serve(&cli.common, &ServeArgs::parse_env()).await,
         Some(Command::Serve(args)) => serve(&cli.common, &args).await,
-        Some(Command::Migrate) => {
+        Some(Command::Migrate(args)) => {
             let database = Database::open(&cli.common, true).await?;
             let result = match app::admin_key(&cli.common) {
                 Ok(key) => database.migrate(key.as_ref()).await,
                 Err(error) => Err(error),
+            };
+            let result = match result {
+                Ok(()) if args.track_changes => database.track_changes().await,
+                other => other,
             };
             database.stop().await;
             result

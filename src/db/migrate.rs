@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_rollup_set_aside.sql",
         sql: include_str!("../../sql/0011_rollup_set_aside.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_change_feed.sql",
+        sql: include_str!("../../sql/0012_change_feed.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -110,7 +115,40 @@ pub async fn run(
                 source,
             })?;
     }
+    track_changes(client, kinds, false).await?;
     Ok(done)
+}
+
+/// Makes what each kind's change feed needs where it is missing
+/// ([`super::changes::ensure`]); on tables of other programs acctstream did
+/// not create only with `foreign` (`acctstream migrate --track-changes`).
+/// Returns the kinds whose feed can be read.
+pub async fn track_changes(
+    client: &mut Client,
+    kinds: &[&'static Kind],
+    foreign: bool,
+) -> Result<Vec<&'static str>, MigrateError> {
+    let mut tracked = Vec::new();
+    for kind in kinds {
+        let yes = super::changes::ensure(client, kind, foreign)
+            .await
+            .map_err(|source| MigrateError {
+                name: "change feed",
+                source,
+            })?;
+        if let Some(index) = super::changes::index(kind) {
+            ensure_indexes(&*client, &[index])
+                .await
+                .map_err(|source| MigrateError {
+                    name: "change feed",
+                    source,
+                })?;
+        }
+        if yes {
+            tracked.push(kind.name);
+        }
+    }
+    Ok(tracked)
 }
 
 /// Like [`run`], but only the migrations up to `version` (tests of a
@@ -173,10 +211,10 @@ const INDEX_LOCK: i64 = 0x0061_6363_7469_6478;
 /// concurrent `CREATE INDEX CONCURRENTLY` on one table wait for each other's
 /// transactions, so the lock is polled with short statements rather than
 /// waited for in one.
-pub async fn ensure_indexes(
+pub async fn ensure_indexes<S: AsRef<str>>(
     client: &impl GenericClient,
-    indexes: &[(&'static str, &'static str)],
-) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    indexes: &[(S, S)],
+) -> Result<Vec<String>, tokio_postgres::Error> {
     if missing_indexes(client, indexes).await?.is_empty() {
         return Ok(Vec::new());
     }
@@ -200,12 +238,13 @@ pub async fn ensure_indexes(
 }
 
 /// The `indexes` that do not exist, with whether an invalid one is in the way.
-async fn missing_indexes(
+async fn missing_indexes<'a, S: AsRef<str>>(
     client: &impl GenericClient,
-    indexes: &[(&'static str, &'static str)],
-) -> Result<Vec<(&'static str, &'static str, bool)>, tokio_postgres::Error> {
+    indexes: &'a [(S, S)],
+) -> Result<Vec<(&'a str, &'a str, bool)>, tokio_postgres::Error> {
     let mut missing = Vec::new();
-    for &(name, definition) in indexes {
+    for (name, definition) in indexes {
+        let (name, definition) = (name.as_ref(), definition.as_ref());
         let state = client
             .query_opt(
                 "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
@@ -222,10 +261,10 @@ async fn missing_indexes(
     Ok(missing)
 }
 
-async fn create_missing(
+async fn create_missing<S: AsRef<str>>(
     client: &impl GenericClient,
-    indexes: &[(&'static str, &'static str)],
-) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    indexes: &[(S, S)],
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut created = Vec::new();
     for (name, definition, invalid) in missing_indexes(client, indexes).await? {
         if invalid {
@@ -238,7 +277,7 @@ async fn create_missing(
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}"
             ))
             .await?;
-        created.push(name);
+        created.push(name.to_owned());
     }
     Ok(created)
 }

@@ -7,6 +7,7 @@
 //! identity values only as [`Shown`](crate::core::identity::Shown).
 
 pub mod audit;
+pub mod changes;
 mod copy;
 pub mod directory;
 mod error;

@@ -98,13 +98,26 @@ pub async fn open(
 ) -> Result<RecordStream, DbError> {
     let client = pool.get().await?;
     let sql = listing.sql(kind);
-    // The query itself, prepared (once per connection) for its column types.
-    let query = client.prepare_cached(&sql).await?;
     let params = params(&client, kind, listing).await?;
+    start(client, kind, &sql, &params, output, tally).await
+}
+
+/// Starts `sql` (the records of `kind`, in its columns' order, with these
+/// parameters) on `client` as a record stream.
+pub(crate) async fn start(
+    client: Object,
+    kind: &'static Kind,
+    sql: &str,
+    params: &[Param],
+    output: Output<'_>,
+    tally: StreamTally,
+) -> Result<RecordStream, DbError> {
+    // The query itself, prepared (once per connection) for its column types.
+    let query = client.prepare_cached(sql).await?;
     let parameters: Vec<Parameter> = params.iter().map(Param::in_copy).collect();
     // The COPY text holds this listing's times and numbers: prepared for
     // this stream only, alongside storing its settings (one round trip).
-    let copy_sql = copy_statement(&sql, &parameters);
+    let copy_sql = copy_statement(sql, &parameters);
     let copy = client.prepare(&copy_sql);
     let copy = match store_parameters(&parameters) {
         None => copy.await?,
@@ -229,8 +242,10 @@ where
 
 /// One query parameter of a listing.
 #[derive(Debug)]
-enum Param {
+pub(crate) enum Param {
     Time(DateTime<Utc>),
+    /// A transaction id.
+    Xid(Xid8),
     Integer(i64),
     /// A text, or NULL (matches nothing: an unknown pseudonym).
     Text(Option<String>),
@@ -245,6 +260,7 @@ impl Param {
     fn in_copy(&self) -> Parameter {
         match self {
             Param::Time(t) => Parameter::Literal(time_literal(*t)),
+            Param::Xid(xid) => Parameter::Literal(format!("'{}'::xid8", xid.0)),
             // Quoted: `-9223372036854775808::int8` would negate a number
             // that int8 cannot hold.
             Param::Integer(n) => Parameter::Literal(format!("'{n}'::int8")),
@@ -256,9 +272,10 @@ impl Param {
         }
     }
 
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+    pub(crate) fn as_sql(&self) -> &(dyn ToSql + Sync) {
         match self {
             Param::Time(t) => t,
+            Param::Xid(xid) => xid,
             Param::Integer(n) => n,
             Param::Text(t) => t,
             Param::Integers(v) => v,
@@ -296,7 +313,32 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
     if listing.splits_spans(kind) {
         params.extend(start_bound(client, kind, listing).await?.map(Param::Time));
     }
-    for (index, values) in &listing.selection.filters {
+    params.extend(filter_params(client, kind, &listing.selection).await?);
+    if let Some(Keyset { after: Some(id) }) = listing.keyset {
+        params.push(Param::Integer(id));
+    }
+    if let Some(seek) = listing.seek {
+        params.push(Param::Time(seek.at));
+        params.push(Param::Integer(seek.id));
+    }
+    if let Some(page) = listing.page {
+        params.push(Param::Integer(page.offset));
+        params.push(Param::Integer(page.limit));
+    }
+    Ok(params)
+}
+
+/// The parameters of `selection`'s filters
+/// ([`Kind::filter_terms`](crate::core::kind::Kind::filter_terms)), with
+/// pseudonyms resolved to the raw values they stand for (an unknown
+/// pseudonym matches nothing).
+pub(crate) async fn filter_params(
+    client: &Object,
+    kind: &Kind,
+    selection: &crate::core::kind::Selection,
+) -> Result<Vec<Param>, DbError> {
+    let mut params = Vec::new();
+    for (index, values) in &selection.filters {
         let identity = match kind.filters[*index].ty {
             FilterType::Identity(ty) => Some(ty),
             _ => None,
@@ -329,18 +371,39 @@ async fn params(client: &Object, kind: &Kind, listing: &Listing) -> Result<Vec<P
             }
         });
     }
-    if let Some(Keyset { after: Some(id) }) = listing.keyset {
-        params.push(Param::Integer(id));
-    }
-    if let Some(seek) = listing.seek {
-        params.push(Param::Time(seek.at));
-        params.push(Param::Integer(seek.id));
-    }
-    if let Some(page) = listing.page {
-        params.push(Param::Integer(page.offset));
-        params.push(Param::Integer(page.limit));
-    }
     Ok(params)
+}
+
+/// A transaction id as PostgreSQL's `xid8` (8 bytes, big-endian, in the
+/// binary protocol), which tokio-postgres does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Xid8(pub u64);
+
+impl ToSql for Xid8 {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, BoxError> {
+        bytes::BufMut::put_u64(out, self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "xid8"
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Xid8 {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Xid8, BoxError> {
+        Ok(Xid8(u64::from_be_bytes(raw.try_into()?)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "xid8"
+    }
 }
 
 /// The start bound of a split listing of spans

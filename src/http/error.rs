@@ -20,7 +20,7 @@ use serde::Serialize;
 pub struct ErrorResponse {
     /// A machine-readable code (OAuth 2.0 style): `invalid_request`,
     /// `invalid_token`, `insufficient_scope`, `not_found`,
-    /// `method_not_allowed`, `not_acceptable`, `unsupported_media_type`,
+    /// `gone`, `conflict`, `method_not_allowed`, `not_acceptable`, `unsupported_media_type`,
     /// `payload_too_large`, `server_error` or `temporarily_unavailable`.
     pub error: String,
     /// A sentence for a human.
@@ -71,6 +71,19 @@ pub enum ApiError {
     /// No such record; the text says which.
     #[error("{0}")]
     Missing(String),
+    /// A feed cursor older than what retention kept; `first` is where to
+    /// start again.
+    #[error("{description}")]
+    Gone {
+        /// For a human.
+        description: String,
+        /// The feed's first page.
+        first: String,
+    },
+    /// The resource exists but cannot be served in the database's present
+    /// state; the text says what an operator does about it.
+    #[error("{0}")]
+    Conflict(String),
     /// The resource exists but not with this method.
     #[error("This resource supports only {allow}.")]
     MethodNotAllowed {
@@ -112,6 +125,8 @@ impl ApiError {
             ApiError::KeysUnavailable => "temporarily_unavailable",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound | ApiError::Missing(_) => "not_found",
+            ApiError::Gone { .. } => "gone",
+            ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -147,6 +162,8 @@ impl ResponseError for ApiError {
             ApiError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone { .. } => StatusCode::GONE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -219,6 +236,13 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
+            }
+            ApiError::Gone { first, .. } => {
+                if let Ok(value) =
+                    header::HeaderValue::from_str(&format!("<{first}>; rel=\"first\""))
+                {
+                    response.insert_header((header::LINK, value));
+                }
             }
             ApiError::Unavailable(_) | ApiError::AuditUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));

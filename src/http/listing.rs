@@ -168,7 +168,50 @@ async fn window(
         format,
         &format!("{}.csv", window.file_stem_for(kind.file_name)),
     );
-    response.insert_header((header::LINK, link_header(&links)));
+    let mut link = link_header(&links);
+    let feed = feed_state(&state, kind, &window).await?;
+    if let Some((changes, etag)) = &feed {
+        let mut url = format!(
+            "{}{}?after={changes}",
+            base_url(&req, state.public_url.as_deref()),
+            crate::core::kind::feed::path(kind),
+        );
+        if !link_query.is_empty() {
+            url.push('&');
+            url.push_str(&link_query);
+        }
+        link = header::HeaderValue::from_str(&format!(
+            "{}, <{url}>; rel=\"changes\"",
+            link.to_str().unwrap_or_default()
+        ))
+        .unwrap_or(link);
+        // One tag per representation: the window, its filters and format
+        // (all in the self link), who sees identities, the coding.
+        let etag = format!(
+            "\"{}\"",
+            crate::core::kind::feed::tag(&[
+                links.self_link.as_bytes(),
+                format.as_str().as_bytes(),
+                if scope.has(Grant::Identities) {
+                    b"identities"
+                } else {
+                    b"pseudonyms"
+                },
+                accepted_coding(&req).unwrap_or("identity").as_bytes(),
+                etag.as_bytes(),
+            ])
+        );
+        if none_match(&req, &etag) {
+            let mut not_modified = HttpResponse::NotModified();
+            not_modified
+                .insert_header((header::ETAG, etag))
+                .insert_header((header::LINK, link))
+                .insert_header((header::VARY, "Accept, Accept-Encoding"));
+            return Ok(not_modified.finish());
+        }
+        response.insert_header((header::ETAG, etag));
+    }
+    response.insert_header((header::LINK, link));
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
     }
@@ -188,6 +231,62 @@ async fn window(
     let listing = Listing::window(&window, selection);
     let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
     Ok(streamed(&req, &state, response, stream))
+}
+
+/// What the window says of the kind's change feed (issue 23): the cursor
+/// of the feed's end now, where a poller that read this window follows
+/// the feed (read before the window's query, so every record committed
+/// after the window's snapshot comes after it), and what the window's
+/// `ETag` is made of (the summary's stamps covering it, changes not yet
+/// summarised, the kind's deletions, and for windows that may hold a span
+/// still open, the present second). `None` when the kind's feed is not
+/// installed.
+async fn feed_state(
+    state: &AppState,
+    kind: &'static Kind,
+    window: &Window,
+) -> Result<Option<(String, String)>, ApiError> {
+    if !state.options.changes.check(&state.pool, kind).await? {
+        return Ok(None);
+    }
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let (lower, upper) = window.bounds();
+    let now = crate::db::changes::window_state(&client, kind, lower, upper).await?;
+    let cursor = crate::core::kind::feed::Cursor {
+        epoch: now.epoch,
+        position: now.end,
+    };
+    let show = |p: Option<crate::core::kind::feed::Position>| {
+        p.map_or_else(|| "-".to_owned(), |p| format!("{}.{}", p.xid, p.id))
+    };
+    let mut made_of = format!("{}:{}:{}", now.epoch, show(now.stamp), show(now.pending));
+    if now.live {
+        made_of.push_str(&format!(":{}", Utc::now().timestamp()));
+    }
+    Ok(Some((cursor.encode(kind), made_of)))
+}
+
+/// The content coding the response will have (see [`streamed`]).
+fn accepted_coding(req: &HttpRequest) -> Option<&'static str> {
+    let mut offered = String::new();
+    for value in req.headers().get_all(header::ACCEPT_ENCODING) {
+        if let Ok(text) = value.to_str() {
+            offered.push_str(text);
+            offered.push(',');
+        }
+    }
+    crate::core::negotiate::fastest_coding(&offered)
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110
+/// 13.1.2), or is `*`.
+fn none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// Before a lookup by pseudonym in `kind`: lets the identity directory

@@ -5,6 +5,7 @@
 mod audit;
 pub mod auth;
 pub mod body;
+pub mod changes;
 pub mod docs;
 pub mod error;
 pub mod ingest;

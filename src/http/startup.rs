@@ -19,6 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, kinds: Registry) {
             routes(cfg);
         }
     }
+    // Before the windows too: `changes` is not a `{period}`.
+    super::changes::configure(cfg, kinds);
     listing::configure(cfg, kinds);
     super::ingest::configure(cfg, kinds);
     super::docs::configure(cfg);

@@ -283,8 +283,24 @@ async fn links_and_link_header_navigate_in_response_order() {
     assert_eq!(links["self"], format!("{base}/hour/2021-01-01T00?sort=-"));
     assert_eq!(links["next"], format!("{base}/hour/2020-12-31T23?sort=-"));
     assert_eq!(links["prev"], format!("{base}/hour/2021-01-01T01?sort=-"));
+    // Then where to follow the feed after it (issue 23).
+    let (navigation, changes) = link
+        .split_once(", <")
+        .and_then(|(a, rest)| {
+            let (b, rest) = rest.split_once(", <")?;
+            let (c, rest) = rest.split_once(", <")?;
+            Some((format!("{a}, <{b}, <{c}"), rest.to_owned()))
+        })
+        .unwrap();
+    assert!(
+        changes.starts_with(&format!(
+            "{}/api/v1/statistics/events/changes?after=events.",
+            app.address
+        )) && changes.ends_with("; rel=\"changes\""),
+        "{changes}"
+    );
     assert_eq!(
-        link,
+        navigation,
         format!(
             "<{base}/hour/2021-01-01T00?sort=->; rel=\"self\", <{base}/hour/2021-01-01T01?sort=->; rel=\"prev\", \
              <{base}/hour/2020-12-31T23?sort=->; rel=\"next\""

@@ -454,6 +454,28 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     assert_eq!(from_sql.len(), 3);
     assert_eq!(from_rest, from_sql);
     assert_eq!(from_sql[1]["userName"], sql_app.pseudonym("josé+o'neil@x"));
+    // What rlm_sql wrote itself is in the change feed too (the trigger on
+    // the radacct acctstream created), each session in its last state.
+    let feed = crate::changes::records_after(
+        &sql_app,
+        "/api/v1/statistics/sessions/changes",
+        "sessions",
+        3,
+    )
+    .await;
+    let mut fed: Vec<(String, String)> = feed
+        .iter()
+        .map(|s| {
+            (
+                s["acctSessionId"].as_str().unwrap_or_default().to_owned(),
+                s["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    fed.sort();
+    assert_eq!(fed.len(), 3, "{feed:?}");
+    assert_eq!(fed[0], ("S-1".to_owned(), "closed".to_owned()));
+    assert_eq!(fed[2], ("S-3".to_owned(), "closed".to_owned()));
     assert_eq!(
         from_sql[0]["callingStationId"],
         sql_app.pseudonym("68:05:71:a4:ef:0e")

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod audit;
+pub mod changes;
 mod cli;
 mod docs;
 mod errors;

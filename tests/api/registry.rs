@@ -199,6 +199,12 @@ async fn app_with(mut options: AppOptions) -> TestApp {
     options.kinds = REGISTRY.with(&ENTRY);
     let app = spawn_app_with(options).await;
     app.db.batch_execute(TABLE).await.unwrap();
+    // What `migrate` makes for every registered kind: its change feed.
+    let mut client = crate::helpers::connect(&crate::helpers::database_config(&app.db_name)).await;
+    let tracked = acctstream::db::migrate::track_changes(&mut client, &[&KIND], false)
+        .await
+        .unwrap();
+    assert_eq!(tracked, vec!["gadget_readings"]);
     actix_web::rt::spawn(run_writer(app.pool.clone(), entries));
     app
 }
@@ -249,7 +255,13 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
     let window = format!("/api/v1/statistics/gadget-readings/hour/{hour_text}");
     let mut response = app.get(&window).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let link = response.headers().get("link").unwrap().to_str().unwrap();
+    let link = response
+        .headers()
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(link.contains("rel=\"next\""), "{link}");
     let json: Value = response.json().await.unwrap();
     let first = pseudonym_of(&app.pseudonymiser, IdentityType::Mac, "aa:bb:cc:00:00:01");
@@ -352,6 +364,25 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
         "{parameters:?}"
     );
 
+    // Its change feed: the three readings in commit order, each with its
+    // position; a window points to it.
+    assert!(
+        link.contains("/api/v1/statistics/gadget-readings/changes?after=gadget_readings."),
+        "{link}"
+    );
+    let feed = crate::changes::records_after(
+        &app,
+        "/api/v1/statistics/gadget-readings/changes",
+        "gadgetReadings",
+        3,
+    )
+    .await;
+    assert_eq!(feed.len(), 3, "{feed:?}");
+    assert_eq!(feed[0]["reading"], 7);
+    assert_eq!(feed[0]["gadget"], first.as_str());
+    let after_first = feed[0]["position"].as_str().unwrap().to_owned();
+    let after_all = feed[2]["position"].as_str().unwrap().to_owned();
+
     // Retention brings the kind's upkeep up to date first (the tally counts
     // the old reading before it goes), runs the kind's rule, and the
     // directory forgets the gadget only the old reading carried.
@@ -380,6 +411,38 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(left, vec!["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"]);
+
+    // Retention took the old reading, committed after the first one: a
+    // cursor after the first may have missed it (410, with where to start
+    // again); one after all three missed nothing.
+    let feed = "/api/v1/statistics/gadget-readings/changes";
+    let mut gone = app
+        .get(&format!("{feed}?after={after_first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 410);
+    let first_link = gone
+        .headers()
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first_link.ends_with(&format!("{feed}>; rel=\"first\"")),
+        "{first_link}"
+    );
+    let error: Value = gone.json().await.unwrap();
+    assert_eq!(error["error"], "gone");
+    let kept = app
+        .get(&format!("{feed}?after={after_all}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+    let again = crate::changes::records_after(&app, feed, "gadgetReadings", 2).await;
+    assert_eq!(again.len(), 2);
 }
 
 /// The application's background job runs the upkeep of every entry of its

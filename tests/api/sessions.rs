@@ -862,6 +862,56 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
         .await;
     assert_eq!(one["sessions"][0]["status"], "closed");
     assert_eq!(one["sessions"][0]["durationSeconds"], 60);
+
+    // The change feed needs a trigger on radacct: on a table acctstream
+    // did not create, only once an operator asks (`migrate
+    // --track-changes`); then it holds the rows already there, and what
+    // FreeRADIUS writes next, and the table's columns are still its own.
+    let feed = "/api/v1/statistics/sessions/changes";
+    let refused = app.get(feed).send().await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let window = app
+        .get("/api/v1/statistics/sessions/day/2026-11-20")
+        .send()
+        .await
+        .unwrap();
+    let link = window
+        .headers()
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!link.contains("rel=\"changes\""), "{link}");
+    let tracked = acctstream::db::migrate::track_changes(
+        &mut client,
+        &acctstream::kinds::REGISTRY.kinds(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(tracked.contains(&"sessions"), "{tracked:?}");
+    let columns_tracked: Vec<String> = db
+        .query(
+            "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+             WHERE table_name = 'radacct' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns_before, columns_tracked, "radacct is never altered");
+    db.batch_execute(&FREERADIUS_START.replace("'S1', 'u1'", "'S2', 'u2'"))
+        .await
+        .unwrap();
+    let records = crate::changes::records_after(&app, feed, "sessions", 2).await;
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["acctSessionId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, ["S1", "S2"]);
 }
 
 #[actix_web::test]

@@ -97,6 +97,13 @@ impl std::fmt::Debug for RecordEncoder {
 pub enum JsonHead<'a> {
     /// A window: `"links":{"self":…,"prev":…,"next":…}`.
     Links(&'a NavigationLinks),
+    /// A page of a change feed: `"links":{"self":…,"next":…}`.
+    Feed {
+        /// The page itself.
+        self_link: &'a str,
+        /// The page after it (the same page when it is empty).
+        next: &'a str,
+    },
     /// An offset-paged list: `"previousLink":…,"nextLink":…` (each a URL or
     /// null) and, when counted, `"totalCount":…`.
     Paged {
@@ -143,6 +150,13 @@ impl RecordEncoder {
                             write_json_str(&mut buf, &span.end);
                             buf.put_slice(b"},");
                         }
+                    }
+                    JsonHead::Feed { self_link, next } => {
+                        buf.put_slice(br#"{"links":{"self":"#);
+                        write_json_str(&mut buf, self_link);
+                        buf.put_slice(br#","next":"#);
+                        write_json_str(&mut buf, next);
+                        buf.put_slice(b"},");
                     }
                     JsonHead::Paged {
                         previous,

@@ -176,22 +176,7 @@ impl Listing {
         if self.splits_spans(kind) {
             n += 1; // the start bound, read in the FROM clause
         }
-        for (index, values) in &self.selection.filters {
-            let filter = &kind.filters[*index];
-            let ty = match filter.ty {
-                FilterType::Integer => "int8",
-                FilterType::Text | FilterType::OneOf(_) | FilterType::Identity(_) => "text",
-            };
-            // Identity filters always take an array: one value may be
-            // stored in several forms (IdentityType::stored_forms).
-            let array = values.len() > 1 || matches!(filter.ty, FilterType::Identity(_));
-            terms.push(if !array {
-                format!("{} = ${n}::{ty}", filter.column)
-            } else {
-                format!("{} = ANY(${n}::{ty}[])", filter.column)
-            });
-            n += 1;
-        }
+        terms.extend(kind.filter_terms(&self.selection, &mut n));
         if let Some(condition) = self.condition {
             terms.push(format!("({condition})"));
         }
@@ -306,6 +291,32 @@ impl Listing {
              UNION ALL (SELECT * FROM {table} WHERE {stop} - {start} > $1::timestamptz - ${b}::timestamptz \
              AND {start} < ${b}{order_by})) AS {table}"
         )
+    }
+}
+
+impl Kind {
+    /// The conditions of `selection`'s filters, numbering their parameters
+    /// from `n` on (one each: an array, or a scalar when the filter has one
+    /// value); `n` ends at the next parameter.
+    pub fn filter_terms(&self, selection: &Selection, n: &mut usize) -> Vec<String> {
+        let mut terms = Vec::new();
+        for (index, values) in &selection.filters {
+            let filter = &self.filters[*index];
+            let ty = match filter.ty {
+                FilterType::Integer => "int8",
+                FilterType::Text | FilterType::OneOf(_) | FilterType::Identity(_) => "text",
+            };
+            // Identity filters always take an array: one value may be
+            // stored in several forms (IdentityType::stored_forms).
+            let array = values.len() > 1 || matches!(filter.ty, FilterType::Identity(_));
+            terms.push(if !array {
+                format!("{} = ${n}::{ty}", filter.column)
+            } else {
+                format!("{} = ANY(${n}::{ty}[])", filter.column)
+            });
+            *n += 1;
+        }
+        terms
     }
 }
 

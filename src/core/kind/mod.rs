@@ -7,6 +7,7 @@
 //! the pure logic over it (filter parsing, the canonical query string of
 //! links, the SQL text of a window query).
 
+pub mod feed;
 mod filter;
 mod listing;
 
@@ -279,7 +280,8 @@ pub struct Kind {
     pub schema: &'static str,
     /// The table.
     pub table: &'static str,
-    /// The unique, increasing tie-breaker of the order.
+    /// The unique, increasing tie-breaker of the order (positive: generated
+    /// from 1 up).
     pub id_column: &'static str,
     /// How records lie in time.
     pub time: TimeModel,
