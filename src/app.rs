@@ -89,6 +89,7 @@ pub struct Application {
     jobs: Vec<JoinHandle<()>>,
     audit_writer: Option<JoinHandle<()>>,
     stop_jobs: CancellationToken,
+    stopping: CancellationToken,
 }
 
 /// How `pool_size` connections are shared between at most `workers` HTTP
@@ -190,6 +191,7 @@ impl Application {
             }
         }
         let address = listener.local_addr()?;
+        let stopping = options.shutdown.clone();
         let state = AppState {
             kinds: settings.kinds,
             pool: pools.clone(),
@@ -207,12 +209,19 @@ impl Application {
             jobs: handles,
             audit_writer,
             stop_jobs,
+            stopping,
         })
     }
 
     /// The address it listens on.
     pub fn address(&self) -> std::net::SocketAddr {
         self.address
+    }
+
+    /// Cancelled to tell open event streams the service is stopping
+    /// (before stopping the server through [`Application::handle`]).
+    pub fn stopping(&self) -> CancellationToken {
+        self.stopping.clone()
     }
 
     /// The handle that stops the server (gracefully or not).

@@ -276,7 +276,7 @@ async fn serve_with(
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
     let application = crate::app::Application::build(settings, listener)?;
-    http::ops::stop_on_signals(application.handle());
+    http::ops::stop_on_signals(application.handle(), application.stopping());
     if let Some(banner) = banner {
         banner(&format!("http://{}", application.address()));
     }

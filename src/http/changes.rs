@@ -68,14 +68,26 @@ async fn page(
 ) -> Result<HttpResponse, ApiError> {
     let scope = require(&req, kind.grant)?;
     let query = ListingQuery::parse(req.query_string())?;
-    let format = negotiate_format(&req, query.format.as_deref())?;
+    let format = if super::events::wanted(&req, query.format.as_deref()) {
+        crate::core::negotiate::OutputFormat::Ndjson
+    } else {
+        negotiate_format(&req, query.format.as_deref())?
+    };
     let limit = query
         .integer("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
-    let after = match query.single("after")? {
-        None => After::Start,
-        Some("latest") => After::Latest,
-        Some(text) => After::Cursor(
+    let events = super::events::wanted(&req, query.format.as_deref());
+    let after = match (
+        events
+            .then(|| super::events::resume_from(kind, &req))
+            .transpose()?
+            .flatten(),
+        query.single("after")?,
+    ) {
+        (Some(cursor), _) => After::Cursor(cursor),
+        (None, None) => After::Start,
+        (None, Some("latest")) => After::Latest,
+        (None, Some(text)) => After::Cursor(
             Cursor::decode(kind, text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
         ),
     };
@@ -123,6 +135,42 @@ async fn page(
                 first,
             });
         }
+    }
+    if events {
+        let first = link(
+            &base,
+            &path,
+            req.query_string(),
+            ("after", None),
+            Place::First,
+        );
+        let start = match &after {
+            After::Start => Cursor {
+                epoch,
+                position: Position::START,
+            },
+            After::Latest => Cursor {
+                epoch,
+                position: head.end(),
+            },
+            After::Cursor(cursor) => *cursor,
+        };
+        if req.method() == Method::HEAD {
+            return Ok(head_only(
+                HttpResponse::Ok().content_type("text/event-stream").take(),
+            ));
+        }
+        let tally = stream_tally(&req, &state, kind.name, "event-stream");
+        return Ok(super::events::respond(
+            kind,
+            state.clone(),
+            page,
+            identity_policy(scope, &state),
+            zone,
+            start,
+            tally,
+            first,
+        ));
     }
     // Where the next page starts: after this page's last record; for an
     // empty page the same place (renewed in the present epoch), or the

@@ -8,6 +8,7 @@ pub mod body;
 pub mod changes;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod ingest;
 pub mod jwks;
 pub mod listing;

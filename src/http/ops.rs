@@ -196,7 +196,8 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 /// Stops the server gracefully on the first SIGTERM or SIGINT (no new
 /// connections; in-flight responses get the grace period), and at once on
 /// a second one. Call it from within a Tokio runtime, once per process.
-pub fn stop_on_signals(server: ServerHandle) {
+/// `stopping` is cancelled first: open event streams end at once.
+pub fn stop_on_signals(server: ServerHandle, stopping: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
@@ -217,6 +218,7 @@ pub fn stop_on_signals(server: ServerHandle) {
             signal = first,
             "stopping: no new connections; in-flight responses may finish (a second signal stops at once)"
         );
+        stopping.cancel();
         let graceful = server.stop(true);
         tokio::select! {
             () = graceful => {}

@@ -44,6 +44,8 @@ pub struct AppOptions {
     /// `ACCTSTREAM_AUDIT_REQUIRED`: an API request whose entry the audit
     /// buffer cannot take is refused (503) instead of served unaudited.
     pub audit_required: bool,
+    /// Cancelled when the service starts stopping: open event streams end.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Which kinds' change feeds can be read (learnt once each).
     pub changes: std::sync::Arc<crate::db::changes::Tracking>,
 }

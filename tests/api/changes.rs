@@ -628,3 +628,164 @@ async fn a_windows_etag_changes_with_its_records_and_only_then() {
         .expect("delete");
     assert_eq!(conditional(&app, day, Some(&summarised)).await.0, 200);
 }
+
+/// Reads an event stream until `done` holds for what came so far (or
+/// fails after 30 s); returns it.
+async fn read_events<S>(body: &mut S, text: &mut String, done: impl Fn(&str) -> bool)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(text) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Some(Err(e))) => panic!("the event stream failed: {e}; so far: {text}"),
+            Ok(None) => panic!("the event stream ended; so far: {text}"),
+            Err(_) => panic!("timed out; so far: {text}"),
+        }
+    }
+}
+
+/// The `(id, data)` of every message event in `text`.
+fn messages(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((
+                id.to_owned(),
+                serde_json::from_str(data).expect("JSON data"),
+            ))
+        })
+        .collect()
+}
+
+/// Server-sent events: records pushed as they commit, each with its cursor
+/// as id; a reconnection with `Last-Event-ID` continues after it; the
+/// stream holds one of the client's stream slots, ends cleanly when the
+/// service stops, and is audited with the rows it sent.
+#[actix_web::test]
+async fn server_sent_events_push_each_commit_and_resume_after_the_last_id() {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let (sink, entries) = acctstream::db::audit::AuditSink::channel(1024);
+    let mut options = crate::helpers::AppOptions::default();
+    options.http.shutdown = stopping.clone();
+    options.http.audit = Some(sink);
+    options.http.limits = Arc::new(acctstream::core::limits::Limits {
+        rate: None,
+        streams: Some(acctstream::core::limits::StreamLimiter::new(1)),
+    });
+    let app = crate::helpers::spawn_app_with(options).await;
+    actix_web::rt::spawn(acctstream::db::audit::run_writer(app.pool.clone(), entries));
+    app.insert_many("2021-04-10T00:00:00Z", 3).await;
+    settled(&app).await;
+
+    let mut stream = app
+        .get(EVENTS)
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .expect("open the event stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        stream.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    let mut text = String::new();
+    read_events(&mut stream, &mut text, |t| messages(t).len() >= 3).await;
+    // Committed while the stream is open: pushed within a second or so.
+    let committed = Instant::now();
+    app.insert(&[event("2021-04-10T01:00:00Z", "pushed@example.com")])
+        .await;
+    read_events(&mut stream, &mut text, |t| messages(t).len() >= 4).await;
+    assert!(committed.elapsed() < Duration::from_secs(5));
+    let events = messages(&text);
+    assert_eq!(events[3].1["userId"], app.pseudonym("pushed@example.com"));
+    assert_eq!(events[3].1["position"], events[3].0.as_str());
+    // The stream holds the client's one slot.
+    let refused = app.get(EVENTS).send().await.expect("request");
+    assert_eq!(refused.status().as_u16(), 429);
+    drop(stream);
+
+    // A reconnection after the second event gets the third and the fourth.
+    let mut again = loop {
+        let response = app
+            .get(EVENTS)
+            .insert_header(("Accept", "text/event-stream"))
+            .insert_header(("Last-Event-ID", events[1].0.as_str()))
+            .send()
+            .await
+            .expect("reconnect");
+        if response.status().as_u16() != 429 {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut resumed = String::new();
+    read_events(&mut again, &mut resumed, |t| messages(t).len() >= 2).await;
+    let ids: Vec<String> = messages(&resumed).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [events[2].0.clone(), events[3].0.clone()]);
+    // A bad id is a 400 before any event.
+    let bad = app
+        .get(EVENTS)
+        .insert_header(("Accept", "text/event-stream"))
+        .insert_header(("Last-Event-ID", "client-events.0.1.1"))
+        .send()
+        .await
+        .expect("request");
+    assert!(matches!(bad.status().as_u16(), 400 | 429));
+
+    // The service stops: the stream ends cleanly (no error, no cut).
+    stopping.cancel();
+    use futures_util::StreamExt;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = again.next().await {
+            chunk.expect("a clean end");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end at shutdown");
+    drop(again);
+
+    // Audited, with the rows each stream sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<i64> = app
+            .db
+            .query(
+                "SELECT coalesce(rows_sent, -1) FROM access_audit \
+                 WHERE route = '/api/v1/statistics/events/changes' AND status = 200 ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("audit rows")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if rows.len() >= 2 {
+            assert_eq!(rows[..2], [4, 2]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not audited: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A quiet stream gets a comment every 15 seconds.
+#[actix_web::test]
+async fn a_quiet_event_stream_gets_heartbeats() {
+    let app = spawn_app().await;
+    let mut stream = app
+        .get(&format!("{EVENTS}?after=latest"))
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .expect("open the event stream");
+    let started = Instant::now();
+    let mut text = String::new();
+    read_events(&mut stream, &mut text, |t| t.contains(": heartbeat")).await;
+    assert!(started.elapsed() >= Duration::from_secs(14), "{text}");
+    assert!(messages(&text).is_empty());
+}
