@@ -43,9 +43,6 @@ BEGIN
         CREATE INDEX radacct_bulk_close ON radacct (NASIPAddress, AcctStartTime) WHERE AcctStopTime IS NULL;
         CREATE INDEX radacct_start_user_idx ON radacct (AcctStartTime, UserName);
         CREATE INDEX radacct_calss_idx ON radacct (Class);
-        -- Created here: acctstream may track its changes (0012).
-        CREATE TABLE IF NOT EXISTS acctstream_created_table (name text PRIMARY KEY);
-        INSERT INTO acctstream_created_table VALUES ('radacct');
     END IF;
 END
 $migration$;

@@ -41,11 +41,17 @@ BEGIN
 END
 $$;
 
--- The tables of other programs that acctstream created itself (migration
--- 0007 records radacct here when it creates it): their change triggers are
--- installed without asking. On a table that was there before, an operator
--- installs them (`acctstream migrate --track-changes`).
-CREATE TABLE IF NOT EXISTS acctstream_created_table (name text PRIMARY KEY);
+-- The tables of other programs that acctstream created itself: their
+-- change triggers are installed without asking. On a table that was there
+-- before, an operator installs them (`acctstream migrate --track-changes`).
+-- Migration 0007 creates radacct only when absent, in the transaction that
+-- records 0007 as applied: the table's catalog row and that record then
+-- share their creating transaction (when they do not, say because radacct
+-- was FreeRADIUS's, it is not ours).
+CREATE TABLE acctstream_created_table (name text PRIMARY KEY);
+INSERT INTO acctstream_created_table
+SELECT 'radacct' FROM pg_class AS c, acctstream_migration AS m
+WHERE c.oid = to_regclass('radacct') AND m.version = 7 AND c.xmin = m.xmin;
 
 -- What conditional windows (ETag, If-None-Match) read instead of a
 -- window's rows. The summary of each kind's feed, kept by the background

@@ -410,7 +410,7 @@ impl Upkeep for Summary {
 }
 
 /// What a window's tag is made of ([`feed::window_state_sql`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowState {
     /// The end of the feed now.
     pub end: Position,
@@ -422,6 +422,9 @@ pub struct WindowState {
     pub pending: Option<Position>,
     /// Whether it may hold a span still open.
     pub live: bool,
+    /// The database's snapshot, when the summary is too far behind for
+    /// the pending changes to be read.
+    pub behind: Option<String>,
 }
 
 /// The state of the window from `lower` to `upper` (both inclusive) of
@@ -456,5 +459,6 @@ pub async fn window_state(
         stamp: position(2, 3)?,
         pending: position(4, 5)?,
         live: row.try_get(6)?,
+        behind: row.try_get(7)?,
     })
 }

@@ -263,6 +263,10 @@ async fn feed_state(
     if now.live {
         made_of.push_str(&format!(":{}", Utc::now().timestamp()));
     }
+    if let Some(snapshot) = &now.behind {
+        made_of.push(':');
+        made_of.push_str(snapshot);
+    }
     Ok(Some((cursor.encode(kind), made_of)))
 }
 

@@ -274,12 +274,19 @@ pub fn summary_sql(kind: &Kind) -> String {
     )
 }
 
+/// The most changes past the summary a window's tag reads. With more (the
+/// summary catching up with a bulk load), the tag is the database's
+/// snapshot instead: it changes with every commit, so a conditional window
+/// is answered 200 until the summary has caught up, never a wrong 304.
+pub const PENDING_READ: u32 = 50_000;
+
 /// What a window's tag is made of, read in one statement (`$1` the kind's
 /// name, `$2` and `$3` the window's bounds, both taken as inclusive): the
 /// horizon, the kind's epoch, the greatest summary stamp covering the
 /// window, the greatest position of a change the summary has not reached
-/// that may touch it, and (spans) whether a span still open starts before
-/// its end (its records then change with time: durations, status).
+/// that may touch it, (spans) whether a span still open starts before its
+/// end (its records then change with time: durations, status), and the
+/// snapshot when more than [`PENDING_READ`] changes are past the summary.
 pub fn window_state_sql(kind: &Kind) -> String {
     let (xid, id) = position_columns(kind);
     let at = summary_time(kind);
@@ -304,11 +311,15 @@ pub fn window_state_sql(kind: &Kind) -> String {
     format!(
         "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
          (SELECT epoch FROM acctstream_change_horizon WHERE kind = $1), \
-         stamp.xid, stamp.id, pending.xid, pending.id, {live} \
+         stamp.xid, stamp.id, pending.xid, pending.id, {live}, \
+         CASE WHEN (SELECT count(*) FROM (SELECT 1 FROM {source} \
+         WHERE ({xid}, {id}) > {SUMMARISED} LIMIT {PENDING_READ}) AS c) >= {PENDING_READ} \
+         THEN pg_current_snapshot()::text END \
          FROM (SELECT 1) AS one \
          LEFT JOIN LATERAL ({stamps} ORDER BY xid DESC, id DESC LIMIT 1) AS stamp ON true \
          LEFT JOIN LATERAL (SELECT xid, id FROM (SELECT {xid} AS xid, {id} AS id, {at} AS at \
-         FROM {source} WHERE ({xid}, {id}) > {SUMMARISED} OFFSET 0) AS p \
+         FROM {source} WHERE ({xid}, {id}) > {SUMMARISED} \
+         ORDER BY {xid} DESC, {id} DESC LIMIT {PENDING_READ} OFFSET 0) AS p \
          WHERE {pending} ORDER BY xid DESC, id DESC LIMIT 1) AS pending ON true",
         source = source(kind),
     )
