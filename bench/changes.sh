@@ -15,9 +15,15 @@
 #      (`If-None-Match` with their ETag), beside a 200 of the day window;
 #   3. server-sent events: commit -> event on the client, p50/p99/max ms of
 #      100 single-row transactions 100 ms apart (psql);
-#   4. what the position costs ingest: COPY of 1,000,000 rows into a copy of
-#      auth_event with its change_xid column and index, and into one
-#      without them (same rows, best of 3): rows/s and ratio.
+#   4. what the position costs ingest: POST /api/v1/events of 200,000
+#      events (NDJSON, one request, a November day each) with auth_event's
+#      change_xid default and index, and with them taken away (best of 3
+#      each, alternately; with it both while the change summary of the
+#      background job catches up and with the summary paused); and the
+#      table alone: COPY of 1,000,000 rows into a
+#      copy of auth_event with and without them. Rows/s and ratios.
+# The table is vacuumed after seeding (what autovacuum does to an
+# insert-only table), so that index-only scans need no heap visits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +33,8 @@ RUNS=${RUNS:-3}
 PORT=${PORT:-18084}
 DATA_DIR=${DATA_DIR:-$PWD/bench/out/.data-changes}
 TOKEN=bench-token
-export ACCTSTREAM_PSEUDONYM_KEY=bench-key ACCTSTREAM_API_TOKENS=$TOKEN
+WRITE_TOKEN=bench-write-token
+export ACCTSTREAM_PSEUDONYM_KEY=bench-key ACCTSTREAM_API_TOKENS="$TOKEN,$WRITE_TOKEN:read+write"
 export ACCTSTREAM_DATA_DIR=$DATA_DIR ACCTSTREAM_BIND=127.0.0.1:$PORT RUST_LOG=${RUST_LOG:-warn}
 export ACCTSTREAM_RETENTION_DAYS=0
 unset DATABASE_URL
@@ -65,6 +72,9 @@ for _ in $(seq 1 3600); do
     sleep 1
 done
 [ "$behind" = 0 ] || { echo "bench: background work did not finish" >&2; exit 1; }
+# What an earlier run ingested goes (November), then the table is vacuumed.
+psql "$PSQL_URL" -qc "DELETE FROM auth_event WHERE occurred_at >= '2026-11-01'"
+psql "$PSQL_URL" -qc "VACUUM (ANALYZE) auth_event"
 
 B="http://127.0.0.1:$PORT/api/v1/statistics/events"
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -97,7 +107,55 @@ printf '  %-34s %s\n' "day/2026-10-10, a full 200" "$(python3 bench/changes.py l
 echo "server-sent events, commit -> event (p50, p99, max ms of 100):"
 printf '  %s\n' "$(python3 bench/changes.py sse "$B/changes?after=latest" "$TOKEN" "$PSQL_URL" 100)"
 
-echo "ingest: COPY of 1,000,000 rows (best of 3):"
+echo "ingest through the service: POST /api/v1/events, 200,000 events in one request (best of 3):"
+body=$(mktemp)
+python3 - "$body" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as out:
+    for i in range(200_000):
+        out.write(json.dumps({"timestamp": f"2026-11-DAYT{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
+                              "authMethodType": "PASSWORD", "authMethodName": f"password.{i % 3}",
+                              "authRequestOrigin": f"CN=Appl-{i % 50},DC=bench", "userId": f"user{i % 5000}@example.com"}) + "\n")
+PY
+# Each POST a day of its own in November (kept: no deletes, no vacuum
+# between runs), run after run with and without the position alternately.
+post() {  # $1 = the day of November
+    sed "s/2026-11-DAY/2026-11-$1/" "$body" > "$body.day"
+    curl -sf -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $WRITE_TOKEN" \
+        -H 'Content-Type: application/x-ndjson' --data-binary @"$body.day" "http://127.0.0.1:$PORT/api/v1/events"
+}
+without_position() {
+    psql "$PSQL_URL" -qc "DROP INDEX auth_event_change_idx; ALTER TABLE auth_event ALTER COLUMN change_xid SET DEFAULT '1'" >/dev/null
+    post "$1"
+    psql "$PSQL_URL" -qc "CREATE INDEX auth_event_change_idx ON auth_event (change_xid, id); \
+        ALTER TABLE auth_event ALTER COLUMN change_xid SET DEFAULT pg_current_xact_id()" >/dev/null
+}
+# The change summary (background job) reads every new row once: paused
+# for one measurement by holding its row lock (its runs skip a locked kind).
+paused() {
+    psql "$PSQL_URL" -qc "BEGIN; SELECT 1 FROM acctstream_change_summarised WHERE kind = 'events' FOR UPDATE; SELECT pg_sleep(6); COMMIT" >/dev/null &
+    local holder=$!
+    sleep 0.5
+    post "$1"
+    wait "$holder"
+}
+s_with=(); s_without=(); s_paused=()
+for run in 1 2 3; do
+    s_with+=("$(post $((9 + 3 * run)))")
+    s_paused+=("$(paused $((10 + 3 * run)))")
+    s_without+=("$(without_position $((11 + 3 * run)))")
+done
+rm -f "$body" "$body.day"
+best() { printf '%s\n' "$@" | sort -g | head -1; }
+python3 - "$(best "${s_with[@]}")" "$(best "${s_paused[@]}")" "$(best "${s_without[@]}")" <<'PY'
+import sys
+w, p, wo = map(float, sys.argv[1:])
+print(f"  {'without the position':<44} {2e5 / wo:>10.0f} events/s")
+print(f"  {'with it, the change summary paused':<44} {2e5 / p:>10.0f} events/s  ratio {wo / p:.2f}")
+print(f"  {'with it, the change summary running':<44} {2e5 / w:>10.0f} events/s  ratio {wo / w:.2f}")
+PY
+
+echo "the table alone: COPY of 1,000,000 rows (best of 3):"
 psql "$PSQL_URL" -q <<'SQL'
 DROP TABLE IF EXISTS bench_with_position, bench_without_position;
 CREATE TABLE bench_with_position (LIKE auth_event INCLUDING ALL);
@@ -114,14 +172,13 @@ copy_into() {
     t1=$(date +%s.%N)
     python3 -c "print($t1 - $t0)"
 }
-best() { sort -g | head -1; }
 with=(); without=()
 for _ in 1 2 3; do
     with+=("$(copy_into bench_with_position)")
     without+=("$(copy_into bench_without_position)")
 done
-w=$(printf '%s\n' "${with[@]}" | best)
-wo=$(printf '%s\n' "${without[@]}" | best)
+w=$(best "${with[@]}")
+wo=$(best "${without[@]}")
 python3 - "$w" "$wo" <<'PY'
 import sys
 w, wo = map(float, sys.argv[1:])
@@ -130,3 +187,4 @@ print(f"  {'with change_xid and its index':<34} {1e6 / w:>10.0f} rows/s  ratio {
 PY
 rm -f "$rows_file"
 psql "$PSQL_URL" -qc "DROP TABLE bench_with_position, bench_without_position"
+psql "$PSQL_URL" -qc "DELETE FROM auth_event WHERE occurred_at >= '2026-11-01'"

@@ -111,22 +111,21 @@ async fn page(
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let head = changes::head(&client, kind, &page, from, limit).await?;
     let epoch = head.deletions.epoch;
+    // The feed from its oldest retained record: where to start again.
+    let first = link(
+        &base,
+        &path,
+        req.query_string(),
+        ("after", None),
+        Place::First,
+    );
     if let After::Cursor(cursor) = &after {
         if !feed::plausible(cursor, &head.deletions, head.end()) {
             return Err(ApiError::InvalidRequest(
-                "The parameter `after` is not a cursor this service gave out: use a `next` \
-                 link, or `after=latest`."
-                    .into(),
+                feed::CursorError::Malformed.to_string(),
             ));
         }
         if feed::overtaken(cursor, &head.deletions) {
-            let first = link(
-                &base,
-                &path,
-                req.query_string(),
-                ("after", None),
-                Place::First,
-            );
             return Err(ApiError::Gone {
                 description: format!(
                     "Records after this cursor were deleted by retention before they were \
@@ -137,13 +136,6 @@ async fn page(
         }
     }
     if events {
-        let first = link(
-            &base,
-            &path,
-            req.query_string(),
-            ("after", None),
-            Place::First,
-        );
         let start = match &after {
             After::Start => Cursor {
                 epoch,

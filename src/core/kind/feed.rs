@@ -337,23 +337,47 @@ impl FeedPage {
     /// The query telling, in one statement, the horizon (`$1` the kind's
     /// name), the kind's deletions, and the position of the last row of the
     /// page after `($2, $3)` of at most `$4` rows below the horizon (NULL
-    /// when there is none). The filters take `$5` on.
+    /// when there is none; a page may hold fewer than `$4` rows while more
+    /// follow). The filters take `$5` on.
     pub fn head_sql(&self, kind: &Kind) -> String {
         let (xid, id) = position_columns(kind);
         let mut n = 5;
         let filters = kind.filter_terms(&self.selection, &mut n);
+        let source = source(kind);
         let mut predicate = format!("{xid} < now.horizon AND ({xid}, {id}) > ($2::xid8, $3::int8)");
         for term in filters {
             let _ = write!(predicate, " AND {term}");
         }
+        // The page's last row. Unfiltered, when the first row after the
+        // cursor begins a run of `$4` ids of one transaction (a bulk
+        // insert), the run's end, found by one lookup: the page then holds
+        // at most `$4` rows (ids are unique), at least the first. Else the
+        // `$4`th row after the cursor (an index reads up to it, without a
+        // sort), or when there are fewer, the last one below the horizon
+        // (read backwards from it). The first branch that finds a row ends
+        // the search.
+        let (first, probe) = if self.selection.filters.is_empty() {
+            (
+                format!(
+                    "LEFT JOIN LATERAL (SELECT {xid} AS xid, {id} AS id FROM {source} \
+                     WHERE {predicate} ORDER BY {xid}, {id} LIMIT 1) AS first ON true "
+                ),
+                format!(
+                    "(SELECT {xid}, {id} FROM {source} WHERE {xid} = first.xid \
+                     AND {id} = first.id + $4::int8 - 1) UNION ALL "
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         format!(
             "WITH now AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
              SELECT now.horizon, h.epoch, h.upto_xid, h.upto_id, last.{xid}, last.{id} FROM now \
              LEFT JOIN acctstream_change_horizon h ON h.kind = $1::text \
-             LEFT JOIN LATERAL (SELECT {xid}, {id} FROM (SELECT {xid}, {id} FROM {source} \
-             WHERE {predicate} ORDER BY {xid}, {id} LIMIT $4) AS page \
-             ORDER BY {xid} DESC, {id} DESC LIMIT 1) AS last ON true",
-            source = source(kind),
+             {first}LEFT JOIN LATERAL ({probe}(SELECT {xid}, {id} FROM {source} WHERE {predicate} \
+             ORDER BY {xid}, {id} OFFSET $4::int8 - 1 LIMIT 1) \
+             UNION ALL (SELECT {xid}, {id} FROM {source} WHERE {predicate} \
+             ORDER BY {xid} DESC, {id} DESC LIMIT 1) LIMIT 1) AS last ON true",
         )
     }
 
@@ -389,16 +413,18 @@ mod tests {
     use crate::core::kind::{Column, ColumnType};
     use crate::core::kind::{Filter, FilterType};
 
+    static COLUMNS: [Column; 1] = [Column::new("at", "At", ColumnType::Timestamp, "at")];
+    static FILTERS: [Filter; 1] = [Filter {
+        param: "name",
+        column: "name",
+        ty: FilterType::Text,
+    }];
     static THINGS: Kind = Kind {
         name: "things",
         table: "thing",
         time: TimeModel::Instant { column: "at" },
-        columns: &[Column::new("at", "At", ColumnType::Timestamp, "at")],
-        filters: &[Filter {
-            param: "name",
-            column: "name",
-            ty: FilterType::Text,
-        }],
+        columns: &COLUMNS,
+        filters: &FILTERS,
         ..Kind::BASE
     };
     static FOREIGN: Kind = Kind {
@@ -407,12 +433,8 @@ mod tests {
         id_column: "fid",
         foreign_writes: true,
         time: TimeModel::Instant { column: "at" },
-        columns: &[Column::new("at", "At", ColumnType::Timestamp, "at")],
-        filters: &[Filter {
-            param: "name",
-            column: "name",
-            ty: FilterType::Text,
-        }],
+        columns: &COLUMNS,
+        filters: &FILTERS,
         ..Kind::BASE
     };
 
@@ -496,11 +518,24 @@ mod tests {
              WHERE (change_xid, id) > ($2::xid8, $3::int8) AND (change_xid, id) <= ($4::xid8, $5::int8) \
              AND name = $6::text ORDER BY change_xid, id"
         );
+        // Unfiltered, a run of one transaction's ids is looked up first.
+        let unfiltered = FeedPage {
+            selection: Selection::default(),
+        }
+        .head_sql(&THINGS);
+        assert!(
+            unfiltered.contains(
+                "LATERAL ((SELECT change_xid, id FROM thing WHERE change_xid = first.xid \
+             AND id = first.id + $4::int8 - 1) UNION ALL (SELECT"
+            ),
+            "{unfiltered}"
+        );
+        assert!(!page.head_sql(&THINGS).contains("first.xid"));
         let head = page.head_sql(&FOREIGN);
         assert!(head.contains(
             "FROM foreign JOIN acctstream_change_foreign ON acctstream_change_foreign.change_id = foreign.fid \
              WHERE change_xid < now.horizon AND (change_xid, change_id) > ($2::xid8, $3::int8) \
-             AND name = $5::text ORDER BY change_xid, change_id LIMIT $4"
+             AND name = $5::text ORDER BY change_xid, change_id OFFSET $4::int8 - 1 LIMIT 1"
         ), "{head}");
     }
 }
