@@ -460,7 +460,10 @@ async fn connections_never_exceed_the_pool_size() {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
                 let n: i64 = db
                     .query_one(
+                        // Connections, not the server's own workers
+                        // (autovacuum visits busy tables of the database).
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                         AND backend_type = 'client backend' \
                          AND pid <> pg_backend_pid() AND pid <> $2",
                         &[&db_name, &own],
                     )
