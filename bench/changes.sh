@@ -127,7 +127,8 @@ post() {  # $1 = the day of November
 without_position() {
     psql "$PSQL_URL" -qc "DROP INDEX auth_event_change_idx; ALTER TABLE auth_event ALTER COLUMN change_xid SET DEFAULT '1'" >/dev/null
     post "$1"
-    psql "$PSQL_URL" -qc "CREATE INDEX auth_event_change_idx ON auth_event (change_xid, id); \
+    psql "$PSQL_URL" -qc "CREATE INDEX auth_event_change_idx ON auth_event (change_xid, id) \
+        WITH (fillfactor = 100, deduplicate_items = off); \
         ALTER TABLE auth_event ALTER COLUMN change_xid SET DEFAULT pg_current_xact_id()" >/dev/null
 }
 # The change summary (background job) reads every new row once: paused

@@ -180,7 +180,9 @@ pub fn index(kind: &Kind) -> Option<(String, String)> {
     feed::side_table(kind).is_none().then(|| {
         (
             format!("{table}_change_idx"),
-            format!("{table} ({xid}, {id})"),
+            // Filled at its right edge only (positions grow): full pages,
+            // and no deduplication pass (every key is unique).
+            format!("{table} ({xid}, {id}) WITH (fillfactor = 100, deduplicate_items = off)"),
         )
     })
 }
@@ -314,7 +316,8 @@ pub async fn open(
         Param::Integer(upto.id),
     ];
     params.extend(filter_params(&client, kind, &page.selection).await?);
-    records::start(client, shown, &page.sql(kind), &params, output, tally).await
+    let sql = page.sql(kind, after.xid == upto.xid);
+    records::start(client, shown, &sql, &params, output, tally).await
 }
 
 /// Rows one summary step takes at most.

@@ -351,7 +351,10 @@ impl FeedPage {
         // The page's last row. Unfiltered, when the first row after the
         // cursor begins a run of `$4` ids of one transaction (a bulk
         // insert), the run's end, found by one lookup: the page then holds
-        // at most `$4` rows (ids are unique), at least the first. Else the
+        // at most `$4` rows (ids are unique), at least the first; when the
+        // rest of that transaction spans fewer ids than `$4` but at least a
+        // quarter of them, its last row (one lookup too: the page ends
+        // with the transaction, so the next one starts at one). Else the
         // `$4`th row after the cursor (an index reads up to it, without a
         // sort), or when there are fewer, the last one below the horizon
         // (read backwards from it). The first branch that finds a row ends
@@ -364,7 +367,11 @@ impl FeedPage {
                 ),
                 format!(
                     "(SELECT {xid}, {id} FROM {source} WHERE {xid} = first.xid \
-                     AND {id} = first.id + $4::int8 - 1) UNION ALL "
+                     AND {id} = first.id + $4::int8 - 1) \
+                     UNION ALL (SELECT xid, id FROM (SELECT {xid} AS xid, {id} AS id FROM {source} \
+                     WHERE {xid} = first.xid ORDER BY {xid} DESC, {id} DESC LIMIT 1) AS tail \
+                     WHERE tail.id - first.id < $4::int8 AND tail.id - first.id >= $4::int8 / 4) \
+                     UNION ALL "
                 ),
             )
         } else {
@@ -383,8 +390,16 @@ impl FeedPage {
 
     /// The query of the page's records, in feed order, each followed by its
     /// position as a cursor of epoch `$1`: the rows after `($2, $3)` up to
-    /// `($4, $5)`. The filters take `$6` on.
-    pub fn sql(&self, kind: &Kind) -> String {
+    /// `($4, $5)`. The filters take `$6` on. `one_transaction`: both ends
+    /// are of one transaction (`$2 = $4`, a page inside a bulk insert).
+    ///
+    /// An upper bound written as a row comparison does not stop an index
+    /// scan within its first column's value (it read the rest of a bulk
+    /// insert's rows), so each form gives the index an exact stop: inside
+    /// one transaction, its id range; across several, the last one's id
+    /// (the scan stops after the last transaction, reading at most the
+    /// rest of its rows).
+    pub fn sql(&self, kind: &Kind, one_transaction: bool) -> String {
         let (xid, id) = position_columns(kind);
         let mut columns = String::new();
         for column in kind.columns {
@@ -392,9 +407,16 @@ impl FeedPage {
             columns.push_str(", ");
         }
         let mut n = 6;
-        let mut predicate = format!(
-            "({xid}, {id}) > ($2::xid8, $3::int8) AND ({xid}, {id}) <= ($4::xid8, $5::int8)"
-        );
+        let mut predicate = if one_transaction {
+            format!(
+                "{xid} = $2::xid8 AND {id} > $3::int8 AND {id} <= $5::int8 AND $4::xid8 = $2::xid8"
+            )
+        } else {
+            format!(
+                "({xid}, {id}) > ($2::xid8, $3::int8) AND {xid} <= $4::xid8 \
+                 AND ({xid}, {id}) <= ($4::xid8, $5::int8)"
+            )
+        };
         for term in kind.filter_terms(&self.selection, &mut n) {
             let _ = write!(predicate, " AND {term}");
         }
@@ -513,10 +535,17 @@ mod tests {
             .unwrap();
         let page = FeedPage { selection: sel };
         assert_eq!(
-            page.sql(&THINGS),
+            page.sql(&THINGS, false),
             "SELECT at, 'things.' || $1::int8 || '.' || change_xid || '.' || id FROM thing \
-             WHERE (change_xid, id) > ($2::xid8, $3::int8) AND (change_xid, id) <= ($4::xid8, $5::int8) \
+             WHERE (change_xid, id) > ($2::xid8, $3::int8) AND change_xid <= $4::xid8 \
+             AND (change_xid, id) <= ($4::xid8, $5::int8) \
              AND name = $6::text ORDER BY change_xid, id"
+        );
+        assert_eq!(
+            page.sql(&THINGS, true),
+            "SELECT at, 'things.' || $1::int8 || '.' || change_xid || '.' || id FROM thing \
+             WHERE change_xid = $2::xid8 AND id > $3::int8 AND id <= $5::int8 \
+             AND $4::xid8 = $2::xid8 AND name = $6::text ORDER BY change_xid, id"
         );
         // Unfiltered, a run of one transaction's ids is looked up first.
         let unfiltered = FeedPage {
