@@ -16,8 +16,6 @@
 //!   (migration 0007 records it), on one that was there before only by
 //!   `acctstream migrate --track-changes`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{Client, GenericClient};
 
@@ -192,29 +190,23 @@ pub fn index(kind: &Kind) -> Option<(String, String)> {
 /// run `migrate --track-changes` meanwhile).
 #[derive(Debug, Default)]
 pub struct Tracking {
-    known: std::sync::Mutex<Vec<(&'static str, &'static AtomicBool)>>,
+    /// The kinds whose feeds were found installed (it stays so).
+    tracked: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Tracking {
     /// Whether `kind`'s feed can be read.
     pub async fn check(&self, pool: &Pool, kind: &'static Kind) -> Result<bool, DbError> {
-        let flag = {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            match known.iter().find(|(name, _)| *name == kind.name) {
-                Some((_, flag)) => *flag,
-                None => {
-                    let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-                    known.push((kind.name, flag));
-                    flag
-                }
-            }
-        };
-        if flag.load(Ordering::Relaxed) {
+        let known = |tracked: &Vec<&str>| tracked.contains(&kind.name);
+        if known(&self.tracked.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(true);
         }
         let client = pool.get().await?;
         let yes = tracked(&**client, kind).await?;
-        flag.store(yes, Ordering::Relaxed);
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        if yes && !known(&tracked) {
+            tracked.push(kind.name);
+        }
         Ok(yes)
     }
 }
@@ -277,20 +269,6 @@ pub async fn head(
         },
         last: position(last_xid, last_id),
     })
-}
-
-/// The feed's end now and its deletions, for a window's `changes` link.
-pub async fn end(client: &Object, kind: &Kind) -> Result<(Position, i64), DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
-             (SELECT epoch FROM acctstream_change_horizon WHERE kind = $1)",
-        )
-        .await?;
-    let row = client.query_one(&statement, &[&kind.name]).await?;
-    let horizon: Xid8 = row.try_get(0)?;
-    let epoch: Option<i64> = row.try_get(1)?;
-    Ok((Position::end_at(horizon.0), epoch.unwrap_or(0)))
 }
 
 /// Streams the page's records: those after `after` up to `upto`, in feed

@@ -68,7 +68,9 @@ async fn page(
 ) -> Result<HttpResponse, ApiError> {
     let scope = require(&req, kind.grant)?;
     let query = ListingQuery::parse(req.query_string())?;
-    let format = if super::events::wanted(&req, query.format.as_deref()) {
+    let events = super::events::wanted(&req, query.format.as_deref());
+    // An event stream's records are NDJSON lines, each an event's data.
+    let format = if events {
         crate::core::negotiate::OutputFormat::Ndjson
     } else {
         negotiate_format(&req, query.format.as_deref())?
@@ -76,7 +78,6 @@ async fn page(
     let limit = query
         .integer("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
-    let events = super::events::wanted(&req, query.format.as_deref());
     let after = match (
         events
             .then(|| super::events::resume_from(kind, &req))
@@ -102,7 +103,10 @@ async fn page(
 
     let base = base_url(&req, state.public_url.as_deref());
     let path = feed::path(kind);
-    let self_link = link(&base, &path, req.query_string(), ("", None), Place::Last);
+    let self_link = match req.query_string() {
+        "" => format!("{base}{path}"),
+        query => format!("{base}{path}?{query}"),
+    };
     let page = FeedPage { selection };
     let from = match &after {
         After::Cursor(cursor) => cursor.position,

@@ -270,8 +270,8 @@ async fn feed_state(
     Ok(Some((cursor.encode(kind), made_of)))
 }
 
-/// The content coding the response will have (see [`streamed`]).
-fn accepted_coding(req: &HttpRequest) -> Option<&'static str> {
+/// The request's `Accept-Encoding` headers, joined.
+fn offered_codings(req: &HttpRequest) -> String {
     let mut offered = String::new();
     for value in req.headers().get_all(header::ACCEPT_ENCODING) {
         if let Ok(text) = value.to_str() {
@@ -279,7 +279,12 @@ fn accepted_coding(req: &HttpRequest) -> Option<&'static str> {
             offered.push(',');
         }
     }
-    crate::core::negotiate::fastest_coding(&offered)
+    offered
+}
+
+/// The content coding [`streamed`] chooses for the response.
+fn accepted_coding(req: &HttpRequest) -> Option<&'static str> {
+    crate::core::negotiate::fastest_coding(&offered_codings(req))
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110
@@ -393,13 +398,7 @@ pub fn streamed(
     mut response: HttpResponseBuilder,
     stream: crate::db::records::RecordStream,
 ) -> HttpResponse {
-    let mut offered = String::new();
-    for value in req.headers().get_all(header::ACCEPT_ENCODING) {
-        if let Ok(text) = value.to_str() {
-            offered.push_str(text);
-            offered.push(',');
-        }
-    }
+    let offered = offered_codings(req);
     let name = crate::core::negotiate::fastest_coding(&offered);
     if name.is_some_and(|name| crate::core::compress::STREAMED_UNCOMPRESSED.contains(&name))
         && !crate::core::negotiate::identity_refused(&offered)

@@ -173,22 +173,9 @@ pub fn with_position(kind: &'static Kind) -> &'static Kind {
     let mut columns = kind.columns.to_vec();
     columns.push(POSITION);
     let shown: &'static Kind = Box::leak(Box::new(Kind {
-        name: kind.name,
-        path: kind.path,
-        envelope: kind.envelope,
-        file_name: kind.file_name,
-        schema: kind.schema,
-        table: kind.table,
-        id_column: kind.id_column,
-        time: kind.time,
         columns: Vec::leak(columns),
-        filters: kind.filters,
         ingest: None,
-        foreign_writes: kind.foreign_writes,
-        grant: kind.grant,
-        indexes: kind.indexes,
-        retention: kind.retention,
-        audit_routes: kind.audit_routes,
+        ..*kind
     }));
     made.push((key, shown));
     shown
@@ -222,15 +209,6 @@ fn source(kind: &Kind) -> String {
     }
 }
 
-/// The time a record's changes are summarised by: its instant, or for a
-/// span its start.
-fn summary_time(kind: &Kind) -> &'static str {
-    match kind.time {
-        TimeModel::Instant { column } => column,
-        TimeModel::Interval { start, .. } => start,
-    }
-}
-
 /// Where the greatest position below the summary's place is read from:
 /// `$1` the kind's name (an init plan each, once per statement).
 const SUMMARISED: &str =
@@ -246,7 +224,7 @@ const SUMMARISED: &str =
 /// dropping the later stamps it overrides). Returns the rows taken.
 pub fn summary_sql(kind: &Kind) -> String {
     let (xid, id) = position_columns(kind);
-    let at = summary_time(kind);
+    let at = kind.time.order_column();
     let stamp = match kind.time {
         TimeModel::Instant { .. } => "stamped AS (INSERT INTO acctstream_change_hour (kind, hour, xid, id) \
              SELECT $1, hours.hour, last.xid, last.id FROM (SELECT DISTINCT \
@@ -289,7 +267,7 @@ pub const PENDING_READ: u32 = 50_000;
 /// snapshot when more than [`PENDING_READ`] changes are past the summary.
 pub fn window_state_sql(kind: &Kind) -> String {
     let (xid, id) = position_columns(kind);
-    let at = summary_time(kind);
+    let at = kind.time.order_column();
     let (stamps, pending, live) = match kind.time {
         TimeModel::Instant { .. } => (
             "SELECT xid, id FROM acctstream_change_hour WHERE kind = $1 \
