@@ -287,6 +287,7 @@ pub(super) async fn run_demo(
     common: &Common,
     args: &ServeArgs,
     events: Option<u64>,
+    days: Option<u32>,
 ) -> Result<(), CliError> {
     std::fs::create_dir_all(&common.data_dir)
         .map_err(io(format!("cannot create {}", common.data_dir.display())))?;
@@ -309,7 +310,14 @@ pub(super) async fn run_demo(
     let result = async {
         database.migrate(Some(&pseudonymiser)).await?;
         let demo_pool = db::pool::build(database.config.clone(), database.tls.clone(), 2)?;
-        fill_demo(&demo_pool, events, &pseudonymiser).await?;
+        let mut options = demo::SeedOptions::default();
+        if let Some(events) = events {
+            options.events = events;
+        }
+        if let Some(days) = days {
+            options.days = days;
+        }
+        fill_demo(&demo_pool, options, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
         let trickles: Vec<_> = kinds::REGISTRY
             .entries()
@@ -378,22 +386,42 @@ pub(super) async fn run_demo(
     result
 }
 
-/// Fills every kind's demo data up to now (the whole 30 days the first
-/// time, the gap since the newest record on later runs), then rolls the
-/// events up so the first report answers at once.
+/// Fills every kind's demo data up to now (the whole span the first time,
+/// the gap since the newest record on later runs), rolls the events up so
+/// the first report answers at once, then tops every kind up once more to
+/// the present: seeding and the rollup take a while, and without this
+/// second pass their duration would stay a hole in the demo's data just
+/// before the server starts listening (issue 26).
 async fn fill_demo(
     pool: &deadpool_postgres::Pool,
-    events: Option<u64>,
+    mut options: demo::SeedOptions,
     pseudonymiser: &Pseudonymiser,
 ) -> Result<(), CliError> {
-    let mut options = demo::SeedOptions::default();
-    if let Some(events) = events {
-        options.events = events;
-    }
-    eprintln!("Filling demo data up to now (30 days the first time; later runs top it up)...");
+    eprintln!(
+        "Filling demo data up to now ({} days the first time; later runs top it up)...",
+        options.days
+    );
+    fill_every_kind(pool, &options, pseudonymiser).await?;
+    settle(pool, pseudonymiser).await?;
+    options.end = Utc::now();
+    fill_every_kind(pool, &options, pseudonymiser).await?;
+    eprintln!(
+        "  demo data reach {}",
+        options.end.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    Ok(())
+}
+
+/// One pass of [`demo::fill`] over every kind with a demo, up to
+/// `options.end`.
+async fn fill_every_kind(
+    pool: &deadpool_postgres::Pool,
+    options: &demo::SeedOptions,
+    pseudonymiser: &Pseudonymiser,
+) -> Result<(), CliError> {
     let fill = demo::Fill {
         pool,
-        options: &options,
+        options,
         pseudonymiser: Some(pseudonymiser),
     };
     for entry in kinds::REGISTRY.entries() {
@@ -407,7 +435,7 @@ async fn fill_demo(
             ""
         );
     }
-    settle(pool, pseudonymiser).await
+    Ok(())
 }
 
 /// Brings every kind's upkeep up to date (the usage rollups), saying so.
@@ -727,5 +755,45 @@ mod tests {
             "{banner}"
         );
         assert!(banner.contains("/api/v1/statistics/client-events/summary/hour"));
+    }
+
+    /// Issue 26, item 3: the demo's data reach the moment it is filled, not
+    /// the moment seeding began. A first pass that ends 90 seconds ago (as
+    /// if seeding had taken that long) leaves no hole: the second pass
+    /// tops every kind up to now.
+    #[tokio::test]
+    async fn the_demo_fill_leaves_no_hole_before_now() {
+        let config = crate::demo::test_db::fresh_database().await;
+        let pool = db::pool::build(config, db::tls::default_connector(), 2).expect("pool");
+        let key = Pseudonymiser::new(b"demo-test-key").expect("key");
+        let options = demo::SeedOptions {
+            events: 400_000,
+            days: 1,
+            end: Utc::now() - chrono::Duration::seconds(90),
+            ..demo::SeedOptions::default()
+        };
+        fill_demo(&pool, options, &key).await.expect("fill");
+        let filled = Utc::now();
+        let client = pool.get().await.expect("client");
+        for table in ["auth_event", "client_event"] {
+            // Every 30 seconds of the last 90 have records of the kind.
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT floor(extract(epoch FROM $1::timestamptz - occurred_at) / 30)::int8 AS slice, \
+                         count(*) FROM {table} WHERE occurred_at > $1::timestamptz - interval '90 seconds' \
+                         GROUP BY 1 ORDER BY 1"
+                    ),
+                    &[&filled],
+                )
+                .await
+                .expect("slices");
+            let slices: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            assert_eq!(
+                slices,
+                vec![0, 1, 2],
+                "{table}: 30-second slices with records"
+            );
+        }
     }
 }

@@ -207,6 +207,9 @@ struct DemoArgs {
     /// (default 1,200,000; a small number keeps contract tests quick).
     #[arg(long)]
     events: Option<u64>,
+    /// Days of demo data before now on the first run (default 30).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=366))]
+    days: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -372,7 +375,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             database.stop().await;
             result
         }
-        Some(Command::Demo(args)) => run_demo(&cli.common, &args.serve, args.events).await,
+        Some(Command::Demo(args)) => {
+            run_demo(&cli.common, &args.serve, args.events, args.days).await
+        }
         Some(Command::Healthcheck(args)) => {
             let bind = args.bind;
             tokio::task::spawn_blocking(move || {

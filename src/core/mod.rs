@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod compress;
 pub mod copy;
+pub mod counts;
 pub mod encode;
 pub mod filename;
 pub mod identity;

@@ -203,6 +203,47 @@ pub async fn select_page(
         .await?)
 }
 
+/// The counts over one window (issue 26): the rows of
+/// [`Counts::sql`](crate::core::counts::Counts::sql) with the
+/// values counted by as stored (the caller shows identities as the reader
+/// may see them). `zone` is the IANA name buckets are local to.
+pub async fn counts(
+    pool: &Pool,
+    kind: &Kind,
+    listing: &Listing,
+    counts: &crate::core::counts::Counts,
+    zone: &str,
+) -> Result<Vec<crate::core::counts::CountRow>, DbError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&counts.sql(kind, listing)).await?;
+    let mut params = params(&client, kind, listing).await?;
+    let (with_zone, with_top) = counts.extra_parameters();
+    if with_zone {
+        params.push(Param::Text(Some(zone.to_owned())));
+    }
+    if with_top {
+        params.push(Param::Integer(counts.top));
+    }
+    let rows = client
+        .query(
+            &statement,
+            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(crate::core::counts::CountRow {
+                time: row.try_get(0)?,
+                key: row.try_get(1)?,
+                count: row.try_get(2)?,
+                sums: (0..counts.sums.len())
+                    .map(|i| row.try_get(3 + i))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
 /// How many records the listing has (ignoring its page).
 pub async fn count(pool: &Pool, kind: &Kind, listing: &Listing) -> Result<i64, DbError> {
     one_value(pool, kind, Listing::count_sql, listing).await

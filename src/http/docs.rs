@@ -176,9 +176,11 @@ async fn openapi_json(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiEr
 }
 
 /// The OpenAPI document as JSON with the examples Swagger UI's "Try it out"
-/// starts from made valid today: `datetime` the last complete day (then
-/// hour, minute, month), `month` the previous month, `day` yesterday, and no
-/// `sort` (ascending), so that on the demo the first try shows data.
+/// starts from made valid today and small: `period` a minute and
+/// `datetime` the last complete minute (then hour, day, month), `month`
+/// the previous month, `day` yesterday, and no `sort` (ascending) or `tz`, so that
+/// on the demo the first try shows data at once (a day window of the demo
+/// is megabytes, which Swagger UI takes a minute to show; issue 26).
 pub fn api_docs_json_for_today(now: chrono::DateTime<chrono::Utc>) -> Result<Bytes, String> {
     use chrono::{Datelike, Duration};
     use serde_yaml_ng::{Mapping, Value};
@@ -196,10 +198,11 @@ pub fn api_docs_json_for_today(now: chrono::DateTime<chrono::Utc>) -> Result<Byt
         .unwrap_or(now.date_naive());
     let last_month = format!("{:04}-{:02}", first.year(), first.month());
     let mut datetime_examples = Mapping::new();
+    // Swagger UI starts from the first example.
     for (name, value) in [
-        ("day", &yesterday),
-        ("hour", &last_hour),
         ("minute", &last_minute),
+        ("hour", &last_hour),
+        ("day", &yesterday),
         ("month", &last_month),
     ] {
         let mut example = Mapping::new();
@@ -214,11 +217,18 @@ pub fn api_docs_json_for_today(now: chrono::DateTime<chrono::Utc>) -> Result<Byt
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let in_path = parameter.get("in").and_then(Value::as_str) == Some("path");
         match name.as_deref() {
+            Some("period") if in_path => {
+                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_mapping_mut) {
+                    schema.insert("example".into(), Value::String("minute".into()));
+                }
+            }
             Some("datetime") => {
                 parameter.insert("examples".into(), Value::Mapping(datetime_examples.clone()));
             }
-            Some("sort") => {
+            // Without a zone: the example minute is a UTC one.
+            Some("sort") | Some("tz") => {
                 parameter.remove("example");
                 if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_mapping_mut) {
                     schema.remove("example");

@@ -6,6 +6,8 @@ mod audit;
 pub mod auth;
 pub mod body;
 pub mod changes;
+pub mod counts;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod events;

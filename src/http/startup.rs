@@ -19,11 +19,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, kinds: Registry) {
             routes(cfg);
         }
     }
-    // Before the windows too: `changes` is not a `{period}`.
+    // Before the windows too: `changes` and `counts` are not a `{period}`.
     super::changes::configure(cfg, kinds);
+    super::counts::configure(cfg, kinds);
     listing::configure(cfg, kinds);
     super::ingest::configure(cfg, kinds);
     super::docs::configure(cfg);
+    super::dashboard::configure(cfg);
     super::ops::configure(cfg);
 }
 

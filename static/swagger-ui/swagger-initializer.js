@@ -1,8 +1,8 @@
 // acctstream's own Swagger UI set-up (the rest of this directory is the
 // unmodified swagger-ui-dist package). It loads the spec the service serves
 // itself; nothing is fetched from anywhere else. `examples=today` makes the
-// examples "Try it out" starts from valid today (yesterday's day window, no
-// sort), so that the first try on the demo shows data.
+// examples "Try it out" starts from valid today and small (the last complete
+// minute, no sort), so that the first try on the demo shows data at once.
 window.onload = function () {
   window.ui = SwaggerUIBundle({
     url: new URL("../v3/api-docs?examples=today", window.location.href).href,
@@ -16,6 +16,9 @@ window.onload = function () {
     tryItOutEnabled: true,
     persistAuthorization: true,
     displayRequestDuration: true,
+    // Highlighting a large body (a day window is megabytes) froze the tab
+    // for a minute; plain text shows at once.
+    syntaxHighlight: false,
     // No online validator badge: it would call a third-party service.
     validatorUrl: null,
   });

@@ -700,9 +700,11 @@ fn each_kinds_ingest_schema_matches_its_fields() {
     }
 }
 
-/// Issue 11, item 8: what Swagger UI loads has examples valid today, so the
-/// first "Try it out" of a window shows data: the `datetime` example is
-/// yesterday's day (the `period` example is `day`) and `sort` has none.
+/// Issue 11, item 8, and issue 26, item 2: what Swagger UI loads has
+/// examples valid today and small, so the first "Try it out" of a window
+/// shows data at once: the `period` example is `minute`, the `datetime`
+/// example the last complete minute, `sort` has none; the query parameter
+/// `period` (a span of days) keeps its own; highlighting is off.
 #[actix_web::test]
 async fn swagger_ui_examples_are_valid_today() {
     let app = spawn_app().await;
@@ -714,49 +716,71 @@ async fn swagger_ui_examples_are_valid_today() {
         .unwrap();
     let init = String::from_utf8(body_of(&mut init).await).unwrap();
     assert!(init.contains("v3/api-docs?examples=today"), "{init}");
+    assert!(init.contains("syntaxHighlight: false"), "{init}");
 
+    let before = chrono::Utc::now();
     let mut response = client
         .get(format!("{}/v3/api-docs?examples=today", app.address))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let spec: Value = serde_json::from_slice(&body_of(&mut response).await).unwrap();
-    let now = chrono::Utc::now();
-    let yesterday = (now - chrono::Duration::days(1))
+    let raw = body_of(&mut response).await;
+    let spec: Value = serde_json::from_slice(&raw).unwrap();
+    // The same document with its keys in the order sent (Swagger UI starts
+    // from the first example).
+    let ordered: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&raw).unwrap();
+    let first_example = |examples: &serde_yaml_ng::Value| -> (String, String) {
+        let (name, example) = examples.as_mapping().unwrap().iter().next().unwrap();
+        (
+            name.as_str().unwrap().to_owned(),
+            example["value"].as_str().unwrap().to_owned(),
+        )
+    };
+    let after = chrono::Utc::now();
+    let minutes: Vec<String> = [before, after]
+        .iter()
+        .map(|t| {
+            (*t - chrono::Duration::minutes(1))
+                .format("%Y-%m-%dT%H:%M")
+                .to_string()
+        })
+        .collect();
+    let yesterday = (after - chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
     let parameters = &spec["components"]["parameters"];
-    assert_eq!(parameters["period"]["schema"]["example"], "day");
+    assert_eq!(parameters["period"]["schema"]["example"], "minute");
+    assert!(parameters["historyPeriod"]["schema"]
+        .get("example")
+        .is_none());
     let datetime = &parameters["datetime"]["examples"];
-    // The first example is the one "Try it out" starts from.
-    let (first, value) = datetime.as_object().unwrap().iter().next().unwrap();
-    assert_eq!(
-        (first.as_str(), &value["value"]),
-        ("day", &Value::from(yesterday.clone()))
-    );
+    let (first, value) =
+        first_example(&ordered["components"]["parameters"]["datetime"]["examples"]);
+    assert_eq!(first, "minute");
+    assert!(minutes.contains(&value), "{value}");
+    assert_eq!(datetime["day"]["value"], yesterday);
     assert!(parameters["sort"].get("example").is_none());
     assert!(parameters["sort"]["schema"].get("example").is_none());
     assert_eq!(parameters["day"]["schema"]["example"], yesterday);
     // The inline datetime of the events window too.
-    let inline = spec["paths"]["/api/v1/statistics/events/{period}/{datetime}"]["get"]
+    let inline = ordered["paths"]["/api/v1/statistics/events/{period}/{datetime}"]["get"]
         ["parameters"]
-        .as_array()
+        .as_sequence()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "datetime")
+        .find(|p| p["name"].as_str() == Some("datetime"))
         .unwrap()
         .clone();
-    assert_eq!(inline["examples"]["day"]["value"], yesterday);
+    let (first, minute) = first_example(&inline["examples"]);
+    assert_eq!(first, "minute");
+    assert!(minutes.contains(&minute), "{minute}");
 
-    // The window those defaults name has data when yesterday has events.
-    app.insert(&[crate::helpers::event(
-        &format!("{yesterday}T12:00:00Z"),
-        "u",
-    )])
-    .await;
+    // The window those defaults name has data when that minute has events.
+    app.insert(&[crate::helpers::event(&format!("{minute}:30Z"), "u")])
+        .await;
     let mut response = app
-        .get(&format!("/api/v1/statistics/events/day/{yesterday}"))
+        .get(&format!("/api/v1/statistics/events/minute/{minute}"))
         .send()
         .await
         .unwrap();
@@ -975,5 +999,124 @@ fn the_configuration_table_is_the_command_lines() {
     }
     for env in acctstream::config::ENVIRONMENT {
         assert_eq!(rows[env].0, "", "{env} has no flag");
+    }
+}
+
+/// Issue 26, item 5: a generic OpenAPI tool can use every body. A request
+/// body in another format than JSON (CSV, NDJSON) is a string with an
+/// example, and each example is accepted as it stands; `/openapi.yaml`'s
+/// response is an object, as the document it serves is.
+#[actix_web::test]
+async fn bodies_that_are_not_json_are_strings_with_working_examples() {
+    let spec: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    let app = spawn_app().await;
+    let mut tried = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let Some(content) = item["post"]["requestBody"]["content"].as_object() else {
+            continue;
+        };
+        for (media, body) in content {
+            if media == "application/json" {
+                continue;
+            }
+            assert_eq!(body["schema"]["type"], "string", "{path} {media}");
+            let example = body["example"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{path} {media} has no example"));
+            let mut response = app
+                .client()
+                .post(format!("{}{path}", app.address))
+                .insert_header((
+                    "Authorization",
+                    format!("Bearer {}", crate::helpers::WRITE_TOKEN),
+                ))
+                .insert_header(("Content-Type", media.as_str()))
+                .send_body(example.to_owned())
+                .await
+                .unwrap();
+            let status = response.status();
+            let text = String::from_utf8_lossy(&body_of(&mut response).await).into_owned();
+            assert!(status.is_success(), "{path} {media}: {status} {text}");
+            tried += 1;
+        }
+    }
+    assert_eq!(
+        tried, 5,
+        "the CSV and NDJSON bodies of both ingest routes, and RADIUS NDJSON"
+    );
+
+    let served = &spec["paths"]["/openapi.yaml"]["get"]["responses"]["200"]["content"]
+        ["application/yaml"]["schema"];
+    assert_eq!(served["type"], "object");
+    let document: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    for key in served["required"].as_array().unwrap() {
+        assert!(document.get(key.as_str().unwrap()).is_some(), "{key}");
+    }
+}
+
+/// Issue 26: each kind's counts are documented with exactly the columns
+/// the service counts by (`by`) and sums (`sum`), from its description.
+#[test]
+fn each_kinds_counts_name_the_columns_it_accepts() {
+    use acctstream::core::kind::ColumnType;
+    let spec: Value = serde_yaml_ng::from_str(&repository_spec()).unwrap();
+    for kind in acctstream::kinds::REGISTRY.kinds() {
+        for template in ["{period}", "{period}/{datetime}"] {
+            let path = format!("{}/counts/{template}", kind.path);
+            let parameters = spec["paths"][&path]["get"]["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} is not documented"));
+            let enumeration = |name: &str| -> Vec<String> {
+                let parameter = parameters
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .unwrap_or_else(|| panic!("{path} has no {name}"));
+                let schema = &parameter["schema"];
+                let values = if schema["type"] == "array" {
+                    &schema["items"]["enum"]
+                } else {
+                    &schema["enum"]
+                };
+                values
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect()
+            };
+            let by: Vec<String> = kind
+                .columns
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.ty,
+                        ColumnType::Text
+                            | ColumnType::Identity(_)
+                            | ColumnType::Integer
+                            | ColumnType::Boolean
+                    )
+                })
+                .map(|c| c.json.to_owned())
+                .collect();
+            let sums: Vec<String> = kind
+                .columns
+                .iter()
+                .filter(|c| c.ty == ColumnType::Integer)
+                .map(|c| c.json.to_owned())
+                .collect();
+            assert_eq!(enumeration("by"), by, "{path}");
+            assert_eq!(enumeration("sum"), sums, "{path}");
+            // And every filter of the kind.
+            for filter in kind.filters {
+                let documented = parameters.iter().any(|p| {
+                    p["$ref"]
+                        .as_str()
+                        .and_then(|r| r.rsplit('/').next())
+                        .and_then(|name| spec["components"]["parameters"][name]["name"].as_str())
+                        == Some(filter.param)
+                });
+                assert!(documented, "{path} lacks the filter {}", filter.param);
+            }
+        }
     }
 }

@@ -4,8 +4,10 @@
 
 mod architecture;
 mod audit;
+mod browser;
 pub mod changes;
 mod cli;
+mod counts;
 mod docs;
 mod errors;
 mod events;

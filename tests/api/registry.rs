@@ -280,6 +280,26 @@ async fn a_kind_defined_in_a_test_gets_the_whole_pipeline_from_its_entry() {
     assert!(json["links"]["next"].as_str().is_some());
     assert!(!json.to_string().contains("aa:bb:cc"), "{json}");
 
+    // Its counts (issue 26): per gadget, pseudonymised, with the sum of
+    // the readings, from the kind's description alone.
+    let mut response = app
+        .get(&format!(
+            "/api/v1/statistics/gadget-readings/counts/hour/{hour_text}?by=gadget&sum=reading"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let counts: Value = response.json().await.unwrap();
+    let second = pseudonym_of(&app.pseudonymiser, IdentityType::Mac, "aa:bb:cc:00:00:02");
+    assert_eq!(
+        counts["counts"],
+        serde_json::json!([
+            {"key": second, "count": 1, "sums": {"reading": 9}},
+            {"key": first, "count": 1, "sums": {"reading": 7}},
+        ])
+    );
+
     // CSV, with its header and the formula guard; NDJSON.
     let mut response = app
         .get(&window)
