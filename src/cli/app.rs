@@ -470,6 +470,8 @@ fn demo_banner(base: &str, token: &str, write_token: &str) -> String {
         r#"
 acctstream demo is running at {base}  (Ctrl-C stops it)
 
+  # charts of every kind: open {base}/dashboard/ and paste the read token T
+
   export T={token}
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/minute?sort=-'
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/hour'
@@ -755,6 +757,10 @@ mod tests {
             "{banner}"
         );
         assert!(banner.contains("/api/v1/statistics/client-events/summary/hour"));
+        assert!(
+            banner.contains("http://127.0.0.1:8080/dashboard/"),
+            "{banner}"
+        );
     }
 
     /// Issue 26, item 3: the demo's data reach the moment it is filled, not

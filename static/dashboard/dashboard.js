@@ -195,6 +195,8 @@
     const section = panel(id, title, url);
     const body = await api(url);
     sub(section, windowText(body));
+    // Without `by`, one series: the records (the failures, when filtered so).
+    const whole = params.eventType === "Failure" ? "failures" : "records";
     // Every bucket of the window, those without records at 0.
     const epoch = (t) => Date.parse(/[+-]\d\d:\d\d$/.test(t) ? t : t + "Z") / 1000;
     const step = params.every === "minute" ? 60 : 3600;
@@ -222,7 +224,7 @@
         width,
         height: 220,
         series: [{}].concat(keys.map((k, i) => ({
-          label: k === undefined ? "records" : (k === null ? "(none)" : String(k)),
+          label: k === undefined ? whole : (k === null ? "(none)" : String(k)),
           stroke: palette[i % palette.length],
           width: 1.5,
         }))),
@@ -233,7 +235,7 @@
       }, [x].concat(columns), holder);
     }
     table(section, [label(params.by), "Total"],
-      keys.map((k, i) => ({ key: k === undefined ? "records" : k, value: totals[i], cells: [number.format(totals[i])] })));
+      keys.map((k, i) => ({ key: k === undefined ? whole : k, value: totals[i], cells: [number.format(totals[i])] })));
     return body;
   }
 

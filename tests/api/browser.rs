@@ -27,7 +27,11 @@ fn driver_dir() -> std::path::PathBuf {
         "the browser tests need Debian's Chromium at {CHROMIUM}: apt-get install chromium"
     );
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    if !*installed && !dir.join("node_modules/playwright-core/package.json").exists() {
+    if !*installed
+        && !dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
@@ -311,7 +315,7 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     );
     assert_eq!(
         rows(chart(wifi, "wifi-failures")),
-        BTreeMap::from([("records".into(), 2.0)])
+        BTreeMap::from([("failures".into(), 2.0)])
     );
 
     // Sessions: traffic per user as pseudonyms, online now.

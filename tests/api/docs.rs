@@ -872,7 +872,10 @@ fn readme_and_docs_links_resolve() {
     };
     let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
     for entry in std::fs::read_dir(root.join("docs")).unwrap() {
-        files.push(entry.unwrap().path());
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
     }
     let link = regex_lite_links();
     let mut checked = 0;
