@@ -19,7 +19,7 @@ use super::{
 use crate::{
     core::{
         counts::{Counts, CountsBody, CountsError},
-        identity::{IdentityPolicy, IdentityWriter},
+        identity::IdentityWriter,
         kind::{ColumnType, Kind, Listing},
         scope::Grant,
     },
@@ -102,9 +102,7 @@ async fn counts(
     if let Some(ColumnType::Identity(ty)) = counts.by.map(|by| kind.columns[by].ty) {
         let policy = super::listing::identity_policy(scope, &state);
         let mut writer = IdentityWriter::new(&policy);
-        if !matches!(policy, IdentityPolicy::Reveal) {
-            writer.at(start);
-        }
+        writer.at(start);
         for row in &mut rows {
             if let Some(raw) = &row.key {
                 row.key = Some(writer.show(ty, raw).as_str().to_owned());

@@ -9,13 +9,11 @@
 
 use std::sync::OnceLock;
 
-use actix_web::{
-    http::header::{self, CacheControl, CacheDirective},
-    web, HttpRequest, HttpResponse,
-};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use super::{
+    assets::{embedded, no_cache, serve, Asset},
     error::ApiError,
     resource::{get_or_head, get_resource},
 };
@@ -26,47 +24,36 @@ pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 /// The `Content-Type` of `/openapi.yaml` (RFC 9512).
 pub const YAML_CONTENT_TYPE: &str = "application/yaml";
 
-/// How long browsers may cache the vendored Swagger UI files.
-const ASSET_MAX_AGE: u32 = 7 * 24 * 3600;
-
 /// The security policy of the Swagger UI page: everything from this origin;
 /// inline styles only because Swagger UI's React components use them.
 const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self' data:; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// One file of the Swagger UI.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-}
-
-macro_rules! asset {
-    ($name:literal, $type:literal) => {
-        Asset {
-            name: $name,
-            content_type: $type,
-            body: include_bytes!(concat!("../../static/swagger-ui/", $name)),
-        }
-    };
-}
-
 /// Every file under `/swagger-ui/`, by name.
 const ASSETS: &[Asset] = &[
-    asset!("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
-    asset!("swagger-initializer.js", "text/javascript; charset=utf-8"),
-    asset!("swagger-ui.css", "text/css; charset=utf-8"),
-    asset!("index.css", "text/css; charset=utf-8"),
-    asset!("favicon-32x32.png", "image/png"),
-    asset!("favicon-16x16.png", "image/png"),
-    asset!("LICENSE", "text/plain; charset=utf-8"),
-    asset!("NOTICE", "text/plain; charset=utf-8"),
-    asset!(
+    embedded!(
+        "swagger-ui",
+        "swagger-ui-bundle.js",
+        "text/javascript; charset=utf-8"
+    ),
+    embedded!(
+        "swagger-ui",
+        "swagger-initializer.js",
+        "text/javascript; charset=utf-8"
+    ),
+    embedded!("swagger-ui", "swagger-ui.css", "text/css; charset=utf-8"),
+    embedded!("swagger-ui", "index.css", "text/css; charset=utf-8"),
+    embedded!("swagger-ui", "favicon-32x32.png", "image/png"),
+    embedded!("swagger-ui", "favicon-16x16.png", "image/png"),
+    embedded!("swagger-ui", "LICENSE", "text/plain; charset=utf-8"),
+    embedded!("swagger-ui", "NOTICE", "text/plain; charset=utf-8"),
+    embedded!(
+        "swagger-ui",
         "swagger-ui-bundle.js.LICENSE.txt",
         "text/plain; charset=utf-8"
     ),
-    asset!("VERSION", "text/plain; charset=utf-8"),
+    embedded!("swagger-ui", "VERSION", "text/plain; charset=utf-8"),
 ];
 
 /// Swagger UI's page.
@@ -137,10 +124,6 @@ async fn swagger_ui_slash() -> HttpResponse {
         actix_web::http::StatusCode::MOVED_PERMANENTLY,
         "/swagger-ui/",
     )
-}
-
-fn no_cache() -> CacheControl {
-    CacheControl(vec![CacheDirective::NoCache])
 }
 
 async fn openapi_yaml() -> HttpResponse {
@@ -286,29 +269,7 @@ async fn swagger_ui_index() -> HttpResponse {
 }
 
 async fn swagger_ui_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("asset").unwrap_or_default();
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or(ApiError::NotFound)?;
-    let cache = if asset.name == "swagger-initializer.js" {
-        no_cache()
-    } else {
-        CacheControl(vec![
-            CacheDirective::Public,
-            CacheDirective::MaxAge(ASSET_MAX_AGE),
-        ])
-    };
-    Ok(HttpResponse::Ok()
-        .content_type(asset.content_type)
-        .insert_header(cache)
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(asset.body))
-}
-
-/// Names of the files served under `/swagger-ui/{asset}` (for the spec test).
-pub fn asset_names() -> impl Iterator<Item = &'static str> {
-    ASSETS.iter().map(|a| a.name)
+    serve(&req, ASSETS, |name| name == "swagger-initializer.js")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! check, and the error type that decides every status code. Handlers parse
 //! their input into core types, then hand over to [`crate::db`].
 
+mod assets;
 mod audit;
 pub mod auth;
 pub mod body;
