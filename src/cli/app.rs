@@ -352,6 +352,10 @@ pub(super) async fn run_demo(
                 },
                 http::jwks::KeySource::Discover,
             )
+            .with_sign_in(http::jwks::SignIn {
+                client_id: demo::issuer::DASHBOARD_CLIENT.to_owned(),
+                scope: "read".to_owned(),
+            })
         });
         let issuer_handle = issuer_server.map(|(_, server)| {
             let handle = server.handle();
@@ -470,7 +474,7 @@ fn demo_banner(base: &str, token: &str, write_token: &str) -> String {
         r#"
 acctstream demo is running at {base}  (Ctrl-C stops it)
 
-  # charts of every kind: open {base}/dashboard/ and paste the read token T
+  # charts of every kind: open {base}/dashboard/ and press Sign in (the demo's issuer), or paste the read token T
 
   export T={token}
   curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/minute?sort=-'

@@ -197,6 +197,16 @@ struct OAuthArgs {
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "ACCTSTREAM_OAUTH_LEEWAY_SECONDS", default_value_t = crate::core::jwt::DEFAULT_LEEWAY_SECONDS, value_parser = clap::value_parser!(u64).range(0..=300))]
     oauth_leeway_seconds: u64,
+    /// The dashboard's `client_id` at the issuer (a public client with the
+    /// authorization code flow and PKCE, redirect URI
+    /// `<public URL>/dashboard/`); without it the dashboard takes an API
+    /// token only.
+    #[arg(long, env = "ACCTSTREAM_OAUTH_CLIENT_ID")]
+    oauth_client_id: Option<String>,
+    /// The scope the dashboard asks for when it signs in (default: the
+    /// token scope that gives `read`).
+    #[arg(long, env = "ACCTSTREAM_OAUTH_DASHBOARD_SCOPE")]
+    oauth_dashboard_scope: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -410,9 +420,11 @@ impl OAuthArgs {
             if self.oauth_audience.is_some()
                 || self.oauth_jwks_url.is_some()
                 || self.oauth_jwks_file.is_some()
+                || self.oauth_client_id.is_some()
+                || self.oauth_dashboard_scope.is_some()
             {
                 return Err(bad(
-                    "ACCTSTREAM_OAUTH_AUDIENCE and the JWKS settings need ACCTSTREAM_OAUTH_ISSUER",
+                    "ACCTSTREAM_OAUTH_AUDIENCE, ACCTSTREAM_OAUTH_CLIENT_ID, ACCTSTREAM_OAUTH_DASHBOARD_SCOPE and the JWKS settings need ACCTSTREAM_OAUTH_ISSUER",
                 ));
             }
             return Ok(None);
@@ -440,7 +452,35 @@ impl OAuthArgs {
         };
         let scopes = crate::core::jwt::ScopeMap::parse(&self.oauth_scopes)
             .map_err(|e| ConfigError::BadOAuth(format!("ACCTSTREAM_OAUTH_SCOPES: {e}")))?;
-        Ok(Some(http::jwks::OAuth::new(
+        let sign_in = match self.oauth_client_id.as_deref() {
+            None => {
+                if self.oauth_dashboard_scope.is_some() {
+                    return Err(bad(
+                        "ACCTSTREAM_OAUTH_DASHBOARD_SCOPE needs ACCTSTREAM_OAUTH_CLIENT_ID",
+                    ));
+                }
+                None
+            }
+            Some(client) if client.is_empty() || client.chars().any(char::is_whitespace) => {
+                return Err(bad("ACCTSTREAM_OAUTH_CLIENT_ID must be a client id without spaces"))
+            }
+            Some(_) if !(issuer.starts_with("https://") || issuer.starts_with("http://")) => {
+                return Err(bad("ACCTSTREAM_OAUTH_CLIENT_ID needs an http(s) ACCTSTREAM_OAUTH_ISSUER, whose OpenID configuration names the sign-in endpoints"))
+            }
+            Some(client) => Some(http::jwks::SignIn {
+                client_id: client.to_owned(),
+                scope: match self.oauth_dashboard_scope.as_deref().map(str::trim) {
+                    Some("") => {
+                        return Err(bad("ACCTSTREAM_OAUTH_DASHBOARD_SCOPE is empty"));
+                    }
+                    Some(scope) => scope.to_owned(),
+                    None => scopes
+                        .scope_for(crate::core::scope::Grant::Read)
+                        .to_owned(),
+                },
+            }),
+        };
+        let oauth = http::jwks::OAuth::new(
             crate::core::jwt::Policy {
                 issuer: issuer.to_owned(),
                 audience,
@@ -448,7 +488,11 @@ impl OAuthArgs {
                 leeway: self.oauth_leeway_seconds,
             },
             source,
-        )))
+        );
+        Ok(Some(match sign_in {
+            Some(client) => oauth.with_sign_in(client),
+            None => oauth,
+        }))
     }
 }
 
@@ -489,5 +533,79 @@ impl ServeArgs {
             args: ServeArgs,
         }
         Only::parse_from(["acctstream"]).args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth_args(pairs: &[(&str, &str)]) -> OAuthArgs {
+        let mut args = OAuthArgs {
+            oauth_leeway_seconds: crate::core::jwt::DEFAULT_LEEWAY_SECONDS,
+            ..OAuthArgs::default()
+        };
+        for (name, value) in pairs {
+            let value = Some((*value).to_owned());
+            match *name {
+                "issuer" => args.oauth_issuer = value,
+                "audience" => args.oauth_audience = value,
+                "jwks_file" => args.oauth_jwks_file = value.map(PathBuf::from),
+                "scopes" => args.oauth_scopes = value.unwrap_or_default(),
+                "client" => args.oauth_client_id = value,
+                "scope" => args.oauth_dashboard_scope = value,
+                other => panic!("{other}"),
+            }
+        }
+        args
+    }
+
+    fn sign_in(pairs: &[(&str, &str)]) -> Result<Option<String>, String> {
+        let oauth = oauth_args(pairs).build().map_err(|e| e.to_string())?;
+        let oauth = oauth.expect("an issuer is configured");
+        Ok(oauth.sign_in_client().map(|c| format!("{} {}", c.client_id, c.scope)))
+    }
+
+    #[test]
+    fn the_dashboards_client_needs_an_http_issuer_and_asks_for_read_by_default() {
+        let base = [("issuer", "https://sso.example.com"), ("audience", "a")];
+        assert_eq!(sign_in(&base), Ok(None));
+        let with = |more: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(more);
+            sign_in(&pairs)
+        };
+        assert_eq!(with(&[("client", "dash")]), Ok(Some("dash read".into())));
+        assert_eq!(
+            with(&[("client", "dash"), ("scopes", "read:accounting.read")]),
+            Ok(Some("dash accounting.read".into()))
+        );
+        assert_eq!(
+            with(&[("client", "dash"), ("scope", "a.read a.identities")]),
+            Ok(Some("dash a.read a.identities".into()))
+        );
+        for bad in [
+            vec![("scope", "read")],
+            vec![("client", "")],
+            vec![("client", "two words")],
+            vec![("client", "dash"), ("scope", " ")],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
+        let no_issuer = oauth_args(&[("client", "dash")]).build();
+        assert!(no_issuer.is_err());
+        let not_http = oauth_args(&[
+            ("issuer", "urn:sso"),
+            ("audience", "a"),
+            ("jwks_file", "/dev/null"),
+            ("client", "dash"),
+        ])
+        .build();
+        assert!(
+            not_http
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("http(s)")),
+            "{not_http:?}"
+        );
     }
 }

@@ -57,6 +57,12 @@ pub enum ApiError {
     /// The OAuth2 issuer's keys cannot be had right now.
     #[error("The token issuer's signing keys cannot be fetched right now; try again shortly.")]
     KeysUnavailable,
+    /// The OAuth2 issuer's sign-in endpoints cannot be discovered right now
+    /// (the dashboard's sign-in, issue 26).
+    #[error(
+        "The token issuer cannot be reached right now; use an API token, or try again shortly."
+    )]
+    IssuerUnavailable,
     /// The client is over one of its limits.
     #[error("{what}")]
     TooManyRequests {
@@ -122,7 +128,7 @@ impl ApiError {
             ApiError::InsufficientScope | ApiError::Forbidden(_) | ApiError::ScopeNeeded(_) => {
                 "insufficient_scope"
             }
-            ApiError::KeysUnavailable => "temporarily_unavailable",
+            ApiError::KeysUnavailable | ApiError::IssuerUnavailable => "temporarily_unavailable",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::Gone { .. } => "gone",
@@ -159,7 +165,9 @@ impl ResponseError for ApiError {
             ApiError::InsufficientScope | ApiError::Forbidden(_) | ApiError::ScopeNeeded(_) => {
                 StatusCode::FORBIDDEN
             }
-            ApiError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::KeysUnavailable | ApiError::IssuerUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
@@ -228,7 +236,7 @@ impl ResponseError for ApiError {
                     ),
                 ));
             }
-            ApiError::KeysUnavailable => {
+            ApiError::KeysUnavailable | ApiError::IssuerUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "10"));
             }
             ApiError::TooManyRequests { retry_after, .. } => {

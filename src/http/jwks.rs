@@ -80,13 +80,70 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// The OAuth2 verifier: the policy and the issuer's cached keys.
+/// The OAuth2 verifier: the policy and the issuer's cached keys, and the
+/// dashboard's sign-in at that issuer when it has a client there.
 #[derive(Debug)]
 pub struct OAuth {
     policy: Policy,
     source: KeySource,
     cache: std::sync::Mutex<Cache>,
+    sign_in: Option<SignIn>,
+    endpoints: std::sync::Mutex<Endpoints>,
 }
+
+/// The dashboard's client at the issuer (issue 26): a public client that
+/// signs in with the authorization code flow and PKCE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignIn {
+    /// Its `client_id`.
+    pub client_id: String,
+    /// The scope it asks for.
+    pub scope: String,
+}
+
+/// Everything the dashboard needs to sign in, as `GET
+/// /dashboard/sign-in.json` gives it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInDetails {
+    /// The issuer.
+    pub issuer: String,
+    /// The dashboard's `client_id`.
+    pub client_id: String,
+    /// The scope to ask for.
+    pub scope: String,
+    /// Where the browser goes to sign in.
+    pub authorization_endpoint: String,
+    /// Where the page exchanges its code.
+    pub token_endpoint: String,
+}
+
+impl SignInDetails {
+    /// `scheme://authority` of the token endpoint, which the dashboard's
+    /// security policy must let the page reach.
+    pub fn token_origin(&self) -> Option<String> {
+        origin(&self.token_endpoint)
+    }
+}
+
+/// `scheme://authority` of an http(s) URL.
+fn origin(url: &str) -> Option<String> {
+    let uri: actix_web::http::Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    Some(format!("{scheme}://{}", uri.authority()?))
+}
+
+/// The sign-in endpoints, once discovered, or when discovery last failed.
+#[derive(Debug, Default)]
+struct Endpoints {
+    details: Option<Arc<SignInDetails>>,
+    failed: Option<(Instant, String)>,
+}
+
+/// How long a failed discovery of the sign-in endpoints is not retried.
+const SIGN_IN_RETRY: Duration = Duration::from_secs(30);
 
 impl OAuth {
     /// A verifier for `policy` whose keys come from `source` (nothing is
@@ -96,7 +153,55 @@ impl OAuth {
             policy,
             source,
             cache: std::sync::Mutex::new(Cache::default()),
+            sign_in: None,
+            endpoints: std::sync::Mutex::new(Endpoints::default()),
         }
+    }
+
+    /// Offers the dashboard's sign-in with `client` at this issuer.
+    pub fn with_sign_in(mut self, client: SignIn) -> OAuth {
+        self.sign_in = Some(client);
+        self
+    }
+
+    /// The dashboard's client at the issuer, if it has one.
+    pub fn sign_in_client(&self) -> Option<&SignIn> {
+        self.sign_in.as_ref()
+    }
+
+    /// The dashboard's sign-in: `None` without a client at the issuer;
+    /// otherwise its endpoints, from the issuer's OpenID configuration
+    /// (fetched once; after a failure, not again for [`SIGN_IN_RETRY`]).
+    pub async fn sign_in(&self) -> Option<Result<Arc<SignInDetails>, String>> {
+        let client = self.sign_in.as_ref()?;
+        {
+            let endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(details) = &endpoints.details {
+                return Some(Ok(details.clone()));
+            }
+            if let Some((at, why)) = &endpoints.failed {
+                if at.elapsed() < SIGN_IN_RETRY {
+                    return Some(Err(why.clone()));
+                }
+            }
+        }
+        let discovered = discover_sign_in(&self.policy.issuer).await.map(
+            |(authorization_endpoint, token_endpoint)| {
+                Arc::new(SignInDetails {
+                    issuer: self.policy.issuer.clone(),
+                    client_id: client.client_id.clone(),
+                    scope: client.scope.clone(),
+                    authorization_endpoint,
+                    token_endpoint,
+                })
+            },
+        );
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        match &discovered {
+            Ok(details) => endpoints.details = Some(details.clone()),
+            Err(why) => endpoints.failed = Some((Instant::now(), why.clone())),
+        }
+        Some(discovered)
     }
 
     /// The policy tokens are checked against.
@@ -295,6 +400,30 @@ async fn discover(issuer: &str) -> Result<String, String> {
     let discovery: Discovery = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{url} is not an OpenID configuration with a jwks_uri: {e}"))?;
     Ok(discovery.jwks_uri)
+}
+
+/// The `authorization_endpoint` and `token_endpoint` of `issuer`'s OpenID
+/// configuration, both http(s) URLs.
+async fn discover_sign_in(issuer: &str) -> Result<(String, String), String> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        authorization_endpoint: String,
+        token_endpoint: String,
+    }
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let (bytes, _) = get(&url).await?;
+    let discovery: Discovery = serde_json::from_slice(&bytes).map_err(|e| {
+        format!("{url} is not an OpenID configuration with an authorization_endpoint and a token_endpoint: {e}")
+    })?;
+    for endpoint in [&discovery.authorization_endpoint, &discovery.token_endpoint] {
+        if origin(endpoint).is_none() {
+            return Err(format!("{url}: {endpoint:?} is not an http(s) URL"));
+        }
+    }
+    Ok((discovery.authorization_endpoint, discovery.token_endpoint))
 }
 
 /// GETs `url` (http or https, system-independent Mozilla roots) within

@@ -1,10 +1,14 @@
 // acctstream's dashboard (issue 26): one page, no build step, reading the
 // same public API as any client. The token is kept in sessionStorage (never
 // in a URL); the view, window and zone are in the location's fragment, so a
-// view can be bookmarked and shared without the token.
+// view can be bookmarked and shared without the token. When the service has
+// a client at its OAuth2 issuer (sign-in.json), "Sign in" gets the token
+// there with the authorization code flow and PKCE (RFC 7636).
 "use strict";
 (function () {
   const TOKEN_KEY = "acctstream.token";
+  const SIGN_IN_KEY = "acctstream.signIn"; // the PKCE verifier and state while away
+  let signIn = null; // sign-in.json's signIn
   const EVENTS = "/api/v1/statistics/events";
   const WIFI = "/api/v1/statistics/client-events";
   const SESSIONS = "/api/v1/statistics/sessions";
@@ -362,7 +366,7 @@
     const signedIn = Boolean(sessionStorage.getItem(TOKEN_KEY));
     $("logout").hidden = !signedIn;
     if (!signedIn) {
-      showStatus("Enter an API token (kept in this tab only) to see the charts.");
+      showStatus((signIn ? "Sign in, or enter" : "Enter") + " an API token (kept in this tab only) to see the charts.");
       return;
     }
     showStatus("Loading…");
@@ -400,6 +404,76 @@
     render();
   }
 
+  // base64url of bytes (RFC 4648 §5, no padding).
+  function base64url(bytes) {
+    let text = "";
+    for (const b of new Uint8Array(bytes)) text += String.fromCharCode(b);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const redirectUri = () => location.origin + location.pathname;
+
+  // Off to the issuer: the verifier and state stay in this tab.
+  async function startSignIn() {
+    if (!signIn) return;
+    if (!window.crypto || !crypto.subtle) {
+      showStatus("Signing in needs a secure page (HTTPS, or this machine's loopback address).", true);
+      return;
+    }
+    const verifier = randomText();
+    const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    const stateText = randomText();
+    sessionStorage.setItem(SIGN_IN_KEY, JSON.stringify({ verifier, state: stateText, hash: location.hash }));
+    const q = new URLSearchParams({
+      response_type: "code", client_id: signIn.clientId, redirect_uri: redirectUri(),
+      scope: signIn.scope, state: stateText, code_challenge: challenge, code_challenge_method: "S256",
+    });
+    location.assign(signIn.authorizationEndpoint + (signIn.authorizationEndpoint.includes("?") ? "&" : "?") + q);
+  }
+
+  // Back from the issuer (?code=…&state=… or ?error=…): the code for a
+  // token, then the query is dropped from the address and the view restored.
+  async function finishSignIn() {
+    const query = new URLSearchParams(location.search);
+    if (!query.has("code") && !query.has("error")) return;
+    const pending = JSON.parse(sessionStorage.getItem(SIGN_IN_KEY) || "null");
+    sessionStorage.removeItem(SIGN_IN_KEY);
+    history.replaceState(null, "", location.pathname + ((pending && pending.hash) || location.hash));
+    if (!pending || query.get("state") !== pending.state) {
+      throw new Error("Sign-in failed: this answer does not belong to a sign-in started in this tab.");
+    }
+    if (query.has("error")) {
+      throw new Error("Sign-in failed: " + (query.get("error_description") || query.get("error")));
+    }
+    if (!signIn) throw new Error("Sign-in failed: the service no longer names an issuer.");
+    const response = await fetch(signIn.tokenEndpoint, {
+      method: "POST",
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code: query.get("code"), redirect_uri: redirectUri(),
+        client_id: signIn.clientId, code_verifier: pending.verifier,
+      }),
+      cache: "no-store",
+      credentials: "omit",
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.access_token) {
+      throw new Error("Sign-in failed: " + (body.error_description || body.error || response.status));
+    }
+    sessionStorage.setItem(TOKEN_KEY, body.access_token);
+  }
+
+  async function loadSignIn() {
+    try {
+      const response = await fetch("sign-in.json", { cache: "no-store" });
+      if (response.ok) signIn = (await response.json()).signIn;
+    } catch (_) { /* the token form still works */ }
+    $("signin").hidden = !signIn;
+    if (signIn) $("signin").title = "Sign in at " + signIn.issuer;
+  }
+
+  $("signin").addEventListener("click", () => {
+    startSignIn().catch((error) => showStatus(error.message, true));
+  });
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
@@ -424,6 +498,18 @@
   $("next").addEventListener("click", () => links && go({ datetime: datetimeOf(links.next) }));
   window.addEventListener("hashchange", () => { readHash(); render(); });
 
-  readHash();
-  render();
+  (async function start() {
+    await loadSignIn();
+    try {
+      await finishSignIn();
+    } catch (error) {
+      readHash();
+      fillControls();
+      showStatus(error.message, true);
+      document.body.dataset.ready = "error";
+      return;
+    }
+    readHash();
+    render();
+  })();
 })();

@@ -11,7 +11,8 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    body_of, client_event, event, spawn_app, TestApp, AUDIT_TOKEN, IDENTITIES_TOKEN, TOKEN,
+    body_of, client_event, event, spawn_app, spawn_app_with, AppOptions, TestApp, AUDIT_TOKEN,
+    IDENTITIES_TOKEN, TOKEN,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -389,6 +390,155 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
+}
+
+/// The demo's OAuth2 issuer, served on 127.0.0.1, and an app whose
+/// dashboard signs in there (issue 26).
+pub async fn app_signing_in_at_the_demo_issuer() -> (TestApp, String, tempfile::TempDir) {
+    use acctstream::{
+        core::jwt::{Policy, ScopeMap},
+        demo::issuer,
+        http::jwks::{KeySource, OAuth, SignIn},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = issuer::Issuer::load_or_create(dir.path()).unwrap();
+    let (url, server) = issuer::serve(&key, dir.path()).unwrap();
+    actix_web::rt::spawn(server);
+    let oauth = OAuth::new(
+        Policy {
+            issuer: url.clone(),
+            audience: issuer::AUDIENCE.into(),
+            scopes: ScopeMap::default(),
+            leeway: 5,
+        },
+        KeySource::Discover,
+    )
+    .with_sign_in(SignIn {
+        client_id: issuer::DASHBOARD_CLIENT.into(),
+        scope: "read".into(),
+    });
+    let mut options = AppOptions::default();
+    options.http.oauth = Some(std::sync::Arc::new(oauth));
+    (spawn_app_with(options).await, url, dir)
+}
+
+/// "Sign in" goes to the OAuth2 issuer (the demo's: authorization code
+/// flow with PKCE) and back: the views show data with the token it gave,
+/// the code and state leave the address, the page talks to no origin but
+/// its own and the issuer's, and the grants chosen at the issuer decide
+/// whether raw identities are shown.
+#[actix_web::test]
+async fn the_dashboard_signs_in_at_the_oauth2_issuer() {
+    let (app, issuer, _dir) = app_signing_in_at_the_demo_issuer().await;
+    let day = (Utc::now() - Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    seed(&app, &day).await;
+    let mut page = app
+        .client()
+        .get(format!("{}/dashboard/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.headers().get("content-security-policy").unwrap(),
+        &format!(
+            "{}; connect-src 'self' {issuer}",
+            acctstream::http::dashboard::DASHBOARD_CSP
+        )
+    );
+    body_of(&mut page).await;
+    let views: Vec<Value> = ["auth", "sessions"]
+        .iter()
+        .map(|view| json!({"name": view, "hash": format!("view={view}&period=day&datetime={day}")}))
+        .collect();
+    let report = drive(json!({
+        "base": app.address,
+        "screenshots": screenshots(),
+        "views": views,
+        "dashboards": [
+            {"label": "oauth-read", "signIn": {"subject": "helpdesk-1", "grants": []}},
+            {"label": "oauth-identities", "signIn": {"subject": "auditor-1", "grants": ["identities"]}},
+        ],
+    }));
+    let runs = report["dashboards"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let label = &run["label"];
+        assert_eq!(run["consoleErrors"], json!([]), "{label}");
+        let consent = &run["consent"];
+        let consent_url = consent["url"].as_str().unwrap();
+        assert!(
+            consent_url.starts_with(&format!("{issuer}/authorize?")),
+            "{consent_url}"
+        );
+        for part in [
+            "response_type=code",
+            "client_id=acctstream-dashboard",
+            "code_challenge_method=S256",
+            "scope=read",
+        ] {
+            assert!(consent_url.contains(part), "{part} in {consent_url}");
+        }
+        assert_eq!(consent["checked"], json!(["read"]), "the scope asked for");
+        let foreign: Vec<&str> = run["foreignRequests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert!(
+            foreign.iter().all(|r| r.starts_with(&issuer)),
+            "{label}: {foreign:?}"
+        );
+        assert!(
+            foreign.contains(&format!("{issuer}/token").as_str()),
+            "{foreign:?}"
+        );
+        for view in run["views"].as_array().unwrap() {
+            assert_eq!(
+                view["ready"], "true",
+                "{label} {}: {}",
+                view["name"], view["status"]
+            );
+            for chart in view["charts"].as_array().unwrap() {
+                assert!(
+                    !chart["rows"].as_array().unwrap().is_empty(),
+                    "{label} {}",
+                    chart["id"]
+                );
+            }
+            let url = view["url"].as_str().unwrap();
+            assert!(!url.contains("code=") && !url.contains("state="), "{url}");
+            let session: Value = serde_json::from_str(view["session"].as_str().unwrap()).unwrap();
+            assert!(session.get("acctstream.signIn").is_none(), "{session}");
+            let token = session["acctstream.token"].as_str().unwrap();
+            assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+        }
+    }
+    // Read only: pseudonyms. With `identities` chosen at the issuer: names.
+    let users = |run: &Value| {
+        rows(chart(&run["views"][1], "sessions-top-users"))
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        users(&runs[0]),
+        [
+            app.pseudonymiser.pseudonymise("alice").as_str(),
+            app.pseudonymiser.pseudonymise("bob").as_str()
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    );
+    for view in runs[0]["views"].as_array().unwrap() {
+        let html = view["html"].as_str().unwrap();
+        assert!(!html.contains("alice@example.com") && !html.contains(">alice<"));
+    }
+    assert_eq!(users(&runs[1]), ["alice", "bob"]);
 }
 
 /// Swagger UI works offline: it loads with no request elsewhere and no

@@ -4,7 +4,7 @@
 
 mod architecture;
 mod audit;
-mod browser;
+pub mod browser;
 pub mod changes;
 mod cli;
 mod counts;

@@ -539,3 +539,235 @@ async fn a_client_at_its_stream_limit_gets_429_and_others_stream_on() {
     assert_eq!(again, 200);
     let _ = TOKEN;
 }
+
+/// The dashboard's sign-in (issue 26) against the demo's issuer, by
+/// protocol: `sign-in.json` names the endpoints; the authorization request
+/// is checked before any redirect (client, redirect URI, PKCE S256); the
+/// consent page's answer comes back with a code or `access_denied`; a code
+/// is exchanged once, only with its verifier and redirect URI, for a token
+/// with the grants chosen, which the API accepts.
+#[actix_web::test]
+async fn the_demo_issuer_signs_the_dashboard_in_with_pkce() {
+    use acctstream::demo::issuer::{s256, DASHBOARD_CLIENT};
+    let (app, issuer, _dir) = crate::browser::app_signing_in_at_the_demo_issuer().await;
+    let mut response = app
+        .client()
+        .get(format!("{}/dashboard/sign-in.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let details: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        details,
+        json!({"signIn": {
+            "issuer": issuer,
+            "clientId": DASHBOARD_CLIENT,
+            "scope": "read",
+            "authorizationEndpoint": format!("{issuer}/authorize"),
+            "tokenEndpoint": format!("{issuer}/token"),
+        }})
+    );
+
+    let client = awc::Client::builder().disable_redirects().finish();
+    let redirect = format!("{}/dashboard/", app.address);
+    let verifier = "a-verifier-of-forty-three-characters-or-more-0123456789";
+    let challenge = s256(verifier);
+    let request = |redirect: &str, method: &str| {
+        vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", DASHBOARD_CLIENT.to_owned()),
+            ("redirect_uri", redirect.to_owned()),
+            ("scope", "read".to_owned()),
+            ("state", "s-1".to_owned()),
+            ("code_challenge", challenge.clone()),
+            ("code_challenge_method", method.to_owned()),
+        ]
+    };
+    // Refused on the issuer's own page, never sent elsewhere.
+    for (query, why) in [
+        (request("https://evil.test/steal", "S256"), "redirect_uri"),
+        (request(&format!("{redirect}?x=1"), "S256"), "redirect_uri"),
+        (request(&redirect, "plain"), "code_challenge_method"),
+    ] {
+        let mut response = client
+            .get(format!("{issuer}/authorize"))
+            .query(&query)
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{why}");
+        let body = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+        assert!(body.contains(why), "{body}");
+    }
+    let mut page = client
+        .get(format!("{issuer}/authorize"))
+        .query(&request(&redirect, "S256"))
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers().get("content-security-policy").unwrap();
+    assert!(
+        csp.to_str()
+            .unwrap()
+            .contains(&format!("form-action 'self' {}", app.address)),
+        "{csp:?}"
+    );
+    let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    assert!(html.contains(r#"name="read" value="on" checked"#), "{html}");
+    assert!(!html.contains(r#"name="identities" value="on" checked"#));
+
+    // The consent form's answers.
+    let decide = |decision: &'static str, grants: &[&'static str]| {
+        let mut form = request(&redirect, "S256");
+        form.push(("subject", "ops-1".to_owned()));
+        form.push(("decision", decision.to_owned()));
+        for grant in grants {
+            form.push((grant, "on".to_owned()));
+        }
+        let client = client.clone();
+        let issuer = issuer.clone();
+        async move {
+            let response = client
+                .post(format!("{issuer}/authorize"))
+                .send_form(&form)
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303);
+            response
+                .headers()
+                .get("location")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(
+        decide("deny", &["read"]).await,
+        format!("{redirect}?error=access_denied&state=s-1")
+    );
+    let code_of = |location: String| {
+        let prefix = format!("{redirect}?code=");
+        let rest = location
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{location}"));
+        let (code, state) = rest.split_once("&state=").unwrap();
+        assert_eq!(state, "s-1");
+        code.to_owned()
+    };
+    let exchange = |code: String, verifier: &'static str, redirect: String| {
+        let client = client.clone();
+        let issuer = issuer.clone();
+        async move {
+            let mut response = client
+                .post(format!("{issuer}/token"))
+                .send_form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &redirect),
+                    ("client_id", DASHBOARD_CLIENT),
+                    ("code_verifier", verifier),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .unwrap(),
+                "*"
+            );
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    // A wrong verifier, or another redirect URI, spends the code for nothing.
+    let code = code_of(decide("allow", &["read", "identities"]).await);
+    let (status, body) = exchange(
+        code,
+        "another-verifier-of-forty-three-characters-0123456789",
+        redirect.clone(),
+    )
+    .await;
+    assert_eq!((status, &body["error"]), (400, &json!("invalid_grant")));
+    let code = code_of(decide("allow", &["read", "identities"]).await);
+    let (status, body) = exchange(code, verifier, format!("{}/elsewhere/", app.address)).await;
+    assert_eq!((status, &body["error"]), (400, &json!("invalid_grant")));
+    // The right verifier: a token, once.
+    let code = code_of(decide("allow", &["read", "identities"]).await);
+    let (status, body) = exchange(code.clone(), verifier, redirect.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "read identities");
+    let (status, again) = exchange(code, verifier, redirect.clone()).await;
+    assert_eq!((status, &again["error"]), (400, &json!("invalid_grant")));
+    let token = body["access_token"].as_str().unwrap();
+    let response = app
+        .get_as(token, "/api/v1/statistics/events/hour/2026-01-01T00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Without a client at an issuer the dashboard says there is no sign-in;
+/// with an issuer that cannot be reached, `sign-in.json` is a 503 the page
+/// shows, and the page itself is served with its usual policy.
+#[actix_web::test]
+async fn the_dashboards_sign_in_without_an_issuer_at_hand() {
+    let app = crate::helpers::spawn_app().await;
+    let mut response = app
+        .client()
+        .get(format!("{}/dashboard/sign-in.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"signIn": null}));
+
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let oauth = OAuth::new(
+        Policy {
+            issuer,
+            audience: AUDIENCE.into(),
+            scopes: ScopeMap::default(),
+            leeway: 5,
+        },
+        KeySource::Discover,
+    )
+    .with_sign_in(acctstream::http::jwks::SignIn {
+        client_id: "dashboard".into(),
+        scope: "read".into(),
+    });
+    let app = app_with(Arc::new(oauth), Limits::default()).await;
+    let mut response = app
+        .client()
+        .get(format!("{}/dashboard/sign-in.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "10");
+    let error: ErrorResponse = response.json().await.unwrap();
+    assert_eq!(error.error, "temporarily_unavailable");
+    let page = app
+        .client()
+        .get(format!("{}/dashboard/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers().get("content-security-policy").unwrap(),
+        acctstream::http::dashboard::DASHBOARD_CSP
+    );
+}

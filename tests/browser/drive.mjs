@@ -39,8 +39,22 @@ async function dashboard(run) {
   const views = [];
   await page.goto(new URL("/dashboard", base).href);
   await page.waitForSelector("#login");
-  await page.fill("#token", run.token);
-  await page.click("#login button[type=submit]");
+  let consent = null;
+  if (run.signIn) {
+    // Sign in at the issuer: its consent page, the grants asked for there,
+    // and back to the dashboard.
+    await page.waitForSelector("#signin:not([hidden])", { timeout: 10000 });
+    await page.click("#signin");
+    await page.waitForSelector("form[action='/authorize'] #allow", { timeout: 10000 });
+    consent = { url: page.url(), checked: await page.$$eval("input[type=checkbox]:checked", (c) => c.map((i) => i.name)) };
+    await page.fill("input[name=subject]", run.signIn.subject);
+    for (const grant of run.signIn.grants) await page.check(`input[name=${grant}]`);
+    await page.screenshot({ path: `${input.screenshots}/${run.label}-consent.png` });
+    await Promise.all([page.waitForURL((url) => url.origin === base.origin, { timeout: 10000 }), page.click("#allow")]);
+  } else {
+    await page.fill("#token", run.token);
+    await page.click("#login button[type=submit]");
+  }
   await page.waitForFunction(() => ["true", "error"].includes(document.body.dataset.ready), null, { timeout: 30000 });
   // Each view as a user opens a bookmark: its URL, loaded afresh (the
   // token stays in the tab's sessionStorage).
@@ -80,7 +94,7 @@ async function dashboard(run) {
     download = { name: file.suggestedFilename(), path };
   }
   await context.close();
-  return { label: run.label, views, download, ...seen };
+  return { label: run.label, views, download, consent, ...seen };
 }
 
 async function swagger(run) {
