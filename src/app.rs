@@ -65,6 +65,28 @@ pub struct Settings {
     /// Time between two runs of the upkeep job (the usage rollups);
     /// `None`: no job (reports still catch up before answering).
     pub rollup_interval: Option<Duration>,
+    /// Read-only servers for reads (`ACCTSTREAM_READ_DATABASE_URL`).
+    pub read_database: Option<ReadDatabase>,
+}
+
+/// Streaming replicas that serve reads (issue 25).
+#[derive(Clone)]
+pub struct ReadDatabase {
+    /// Their hosts (one or several) and connection settings.
+    pub config: tokio_postgres::Config,
+    /// How connections to them are secured.
+    pub tls: db::tls::Tls,
+    /// Replicas lagging more are skipped (`ACCTSTREAM_MAX_REPLICA_LAG`).
+    pub max_lag: Duration,
+}
+
+impl std::fmt::Debug for ReadDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadDatabase")
+            .field("hosts", &self.config.get_hosts())
+            .field("max_lag", &self.max_lag)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The application could not be assembled.
@@ -190,9 +212,26 @@ impl Application {
                 )));
             }
         }
+        // Each replica gets a pool per worker as large as the primary's.
+        let replicas = match &settings.read_database {
+            Some(read) => {
+                let replicas = std::sync::Arc::new(db::replicas::Replicas::build(
+                    &config::with_stale_after(read.config.clone(), settings.session_stale_after),
+                    &read.tls,
+                    each,
+                    workers,
+                    read.max_lag,
+                )?);
+                tracing::info!(replicas = ?replicas.names(), max_lag = ?read.max_lag, "reads from replicas");
+                handles.push(tokio::spawn(replicas.clone().monitor(stop_jobs.clone())));
+                Some(replicas)
+            }
+            None => None,
+        };
         let address = listener.local_addr()?;
         let stopping = options.shutdown.clone();
         let state = AppState {
+            replicas,
             kinds: settings.kinds,
             pool: pools.clone(),
             pseudonymiser: settings.pseudonymiser,

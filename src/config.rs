@@ -11,6 +11,8 @@
 //! | `ACCTSTREAM_PSEUDONYM_KEYS` | a key schedule by month, `2027-01:<key B>,<key A>` (key B from January 2027, key A before) |
 //! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens, `[name=]token[:scope]`: `token` may read, `token:read+write` may also ingest, `+identities` sees raw identities, `+audit` reads the audit trail |
 //! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
+//! | `ACCTSTREAM_READ_DATABASE_URL` | streaming replicas (one or several hosts, libpq syntax) that serve reads |
+//! | `ACCTSTREAM_MAX_REPLICA_LAG` | a replica lagging more is skipped (default 30 s) |
 //! | `ACCTSTREAM_MAX_BODY_BYTES` | largest ingest request body in bytes (default 64 MiB) |
 //! | `ACCTSTREAM_REPORT_FILENAME_PREFIX` | prefix of the report CSV file names, `[A-Za-z0-9._-]` only (default empty) |
 //! | `ACCTSTREAM_RETENTION_DAYS` | whole UTC days of raw events kept; `0` disables retention (default 180) |
@@ -117,6 +119,9 @@ pub enum ConfigError {
     /// The stale threshold of sessions is not a duration.
     #[error("ACCTSTREAM_SESSION_STALE_AFTER must be a duration such as 900, 90s, 15m or 2h (1 second to 30 days), got {0:?}")]
     BadStaleAfter(String),
+    /// The replica lag bound is not a duration.
+    #[error("ACCTSTREAM_MAX_REPLICA_LAG must be a duration such as 30, 30s, 2m or 1h (1 second to 1 day), got {0:?}")]
+    BadReplicaLag(String),
     /// The OAuth2 settings are incomplete or wrong.
     #[error("{0}")]
     BadOAuth(String),
@@ -413,6 +418,16 @@ pub fn parse_stale_after(raw: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::BadStaleAfter(raw.to_owned()))
 }
 
+/// `ACCTSTREAM_MAX_REPLICA_LAG`: seconds, or a number with `s`, `m` or `h`;
+/// 1 second to 1 day.
+pub fn parse_replica_lag(raw: &str) -> Result<std::time::Duration, ConfigError> {
+    parse_stale_after(raw)
+        .ok()
+        .filter(|secs| *secs <= 86_400)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| ConfigError::BadReplicaLag(raw.to_owned()))
+}
+
 /// `config` with every connection's `acctstream.session_stale_after` set
 /// (read by `acctstream_session_stale` in `sql/0007_radacct.sql`), keeping
 /// the options the URL gave.
@@ -463,6 +478,24 @@ pub fn parse_cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_lag_takes_seconds_or_units_up_to_a_day() {
+        use std::time::Duration;
+        assert_eq!(parse_replica_lag("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_replica_lag("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_replica_lag("24h").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        for bad in ["", "0", "25h", "1.5s", "fast"] {
+            let error = parse_replica_lag(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("ACCTSTREAM_MAX_REPLICA_LAG"),
+                "{bad}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn stale_after_takes_seconds_or_units() {

@@ -22,6 +22,9 @@
 //! | `acctstream_ingest_requests_total` | `path` | ingest requests stored, by write path: `copy` (straight COPY) or `merge` (replayed through the deduplicating insert) |
 //! | `acctstream_audit_entries_dropped_total` | | audit entries dropped because the buffer was full (the database down for longer than it holds) |
 //! | `acctstream_audit_entries_buffered` | | audit entries waiting for the writer (sampled at scrape) |
+//! | `acctstream_reads_total` | `server` | reads (windows, histories, counts, sessions) served by `primary` or a replica's `host:port` (with `ACCTSTREAM_READ_DATABASE_URL`; sampled at scrape) |
+//! | `acctstream_replica_lag_seconds` | `server` | a replica's replay lag as last measured (absent while unknown) |
+//! | `acctstream_replica_usable` | `server` | 1 when reads may go to the replica (reachable, lag within `ACCTSTREAM_MAX_REPLICA_LAG`) |
 //! | `acctstream_upkeep_set_aside_total` | `upkeep` | rows a kind's upkeep could not take and set aside (`usage rollups`: events dated outside the years 0001 to 9999 or before the first key; see `usage_rollup_set_aside`) |
 
 use std::{
@@ -130,6 +133,28 @@ pub struct Metrics {
     set_aside: Family<UpkeepLabels, Counter>,
     audit_dropped: Counter,
     audit_buffered: Gauge,
+    reads: Family<ServerLabels, Counter>,
+    replica_lag: Family<ServerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    replica_usable: Family<ServerLabels, Gauge>,
+}
+
+/// Labels of the read-server metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+/// One server that serves reads, as `/metrics` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSample {
+    /// `primary`, or a replica's `host:port`.
+    pub server: String,
+    /// A replica's lag as last measured (`None`: the primary, or unknown).
+    pub lag_seconds: Option<f64>,
+    /// Whether reads may go to it now.
+    pub usable: bool,
+    /// Reads it served since the start.
+    pub reads: u64,
 }
 
 /// Labels of the set-aside counter.
@@ -170,6 +195,9 @@ impl Metrics {
             set_aside: Family::default(),
             audit_dropped: Counter::default(),
             audit_buffered: Gauge::default(),
+            reads: Family::default(),
+            replica_lag: Family::default(),
+            replica_usable: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -249,9 +277,49 @@ impl Metrics {
             "Audit entries waiting for the writer (sampled at scrape)",
             metrics.audit_buffered.clone(),
         );
+        registry.register(
+            "reads",
+            "Reads served, by server (primary, or a replica's host:port)",
+            metrics.reads.clone(),
+        );
+        registry.register(
+            "replica_lag_seconds",
+            "A replica's replay lag as last measured",
+            metrics.replica_lag.clone(),
+        );
+        registry.register(
+            "replica_usable",
+            "1 when reads may go to the replica",
+            metrics.replica_usable.clone(),
+        );
         Metrics {
             registry,
             ..metrics
+        }
+    }
+
+    /// Samples the servers that serve reads (with replicas only).
+    pub fn sample_servers(&self, servers: &[ServerSample]) {
+        for sample in servers {
+            let labels = ServerLabels {
+                server: sample.server.clone(),
+            };
+            let reads = self.reads.get_or_create(&labels);
+            reads.inc_by(sample.reads.saturating_sub(reads.get()));
+            if sample.server == "primary" {
+                continue;
+            }
+            self.replica_usable
+                .get_or_create(&labels)
+                .set(i64::from(sample.usable));
+            match sample.lag_seconds {
+                Some(lag) => {
+                    self.replica_lag.get_or_create(&labels).set(lag);
+                }
+                None => {
+                    self.replica_lag.remove(&labels);
+                }
+            }
         }
     }
 

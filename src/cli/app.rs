@@ -272,6 +272,20 @@ async fn serve_with(
         audit: true,
         retention: args.retention.options(),
         rollup_interval: Some(std::time::Duration::from_millis(args.rollup_interval_ms)),
+        read_database: match &args.read_database_url {
+            Some(url) => {
+                let (config, settings) = db::tls::parse(url).map_err(CliError::ReadDatabaseUrl)?;
+                Some(crate::app::ReadDatabase {
+                    config,
+                    tls: db::tls::connector(&settings).map_err(CliError::ReadDatabaseUrl)?,
+                    max_lag: config::parse_replica_lag(&args.max_replica_lag)?,
+                })
+            }
+            None => {
+                config::parse_replica_lag(&args.max_replica_lag)?;
+                None
+            }
+        },
     };
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;

@@ -108,6 +108,16 @@ struct ServeArgs {
     /// intervals when known, else one hour.
     #[arg(long, env = "ACCTSTREAM_SESSION_STALE_AFTER")]
     session_stale_after: Option<String>,
+    /// Streaming replicas that serve reads (windows, histories, reports,
+    /// counts): a PostgreSQL URL or libpq string with one or several hosts
+    /// (`postgresql://r1:5432,r2:5432/acct`). Writes and the change feed
+    /// stay on DATABASE_URL.
+    #[arg(long, env = "ACCTSTREAM_READ_DATABASE_URL", hide_env_values = true)]
+    read_database_url: Option<String>,
+    /// A replica lagging more than this is skipped: seconds, or with s, m
+    /// or h.
+    #[arg(long, env = "ACCTSTREAM_MAX_REPLICA_LAG", default_value = "30s")]
+    max_replica_lag: String,
     /// Milliseconds between two runs of the job that rolls newly inserted
     /// events up into the usage report counters (reports also bring them up
     /// to date before answering, so this only bounds their work).
@@ -328,6 +338,9 @@ pub enum CliError {
     /// The database URL is malformed.
     #[error("DATABASE_URL: {0}")]
     DatabaseUrl(db::tls::TlsError),
+    /// The replicas' URL is malformed.
+    #[error("ACCTSTREAM_READ_DATABASE_URL: {0}")]
+    ReadDatabaseUrl(db::tls::TlsError),
     /// The database could not be reached.
     #[error("cannot connect to PostgreSQL: {}", db::tls::with_causes(.0))]
     Connect(tokio_postgres::Error),
@@ -545,13 +558,13 @@ mod tests {
             oauth_leeway_seconds: crate::core::jwt::DEFAULT_LEEWAY_SECONDS,
             ..OAuthArgs::default()
         };
-        for (name, value) in pairs {
-            let value = Some((*value).to_owned());
+        for (name, text) in pairs {
+            let value = Some((*text).to_owned());
             match *name {
                 "issuer" => args.oauth_issuer = value,
                 "audience" => args.oauth_audience = value,
                 "jwks_file" => args.oauth_jwks_file = value.map(PathBuf::from),
-                "scopes" => args.oauth_scopes = value.unwrap_or_default(),
+                "scopes" => args.oauth_scopes = (*text).to_owned(),
                 "client" => args.oauth_client_id = value,
                 "scope" => args.oauth_dashboard_scope = value,
                 other => panic!("{other}"),
@@ -563,7 +576,9 @@ mod tests {
     fn sign_in(pairs: &[(&str, &str)]) -> Result<Option<String>, String> {
         let oauth = oauth_args(pairs).build().map_err(|e| e.to_string())?;
         let oauth = oauth.expect("an issuer is configured");
-        Ok(oauth.sign_in_client().map(|c| format!("{} {}", c.client_id, c.scope)))
+        Ok(oauth
+            .sign_in_client()
+            .map(|c| format!("{} {}", c.client_id, c.scope)))
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod migrate;
 pub mod pool;
 pub mod records;
+pub mod replicas;
 pub mod retention;
 pub mod tls;
 pub mod upkeep;

@@ -95,7 +95,8 @@ async fn counts(
     }
     let listing = Listing::window(&window, selection);
     let zone = window.zone().map_or("UTC", |zone| zone.name()).to_owned();
-    let mut rows = crate::db::records::counts(&state.pool, kind, &listing, &counts, &zone).await?;
+    let mut rows =
+        crate::db::records::counts(state.read_pool().await, kind, &listing, &counts, &zone).await?;
     // The values counted by are shown as the reader may see them: an
     // identity as its pseudonym (with the key of the window's start)
     // unless the token holds `identities`.

@@ -229,7 +229,9 @@ async fn window(
         lookup_ready(&req, &state, kind).await?;
     }
     let listing = Listing::window(&window, selection);
-    let stream = records::open(&state.pool, kind, &listing, output, tally).await?;
+    // After the feed's cursor and the lookup: a replica that has all they saw.
+    let pool = state.window_pool().await;
+    let stream = records::open(pool, kind, &listing, output, tally).await?;
     Ok(streamed(&req, &state, response, stream))
 }
 

@@ -170,6 +170,9 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     if let Some(audit) = &state.options.audit {
         metrics.sample_audit(audit.buffered());
     }
+    if let Some(replicas) = &state.replicas {
+        metrics.sample_servers(&replicas.samples());
+    }
     let body = metrics
         .encode()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;

@@ -21,4 +21,28 @@ pub struct AppState {
     pub kinds: crate::registry::Registry,
     /// Everything else, with defaults (add new settings here).
     pub options: AppOptions,
+    /// Streaming replicas that serve reads (`ACCTSTREAM_READ_DATABASE_URL`).
+    pub replicas: Option<std::sync::Arc<crate::db::replicas::Replicas>>,
+}
+
+impl AppState {
+    /// The pool a read that may lag (by at most
+    /// `ACCTSTREAM_MAX_REPLICA_LAG`) takes its connection from: a usable
+    /// replica's, else the primary's.
+    pub async fn read_pool(&self) -> &deadpool_postgres::Pool {
+        match &self.replicas {
+            Some(replicas) => replicas.pool(&self.pool).await,
+            None => self.pool.current(),
+        }
+    }
+
+    /// The pool a window's read takes its connection from: a replica that
+    /// has everything the primary had when this was called (call it after
+    /// reading the window's change-feed cursor), else the primary's.
+    pub async fn window_pool(&self) -> &deadpool_postgres::Pool {
+        match &self.replicas {
+            Some(replicas) => replicas.pool_for_window(&self.pool).await,
+            None => self.pool.current(),
+        }
+    }
 }

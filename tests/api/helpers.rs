@@ -108,6 +108,8 @@ pub struct AppOptions {
     pub key_schedule: Option<String>,
     /// The kinds served (the built-in ones unless a test adds its own).
     pub kinds: acctstream::registry::Registry,
+    /// Replicas that serve reads (`ACCTSTREAM_READ_DATABASE_URL`).
+    pub read_database: Option<acctstream::app::ReadDatabase>,
     /// HTTP workers (each with its pool).
     pub workers: usize,
     /// Run the background jobs as `serve` does (the audit writer,
@@ -126,6 +128,7 @@ impl Default for AppOptions {
             kinds: acctstream::kinds::REGISTRY,
             workers: 1,
             jobs: false,
+            read_database: None,
         }
     }
 }
@@ -251,6 +254,7 @@ pub async fn spawn_app_on(
         rollup_interval: options
             .jobs
             .then_some(std::time::Duration::from_millis(50)),
+        read_database: options.read_database,
     };
     let application =
         acctstream::app::Application::build(settings, listener).expect("start the app");

@@ -19,6 +19,7 @@ mod kinds;
 mod oauth;
 mod ops;
 mod registry;
+mod replicas;
 mod reports;
 mod retention;
 mod sessions;

@@ -153,7 +153,8 @@ async fn day_events(
         zone: None,
     };
     let listing = Listing::window(&window, Selection::default());
-    let stream = db::records::open(&state.pool, &super::KIND, &listing, output, tally).await?;
+    let pool = state.window_pool().await;
+    let stream = db::records::open(pool, &super::KIND, &listing, output, tally).await?;
     let prefix = &state.options.reports.filename_prefix;
     let mut response = ok(format, &day_events_file(prefix, day));
     response.insert_header((header::LINK, link_header(&links)));

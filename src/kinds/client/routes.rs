@@ -175,11 +175,12 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         page: None,
         ..listing.clone()
     };
-    if !records::exists(&state.pool, &KIND, &known).await? {
+    let pool = state.read_pool().await;
+    if !records::exists(pool, &KIND, &known).await? {
         return Err(ApiError::NotFound);
     }
     let total = if history.total {
-        Some(records::count(&state.pool, &KIND, &listing).await?)
+        Some(records::count(pool, &KIND, &listing).await?)
     } else {
         None
     };
@@ -219,6 +220,6 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         zone: None,
     };
     let tally = stream_tally(&req, &state, "client_history", format.as_str());
-    let stream = records::open(&state.pool, &KIND, &listing, output, tally).await?;
+    let stream = records::open(pool, &KIND, &listing, output, tally).await?;
     Ok(streamed(&req, &state, response, stream))
 }

@@ -46,7 +46,7 @@ async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let listing = Listing::window(&window, Selection::default());
     let header = link_header(&links);
-    let summary = super::store::client_summary(&state.pool, &listing, links).await?;
+    let summary = super::store::client_summary(state.read_pool().await, &listing, links).await?;
     Ok(ok(
         format,
         &format!("{}.csv", window.file_stem_for("client-events-summary")),

@@ -23,6 +23,7 @@ use actix_web::{
 };
 use bytes::BytesMut;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -467,15 +468,15 @@ fn filters(query: &ListingQuery, scope: Scope, skip: &[&str]) -> Result<Selectio
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
 /// lookup by pseudonym.
-async fn catch_up(
+async fn catch_up<'a>(
     req: &HttpRequest,
-    state: &AppState,
+    state: &'a AppState,
     selection: &Selection,
-) -> Result<(), ApiError> {
+) -> Result<&'a Pool, ApiError> {
     if selection.has_pseudonyms() {
         crate::http::listing::lookup_ready(req, state, &KIND).await?;
     }
-    Ok(())
+    Ok(state.read_pool().await)
 }
 
 /// Streams a listing of sessions into `response` (headers only for HEAD).
@@ -483,7 +484,7 @@ async fn stream(
     req: &HttpRequest,
     state: &AppState,
     scope: Scope,
-    listing: &Listing,
+    (pool, listing): (&Pool, &Listing),
     head: JsonHead<'_>,
     resource: &'static str,
     (response, format): (actix_web::HttpResponseBuilder, OutputFormat),
@@ -500,7 +501,7 @@ async fn stream(
         zone: None,
     };
     let tally = stream_tally(req, state, resource, format.as_str());
-    let stream = records::open(&state.pool, &KIND, listing, output, tally).await?;
+    let stream = records::open(pool, &KIND, listing, output, tally).await?;
     Ok(streamed(req, state, response, stream))
 }
 
@@ -508,7 +509,7 @@ async fn stream(
 /// `offset + 1`, in the listing's direction (a start that is NULL, which
 /// FreeRADIUS never writes, has no position).
 async fn positions_at(
-    state: &AppState,
+    pool: &Pool,
     listing: &Listing,
     offset: i64,
 ) -> Result<Vec<Option<Seek>>, ApiError> {
@@ -516,7 +517,7 @@ async fn positions_at(
         page: Some(Page { offset, limit: 2 }),
         ..listing.clone()
     };
-    let rows = records::select_page(&state.pool, &KIND, &probe, "acctstarttime, radacctid").await?;
+    let rows = records::select_page(pool, &KIND, &probe, "acctstarttime, radacctid").await?;
     rows.iter()
         .map(|row| {
             let at: Option<DateTime<Utc>> = row.try_get(0)?;
@@ -574,7 +575,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             "session_status",
         ],
     )?;
-    catch_up(&req, &state, &selection).await?;
+    let pool = catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: lower.map(Bound::at_or_after),
@@ -587,7 +588,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     };
     // The page's ids (one more tells whether a next page exists), and the
     // ids just before it (for the previous page's cursor).
-    let ids: Vec<i64> = ids_of(&state, &listing, limit + 1).await?;
+    let ids: Vec<i64> = ids_of(pool, &listing, limit + 1).await?;
     let next = (ids.len() as i64 > limit).then(|| ids[limit as usize - 1]);
     let previous = match (after, ids.first()) {
         (None, _) => None,
@@ -599,7 +600,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
                 }),
                 ..listing.clone()
             };
-            let newer = ids_of(&state, &above, limit).await?;
+            let newer = ids_of(pool, &above, limit).await?;
             match newer.len() as i64 {
                 0 => None,
                 n if n < limit => Some(None),
@@ -607,7 +608,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
             }
         }
     };
-    let count = records::count(&state.pool, &KIND, &listing).await?;
+    let count = records::count(pool, &KIND, &listing).await?;
     let base = base_url(&req, state.public_url.as_deref());
     let path = "/api/v1/sessions";
     let next = next.map(|id| {
@@ -632,7 +633,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         &req,
         &state,
         scope,
-        &listing,
+        (pool, &listing),
         head,
         "sessions_list",
         (response, format),
@@ -640,8 +641,8 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     .await
 }
 
-async fn ids_of(state: &AppState, listing: &Listing, limit: i64) -> Result<Vec<i64>, ApiError> {
-    let rows = records::select(&state.pool, &KIND, listing, KIND.id_column, limit).await?;
+async fn ids_of(pool: &Pool, listing: &Listing, limit: i64) -> Result<Vec<i64>, ApiError> {
+    let rows = records::select(pool, &KIND, listing, KIND.id_column, limit).await?;
     rows.iter()
         .map(|r| r.try_get::<_, i64>(0))
         .collect::<Result<_, _>>()
@@ -662,7 +663,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         .unwrap_or(DEFAULT_LIMIT);
     let seek = cursor(query.single("cursor")?, paging::decode_position)?;
     let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
-    catch_up(&req, &state, &selection).await?;
+    let pool = catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: None,
@@ -674,7 +675,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         seek,
     };
     // The page's last session, when another follows it.
-    let next = match positions_at(&state, &listing, limit - 1).await?[..] {
+    let next = match positions_at(pool, &listing, limit - 1).await?[..] {
         [last, _] => last,
         _ => None,
     };
@@ -691,7 +692,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
                 }),
                 ..listing.clone()
             };
-            Some(match positions_at(&state, &newer, limit - 1).await?[..] {
+            Some(match positions_at(pool, &newer, limit - 1).await?[..] {
                 [Some(top), _] => Some(paging::encode_position(Seek {
                     at: top.at,
                     id: top.id.saturating_add(1),
@@ -724,7 +725,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         &req,
         &state,
         scope,
-        &listing,
+        (pool, &listing),
         head,
         "sessions_online",
         (response, format),
@@ -757,7 +758,8 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         condition: None,
         seek: None,
     };
-    if !records::exists(&state.pool, &KIND, &listing).await? {
+    let pool = state.read_pool().await;
+    if !records::exists(pool, &KIND, &listing).await? {
         return Err(ApiError::Missing(format!("No session has radAcctId {id}.")));
     }
     let mut response = ok(format, &format!("session-{id}.csv"));
@@ -782,7 +784,7 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         zone: None,
     };
     let tally = stream_tally(&req, &state, "session", format.as_str());
-    let mut rows = records::open(&state.pool, &KIND, &listing, output, tally).await?;
+    let mut rows = records::open(pool, &KIND, &listing, output, tally).await?;
     let mut body = BytesMut::new();
     while let Some(chunk) = rows.next().await {
         match chunk {
@@ -849,7 +851,7 @@ async fn history(
         .filters
         .extend(who_selection.filters.iter().cloned());
     selection.filters.sort_by_key(|(index, _)| *index);
-    catch_up(&req, &state, &who_selection).await?;
+    let pool = catch_up(&req, &state, &who_selection).await?;
     let known = Listing {
         direction: Direction::Descending,
         lower: None,
@@ -860,7 +862,7 @@ async fn history(
         condition: None,
         seek: None,
     };
-    if !records::exists(&state.pool, &KIND, &known).await? {
+    if !records::exists(pool, &KIND, &known).await? {
         return Err(ApiError::Missing(format!(
             "No session of this {who} is known."
         )));
@@ -886,7 +888,7 @@ async fn history(
         &req,
         &state,
         scope,
-        &listing,
+        (pool, &listing),
         head,
         resource,
         (response, format),
@@ -936,7 +938,7 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         )));
     }
     let selection = filters(&query, scope, &["start", "end", "format", "timeZone", "tz"])?;
-    catch_up(&req, &state, &selection).await?;
+    let pool = catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Ascending,
         lower: Some(Bound::at_or_after(start)),
@@ -959,14 +961,7 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
          coalesce(acctinputoctets, 0) + coalesce(acctoutputoctets, 0)",
         status = crate::kinds::session::STATUS_SQL
     );
-    let rows = records::select(
-        &state.pool,
-        &KIND,
-        &listing,
-        &columns,
-        MAX_CALENDAR_ENTRIES + 1,
-    )
-    .await?;
+    let rows = records::select(pool, &KIND, &listing, &columns, MAX_CALENDAR_ENTRIES + 1).await?;
     if rows.len() as i64 > MAX_CALENDAR_ENTRIES {
         return Err(ApiError::InvalidRequest(format!(
             "More than {MAX_CALENDAR_ENTRIES} sessions in this range: narrow it or filter."
