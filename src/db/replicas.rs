@@ -1,8 +1,9 @@
 //! Reads from streaming replicas (issue 25): `ACCTSTREAM_READ_DATABASE_URL`
 //! names one or several read-only servers. A monitor measures each one's
 //! replay lag every second; a read goes to a usable replica (reachable, in
-//! recovery or not, lag within `ACCTSTREAM_MAX_REPLICA_LAG`), taking turns
-//! among them, and to the primary when there is none. A replica that fails
+//! recovery or not, lag within `ACCTSTREAM_MAX_REPLICA_LAG`), the least
+//! busy first, and to the primary when there is none or when the primary
+//! has fewer connections in use than any of them. A replica that fails
 //! to give a connection is set aside at once and the read goes on to the
 //! next server within the same request.
 //!
@@ -166,24 +167,36 @@ impl Replicas {
         }
     }
 
-    /// The usable replicas, starting with the one whose turn it is.
-    fn in_turn(&self) -> impl Iterator<Item = &Arc<Replica>> {
+    /// The usable replicas, least busy first (ties: the one whose turn it
+    /// is first), each with its connections in use.
+    fn least_busy(&self) -> Vec<(&Arc<Replica>, usize)> {
         let count = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..count)
-            .map(move |i| &self.replicas[(start + i) % count])
+        let mut usable: Vec<_> = (0..count)
+            .map(|i| &self.replicas[(start + i) % count])
             .filter(|r| r.usable.load(Ordering::Relaxed))
+            .map(|r| (r, in_use(&r.pools)))
+            .collect();
+        usable.sort_by_key(|(_, busy)| *busy);
+        usable
     }
 
-    /// The calling worker's pool of a usable replica whose connection
-    /// `accept`s (a replica that gives none is set aside until the monitor
-    /// sees it well again), else the primary's.
+    /// The calling worker's pool of the least busy usable replica whose
+    /// connection `accept`s (a replica that gives none is set aside until
+    /// the monitor sees it well again), else the primary's. The primary
+    /// takes the read when every such replica has more connections in use
+    /// than it has: two concurrent downloads with one replica go one to
+    /// each server.
     async fn choose<'a, F, Fut>(&'a self, primary: &'a Pools, accept: F) -> &'a Pool
     where
         F: Fn(deadpool_postgres::Object) -> Fut,
         Fut: std::future::Future<Output = Result<bool, String>>,
     {
-        for replica in self.in_turn() {
+        let primary_busy = in_use(primary);
+        for (replica, busy) in self.least_busy() {
+            if busy > primary_busy {
+                break;
+            }
             let pool = replica.pools.current();
             let checked = match tokio::time::timeout(CONNECT_WAIT, pool.get()).await {
                 Ok(Ok(client)) => accept(client).await,
@@ -274,6 +287,12 @@ fn port_of(ports: &[u16], index: usize) -> u16 {
         [one] => *one,
         many => many.get(index).copied().unwrap_or(5432),
     }
+}
+
+/// Connections checked out of `pools` (every worker's) now.
+fn in_use(pools: &Pools) -> usize {
+    let status = pools.status();
+    status.size.saturating_sub(status.available)
 }
 
 /// `config` with only the host at `index` (and its port) left.

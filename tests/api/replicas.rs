@@ -263,6 +263,70 @@ async fn reads_go_to_a_streaming_replica_and_writes_never_do() {
     primary.stop().unwrap();
 }
 
+/// With one replica, two downloads at once go one to each server (the
+/// least busy takes the next read), and each streams its whole window.
+#[actix_web::test]
+async fn two_concurrent_downloads_split_between_the_replica_and_the_primary() {
+    use futures_util::StreamExt;
+    let (primary, replica) = primary_and_replica().await;
+    let app = app_reading_from(&primary, &replica, Duration::from_secs(30)).await;
+    let server = format!("{}:{}", replica.socket_dir().display(), replica.port());
+    let day = (Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    app.db
+        .execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) \
+             SELECT $1::date + i * interval '100 ms', 'PASSWORD', 'password.1', 'CN=Mail', \
+             'user' || (i % 1000) FROM generate_series(1, 200000) i",
+            &[&chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").unwrap()],
+        )
+        .await
+        .unwrap();
+    until("the replica to be usable", async || {
+        metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
+    })
+    .await;
+    let reads = async |server: &str| {
+        metric(&app, "acctstream_reads_total", server)
+            .await
+            .unwrap_or(0.0)
+    };
+    let (on_replica, on_primary) = (reads(&server).await, reads("primary").await);
+    let open = async || {
+        let mut response = app
+            .get_as(TOKEN, &format!("/api/v1/statistics/events/day/{day}"))
+            .insert_header(("Accept", "text/csv"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        // The first bytes only: the rest waits (backpressure), and the
+        // download holds its connection.
+        let first = response.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        (response, first.iter().filter(|b| **b == b'\n').count())
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(reads(&server).await - on_replica, 1.0, "one on the replica");
+    assert_eq!(
+        reads("primary").await - on_primary,
+        1.0,
+        "one on the primary"
+    );
+    for (mut download, mut lines) in [first, second] {
+        while let Some(chunk) = download.next().await {
+            lines += chunk.unwrap().iter().filter(|b| **b == b'\n').count();
+        }
+        assert_eq!(lines, 1 + 200_000, "the header and every row");
+    }
+    drop(app);
+    replica.stop().unwrap();
+    primary.stop().unwrap();
+}
+
 #[actix_web::test]
 async fn a_replica_lagging_more_than_the_bound_is_skipped() {
     let (primary, replica) = primary_and_replica().await;
