@@ -119,6 +119,9 @@ pub enum ConfigError {
     /// The stale threshold of sessions is not a duration.
     #[error("ACCTSTREAM_SESSION_STALE_AFTER must be a duration such as 900, 90s, 15m or 2h (1 second to 30 days), got {0:?}")]
     BadStaleAfter(String),
+    /// The replicas' URL names no server.
+    #[error("ACCTSTREAM_READ_DATABASE_URL names no host: give one or several, e.g. postgresql://acct@replica1,replica2/acct")]
+    NoReplicaHost,
     /// The replica lag bound is not a duration.
     #[error("ACCTSTREAM_MAX_REPLICA_LAG must be a duration such as 30, 30s, 2m or 1h (1 second to 1 day), got {0:?}")]
     BadReplicaLag(String),

@@ -275,6 +275,9 @@ async fn serve_with(
         read_database: match &args.read_database_url {
             Some(url) => {
                 let (config, settings) = db::tls::parse(url).map_err(CliError::ReadDatabaseUrl)?;
+                if config.get_hosts().is_empty() {
+                    return Err(CliError::Config(config::ConfigError::NoReplicaHost));
+                }
                 Some(crate::app::ReadDatabase {
                     config,
                     tls: db::tls::connector(&settings).map_err(CliError::ReadDatabaseUrl)?,

@@ -59,6 +59,48 @@ fn serve_refuses_to_start_without_a_key_or_tokens() {
     assert!(stderr.contains("ACCTSTREAM_API_TOKENS"), "{stderr}");
 }
 
+/// A replica setting that cannot work stops `serve` at start, naming it.
+#[actix_web::test]
+async fn serve_refuses_replica_settings_it_cannot_use() {
+    let (name, _) = crate::helpers::fresh_database().await;
+    let url = crate::helpers::database_url(&name);
+    for (variable, value, says) in [
+        (
+            "ACCTSTREAM_MAX_REPLICA_LAG",
+            "fast",
+            "ACCTSTREAM_MAX_REPLICA_LAG",
+        ),
+        (
+            "ACCTSTREAM_MAX_REPLICA_LAG",
+            "25h",
+            "ACCTSTREAM_MAX_REPLICA_LAG",
+        ),
+        (
+            "ACCTSTREAM_READ_DATABASE_URL",
+            "postgresql:///acct",
+            "names no host",
+        ),
+        (
+            "ACCTSTREAM_READ_DATABASE_URL",
+            "postgresql://r1/acct?sslmode=sometimes",
+            "ACCTSTREAM_READ_DATABASE_URL",
+        ),
+    ] {
+        let output = acctstream()
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("ACCTSTREAM_PSEUDONYM_KEY", "k")
+            .env("ACCTSTREAM_API_TOKENS", "cli-token")
+            .env("ACCTSTREAM_BIND", "127.0.0.1:0")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} started");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(says), "{variable}={value}: {stderr}");
+    }
+}
+
 #[test]
 fn serve_with_embedded_postgres_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::Builder::new()
