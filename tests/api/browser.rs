@@ -131,6 +131,23 @@ fn api_counts(body: &Value) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The view finished loading, and every chart in it has data.
+fn assert_shown(run: &Value, view: &Value) {
+    assert_eq!(
+        view["ready"], "true",
+        "{} {}: {}",
+        run["label"], view["name"], view["status"]
+    );
+    for chart in view["charts"].as_array().unwrap() {
+        assert!(
+            !chart["rows"].as_array().unwrap().is_empty(),
+            "{} {}: no data",
+            run["label"],
+            chart["id"]
+        );
+    }
+}
+
 /// Known records on `day`: three users' authentications, Wi-Fi successes
 /// and failures, a closed session and one still open.
 async fn seed(app: &TestApp, day: &str) {
@@ -219,19 +236,7 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
         assert_eq!(run["foreignRequests"], json!([]), "{}", run["label"]);
         assert!(run["requests"].as_u64().unwrap() > 5);
         for view in run["views"].as_array().unwrap() {
-            assert_eq!(
-                view["ready"], "true",
-                "{}: {}",
-                view["name"], view["status"]
-            );
-            for chart in view["charts"].as_array().unwrap() {
-                assert!(
-                    !chart["rows"].as_array().unwrap().is_empty(),
-                    "{} {}: no data",
-                    run["label"],
-                    chart["id"]
-                );
-            }
+            assert_shown(run, view);
             let html = view["html"].as_str().unwrap();
             let url = view["url"].as_str().unwrap();
             for token in [TOKEN, IDENTITIES_TOKEN] {
@@ -496,18 +501,7 @@ async fn the_dashboard_signs_in_at_the_oauth2_issuer() {
             "{foreign:?}"
         );
         for view in run["views"].as_array().unwrap() {
-            assert_eq!(
-                view["ready"], "true",
-                "{label} {}: {}",
-                view["name"], view["status"]
-            );
-            for chart in view["charts"].as_array().unwrap() {
-                assert!(
-                    !chart["rows"].as_array().unwrap().is_empty(),
-                    "{label} {}",
-                    chart["id"]
-                );
-            }
+            assert_shown(run, view);
             let url = view["url"].as_str().unwrap();
             assert!(!url.contains("code=") && !url.contains("state="), "{url}");
             let session: Value = serde_json::from_str(view["session"].as_str().unwrap()).unwrap();
