@@ -66,7 +66,10 @@ async fn slash() -> HttpResponse {
 }
 
 async fn index(state: web::Data<AppState>) -> HttpResponse {
-    let policy = match sign_in_details(&state).await {
+    // The page waits at most a second for the issuer's configuration
+    // (fetched once, then cached); without it the page still takes a token.
+    let details = tokio::time::timeout(super::jwks::REQUEST_WAIT, sign_in_details(&state)).await;
+    let policy = match details.ok().flatten() {
         Some(Ok(details)) => details.token_origin().map_or_else(
             || DASHBOARD_CSP.to_owned(),
             |o| policy_with_token_endpoint(&o),

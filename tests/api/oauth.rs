@@ -770,4 +770,36 @@ async fn the_dashboards_sign_in_without_an_issuer_at_hand() {
         page.headers().get("content-security-policy").unwrap(),
         acctstream::http::dashboard::DASHBOARD_CSP
     );
+
+    // An issuer that accepts and never answers holds the page a second at
+    // most.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let oauth = OAuth::new(
+        Policy {
+            issuer: format!("http://{}", silent.local_addr().unwrap()),
+            audience: AUDIENCE.into(),
+            scopes: ScopeMap::default(),
+            leeway: 5,
+        },
+        KeySource::Discover,
+    )
+    .with_sign_in(acctstream::http::jwks::SignIn {
+        client_id: "dashboard".into(),
+        scope: "read".into(),
+    });
+    let app = app_with(Arc::new(oauth), Limits::default()).await;
+    let started = Instant::now();
+    let page = app
+        .client()
+        .get(format!("{}/dashboard/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }
