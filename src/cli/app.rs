@@ -209,6 +209,24 @@ pub(super) async fn serve(common: &Common, args: &ServeArgs) -> Result<(), CliEr
     result
 }
 
+/// `ACCTSTREAM_READ_DATABASE_URL` with its lag bound (the bound is checked
+/// even without replicas).
+fn read_database(args: &ServeArgs) -> Result<Option<crate::app::ReadDatabase>, CliError> {
+    let max_lag = config::parse_replica_lag(&args.max_replica_lag)?;
+    let Some(url) = &args.read_database_url else {
+        return Ok(None);
+    };
+    let (config, settings) = db::tls::parse(url).map_err(CliError::ReadDatabaseUrl)?;
+    if config.get_hosts().is_empty() {
+        return Err(CliError::Config(config::ConfigError::NoReplicaHost));
+    }
+    Ok(Some(crate::app::ReadDatabase {
+        config,
+        tls: db::tls::connector(&settings).map_err(CliError::ReadDatabaseUrl)?,
+        max_lag,
+    }))
+}
+
 /// What the demo adds to serving: its banner, and its own OAuth2 issuer.
 struct DemoServing<'a> {
     banner: &'a dyn Fn(&str),
@@ -272,23 +290,7 @@ async fn serve_with(
         audit: true,
         retention: args.retention.options(),
         rollup_interval: Some(std::time::Duration::from_millis(args.rollup_interval_ms)),
-        read_database: match &args.read_database_url {
-            Some(url) => {
-                let (config, settings) = db::tls::parse(url).map_err(CliError::ReadDatabaseUrl)?;
-                if config.get_hosts().is_empty() {
-                    return Err(CliError::Config(config::ConfigError::NoReplicaHost));
-                }
-                Some(crate::app::ReadDatabase {
-                    config,
-                    tls: db::tls::connector(&settings).map_err(CliError::ReadDatabaseUrl)?,
-                    max_lag: config::parse_replica_lag(&args.max_replica_lag)?,
-                })
-            }
-            None => {
-                config::parse_replica_lag(&args.max_replica_lag)?;
-                None
-            }
-        },
+        read_database: read_database(args)?,
     };
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;

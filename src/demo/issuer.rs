@@ -375,7 +375,12 @@ async fn consent(request: web::Query<AuthorizationRequest>) -> HttpResponse {
 fn back(redirect_uri: &str, params: &[(&str, &str)]) -> HttpResponse {
     let query: Vec<String> = params
         .iter()
-        .map(|(name, value)| format!("{name}={}", urlencoding(value)))
+        .map(|(name, value)| {
+            format!(
+                "{name}={}",
+                percent_encoding::utf8_percent_encode(value, crate::core::kind::QUERY_VALUE)
+            )
+        })
         .collect();
     HttpResponse::SeeOther()
         .insert_header((
@@ -384,19 +389,6 @@ fn back(redirect_uri: &str, params: &[(&str, &str)]) -> HttpResponse {
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn urlencoding(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Random bytes as base64url, for codes.

@@ -386,19 +386,28 @@ pub fn parse_set(bytes: &[u8]) -> Result<JwkSet, String> {
     Ok(JwkSet { keys })
 }
 
+/// `issuer`'s OpenID configuration, read as `T` (the fields a caller
+/// needs; `what` names them in the error).
+async fn openid_configuration<T: serde::de::DeserializeOwned>(
+    issuer: &str,
+    what: &str,
+) -> Result<T, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let (bytes, _) = get(&url).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{url} is not an OpenID configuration with {what}: {e}"))
+}
+
 /// The `jwks_uri` of `issuer`'s OpenID configuration.
 async fn discover(issuer: &str) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct Discovery {
         jwks_uri: String,
     }
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let (bytes, _) = get(&url).await?;
-    let discovery: Discovery = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{url} is not an OpenID configuration with a jwks_uri: {e}"))?;
+    let discovery: Discovery = openid_configuration(issuer, "a jwks_uri").await?;
     Ok(discovery.jwks_uri)
 }
 
@@ -410,17 +419,11 @@ async fn discover_sign_in(issuer: &str) -> Result<(String, String), String> {
         authorization_endpoint: String,
         token_endpoint: String,
     }
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let (bytes, _) = get(&url).await?;
-    let discovery: Discovery = serde_json::from_slice(&bytes).map_err(|e| {
-        format!("{url} is not an OpenID configuration with an authorization_endpoint and a token_endpoint: {e}")
-    })?;
+    let discovery: Discovery =
+        openid_configuration(issuer, "an authorization_endpoint and a token_endpoint").await?;
     for endpoint in [&discovery.authorization_endpoint, &discovery.token_endpoint] {
         if origin(endpoint).is_none() {
-            return Err(format!("{url}: {endpoint:?} is not an http(s) URL"));
+            return Err(format!("{issuer}: {endpoint:?} is not an http(s) URL"));
         }
     }
     Ok((discovery.authorization_endpoint, discovery.token_endpoint))

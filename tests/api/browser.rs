@@ -400,30 +400,16 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
 /// The demo's OAuth2 issuer, served on 127.0.0.1, and an app whose
 /// dashboard signs in there (issue 26).
 pub async fn app_signing_in_at_the_demo_issuer() -> (TestApp, String, tempfile::TempDir) {
-    use acctstream::{
-        core::jwt::{Policy, ScopeMap},
-        demo::issuer,
-        http::jwks::{KeySource, OAuth, SignIn},
-    };
+    use acctstream::demo::issuer;
     let dir = tempfile::tempdir().unwrap();
     let key = issuer::Issuer::load_or_create(dir.path()).unwrap();
     let (url, server) = issuer::serve(&key, dir.path()).unwrap();
     actix_web::rt::spawn(server);
-    let oauth = OAuth::new(
-        Policy {
-            issuer: url.clone(),
-            audience: issuer::AUDIENCE.into(),
-            scopes: ScopeMap::default(),
-            leeway: 5,
-        },
-        KeySource::Discover,
-    )
-    .with_sign_in(SignIn {
-        client_id: issuer::DASHBOARD_CLIENT.into(),
-        scope: "read".into(),
-    });
     let mut options = AppOptions::default();
-    options.http.oauth = Some(std::sync::Arc::new(oauth));
+    options.http.oauth = Some(crate::oauth::signing_in_at(
+        url.clone(),
+        issuer::DASHBOARD_CLIENT,
+    ));
     (spawn_app_with(options).await, url, dir)
 }
 

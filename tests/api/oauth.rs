@@ -540,6 +540,26 @@ async fn a_client_at_its_stream_limit_gets_429_and_others_stream_on() {
     let _ = TOKEN;
 }
 
+/// A verifier of `issuer`'s tokens (keys discovered) whose dashboard
+/// signs in there as `client`, asking for `read`.
+pub fn signing_in_at(issuer: String, client: &str) -> Arc<OAuth> {
+    Arc::new(
+        OAuth::new(
+            Policy {
+                issuer,
+                audience: acctstream::demo::issuer::AUDIENCE.into(),
+                scopes: ScopeMap::default(),
+                leeway: 5,
+            },
+            KeySource::Discover,
+        )
+        .with_sign_in(acctstream::http::jwks::SignIn {
+            client_id: client.into(),
+            scope: "read".into(),
+        }),
+    )
+}
+
 /// The dashboard's sign-in (issue 26) against the demo's issuer, by
 /// protocol: `sign-in.json` names the endpoints; the authorization request
 /// is checked before any redirect (client, redirect URI, PKCE S256); the
@@ -735,20 +755,7 @@ async fn the_dashboards_sign_in_without_an_issuer_at_hand() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let issuer = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let oauth = OAuth::new(
-        Policy {
-            issuer,
-            audience: AUDIENCE.into(),
-            scopes: ScopeMap::default(),
-            leeway: 5,
-        },
-        KeySource::Discover,
-    )
-    .with_sign_in(acctstream::http::jwks::SignIn {
-        client_id: "dashboard".into(),
-        scope: "read".into(),
-    });
-    let app = app_with(Arc::new(oauth), Limits::default()).await;
+    let app = app_with(signing_in_at(issuer, "dashboard"), Limits::default()).await;
     let mut response = app
         .client()
         .get(format!("{}/dashboard/sign-in.json", app.address))
@@ -774,20 +781,8 @@ async fn the_dashboards_sign_in_without_an_issuer_at_hand() {
     // An issuer that accepts and never answers holds the page a second at
     // most.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let oauth = OAuth::new(
-        Policy {
-            issuer: format!("http://{}", silent.local_addr().unwrap()),
-            audience: AUDIENCE.into(),
-            scopes: ScopeMap::default(),
-            leeway: 5,
-        },
-        KeySource::Discover,
-    )
-    .with_sign_in(acctstream::http::jwks::SignIn {
-        client_id: "dashboard".into(),
-        scope: "read".into(),
-    });
-    let app = app_with(Arc::new(oauth), Limits::default()).await;
+    let issuer = format!("http://{}", silent.local_addr().unwrap());
+    let app = app_with(signing_in_at(issuer, "dashboard"), Limits::default()).await;
     let started = Instant::now();
     let page = app
         .client()

@@ -158,7 +158,8 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
+/// The app's `/metrics`, checked for its type and end, as samples.
+pub async fn metrics(app: &TestApp) -> BTreeMap<String, f64> {
     let mut response = app
         .client()
         .get(format!("{}/metrics", app.address))

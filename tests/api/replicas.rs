@@ -13,7 +13,7 @@ use acctstream::db::embedded::{
 use chrono::Utc;
 
 use crate::helpers::{
-    body_of, connect, event, spawn_app_on, AppOptions, TestApp, TOKEN, WRITE_TOKEN,
+    body_of, connect, event, eventually, spawn_app_on, AppOptions, TestApp, TOKEN, WRITE_TOKEN,
 };
 
 const DB: &str = "acct";
@@ -119,27 +119,10 @@ async fn app_reading_from(
 
 /// The `/metrics` value of `name` with `server`, if shown.
 async fn metric(app: &TestApp, name: &str, server: &str) -> Option<f64> {
-    let mut response = app
-        .client()
-        .get(format!("{}/metrics", app.address))
-        .send()
+    crate::ops::metrics(app)
         .await
-        .unwrap();
-    let text = String::from_utf8(body_of(&mut response).await).unwrap();
-    let prefix = format!("{name}{{server=\"{server}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-}
-
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("waited 10 s for {what}");
+        .get(&format!("{name}{{server=\"{server}\"}}"))
+        .copied()
 }
 
 /// Rows of the day window of `day` in NDJSON.
@@ -162,7 +145,7 @@ async fn reads_go_to_a_streaming_replica_and_writes_never_do() {
     let (primary, replica) = primary_and_replica().await;
     let app = app_reading_from(&primary, &replica, Duration::from_secs(30)).await;
     let server = format!("{}:{}", replica.socket_dir().display(), replica.port());
-    until("the replica to be usable", async || {
+    eventually("the replica to be usable", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
     })
     .await;
@@ -183,7 +166,7 @@ async fn reads_go_to_a_streaming_replica_and_writes_never_do() {
     // what the primary had when the window was asked for.
     assert_eq!(window_rows(&app, &day).await, 2);
     let standby = connect(&replica.pg_config(DB)).await;
-    until("a window read on the replica", async || {
+    eventually("a window read on the replica", || async {
         window_rows(&app, &day).await == 2
             && metric(&app, "acctstream_reads_total", &server)
                 .await
@@ -284,7 +267,7 @@ async fn two_concurrent_downloads_split_between_the_replica_and_the_primary() {
         )
         .await
         .unwrap();
-    until("the replica to be usable", async || {
+    eventually("the replica to be usable", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
     })
     .await;
@@ -332,7 +315,7 @@ async fn a_replica_lagging_more_than_the_bound_is_skipped() {
     let (primary, replica) = primary_and_replica().await;
     let app = app_reading_from(&primary, &replica, Duration::from_secs(1)).await;
     let server = format!("{}:{}", replica.socket_dir().display(), replica.port());
-    until("the replica to be usable", async || {
+    eventually("the replica to be usable", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
     })
     .await;
@@ -342,7 +325,7 @@ async fn a_replica_lagging_more_than_the_bound_is_skipped() {
         .to_string();
     app.insert(&[event(&format!("{day}T08:00:00Z"), "alice")])
         .await;
-    until("the replica to replay it", async || {
+    eventually("the replica to replay it", || async {
         standby
             .query_one("SELECT count(*) FROM auth_event", &[])
             .await
@@ -358,7 +341,7 @@ async fn a_replica_lagging_more_than_the_bound_is_skipped() {
         .unwrap();
     app.insert(&[event(&format!("{day}T09:00:00Z"), "bob")])
         .await;
-    until("the lag to exceed 1 s", async || {
+    eventually("the lag to exceed 1 s", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(0.0)
     })
     .await;
@@ -388,7 +371,7 @@ async fn a_replica_lagging_more_than_the_bound_is_skipped() {
         .batch_execute("SELECT pg_wal_replay_resume()")
         .await
         .unwrap();
-    until("the replica to be usable again", async || {
+    eventually("the replica to be usable again", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
     })
     .await;

@@ -82,7 +82,7 @@ impl FilterError {
 }
 
 /// Characters percent-encoded in link query values.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

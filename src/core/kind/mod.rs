@@ -11,7 +11,7 @@ pub mod feed;
 mod filter;
 mod listing;
 
-pub use filter::{FilterError, FilterValue, Selection, MAX_FILTER_VALUES};
+pub use filter::{FilterError, FilterValue, Selection, MAX_FILTER_VALUES, QUERY_VALUE};
 pub use listing::{long_span_sql, Bound, Keyset, Listing, Page, Seek, LONG_SPANS};
 
 use crate::core::identity::IdentityType;
