@@ -8,8 +8,9 @@
 # (once), starts the service and waits for its background work (the usage
 # rollups and the change summary of the freshly loaded rows), then prints:
 #   1. the feed's throughput in pages of 10,000 (CSV and NDJSON, FEED_ROWS
-#      records from the start) beside the week window 2026-10-08 as CSV
-#      (about the same number of rows), rows/s and ratios (median of RUNS);
+#      records from the start) beside the week window 2026-10-08 in the
+#      same representation (about the same number of rows), rows/s and
+#      ratios (median of RUNS, the four measurements interleaved);
 #   2. p50/p95 ms of 500 keep-alive GETs: an empty poll (the `next` of
 #      `after=latest`), and 304s of the month and of a day window
 #      (`If-None-Match` with their ETag), beside a 200 of the day window;
@@ -81,19 +82,23 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 total=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event")
 week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '2026-10-08' AND occurred_at < '2026-10-15'")
 echo "$total events; feed: the first $FEED_ROWS records in pages of 10,000; week 2026-10-08: $week_rows rows; median of $RUNS interleaved runs"
-declare -a f_csv f_nd w_csv
+declare -a f_csv f_nd w_csv w_nd
 for _ in $(seq "$RUNS"); do
     f_csv+=("$(python3 bench/changes.py feed "$B/changes?limit=10000" "$TOKEN" "$FEED_ROWS" csv)")
-    f_nd+=("$(python3 bench/changes.py feed "$B/changes?limit=10000" "$TOKEN" "$FEED_ROWS" ndjson)")
     w_csv+=("$(python3 bench/changes.py window "$B/week/2026-10-08" "$TOKEN" csv)")
+    f_nd+=("$(python3 bench/changes.py feed "$B/changes?limit=10000" "$TOKEN" "$FEED_ROWS" ndjson)")
+    w_nd+=("$(python3 bench/changes.py window "$B/week/2026-10-08" "$TOKEN" ndjson)")
 done
 rate() { awk '{ printf "%.0f\n", $1 / $2 }'; }
 fc=$(printf '%s\n' "${f_csv[@]}" | rate | median)
 fn=$(printf '%s\n' "${f_nd[@]}" | rate | median)
 wc_=$(printf '%s\n' "${w_csv[@]}" | rate | median)
+wn=$(printf '%s\n' "${w_nd[@]}" | rate | median)
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 printf '  %-34s %10s rows/s\n' "week window, CSV" "$wc_"
-printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, CSV" "$fc" "$(python3 -c "print(f'{$fc / $wc_:.2f}')")"
-printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, NDJSON" "$fn" "$(python3 -c "print(f'{$fn / $wc_:.2f}')")"
+printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, CSV" "$fc" "$(ratio "$fc" "$wc_")"
+printf '  %-34s %10s rows/s\n' "week window, NDJSON" "$wn"
+printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, NDJSON" "$fn" "$(ratio "$fn" "$wn")"
 
 echo "latency (p50 ms, p95 ms), 500 keep-alive GETs each:"
 empty=$(curl -sf -H "Authorization: Bearer $TOKEN" "$B/changes?after=latest" | python3 -c "import json,sys; print(json.load(sys.stdin)['links']['next'])")

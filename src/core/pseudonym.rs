@@ -347,6 +347,41 @@ struct Short {
     pseudonym: Pseudonym,
 }
 
+/// Emptied tables of finished caches, kept for the next ones: a stream's
+/// first rows then neither grow a table step by step nor fault its pages
+/// in (a feed's pages are many short streams). A table is cleared before
+/// it is kept, so no value outlives its stream. At most [`SPARES`] tables,
+/// each of at most [`SPARE_CAPACITY`] entries (2 MiB).
+static SPARE: std::sync::Mutex<Vec<hashbrown::HashTable<Short>>> =
+    std::sync::Mutex::new(Vec::new());
+/// How many emptied tables [`SPARE`] keeps.
+const SPARES: usize = 4;
+/// The largest table [`SPARE`] keeps.
+const SPARE_CAPACITY: usize = 16_384;
+
+/// A kept empty table, or a new one.
+fn spare_table() -> hashbrown::HashTable<Short> {
+    SPARE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .unwrap_or_default()
+}
+
+impl Drop for PseudonymCache {
+    fn drop(&mut self) {
+        let mut short = std::mem::take(&mut self.short);
+        if short.capacity() == 0 || short.capacity() > SPARE_CAPACITY {
+            return;
+        }
+        short.clear();
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARES {
+            spare.push(short);
+        }
+    }
+}
+
 /// One memoised pseudonym and the long raw value (and its class) it stands for.
 struct Long {
     class: u8,
@@ -374,7 +409,11 @@ impl PseudonymCache {
         PseudonymCache {
             pseudonymiser,
             state: foldhash::fast::RandomState::default(),
-            short: hashbrown::HashTable::new(),
+            short: if max_entries > 0 {
+                spare_table()
+            } else {
+                hashbrown::HashTable::new()
+            },
             long: hashbrown::HashTable::new(),
             max_entries,
             last: Pseudonym([b'0'; 64]),
@@ -685,6 +724,30 @@ mod tests {
             Pseudonymiser::schedule("key-a").unwrap().pseudonymise("j"),
             a.pseudonymise("j")
         );
+    }
+
+    #[test]
+    fn a_cache_starts_empty_even_on_a_kept_table() {
+        let p = Pseudonymiser::new(b"spare-key").unwrap();
+        let mut first = PseudonymCache::new(p.clone());
+        for i in 0..3000 {
+            first.get(&format!("user{i}"));
+        }
+        assert_eq!(first.len(), 3000);
+        drop(first);
+        // The next caches may reuse the emptied table: none holds a value
+        // of the one dropped, and each computes its pseudonyms afresh.
+        for _ in 0..SPARES + 1 {
+            let mut next = PseudonymCache::new(p.clone());
+            assert!(next.is_empty());
+            assert_eq!(next.get("user7"), &p.pseudonymise("user7"));
+            assert_eq!(next.len(), 1);
+        }
+        let kept = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(kept.len() <= SPARES);
+        assert!(kept
+            .iter()
+            .all(|t| t.is_empty() && t.capacity() <= SPARE_CAPACITY));
     }
 
     #[test]

@@ -287,7 +287,6 @@ pub async fn open(
     tally: StreamTally,
 ) -> Result<RecordStream, DbError> {
     let mut params = vec![
-        Param::Integer(epoch),
         Param::Xid(Xid8(after.xid)),
         Param::Integer(after.id),
         Param::Xid(Xid8(upto.xid)),
@@ -295,7 +294,8 @@ pub async fn open(
     ];
     params.extend(filter_params(&client, kind, &page.selection).await?);
     let sql = page.sql(kind, after.xid == upto.xid);
-    records::start(client, shown, &sql, &params, output, tally).await
+    let prefix = format!("{}.{epoch}.", kind.name);
+    records::start_with(client, shown, &sql, &params, output, tally, Some(prefix)).await
 }
 
 /// Rows one summary step takes at most.

@@ -367,9 +367,10 @@ impl FeedPage {
     }
 
     /// The query of the page's records, in feed order, each followed by its
-    /// position as a cursor of epoch `$1`: the rows after `($2, $3)` up to
-    /// `($4, $5)`. The filters take `$6` on. `one_transaction`: both ends
-    /// are of one transaction (`$2 = $4`, a page inside a bulk insert).
+    /// position's two parts (`xid8`, `int8`: the stream writes them as a
+    /// cursor, see `db::records::start_with`): the rows after `($1, $2)` up
+    /// to `($3, $4)`. The filters take `$5` on. `one_transaction`: both
+    /// ends are of one transaction (`$1 = $3`, a page inside a bulk insert).
     ///
     /// An upper bound written as a row comparison does not stop an index
     /// scan within its first column's value (it read the rest of a bulk
@@ -384,24 +385,22 @@ impl FeedPage {
             columns.push_str(column.sql);
             columns.push_str(", ");
         }
-        let mut n = 6;
+        let mut n = 5;
         let mut predicate = if one_transaction {
             format!(
-                "{xid} = $2::xid8 AND {id} > $3::int8 AND {id} <= $5::int8 AND $4::xid8 = $2::xid8"
+                "{xid} = $1::xid8 AND {id} > $2::int8 AND {id} <= $4::int8 AND $3::xid8 = $1::xid8"
             )
         } else {
             format!(
-                "({xid}, {id}) > ($2::xid8, $3::int8) AND {xid} <= $4::xid8 \
-                 AND ({xid}, {id}) <= ($4::xid8, $5::int8)"
+                "({xid}, {id}) > ($1::xid8, $2::int8) AND {xid} <= $3::xid8 \
+                 AND ({xid}, {id}) <= ($3::xid8, $4::int8)"
             )
         };
         for term in kind.filter_terms(&self.selection, &mut n) {
             let _ = write!(predicate, " AND {term}");
         }
         format!(
-            "SELECT {columns}'{name}.' || $1::int8 || '.' || {xid} || '.' || {id} \
-             FROM {source} WHERE {predicate} ORDER BY {xid}, {id}",
-            name = kind.name,
+            "SELECT {columns}{xid}, {id} FROM {source} WHERE {predicate} ORDER BY {xid}, {id}",
             source = source(kind),
         )
     }
@@ -514,16 +513,16 @@ mod tests {
         let page = FeedPage { selection: sel };
         assert_eq!(
             page.sql(&THINGS, false),
-            "SELECT at, 'things.' || $1::int8 || '.' || change_xid || '.' || id FROM thing \
-             WHERE (change_xid, id) > ($2::xid8, $3::int8) AND change_xid <= $4::xid8 \
-             AND (change_xid, id) <= ($4::xid8, $5::int8) \
-             AND name = $6::text ORDER BY change_xid, id"
+            "SELECT at, change_xid, id FROM thing \
+             WHERE (change_xid, id) > ($1::xid8, $2::int8) AND change_xid <= $3::xid8 \
+             AND (change_xid, id) <= ($3::xid8, $4::int8) \
+             AND name = $5::text ORDER BY change_xid, id"
         );
         assert_eq!(
             page.sql(&THINGS, true),
-            "SELECT at, 'things.' || $1::int8 || '.' || change_xid || '.' || id FROM thing \
-             WHERE change_xid = $2::xid8 AND id > $3::int8 AND id <= $5::int8 \
-             AND $4::xid8 = $2::xid8 AND name = $6::text ORDER BY change_xid, id"
+            "SELECT at, change_xid, id FROM thing \
+             WHERE change_xid = $1::xid8 AND id > $2::int8 AND id <= $4::int8 \
+             AND $3::xid8 = $1::xid8 AND name = $5::text ORDER BY change_xid, id"
         );
         // Unfiltered, a run of one transaction's ids is looked up first.
         let unfiltered = FeedPage {
