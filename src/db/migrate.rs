@@ -267,6 +267,12 @@ async fn create_missing<S: AsRef<str>>(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut created = Vec::new();
     for (name, definition, invalid) in missing_indexes(client, indexes).await? {
+        let (table, columns) = definition.split_once(' ').unwrap_or((definition, ""));
+        if relkind(client, table).await?.as_deref() == Some("p") {
+            partitioned_index(client, name, table, columns).await?;
+            created.push(name.to_owned());
+            continue;
+        }
         if invalid {
             client
                 .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
@@ -280,6 +286,95 @@ async fn create_missing<S: AsRef<str>>(
         created.push(name.to_owned());
     }
     Ok(created)
+}
+
+/// The `relkind` of the table or index `name` (`None`: there is none).
+async fn relkind(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    client
+        .query_opt(
+            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
+            &[&name],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()
+}
+
+/// The index `name` on the partitioned table `table` (`columns`: the rest
+/// of its definition), built the way PostgreSQL offers without blocking
+/// writes (`CREATE INDEX CONCURRENTLY` refuses a partitioned table): the
+/// parent's index `ON ONLY` the table (invalid until every partition has
+/// its own), then each partition's `CONCURRENTLY` (a partitioned partition
+/// in turn the same way), attached to it. A partition that already has an
+/// index attached to it is left as it is; a partition's index an earlier
+/// build left invalid is built again. Run again after an interruption, it
+/// finishes what is missing.
+async fn partitioned_index(
+    client: &impl GenericClient,
+    name: &str,
+    table: &str,
+    columns: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON ONLY {table} {columns}"
+        ))
+        .await?;
+    let partitions = client
+        .query(
+            "SELECT c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+             c.relkind::text, EXISTS (SELECT 1 FROM pg_inherits a JOIN pg_index x \
+                 ON x.indexrelid = a.inhrelid \
+                 WHERE a.inhparent = to_regclass($2) AND x.indrelid = c.oid) \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE i.inhparent = to_regclass($1) ORDER BY c.oid",
+            &[&table, &name],
+        )
+        .await?;
+    for partition in partitions {
+        let (oid, partition, kind, attached): (i64, String, String, bool) = (
+            partition.try_get(0)?,
+            partition.try_get(1)?,
+            partition.try_get(2)?,
+            partition.try_get(3)?,
+        );
+        if attached {
+            continue;
+        }
+        // Named after the parent's and the partition's oid: unique, and
+        // short enough for an identifier.
+        let own = format!("{name}_{oid}");
+        if kind == "p" {
+            Box::pin(partitioned_index(client, &own, &partition, columns)).await?;
+        } else {
+            let valid: Option<bool> = client
+                .query_opt(
+                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                    &[&own],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            if valid == Some(false) {
+                client
+                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {own}"))
+                    .await?;
+            }
+            client
+                .batch_execute(&format!(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {own} ON {partition} {columns}"
+                ))
+                .await?;
+        }
+        client
+            .batch_execute(&format!("ALTER INDEX {name} ATTACH PARTITION {own}"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// True when every known migration is recorded as applied.

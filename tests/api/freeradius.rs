@@ -335,17 +335,11 @@ async fn window(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
-#[actix_web::test]
-async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
-    let _ = TOKEN;
+/// An `rlm_sql` module writing `radacct` of database `name` in the test
+/// cluster, with the queries of the file `queries`.
+fn sql_module(name: &str, queries: &str) -> String {
     let (socket, pg_port) = cluster_socket();
-
-    // rlm_sql writes radacct of one database.
-    let (sql_name, sql_config) = fresh_database().await;
-    let sql_app = spawn_app_on(sql_name.clone(), sql_config, AppOptions::default()).await;
-    let sql_dir = tempfile::tempdir().expect("temp dir");
-    let sql_port = free_udp_port();
-    let sql_module = format!(
+    format!(
         r#"    sql {{
         driver = "rlm_sql_postgresql"
         dialect = "postgresql"
@@ -353,7 +347,7 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
         port = {pg_port}
         login = "{user}"
         password = ""
-        radius_db = "{sql_name}"
+        radius_db = "{name}"
         acct_table1 = "radacct"
         acct_table2 = "radacct"
         postauth_table = "radpostauth"
@@ -367,11 +361,23 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
         client_table = "nas"
         group_attribute = "SQL-Group"
 {POOL}
-        $INCLUDE ${{modconfdir}}/sql/main/postgresql/queries.conf
+        $INCLUDE {queries}
     }}"#,
         socket = socket.display(),
         user = acctstream::db::embedded::SUPERUSER,
-    );
+    )
+}
+
+#[actix_web::test]
+async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
+    let _ = TOKEN;
+
+    // rlm_sql writes radacct of one database.
+    let (sql_name, sql_config) = fresh_database().await;
+    let sql_app = spawn_app_on(sql_name.clone(), sql_config, AppOptions::default()).await;
+    let sql_dir = tempfile::tempdir().expect("temp dir");
+    let sql_port = free_udp_port();
+    let sql_module = sql_module(&sql_name, "${modconfdir}/sql/main/postgresql/queries.conf");
     // As in FreeRADIUS's default site, a module after `sql` answers ok, so
     // that requests rlm_sql finds nothing to do for (a replayed Interim-Update
     // or Stop of a closed session: `noop`) are still acknowledged.
@@ -515,4 +521,89 @@ async fn rlm_sql_and_rlm_rest_through_acctstream_give_the_same_sessions() {
     );
     sql_replayed[2]["acctupdatetime"] = sql_rows[2]["acctupdatetime"].clone();
     assert_eq!(sql_replayed, sql_rows, "and nothing else");
+}
+
+/// FreeRADIUS's `queries.conf` changed for a `radacct` partitioned by
+/// time, as docs/scaling.md says: a unique constraint there includes the
+/// start time, so `ON CONFLICT (AcctUniqueId)` names none, and one naming
+/// both columns lets a replayed Interim-Update or Stop of a closed session
+/// (inserted with another start time) make a second row. Each of the three
+/// inserts becomes a `SELECT` of its values `WHERE NOT EXISTS` a row of
+/// that `AcctUniqueId`, `ON CONFLICT DO NOTHING`; when it inserts nothing,
+/// rlm_sql runs the section's next query (the Start's `UPDATE` does what
+/// its `DO UPDATE` did).
+fn for_partitioned(stock: &str) -> String {
+    const CONFLICT: &str = "ON CONFLICT (AcctUniqueId)";
+    let mut out = String::new();
+    let mut rest = stock;
+    while let Some(at) = rest.find(CONFLICT) {
+        let (before, after) = rest.split_at(at);
+        let values = before.rfind("VALUES(\\").expect("the insert's VALUES");
+        let close = before.rfind(')').expect("the end of its values");
+        let end = after.find('"').expect("the end of the query");
+        out.push_str(&before[..values]);
+        out.push_str("SELECT \\");
+        out.push_str(&before[values + "VALUES(\\".len()..close]);
+        out.push_str(
+            " \\\n\t\t\t\tWHERE NOT EXISTS (SELECT 1 FROM ${....acct_table1} \\\n\t\t\t\t\t\
+             WHERE AcctUniqueId = '%{Acct-Unique-Session-Id}') \\\n\t\t\t\tON CONFLICT DO NOTHING",
+        );
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// FreeRADIUS writing a `radacct` partitioned by time, with its queries
+/// changed as docs/scaling.md says ([`for_partitioned`]): every request is
+/// answered, a replay adds no row, and acctstream serves the sessions.
+#[actix_web::test]
+async fn rlm_sql_writes_a_partitioned_radacct_with_the_documented_queries() {
+    let (name, config) = crate::helpers::fresh_database_unmigrated().await;
+    let db = crate::helpers::connect(&config).await;
+    db.batch_execute(crate::sessions::PARTITIONED_RADACCT)
+        .await
+        .expect("partitioned radacct");
+    let mut client = crate::helpers::connect(&config).await;
+    acctstream::db::migrate::run(&mut client, &acctstream::kinds::REGISTRY.kinds())
+        .await
+        .expect("migrate");
+    let app = spawn_app_on(name.clone(), config, AppOptions::default()).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stock =
+        std::fs::read_to_string("/etc/freeradius/3.0/mods-config/sql/main/postgresql/queries.conf")
+            .expect("FreeRADIUS's queries.conf (apt-get install freeradius-postgresql)");
+    assert_eq!(
+        stock.matches("ON CONFLICT (AcctUniqueId)").count(),
+        3,
+        "the three inserts docs/scaling.md changes"
+    );
+    let changed = for_partitioned(&stock);
+    assert_eq!(changed.matches("WHERE NOT EXISTS").count(), 3);
+    assert!(!changed.contains("ON CONFLICT (AcctUniqueId)"));
+    let queries = dir.path().join("queries.conf");
+    std::fs::write(&queries, changed).expect("queries.conf");
+    let port = free_udp_port();
+    let module = sql_module(&name, &queries.display().to_string());
+    let conf = radiusd_conf(dir.path(), port, &module, "        sql\n        ok");
+    let server = start_freeradius(dir.path(), &conf);
+    for round in 0..2 {
+        let answered = send_packets(dir.path(), port);
+        assert_eq!(
+            answered,
+            REQUESTS,
+            "round {round}, server log:\n{}",
+            std::fs::read_to_string(&server.log).unwrap_or_default()
+        );
+    }
+    drop(server);
+    let rows = sessions_of(&app.db).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0]["acctinputoctets"], (2i64 << 32) + 2000);
+    assert!(rows[1]["acctstoptime"].is_null(), "S-2 stays open");
+    assert_eq!(rows[2]["acctterminatecause"], "NAS-Reboot");
+    let served = window(&app).await;
+    assert_eq!(served.len(), 3);
+    assert_eq!(served[1]["userName"], app.pseudonym("josé+o'neil@x"));
 }

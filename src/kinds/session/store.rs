@@ -42,13 +42,41 @@ const UNNEST: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5:
      $25::text[]::inet[], $26::text[], $27::text[]::inet[], $28::text[], $29::bool[], $30::bool[])";
 
 /// New sessions; the keys that existed come back for [`UPDATE`].
-fn insert_sql() -> String {
-    format!(
-        "INSERT INTO radacct ({COLUMNS}) \
-         SELECT {COLUMNS} FROM {UNNEST} AS u({COLUMNS}, interim, stop_without_time) \
-         ON CONFLICT (acctuniqueid) DO NOTHING RETURNING acctuniqueid"
-    )
+///
+/// On FreeRADIUS's table, `acctuniqueid` is unique and the conflict says
+/// a key exists. On a `radacct` an operator partitioned by time (see
+/// `docs/scaling.md`), a unique constraint must include the partition key,
+/// so nothing stops a second row of one `acctuniqueid` with another start
+/// time: a key is new only when no row has it, and [`LOCK_KEYS`] (taken
+/// first, in its own statement, so that this one's snapshot sees what the
+/// batch waited for) keeps two batches from both finding it new.
+fn insert_sql(partitioned: bool) -> String {
+    if partitioned {
+        format!(
+            "INSERT INTO radacct ({COLUMNS}) \
+             SELECT {COLUMNS} FROM {UNNEST} AS u({COLUMNS}, interim, stop_without_time) \
+             WHERE NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = u.acctuniqueid) \
+             ON CONFLICT DO NOTHING RETURNING acctuniqueid"
+        )
+    } else {
+        format!(
+            "INSERT INTO radacct ({COLUMNS}) \
+             SELECT {COLUMNS} FROM {UNNEST} AS u({COLUMNS}, interim, stop_without_time) \
+             ON CONFLICT (acctuniqueid) DO NOTHING RETURNING acctuniqueid"
+        )
+    }
 }
+
+/// Whether `radacct` is a partitioned table.
+const PARTITIONED: &str =
+    "SELECT coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('radacct')), false)";
+
+/// Transaction-level advisory locks on a batch's keys (`$1`), in one
+/// order (a hash's), so that concurrent batches wait for each other
+/// instead of both inserting a key (see [`insert_sql`]). The first key
+/// names acctstream's session keys (`'acct'`).
+const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock(1633903476, h) \
+     FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS keys";
 
 /// The columns whose value is the latest event's that carried one.
 const LATEST: [&str; 18] = [
@@ -263,7 +291,8 @@ async fn apply_once(
     steps: &[Step],
 ) -> Result<Applied, DbError> {
     let tx = client.transaction().await?;
-    let insert = tx.prepare_cached(&insert_sql()).await?;
+    let partitioned: bool = tx.query_one(PARTITIONED, &[]).await?.try_get(0)?;
+    let insert = tx.prepare_cached(&insert_sql(partitioned)).await?;
     let update = tx.prepare_cached(&update_sql()).await?;
     let reboot = tx.prepare_cached(REBOOT).await?;
     let mut applied = Applied::default();
@@ -280,6 +309,10 @@ async fn apply_once(
                 for row in by_start {
                     all.push(row);
                     record_identities(&mut entries, pseudonymiser, row);
+                }
+                if partitioned {
+                    let keys: Vec<&str> = rows.iter().map(|r| r.unique_id.as_str()).collect();
+                    tx.execute(LOCK_KEYS, &[&keys]).await?;
                 }
                 let inserted: std::collections::HashSet<String> = tx
                     .query(&insert, &all.params())
