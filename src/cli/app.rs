@@ -719,11 +719,22 @@ pub(super) async fn purge(common: &Common, args: &PurgeArgs) -> Result<(), CliEr
                         when(preview.newest)
                     ),
                 }
+                if !preview.partitions.is_empty() {
+                    println!(
+                        "dry run: {} ({}): partitions that would be dropped whole: {}",
+                        preview.name,
+                        preview.table,
+                        preview.partitions.join(", ")
+                    );
+                }
             }
             println!("dry run: nothing was deleted");
         } else {
             let outcome =
                 db::retention::purge(&pool, cutoffs, &options, &CancellationToken::new()).await?;
+            for (name, partition) in &outcome.dropped {
+                println!("dropped the partition {partition} of {name} whole");
+            }
             for table in &outcome.tables {
                 println!(
                     "deleted {} rows of {} ({}) from before {}",

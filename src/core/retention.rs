@@ -143,6 +143,42 @@ impl Rule {
         )
     }
 
+    /// The leaf partitions of the rule's table whose range ends at or
+    /// before the cutoff `$1`, by their bound: `(name, upper bound)`. A
+    /// partition keyed on something other than a time, the default
+    /// partition, and one whose range is open-ended are never among them;
+    /// an unpartitioned table has none.
+    pub fn partitions_sql(&self) -> String {
+        format!(
+            "SELECT name FROM (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, \
+             substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([0-9][^'']*)''\\)') AS upper \
+             FROM pg_partition_tree(to_regclass('{table}')) AS t \
+             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE t.isleaf AND t.level > 0) AS p \
+             WHERE upper IS NOT NULL AND upper::timestamptz <= $1 ORDER BY upper::timestamptz",
+            table = self.table
+        )
+    }
+
+    /// Whether a pass may drop `partition` (a leaf partition of the rule's
+    /// table, named as [`Rule::partitions_sql`] gives it) whole: it has rows,
+    /// and every one of them is before the cutoff `$1` and kept by no
+    /// `keep` condition. Each question is a separate `EXISTS`, so that an
+    /// index of the time column answers the first two.
+    pub fn droppable_sql(&self, partition: &str) -> String {
+        let (table, time) = (self.table, self.time);
+        let from = format!("FROM {partition} AS {table}");
+        let mut sql = format!(
+            "SELECT EXISTS (SELECT 1 {from}) \
+             AND NOT EXISTS (SELECT 1 {from} WHERE {table}.{time} >= $1) \
+             AND NOT EXISTS (SELECT 1 {from} WHERE {table}.{time} IS NULL)"
+        );
+        if let Some(keep) = self.keep {
+            let _ = write!(sql, " AND NOT EXISTS (SELECT 1 {from} WHERE {keep})");
+        }
+        sql
+    }
+
     /// What a pass would delete: how many rows, the oldest and newest time.
     pub fn preview_sql(&self) -> String {
         format!(
@@ -181,6 +217,23 @@ mod tests {
         );
         assert_eq!(kept.days, Days::Records);
         assert_eq!(kept.by(Days::Audit).days, Days::Audit);
+    }
+
+    #[test]
+    fn partitions_go_whole_only_when_every_row_may() {
+        let rule = Rule::new("events", "auth_event", "occurred_at", "id").keeping("queued(id)");
+        assert!(rule
+            .partitions_sql()
+            .contains("pg_partition_tree(to_regclass('auth_event'))"));
+        assert_eq!(
+            rule.droppable_sql("public.auth_event_2026_01"),
+            "SELECT EXISTS (SELECT 1 FROM public.auth_event_2026_01 AS auth_event) \
+             AND NOT EXISTS (SELECT 1 FROM public.auth_event_2026_01 AS auth_event \
+             WHERE auth_event.occurred_at >= $1) \
+             AND NOT EXISTS (SELECT 1 FROM public.auth_event_2026_01 AS auth_event \
+             WHERE auth_event.occurred_at IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM public.auth_event_2026_01 AS auth_event WHERE queued(id))"
+        );
     }
 
     #[test]

@@ -211,6 +211,38 @@ impl Tracking {
     }
 }
 
+/// Before retention drops `partition` (of `kind`'s table) whole: what its
+/// rows' deletion triggers would have done, which a dropped partition does
+/// not fire. The greatest position among its rows becomes the feed's
+/// deletion horizon (a cursor before it may have missed rows: 410), and for
+/// a table another program writes, the rows' positions leave the side
+/// table. Nothing when the kind's feed is not tracked.
+pub async fn forget_partition(
+    client: &impl GenericClient,
+    kind: &Kind,
+    partition: &str,
+) -> Result<(), DbError> {
+    if !tracked(client, kind).await? {
+        return Ok(());
+    }
+    let (xid, id) = feed::position_columns(kind);
+    let sql = match feed::side_table(kind) {
+        None => format!(
+            "SELECT acctstream_change_forget($1, x, i) FROM (SELECT {xid} AS x, {id} AS i \
+             FROM {partition} ORDER BY 1 DESC, 2 DESC LIMIT 1) AS last"
+        ),
+        Some(side) => format!(
+            "WITH taken AS (DELETE FROM {side} USING {partition} AS p \
+             WHERE {side}.{id} = p.{key} RETURNING {side}.{xid} AS x, {side}.{id} AS i) \
+             SELECT acctstream_change_forget($1, x, i) FROM (SELECT x, i FROM taken \
+             ORDER BY x DESC, i DESC LIMIT 1) AS last",
+            key = kind.id_column
+        ),
+    };
+    client.execute(&sql, &[&kind.name]).await?;
+    Ok(())
+}
+
 /// What a page's first statement learnt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use super::{directory, upkeep, DbError};
+use super::{changes, directory, upkeep, DbError};
 use crate::core::{
     kind::Kind,
     pseudonym::Pseudonymiser,
@@ -166,6 +166,9 @@ pub struct Preview {
     pub oldest: Option<DateTime<Utc>>,
     /// The newest of them.
     pub newest: Option<DateTime<Utc>>,
+    /// The partitions of its table a pass would drop whole (their rows are
+    /// among `rows`).
+    pub partitions: Vec<String>,
 }
 
 /// What a pass did to one rule's table.
@@ -192,6 +195,8 @@ pub struct PurgeOutcome {
     pub elapsed: Duration,
     /// True when the pass stopped because of shutdown before it was done.
     pub interrupted: bool,
+    /// The partitions dropped whole, each with its rule's name.
+    pub dropped: Vec<(&'static str, String)>,
 }
 
 impl PurgeOutcome {
@@ -238,6 +243,7 @@ pub async fn preview(
             rows: row.try_get(0)?,
             oldest: row.try_get(1)?,
             newest: row.try_get(2)?,
+            partitions: droppable(&**client, rule, cutoff).await?,
         });
     }
     Ok(previews)
@@ -271,6 +277,14 @@ pub async fn purge(
                 }
             }
         }
+        for partition in droppable(&**pool.get().await?, rule, cutoff).await? {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if drop_partition(pool, rule, &partition, options).await? {
+                outcome.dropped.push((rule.name, partition));
+            }
+        }
         let (purged, interrupted) = purge_rule(pool, rule, cutoff, options, cancel).await?;
         outcome.tables.push(purged);
         if interrupted {
@@ -280,6 +294,108 @@ pub async fn purge(
     }
     outcome.elapsed = started.elapsed();
     Ok(outcome)
+}
+
+/// The partitions of `rule`'s table a pass drops whole: those whose range
+/// ends by the cutoff, with rows, all of which the rule deletes
+/// ([`Rule::partitions_sql`], [`Rule::droppable_sql`]).
+async fn droppable(
+    client: &impl tokio_postgres::GenericClient,
+    rule: &Rule,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<String>, DbError> {
+    let mut partitions = Vec::new();
+    for row in client.query(&rule.partitions_sql(), &[&cutoff]).await? {
+        let partition: String = row.try_get(0)?;
+        let whole: bool = client
+            .query_one(&rule.droppable_sql(&partition), &[&cutoff])
+            .await?
+            .try_get(0)?;
+        if whole {
+            partitions.push(partition);
+        }
+    }
+    Ok(partitions)
+}
+
+/// How long detaching a partition waits for the table's lock before the
+/// pass leaves the partition to its batches (and the next pass).
+const DETACH_LOCK_TIMEOUT: &str = "5s";
+
+/// Drops `partition` of `rule`'s table whole, instead of deleting its rows
+/// in batches (PostgreSQL's way to remove old data: no row deletes, no WAL
+/// for them, no vacuum after), after doing what the rows' deletion triggers
+/// would have ([`changes::forget_partition`]). Detached `CONCURRENTLY`
+/// (PostgreSQL 14 on) unless the table has a default partition, which
+/// `CONCURRENTLY` refuses; then in one transaction with the bookkeeping,
+/// waiting at most [`DETACH_LOCK_TIMEOUT`] for the table. False when the
+/// lock did not come: the rows are then left to the batches.
+async fn drop_partition(
+    pool: &Pool,
+    rule: &Rule,
+    partition: &str,
+    options: &RetentionOptions,
+) -> Result<bool, DbError> {
+    let mut client = pool.get().await?;
+    let table = rule.table;
+    let kind = options.kinds.iter().find(|kind| kind.table == table);
+    let concurrently: bool = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int >= 140000 AND NOT EXISTS ( \
+             SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass($1) \
+             AND partdefid <> 0)",
+            &[&table],
+        )
+        .await?
+        .try_get(0)?;
+    let tx = client.transaction().await?;
+    if let Some(kind) = kind {
+        changes::forget_partition(&*tx, kind, partition).await?;
+    }
+    if concurrently {
+        tx.commit().await?;
+        // An interrupted detach leaves the partition pending: finished.
+        let pending: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT inhdetachpending FROM pg_inherits \
+                 WHERE inhrelid = to_regclass($1)), false)",
+                &[&partition],
+            )
+            .await?
+            .try_get(0)?;
+        let how = if pending { "FINALIZE" } else { "CONCURRENTLY" };
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {table} DETACH PARTITION {partition} {how}"
+            ))
+            .await?;
+        client
+            .batch_execute(&format!("DROP TABLE {partition}"))
+            .await?;
+    } else {
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
+            .await?;
+        match tx
+            .batch_execute(&format!(
+                "ALTER TABLE {table} DETACH PARTITION {partition}; DROP TABLE {partition}"
+            ))
+            .await
+        {
+            Ok(()) => tx.commit().await?,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                tracing::warn!(partition, table, "retention could not lock the table to drop a partition: its rows go in batches");
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(
+        partition,
+        table,
+        rule = rule.name,
+        "retention dropped a partition whole"
+    );
+    Ok(true)
 }
 
 /// Brings the kinds' upkeep up to date (when the key is known).

@@ -1066,6 +1066,176 @@ async fn a_radacct_partitioned_by_time_works_as_freeradiuss_own() {
     assert_eq!(last["acctInputOctets"], 30, "{last}");
 }
 
+/// The stored sessions' ids, in order.
+async fn session_ids(app: &TestApp) -> Vec<String> {
+    app.db
+        .query(
+            "SELECT acctsessionid FROM radacct ORDER BY acctsessionid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Retention on a `radacct` partitioned by month: a partition whose every
+/// session stopped before the cutoff goes whole (said by a dry run first),
+/// one holding an open session or one stopped later is trimmed in batches,
+/// the change feed learns of the drop, and without a default partition the
+/// detach is `CONCURRENTLY`.
+#[actix_web::test]
+async fn retention_drops_whole_partitions_and_trims_the_rest() {
+    use acctstream::db::retention::{self, Cutoffs, RetentionOptions};
+    let (name, config) = fresh_database_unmigrated().await;
+    let db = crate::helpers::connect(&config).await;
+    db.batch_execute(PARTITIONED_RADACCT).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE radacct_2026_09 PARTITION OF radacct \
+         FOR VALUES FROM ('2026-09-01') TO ('2026-10-01')",
+    )
+    .await
+    .unwrap();
+    let mut client = crate::helpers::connect(&config).await;
+    let kinds = acctstream::kinds::REGISTRY.kinds();
+    acctstream::db::migrate::run(&mut client, &kinds)
+        .await
+        .expect("migrate");
+    acctstream::db::migrate::track_changes(&mut client, &kinds, true)
+        .await
+        .expect("track changes");
+    let app = spawn_app_on(name, config, AppOptions::default()).await;
+    let at = |time: &str| {
+        chrono::DateTime::parse_from_rfc3339(time)
+            .expect("time")
+            .timestamp()
+            - T0
+    };
+    let closed = |sid: &str, start: &str, stop_at: &str| {
+        let (start, stop_at) = (at(start), at(stop_at));
+        vec![
+            packet("Start", sid, "alice", start, json!({})),
+            stop(sid, stop_at, stop_at - start, Some(1)),
+        ]
+    };
+    let mut packets = Vec::new();
+    packets.extend(closed(
+        "S9a",
+        "2026-09-10T10:00:00Z",
+        "2026-09-10T11:00:00Z",
+    ));
+    packets.extend(closed(
+        "S9b",
+        "2026-09-20T10:00:00Z",
+        "2026-09-21T10:00:00Z",
+    ));
+    packets.extend(closed(
+        "S10a",
+        "2026-10-05T10:00:00Z",
+        "2026-10-05T11:00:00Z",
+    ));
+    packets.extend(closed(
+        "S10late",
+        "2026-10-30T10:00:00Z",
+        "2026-11-05T10:00:00Z",
+    ));
+    packets.push(packet(
+        "Start",
+        "S10open",
+        "alice",
+        at("2026-10-20T10:00:00Z"),
+        json!({}),
+    ));
+    packets.extend(closed(
+        "S11",
+        "2026-11-02T10:00:00Z",
+        "2026-11-03T10:00:00Z",
+    ));
+    app.post_batch(&packets).await;
+    assert_eq!(session_ids(&app).await.len(), 6);
+    let options = RetentionOptions {
+        upkeep: acctstream::kinds::REGISTRY.upkeeps(),
+        pseudonymiser: Some(app.pseudonymiser.clone()),
+        kinds: kinds.clone(),
+        batch_pause: std::time::Duration::ZERO,
+        ..RetentionOptions::default()
+    };
+    let november = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+
+    let preview = retention::preview(&app.pool, Cutoffs::from(november), &options)
+        .await
+        .unwrap();
+    let sessions_preview = preview.iter().find(|p| p.name == "sessions").unwrap();
+    assert_eq!(sessions_preview.rows, 3, "{sessions_preview:?}");
+    assert_eq!(sessions_preview.partitions, ["public.radacct_2026_09"]);
+    assert_eq!(session_ids(&app).await.len(), 6, "a dry run drops nothing");
+
+    let outcome = retention::purge(
+        &app.pool,
+        Cutoffs::from(november),
+        &options,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.dropped,
+        [("sessions", "public.radacct_2026_09".to_owned())]
+    );
+    assert_eq!(outcome.deleted("sessions"), 1, "S10a, in a batch");
+    assert_eq!(session_ids(&app).await, ["S10late", "S10open", "S11"]);
+    let gone: Option<String> = db
+        .query_one("SELECT to_regclass('radacct_2026_09')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, None, "the partition is dropped");
+    // The feed: the dropped sessions' positions left the side table, and
+    // the deletion horizon moved past them (a cursor before them is 410).
+    let (epoch, side): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT (SELECT epoch FROM acctstream_change_horizon WHERE kind = 'sessions'), \
+                 (SELECT count(*) FROM acctstream_change_radacct)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(epoch >= 1);
+    assert_eq!(side, 3);
+    let stale = app
+        .get("/api/v1/statistics/sessions/changes?after=sessions.0.1.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 410);
+
+    // Without a default partition, the detach is CONCURRENTLY: November
+    // goes with a cutoff of December (S10open keeps October).
+    db.batch_execute("DROP TABLE radacct_default")
+        .await
+        .unwrap();
+    let december = november + chrono::Duration::days(30);
+    let outcome = retention::purge(
+        &app.pool,
+        Cutoffs::from(december),
+        &options,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.dropped,
+        [("sessions", "public.radacct_2026_11".to_owned())]
+    );
+    assert_eq!(session_ids(&app).await, ["S10open"]);
+}
+
 #[actix_web::test]
 async fn the_sql_mac_notation_matches_the_services() {
     let app = spawn_app().await;
