@@ -327,7 +327,7 @@ pub async fn open(
     params.extend(filter_params(&client, kind, &page.selection).await?);
     let sql = page.sql(kind, after.xid == upto.xid);
     let prefix = format!("{}.{epoch}.", kind.name);
-    records::start_with(client, shown, &sql, &params, output, tally, Some(prefix)).await
+    records::start(client, shown, &sql, &params, output, tally, Some(prefix)).await
 }
 
 /// Rows one summary step takes at most.

@@ -99,28 +99,17 @@ pub async fn open(
     let client = pool.get().await?;
     let sql = listing.sql(kind);
     let params = params(&client, kind, listing).await?;
-    start(client, kind, &sql, &params, output, tally).await
+    start(client, kind, &sql, &params, output, tally, None).await
 }
 
 /// Starts `sql` (the records of `kind`, in its columns' order, with these
-/// parameters) on `client` as a record stream.
+/// parameters) on `client` as a record stream. With a `position` (a feed's
+/// page), `kind`'s last column is each record's position, which `sql`
+/// selects as its two parts (`xid8`, `int8`) and the stream writes as the
+/// `position` prefix followed by `xid.id` (a cursor: formatted here, where
+/// it costs a fraction of what text concatenation costs the database per
+/// row).
 pub(crate) async fn start(
-    client: Object,
-    kind: &'static Kind,
-    sql: &str,
-    params: &[Param],
-    output: Output<'_>,
-    tally: StreamTally,
-) -> Result<RecordStream, DbError> {
-    start_with(client, kind, sql, params, output, tally, None).await
-}
-
-/// Like [`start`], for a feed's page: `kind`'s last column is each record's
-/// position, which `sql` selects as its two parts (`xid8`, `int8`) and the
-/// stream writes as `prefix` followed by `xid.id` (a cursor: formatted
-/// here, where it costs a fraction of what text concatenation costs the
-/// database per row).
-pub(crate) async fn start_with(
     client: Object,
     kind: &'static Kind,
     sql: &str,

@@ -1173,14 +1173,20 @@ async fn retention_drops_whole_partitions_and_trims_the_rest() {
     assert_eq!(sessions_preview.partitions, ["public.radacct_2026_09"]);
     assert_eq!(session_ids(&app).await.len(), 6, "a dry run drops nothing");
 
-    let outcome = retention::purge(
-        &app.pool,
-        Cutoffs::from(november),
-        &options,
-        &tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let purge = |cutoff| {
+        let (pool, options) = (app.pool.clone(), &options);
+        async move {
+            retention::purge(
+                &pool,
+                Cutoffs::from(cutoff),
+                options,
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let outcome = purge(november).await;
     assert_eq!(
         outcome.dropped,
         [("sessions", "public.radacct_2026_09".to_owned())]
@@ -1221,14 +1227,7 @@ async fn retention_drops_whole_partitions_and_trims_the_rest() {
         .await
         .unwrap();
     let december = november + chrono::Duration::days(30);
-    let outcome = retention::purge(
-        &app.pool,
-        Cutoffs::from(december),
-        &options,
-        &tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let outcome = purge(december).await;
     assert_eq!(
         outcome.dropped,
         [("sessions", "public.radacct_2026_11".to_owned())]

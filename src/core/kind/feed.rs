@@ -368,7 +368,7 @@ impl FeedPage {
 
     /// The query of the page's records, in feed order, each followed by its
     /// position's two parts (`xid8`, `int8`: the stream writes them as a
-    /// cursor, see `db::records::start_with`): the rows after `($1, $2)` up
+    /// cursor, see `db::records::start`): the rows after `($1, $2)` up
     /// to `($3, $4)`. The filters take `$5` on. `one_transaction`: both
     /// ends are of one transaction (`$1 = $3`, a page inside a bulk insert).
     ///
