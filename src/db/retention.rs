@@ -281,7 +281,7 @@ pub async fn purge(
             if cancel.is_cancelled() {
                 break;
             }
-            if drop_partition(pool, rule, &partition, options).await? {
+            if drop_partition(pool, rule, &partition, cutoff, options).await? {
                 outcome.dropped.push((rule.name, partition));
             }
         }
@@ -324,71 +324,90 @@ const DETACH_LOCK_TIMEOUT: &str = "5s";
 
 /// Drops `partition` of `rule`'s table whole, instead of deleting its rows
 /// in batches (PostgreSQL's way to remove old data: no row deletes, no WAL
-/// for them, no vacuum after), after doing what the rows' deletion triggers
-/// would have ([`changes::forget_partition`]). Detached `CONCURRENTLY`
-/// (PostgreSQL 14 on) unless the table has a default partition, which
-/// `CONCURRENTLY` refuses; then in one transaction with the bookkeeping,
-/// waiting at most [`DETACH_LOCK_TIMEOUT`] for the table. False when the
-/// lock did not come: the rows are then left to the batches.
+/// for them, no vacuum after). Detached `CONCURRENTLY` (PostgreSQL 14 on)
+/// unless the table has a default partition, which `CONCURRENTLY` refuses;
+/// then in the dropping transaction, waiting at most
+/// [`DETACH_LOCK_TIMEOUT`] for the table. Once detached, nothing can reach
+/// the partition: it is checked again (a row may have come since
+/// [`droppable`] looked: it is attached again, or the detach rolled back),
+/// then, in one transaction, what its rows' deletion triggers would have
+/// done is done ([`changes::forget_partition`]) and it is dropped. False
+/// when it stays: its rows are then left to the batches.
 async fn drop_partition(
     pool: &Pool,
     rule: &Rule,
     partition: &str,
+    cutoff: DateTime<Utc>,
     options: &RetentionOptions,
 ) -> Result<bool, DbError> {
     let mut client = pool.get().await?;
     let table = rule.table;
     let kind = options.kinds.iter().find(|kind| kind.table == table);
-    let concurrently: bool = client
+    let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int >= 140000 AND NOT EXISTS ( \
              SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass($1) \
-             AND partdefid <> 0)",
-            &[&table],
+             AND partdefid <> 0), pg_get_expr(c.relpartbound, c.oid), \
+             coalesce((SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = c.oid), false) \
+             FROM pg_class c WHERE c.oid = to_regclass($2)",
+            &[&table, &partition],
         )
-        .await?
-        .try_get(0)?;
-    let tx = client.transaction().await?;
-    if let Some(kind) = kind {
-        changes::forget_partition(&*tx, kind, partition).await?;
-    }
+        .await?;
+    let (concurrently, bound, pending): (bool, String, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     if concurrently {
-        tx.commit().await?;
         // An interrupted detach leaves the partition pending: finished.
-        let pending: bool = client
-            .query_one(
-                "SELECT coalesce((SELECT inhdetachpending FROM pg_inherits \
-                 WHERE inhrelid = to_regclass($1)), false)",
-                &[&partition],
-            )
-            .await?
-            .try_get(0)?;
         let how = if pending { "FINALIZE" } else { "CONCURRENTLY" };
         client
             .batch_execute(&format!(
                 "ALTER TABLE {table} DETACH PARTITION {partition} {how}"
             ))
             .await?;
-        client
-            .batch_execute(&format!("DROP TABLE {partition}"))
-            .await?;
-    } else {
+    }
+    let tx = client.transaction().await?;
+    if !concurrently {
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
             .await?;
-        match tx
-            .batch_execute(&format!(
-                "ALTER TABLE {table} DETACH PARTITION {partition}; DROP TABLE {partition}"
-            ))
-            .await
-        {
-            Ok(()) => tx.commit().await?,
+        let detached = tx
+            .batch_execute(&format!("ALTER TABLE {table} DETACH PARTITION {partition}"))
+            .await;
+        match detached {
+            Ok(()) => {}
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-                tracing::warn!(partition, table, "retention could not lock the table to drop a partition: its rows go in batches");
+                tracing::warn!(
+                    partition,
+                    table,
+                    "retention could not lock the table to drop a partition: its rows go in batches"
+                );
                 return Ok(false);
             }
             Err(e) => return Err(e.into()),
         }
     }
+    let whole: bool = tx
+        .query_one(&rule.droppable_sql(partition), &[&cutoff])
+        .await?
+        .try_get(0)?;
+    if !whole {
+        if concurrently {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {table} ATTACH PARTITION {partition} {bound}"
+            ))
+            .await?;
+            tx.commit().await?;
+        }
+        tracing::warn!(
+            partition,
+            table,
+            "rows retention keeps came into a partition it was dropping: kept, its rows go in batches"
+        );
+        return Ok(false);
+    }
+    if let Some(kind) = kind {
+        changes::forget_partition(&*tx, kind, partition).await?;
+    }
+    tx.batch_execute(&format!("DROP TABLE {partition}")).await?;
+    tx.commit().await?;
     tracing::info!(
         partition,
         table,
