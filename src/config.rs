@@ -129,7 +129,7 @@ pub enum ConfigError {
     #[error("{0}")]
     BadOAuth(String),
     /// `ACCTSTREAM_RATE_LIMIT` is not `<n>/s` or `<n>/min`.
-    #[error("ACCTSTREAM_RATE_LIMIT must be <n>/s or <n>/min with n from 1 to 1000000, got {0:?}")]
+    #[error("ACCTSTREAM_RATE_LIMIT and ACCTSTREAM_RATE_LIMIT_PER_TENANT must be <n>/s or <n>/min with n from 1 to 1000000, got {0:?}")]
     BadRateLimit(String),
     /// A CORS origin is not `scheme://host[:port]`.
     #[error("ACCTSTREAM_CORS_ORIGINS: entry {0} is not an origin such as https://dashboard.example.com (scheme, host and optional port; no path), or `*`")]
@@ -198,6 +198,7 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 use crate::core::scope::{Grant, Scope};
+use crate::core::tenant::{is_tenant_name, TENANT_NAME_RULE};
 
 /// One configured static token: its digest, scope and label.
 #[derive(Clone)]
@@ -205,6 +206,8 @@ struct StaticToken {
     digest: [u8; 32],
     scope: Scope,
     label: String,
+    /// The organization it reads and writes (`token:read@acme`).
+    tenant: Option<String>,
 }
 
 /// The bearer tokens allowed to use the API, each with its [`Scope`] and a
@@ -235,8 +238,11 @@ fn is_label(text: &str) -> bool {
 }
 
 impl ApiTokens {
-    /// Parses a comma-separated list of `[name=]token[:scope]` entries:
-    /// `token` reads, `token:read+write` also ingests (see [`Scope::parse`]).
+    /// Parses a comma-separated list of `[name=]token[:scope[@tenant]]`
+    /// entries: `token` reads, `token:read+write` also ingests (see
+    /// [`Scope::parse`]), `token:read@acme` reads organization `acme`'s
+    /// records only (issue 28; the tenant follows the scope, so a token
+    /// may itself hold `@`).
     /// Empty entries are skipped; whitespace around entries is trimmed. An
     /// entry with inner whitespace, an empty token, a bad name or an unknown
     /// scope is rejected with an error naming the entry's 1-based position
@@ -265,18 +271,31 @@ impl ApiTokens {
                 }
                 None => (None, entry),
             };
-            let (token, scope) = match entry.rsplit_once(':') {
-                None => (entry, Scope::READ),
-                Some((token, scope)) => match Scope::parse(scope) {
-                    Some(scope) => (token, scope),
-                    None => {
-                        return Err(ConfigError::BadToken(format!(
-                            "entry {position} has an unknown scope: write `token` (read only), \
-                             or `token:read` joined by `+` with any of `write`, `identities` \
-                             and `audit` (e.g. `token:read+write`)"
-                        )))
+            let (token, scope, tenant) = match entry.rsplit_once(':') {
+                None => (entry, Scope::READ, None),
+                Some((token, scope)) => {
+                    let (scope, tenant) = match scope.split_once('@') {
+                        Some((scope, tenant)) if is_tenant_name(tenant) => (scope, Some(tenant)),
+                        Some(_) => {
+                            return Err(ConfigError::BadToken(format!(
+                                "entry {position} names an organization that is not \
+                                 {TENANT_NAME_RULE} (write `token:read@acme`)"
+                            )))
+                        }
+                        None => (scope, None),
+                    };
+                    match Scope::parse(scope) {
+                        Some(scope) => (token, scope, tenant),
+                        None => {
+                            return Err(ConfigError::BadToken(format!(
+                                "entry {position} has an unknown scope: write `token` (read only), \
+                                 or `token:read` joined by `+` with any of `write`, `identities`, \
+                                 `audit` and `tenants` (e.g. `token:read+write`), then \
+                                 optionally `@` and its organization"
+                            )))
+                        }
                     }
-                },
+                }
             };
             if token.is_empty() {
                 return Err(ConfigError::BadToken(format!(
@@ -284,8 +303,13 @@ impl ApiTokens {
                 )));
             }
             match name {
-                Some(name) => tokens.add_named(name, token, scope),
-                None => tokens.add_scoped(token, scope),
+                Some(name) => tokens.add_named(name, token, scope, tenant),
+                None => {
+                    tokens.add_scoped(token, scope);
+                    if let Some(added) = tokens.tokens.last_mut() {
+                        added.tenant = tenant.map(str::to_owned);
+                    }
+                }
             }
         }
         Ok(tokens)
@@ -315,16 +339,24 @@ impl ApiTokens {
             digest,
             scope,
             label,
+            tenant: None,
         });
     }
 
-    /// Allows one more token with the given scope and label.
-    pub fn add_named(&mut self, name: &str, token: &str, scope: Scope) {
+    /// Allows one more token with the given scope, label and organization.
+    pub fn add_named(&mut self, name: &str, token: &str, scope: Scope, tenant: Option<&str>) {
         self.tokens.push(StaticToken {
             digest: Sha256::digest(token.as_bytes()).into(),
             scope,
             label: name.to_owned(),
+            tenant: tenant.map(str::to_owned),
         });
+    }
+
+    /// True when some token names its organization: the deployment has
+    /// tenants.
+    pub fn names_tenants(&self) -> bool {
+        self.tokens.iter().any(|t| t.tenant.is_some())
     }
 
     /// True when no token is configured.
@@ -340,28 +372,31 @@ impl ApiTokens {
 
     /// The scope of `presented`, or `None` when it is not a configured token.
     pub fn scope_of(&self, presented: &str) -> Option<Scope> {
-        self.lookup(presented).map(|(scope, _)| scope)
+        self.lookup(presented).map(|(scope, _, _)| scope)
     }
 
-    /// The scope and label of `presented`, or `None` when it is not a
-    /// configured token. Every configured digest is compared, whatever
-    /// matches, in constant time; when a token is listed twice, the scopes
-    /// are joined and the last entry's label is used.
-    pub fn lookup(&self, presented: &str) -> Option<(Scope, &str)> {
+    /// The scope, label and organization of `presented`, or `None` when it
+    /// is not a configured token. Every configured digest is compared,
+    /// whatever matches, in constant time; when a token is listed twice,
+    /// the scopes are joined and the last entry's label and organization
+    /// are used.
+    pub fn lookup(&self, presented: &str) -> Option<(Scope, &str, Option<&str>)> {
         use subtle::ConditionallySelectable;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
-        let mut flags = [subtle::Choice::from(0); 3];
+        const GRANTS: [Grant; 4] = [
+            Grant::Write,
+            Grant::Identities,
+            Grant::Audit,
+            Grant::Tenants,
+        ];
+        let mut flags = [subtle::Choice::from(0); 4];
         let mut matched = 0u32;
         for (index, known) in self.tokens.iter().enumerate() {
             let matches = known.digest.ct_eq(&digest);
             found |= matches;
             let scope = known.scope;
-            for (flag, on) in flags.iter_mut().zip([
-                scope.has(Grant::Write),
-                scope.has(Grant::Identities),
-                scope.has(Grant::Audit),
-            ]) {
+            for (flag, on) in flags.iter_mut().zip(GRANTS.map(|g| scope.has(g))) {
                 *flag |= matches & subtle::Choice::from(u8::from(on));
             }
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -370,14 +405,15 @@ impl ApiTokens {
         if !bool::from(found) {
             return None;
         }
-        let label = self.tokens.get(matched as usize)?.label.as_str();
+        let token = self.tokens.get(matched as usize)?;
         Some((
-            [Grant::Write, Grant::Identities, Grant::Audit]
+            GRANTS
                 .into_iter()
                 .zip(flags)
                 .filter(|(_, on)| bool::from(*on))
                 .fold(Scope::READ, |scope, (grant, _)| scope.with(grant)),
-            label,
+            token.label.as_str(),
+            token.tenant.as_deref(),
         ))
     }
 }
@@ -611,14 +647,46 @@ mod tests {
     }
 
     #[test]
+    fn tokens_may_name_their_organization_after_their_scope() {
+        let tokens =
+            ApiTokens::parse("a=ta:read+write@acme, o=to:read+tenants, tx@y:read@globex.eu, plain")
+                .unwrap();
+        assert!(tokens.names_tenants());
+        let (scope, label, tenant) = tokens.lookup("ta").unwrap();
+        assert_eq!(
+            (scope, label, tenant),
+            (Scope::READ_WRITE, "a", Some("acme"))
+        );
+        let (scope, _, tenant) = tokens.lookup("to").unwrap();
+        assert!(scope.has(Grant::Tenants) && tenant.is_none());
+        // The token itself may hold `@`: the organization follows the scope.
+        assert_eq!(tokens.lookup("tx@y").unwrap().2, Some("globex.eu"));
+        assert_eq!(tokens.lookup("plain").unwrap().2, None);
+        assert!(!ApiTokens::parse("a:read,b:read+tenants")
+            .unwrap()
+            .names_tenants());
+        for bad in [
+            "t:read@",
+            "t:read@two words",
+            "t:read@a/b",
+            "t:@acme",
+            "t:read@acme@x",
+        ] {
+            let message = ApiTokens::parse(bad).unwrap_err().to_string();
+            assert!(message.contains("entry 1"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
     fn tokens_have_labels() {
         let tokens = ApiTokens::parse("billing=b1:read+audit, plain, e=tok=en:read").unwrap();
-        let (scope, label) = tokens.lookup("b1").unwrap();
+        let (scope, label, tenant) = tokens.lookup("b1").unwrap();
+        assert_eq!(tenant, None);
         assert_eq!(label, "billing");
         assert!(scope.has(Grant::Read) && scope.has(Grant::Audit) && !scope.has(Grant::Write));
         assert_eq!(scope.names(), "read+audit");
         // Unnamed: `token-` and the first 8 hex digits of its SHA-256.
-        let (_, label) = tokens.lookup("plain").unwrap();
+        let (_, label, _) = tokens.lookup("plain").unwrap();
         let digest = Sha256::digest(b"plain");
         assert_eq!(
             label,

@@ -320,9 +320,9 @@ pub(super) async fn run_demo(
     let mut tokens = ApiTokens::from_env()?;
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
     // The demo's operator is also its auditor.
-    tokens.add_named("demo-read", &token, Scope::READ.with(Grant::Audit));
+    tokens.add_named("demo-read", &token, Scope::READ.with(Grant::Audit), None);
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
-    tokens.add_named("demo-write", &write_token, Scope::READ_WRITE);
+    tokens.add_named("demo-write", &write_token, Scope::READ_WRITE, None);
     let public_url = args.public_url()?;
 
     let database = Database::open(common, true).await?;
@@ -368,6 +368,7 @@ pub(super) async fn run_demo(
                     audience: demo::issuer::AUDIENCE.to_owned(),
                     scopes: crate::core::jwt::ScopeMap::default(),
                     leeway: crate::core::jwt::DEFAULT_LEEWAY_SECONDS,
+                    tenant_claim: None,
                 },
                 http::jwks::KeySource::Discover,
             )

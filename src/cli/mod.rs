@@ -165,6 +165,10 @@ struct ServeArgs {
     /// limit). Answers carry RateLimit-* headers; beyond it, 429.
     #[arg(long, env = "ACCTSTREAM_RATE_LIMIT")]
     rate_limit: Option<String>,
+    /// Requests per organization (every client of it together) and window,
+    /// `<n>/s` or `<n>/min` (default: no limit); beyond it, 429.
+    #[arg(long, env = "ACCTSTREAM_RATE_LIMIT_PER_TENANT")]
+    rate_limit_per_tenant: Option<String>,
     /// Responses one client may have streaming at once (default: no limit);
     /// beyond it, 429.
     #[arg(long, env = "ACCTSTREAM_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..))]
@@ -207,6 +211,11 @@ struct OAuthArgs {
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "ACCTSTREAM_OAUTH_LEEWAY_SECONDS", default_value_t = crate::core::jwt::DEFAULT_LEEWAY_SECONDS, value_parser = clap::value_parser!(u64).range(0..=300))]
     oauth_leeway_seconds: u64,
+    /// The claim naming an access token's organization (issue 28), e.g.
+    /// `org_id`: the deployment then has tenants, and a token reads and
+    /// writes its organization's records only (unless it holds `tenants`).
+    #[arg(long, env = "ACCTSTREAM_OAUTH_TENANT_CLAIM")]
+    oauth_tenant_claim: Option<String>,
     /// The dashboard's `client_id` at the issuer (a public client with the
     /// authorization code flow and PKCE, redirect URI
     /// `<public URL>/dashboard/`); without it the dashboard takes an API
@@ -435,13 +444,21 @@ impl OAuthArgs {
                 || self.oauth_jwks_file.is_some()
                 || self.oauth_client_id.is_some()
                 || self.oauth_dashboard_scope.is_some()
+                || self.oauth_tenant_claim.is_some()
             {
                 return Err(bad(
-                    "ACCTSTREAM_OAUTH_AUDIENCE, ACCTSTREAM_OAUTH_CLIENT_ID, ACCTSTREAM_OAUTH_DASHBOARD_SCOPE and the JWKS settings need ACCTSTREAM_OAUTH_ISSUER",
+                    "ACCTSTREAM_OAUTH_AUDIENCE, ACCTSTREAM_OAUTH_CLIENT_ID, ACCTSTREAM_OAUTH_DASHBOARD_SCOPE, ACCTSTREAM_OAUTH_TENANT_CLAIM and the JWKS settings need ACCTSTREAM_OAUTH_ISSUER",
                 ));
             }
             return Ok(None);
         };
+        if let Some(claim) = &self.oauth_tenant_claim {
+            if claim.is_empty() || claim.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(bad(
+                    "ACCTSTREAM_OAUTH_TENANT_CLAIM must be a claim name without spaces",
+                ));
+            }
+        }
         let audience = self
             .oauth_audience
             .clone()
@@ -499,6 +516,7 @@ impl OAuthArgs {
                 audience,
                 scopes,
                 leeway: self.oauth_leeway_seconds,
+                tenant_claim: self.oauth_tenant_claim.clone(),
             },
             source,
         );
@@ -513,19 +531,19 @@ impl ServeArgs {
     /// The per-client limits these settings describe.
     fn limits(&self) -> Result<crate::core::limits::Limits, ConfigError> {
         use crate::core::limits::{Limits, Rate, RateLimiter, StreamLimiter};
-        let rate = match self
-            .rate_limit
+        let limiter = |setting: &Option<String>| match setting
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty())
         {
-            None => None,
-            Some(text) => Some(RateLimiter::new(
-                Rate::parse(text).ok_or_else(|| ConfigError::BadRateLimit(text.to_owned()))?,
-            )),
+            None => Ok(None),
+            Some(text) => Rate::parse(text)
+                .map(|rate| Some(RateLimiter::new(rate)))
+                .ok_or_else(|| ConfigError::BadRateLimit(text.to_owned())),
         };
         Ok(Limits {
-            rate,
+            rate: limiter(&self.rate_limit)?,
+            rate_per_tenant: limiter(&self.rate_limit_per_tenant)?,
             streams: self.streams_per_client.map(StreamLimiter::new),
         })
     }
@@ -556,6 +574,7 @@ mod tests {
     fn oauth_args(pairs: &[(&str, &str)]) -> OAuthArgs {
         let mut args = OAuthArgs {
             oauth_leeway_seconds: crate::core::jwt::DEFAULT_LEEWAY_SECONDS,
+            oauth_tenant_claim: None,
             ..OAuthArgs::default()
         };
         for (name, text) in pairs {

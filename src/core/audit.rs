@@ -39,6 +39,9 @@ pub struct AuditEntry {
     pub duration_ms: f64,
     /// The request id (`X-Request-Id`).
     pub request_id: String,
+    /// The organization of the token (issue 28): its readers of the audit
+    /// trail see the entry.
+    pub tenant: String,
 }
 
 /// How a parameter is kept in the audit trail.

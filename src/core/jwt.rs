@@ -116,6 +116,10 @@ pub struct Policy {
     pub scopes: ScopeMap,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     pub leeway: u64,
+    /// The claim naming the token's organization
+    /// (`ACCTSTREAM_OAUTH_TENANT_CLAIM`, e.g. `org_id`): when set, a token
+    /// without it (and without the `tenants` grant) is refused.
+    pub tenant_claim: Option<String>,
 }
 
 /// Why a token was refused. The texts go into the 401's
@@ -149,6 +153,9 @@ pub enum Rejection {
     /// A required claim is missing.
     #[error("the token has no {0} claim")]
     MissingClaim(&'static str),
+    /// The organization claim is missing, or is not a name of one.
+    #[error("the token names no organization (its tenant claim is missing, or not 1 to 64 of a-z, A-Z, 0-9, `.`, `_` and `-`)")]
+    NoTenant,
 }
 
 /// An accepted token: who it was issued to and what it may do.
@@ -158,6 +165,9 @@ pub struct Verified {
     pub client: String,
     /// The grants of its scopes.
     pub scope: Scope,
+    /// Its organization, when the policy has a tenant claim and the token
+    /// holds it.
+    pub tenant: Option<String>,
 }
 
 /// The parts of a JWT header we look at before verifying.
@@ -175,6 +185,9 @@ struct Claims {
     azp: Option<String>,
     scope: Option<String>,
     scp: Option<Scp>,
+    /// The others (the organization claim is configured).
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,9 +323,26 @@ pub fn verify(token: &str, key: &Jwk, policy: &Policy) -> Result<Verified, Rejec
         Some(Scp::Text(text)) => held.extend(text.split_whitespace().map(str::to_owned)),
         None => {}
     }
+    let scope = policy.scopes.grants(held.iter().map(String::as_str));
+    let tenant = match &policy.tenant_claim {
+        None => None,
+        Some(claim) => {
+            let named = match claims.rest.get(claim) {
+                Some(serde_json::Value::String(text)) => Some(text.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            match named {
+                Some(tenant) if crate::core::tenant::is_tenant_name(&tenant) => Some(tenant),
+                _ if scope.has(Grant::Tenants) => None,
+                _ => return Err(Rejection::NoTenant),
+            }
+        }
+    };
     Ok(Verified {
         client: client_label(&client),
-        scope: policy.scopes.grants(held.iter().map(String::as_str)),
+        scope,
+        tenant,
     })
 }
 
@@ -346,7 +376,41 @@ mod tests {
             audience: "acctstream".into(),
             scopes: ScopeMap::parse("read:acct.read,write:acct.write").unwrap(),
             leeway: 5,
+            tenant_claim: None,
         }
+    }
+
+    #[test]
+    fn the_tenant_claim_names_the_organization() {
+        let (key, jwk) = ed25519();
+        let p = Policy {
+            tenant_claim: Some("org_id".into()),
+            ..policy()
+        };
+        let with = |org: serde_json::Value, scope: &str| {
+            let mut c = good_claims();
+            c["org_id"] = org;
+            c["scope"] = json!(scope);
+            token(&key, c)
+        };
+        let acme = verify(&with(json!("acme"), "acct.read"), &jwk, &p).unwrap();
+        assert_eq!(acme.tenant.as_deref(), Some("acme"));
+        let numbered = verify(&with(json!(42), "acct.read"), &jwk, &p).unwrap();
+        assert_eq!(numbered.tenant.as_deref(), Some("42"));
+        // Without the claim, or with one that names nothing: refused,
+        // unless the token reads every organization.
+        for bad in [json!(null), json!(""), json!("a b"), json!(["acme"])] {
+            assert_eq!(
+                verify(&with(bad.clone(), "acct.read"), &jwk, &p),
+                Err(Rejection::NoTenant),
+                "{bad}"
+            );
+        }
+        let operator = verify(&with(json!(null), "acct.read tenants"), &jwk, &p).unwrap();
+        assert!(operator.scope.has(Grant::Tenants) && operator.tenant.is_none());
+        // Without a configured claim, the claim is not read.
+        let plain = verify(&with(json!("acme"), "acct.read"), &jwk, &policy()).unwrap();
+        assert_eq!(plain.tenant, None);
     }
 
     fn now() -> i64 {

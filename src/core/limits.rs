@@ -169,6 +169,10 @@ impl Drop for StreamPermit {
 pub struct Limits {
     /// `ACCTSTREAM_RATE_LIMIT`.
     pub rate: Option<RateLimiter>,
+    /// `ACCTSTREAM_RATE_LIMIT_PER_TENANT`: the requests of every client of
+    /// one organization together (issue 28), so that one organization
+    /// cannot starve another.
+    pub rate_per_tenant: Option<RateLimiter>,
     /// `ACCTSTREAM_STREAMS_PER_CLIENT`.
     pub streams: Option<StreamLimiter>,
 }

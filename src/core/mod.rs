@@ -19,5 +19,6 @@ pub mod pseudonym;
 pub mod retention;
 pub mod scope;
 pub mod summary;
+pub mod tenant;
 pub mod window;
 pub mod zone;

@@ -16,11 +16,20 @@ pub enum Grant {
     Identities,
     /// Read the access audit trail.
     Audit,
+    /// Read every organization's records (issue 28); without it, a token
+    /// of a deployment with tenants reads its own organization's only.
+    Tenants,
 }
 
 impl Grant {
     /// Every grant.
-    pub const ALL: [Grant; 4] = [Grant::Read, Grant::Write, Grant::Identities, Grant::Audit];
+    pub const ALL: [Grant; 5] = [
+        Grant::Read,
+        Grant::Write,
+        Grant::Identities,
+        Grant::Audit,
+        Grant::Tenants,
+    ];
 
     /// Its name in `ACCTSTREAM_OAUTH_SCOPES` and in static token scopes.
     pub fn name(self) -> &'static str {
@@ -29,6 +38,7 @@ impl Grant {
             Grant::Write => "write",
             Grant::Identities => "identities",
             Grant::Audit => "audit",
+            Grant::Tenants => "tenants",
         }
     }
 
@@ -109,9 +119,9 @@ mod tests {
     fn scopes_parse_and_name_their_grants() {
         assert_eq!(Scope::parse("read"), Some(Scope::READ));
         assert_eq!(Scope::parse("read+write"), Some(Scope::READ_WRITE));
-        let all = Scope::parse("audit+read+identities+write").unwrap();
+        let all = Scope::parse("audit+read+tenants+identities+write").unwrap();
         assert!(Grant::ALL.iter().all(|g| all.has(*g)));
-        assert_eq!(all.names(), "read+write+identities+audit");
+        assert_eq!(all.names(), "read+write+identities+audit+tenants");
         // Read is required, each grant once, no unknown names.
         for bad in ["write", "read+read", "read+admin", "", "read+"] {
             assert_eq!(Scope::parse(bad), None, "{bad}");

@@ -162,10 +162,11 @@ pub async fn insert(pool: &Pool, entries: &[AuditEntry]) -> Result<(), crate::db
     let statement = client
         .prepare_cached(
             "INSERT INTO access_audit (at, client, scopes, method, route, parameters, \
-             representation, status, rows_sent, bytes_sent, completed, duration_ms, request_id) \
+             representation, status, rows_sent, bytes_sent, completed, duration_ms, request_id, \
+             tenant) \
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
              $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::bigint[], \
-             $11::bool[], $12::float8[], $13::text[])",
+             $11::bool[], $12::float8[], $13::text[], $14::text[])",
         )
         .await?;
     let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at).collect();
@@ -202,6 +203,7 @@ pub async fn insert(pool: &Pool, entries: &[AuditEntry]) -> Result<(), crate::db
                 &completed,
                 &duration,
                 &text(|e| &e.request_id),
+                &text(|e| &e.tenant),
             ],
         )
         .await?;

@@ -57,6 +57,7 @@ use crate::core::{
         Value,
     },
     pseudonym::Pseudonymiser,
+    tenant::{is_tenant_name, DEFAULT_TENANT},
 };
 use crate::db::directory::Entries;
 
@@ -84,10 +85,27 @@ struct Statements {
     /// Some records had IDs and the body was not in time order: the first
     /// occurrence of each ID in the body is picked explicitly.
     insert_dedup: String,
+    /// Sets the organization of the transaction's records, when it is not
+    /// the default one.
+    tenant: Option<String>,
 }
 
 impl Statements {
-    fn new(schema: &IngestSchema) -> Statements {
+    /// Begins the transaction of a request's records.
+    async fn begin<'c>(
+        &self,
+        client: &'c mut Client,
+    ) -> Result<deadpool_postgres::Transaction<'c>, tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        if let Some(tenant) = &self.tenant {
+            tx.batch_execute(tenant).await?;
+        }
+        Ok(tx)
+    }
+}
+
+impl Statements {
+    fn new(schema: &IngestSchema, tenant: &str) -> Statements {
         let table = schema.table;
         let staging = format!("acctstream_ingest_{table}");
         let columns: Vec<&str> = schema.fields.iter().map(|f| f.column).collect();
@@ -98,8 +116,18 @@ impl Statements {
             .map(|f| format!("{} {}", f.column, f.sql.name()))
             .collect();
         let time = schema.fields[schema.time()].column;
-        let event_id = schema.fields[schema.event_id()].column;
+        let id = schema.fields[schema.event_id()].column;
+        let event_id = schema.event_id_target();
+        // The records' organization, by the tenant column's default (a
+        // checked name: letters, digits, `.`, `_`, `-`).
+        let tenant = match schema.tenant {
+            Some(_) if tenant != DEFAULT_TENANT && is_tenant_name(tenant) => {
+                Some(format!("SET LOCAL acctstream.tenant = '{tenant}'"))
+            }
+            _ => None,
+        };
         Statements {
+            tenant,
             prepare: format!(
                 "SET LOCAL client_min_messages = warning; \
                  SET LOCAL work_mem = '64MB'; \
@@ -118,10 +146,10 @@ impl Statements {
             ),
             insert_dedup: format!(
                 "INSERT INTO {table} ({columns}) SELECT {columns} FROM ( \
-                     SELECT *, row_number() OVER (PARTITION BY {event_id} ORDER BY seq) AS nth \
+                     SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY seq) AS nth \
                      FROM {staging} \
                  ) AS staged \
-                 WHERE {event_id} IS NULL OR nth = 1 \
+                 WHERE {id} IS NULL OR nth = 1 \
                  ORDER BY {time}, seq \
                  ON CONFLICT ({event_id}) DO NOTHING"
             ),
@@ -343,7 +371,7 @@ impl CopyWriter {
         schema: &'static IngestSchema,
     ) -> Result<CopyWriter, tokio_postgres::Error> {
         let sink = client
-            .copy_in::<_, Bytes>(&Statements::new(schema).direct_copy)
+            .copy_in::<_, Bytes>(&Statements::new(schema, DEFAULT_TENANT).direct_copy)
             .await?;
         Ok(CopyWriter {
             sink: Box::pin(sink),
@@ -415,12 +443,13 @@ pub async fn ingest<S, E>(
     schema: &'static IngestSchema,
     pseudonymiser: &Pseudonymiser,
     format: IngestFormat,
+    tenant: &str,
     body: &mut S,
 ) -> Result<IngestSummary, IngestFailure<E>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let statements = Statements::new(schema);
+    let statements = Statements::new(schema, tenant);
     let identities = || {
         schema.record_identities.then(|| Identities {
             pseudonymiser,
@@ -532,7 +561,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     let schema = parser.schema();
-    let tx = client.transaction().await?;
+    let tx = statements.begin(client).await?;
     let copied = {
         let sink = tx.copy_in::<_, Bytes>(&statements.direct_copy).await?;
         let mut sink = std::pin::pin!(sink);
@@ -658,7 +687,7 @@ where
     S: Stream<Item = Result<Bytes, IngestError<E>>> + Unpin,
 {
     let started = Instant::now();
-    let tx = client.transaction().await?;
+    let tx = statements.begin(client).await?;
     tx.batch_execute(&statements.prepare).await?;
     let sink = tx.copy_in::<_, Bytes>(&statements.staging_copy).await?;
     let mut sink = std::pin::pin!(sink);
@@ -787,7 +816,7 @@ mod tests {
         expected.extend_from_slice(&(-1i32).to_be_bytes());
         assert_eq!(tuple, &expected[..]);
         assert!(!encoder.with_ids);
-        let statements = Statements::new(A);
+        let statements = Statements::new(A, DEFAULT_TENANT);
         assert_eq!(encoder.insert_sql(&statements), statements.insert);
         assert_eq!(
             statements.direct_copy,
@@ -834,7 +863,7 @@ mod tests {
 
     #[test]
     fn the_insert_fits_the_body() {
-        let statements = Statements::new(A);
+        let statements = Statements::new(A, DEFAULT_TENANT);
         let mut encoder = CopyEncoder::staging(A);
         encoder.push(1, &record("2021-04-10T00:00:01Z", None, "u"));
         encoder.push(2, &record("2021-04-10T00:00:01Z", Some("a"), "u"));

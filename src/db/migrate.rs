@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_change_feed.sql",
         sql: include_str!("../../sql/0012_change_feed.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_tenants.sql",
+        sql: include_str!("../../sql/0013_tenants.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

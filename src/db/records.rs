@@ -425,6 +425,14 @@ pub(crate) async fn filter_params(
             }
         });
     }
+    if kind.tenant.is_some() {
+        if !selection.tenants.is_empty() {
+            params.push(Param::Texts(selection.tenants.clone()));
+        }
+        if let Some(tenant) = &selection.tenant {
+            params.push(Param::Text(Some(tenant.to_string())));
+        }
+    }
     Ok(params)
 }
 

@@ -277,7 +277,13 @@ pub async fn purge(
                 }
             }
         }
-        for partition in droppable(&**pool.get().await?, rule, cutoff).await? {
+        // Listed on a connection given back before the drops (each takes
+        // its own: the pool of `acctstream purge` has one).
+        let partitions = {
+            let client = pool.get().await?;
+            droppable(&**client, rule, cutoff).await?
+        };
+        for partition in partitions {
             if cancel.is_cancelled() {
                 break;
             }

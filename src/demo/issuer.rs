@@ -597,6 +597,7 @@ mod tests {
             audience: AUDIENCE.into(),
             scopes: Default::default(),
             leeway: 0,
+            tenant_claim: None,
         };
         let verified = crate::core::jwt::verify(&token, key, &policy).unwrap();
         assert_eq!(verified.client, "me");

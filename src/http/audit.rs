@@ -157,6 +157,10 @@ pub fn pending<B>(
             completed: false,
             duration_ms: 0.0,
             request_id: request_id.to_owned(),
+            tenant: principal
+                .tenant
+                .filter(|_| state.has_tenants())
+                .unwrap_or_else(|| crate::core::tenant::DEFAULT_TENANT.to_owned()),
         },
     })
 }

@@ -35,6 +35,7 @@ use crate::core::{
     jwt::Rejection,
     limits::{Decision, StreamPermit},
     scope::{Grant, Scope},
+    tenant::Tenancy,
 };
 
 /// An authenticated caller.
@@ -47,6 +48,9 @@ pub struct Principal {
     /// For an OAuth2 access token: the verifier, whose scope names a 403
     /// gives.
     pub oauth: Option<Arc<OAuth>>,
+    /// The organization its token names (`token:read@acme`, or the
+    /// access token's tenant claim).
+    pub tenant: Option<String>,
 }
 
 impl Principal {
@@ -109,14 +113,64 @@ pub fn principal(req: &HttpRequest) -> Option<Principal> {
 /// Accepts a caller holding `grant`, and says what else it may do (see
 /// raw identities, …). A missing or unknown token is a 401; a valid one
 /// without the grant a 403 naming the scope it lacks.
+///
+/// For a route that does not keep organizations apart (issue 28): in a
+/// deployment with tenants, a caller that reads one organization only is
+/// refused (403) rather than shown another's records. A route that keeps
+/// them apart asks [`require_in_tenant`] instead.
 pub fn require(req: &HttpRequest, grant: Grant) -> Result<Scope, ApiError> {
+    let (scope, tenancy) = require_in_tenant(req, grant)?;
+    if let Tenancy::One(_) = tenancy {
+        return Err(not_per_tenant());
+    }
+    Ok(scope)
+}
+
+/// The 403 of a route that does not keep organizations apart, to a caller
+/// of one organization.
+pub fn not_per_tenant() -> ApiError {
+    ApiError::Forbidden(
+        "This route does not keep organizations apart yet: it needs a token with the tenants \
+         grant (an organization's own records are served by the windows, change feeds and \
+         ingest of the kinds that keep organizations apart: see docs/tenants.md)."
+            .to_owned(),
+    )
+}
+
+/// [`require_in_tenant`] for the routes of `kind`: a caller of one
+/// organization is refused (403) when the kind does not keep
+/// organizations apart.
+pub fn require_for_kind(
+    req: &HttpRequest,
+    kind: &crate::core::kind::Kind,
+    grant: Grant,
+) -> Result<(Scope, Tenancy), ApiError> {
+    let (scope, tenancy) = require_in_tenant(req, grant)?;
+    if tenancy.only().is_some() && kind.tenant.is_none() {
+        return Err(not_per_tenant());
+    }
+    Ok((scope, tenancy))
+}
+
+/// [`require`] for a route that keeps organizations apart: the caller's
+/// grants, and whose records it reads and writes.
+pub fn require_in_tenant(req: &HttpRequest, grant: Grant) -> Result<(Scope, Tenancy), ApiError> {
     let outcome = outcome(req);
     let principal = outcome.principal()?;
-    if principal.scope.has(grant) {
-        Ok(principal.scope)
-    } else {
-        Err(principal.lacks(grant))
+    if !principal.scope.has(grant) {
+        return Err(principal.lacks(grant));
     }
+    let multi = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.has_tenants());
+    Ok((
+        principal.scope,
+        Tenancy::of(
+            multi,
+            principal.scope.has(Grant::Tenants),
+            principal.tenant.as_deref(),
+        ),
+    ))
 }
 
 /// The middleware's finding, or a static-token check when it did not run.
@@ -150,10 +204,11 @@ fn static_token(headers: &HeaderMap, state: &AppState) -> Authenticated {
         Err(outcome) => return outcome,
     };
     match state.tokens.lookup(token) {
-        Some((scope, label)) => Authenticated::Yes(Principal {
+        Some((scope, label, tenant)) => Authenticated::Yes(Principal {
             client: label.to_owned(),
             scope,
             oauth: None,
+            tenant: tenant.map(str::to_owned),
         }),
         None => Authenticated::Unknown,
     }
@@ -177,6 +232,7 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Authenticated {
             client: verified.client,
             scope: verified.scope,
             oauth: Some(Arc::clone(oauth)),
+            tenant: verified.tenant,
         }),
         Err(TokenError::Rejected(why)) => Authenticated::Rejected(why),
         Err(TokenError::KeysUnavailable) => Authenticated::KeysUnavailable,
@@ -211,34 +267,57 @@ pub async fn middleware(
         Authenticated::Yes(principal) => Some(principal.limit_key()),
         _ => None,
     };
+    // The organization every request of the caller counts against.
+    let tenant = match &outcome {
+        Authenticated::Yes(principal) => principal
+            .tenant
+            .clone()
+            .filter(|_| state.has_tenants())
+            .unwrap_or_else(|| crate::core::tenant::DEFAULT_TENANT.to_owned()),
+        _ => String::new(),
+    };
     req.extensions_mut().insert(outcome);
     let Some(key) = key else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let limits = &state.options.limits;
-    let decision = limits
-        .rate
-        .as_ref()
-        .map(|rate| rate.check(&key, Instant::now()));
-    let refuse = |req: ServiceRequest, error: ApiError| {
+    let now = Instant::now();
+    let refuse = |req: ServiceRequest, error: ApiError, decision: Option<&Decision>| {
         let mut response = error.error_response();
-        if let Some(decision) = &decision {
+        if let Some(decision) = decision {
             rate_headers(response.headers_mut(), decision);
         }
         Ok(req.into_response(response))
     };
-    if let Some(decision) = decision.filter(|d| !d.allowed) {
+    let too_many = |decision: &Decision, who: &str| ApiError::TooManyRequests {
+        retry_after: decision.reset_seconds,
+        what: format!(
+            "This {who} has made its {} requests of this window; try again in {} s.",
+            decision.limit, decision.reset_seconds
+        ),
+    };
+    let client = limits.rate.as_ref().map(|rate| rate.check(&key, now));
+    if let Some(refused) = client.filter(|d| !d.allowed) {
+        return refuse(req, too_many(&refused, "client"), Some(&refused));
+    }
+    // Then its organization's, counted only for requests its own limit let
+    // through; the headers tell the nearer of the two limits.
+    let organization = limits
+        .rate_per_tenant
+        .as_ref()
+        .map(|rate| rate.check(&tenant, now));
+    if let Some(refused) = organization.filter(|d| !d.allowed) {
         return refuse(
             req,
-            ApiError::TooManyRequests {
-                retry_after: decision.reset_seconds,
-                what: format!(
-                    "This client has made its {} requests of this window; try again in {} s.",
-                    decision.limit, decision.reset_seconds
-                ),
-            },
+            too_many(&refused, "client's organization"),
+            Some(&refused),
         );
     }
+    let decision = match (client, organization) {
+        (Some(client), Some(org)) if org.remaining < client.remaining => Some(org),
+        (None, org) => org,
+        (client, _) => client,
+    };
     let permit = match &limits.streams {
         None => None,
         Some(streams) => match streams.acquire(&key) {
@@ -253,6 +332,7 @@ pub async fn middleware(
                         streams.max()
                     ),
                     },
+                    decision.as_ref(),
                 )
             }
         },

@@ -9,7 +9,7 @@ use actix_web::{
 };
 
 use super::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     listing::{
         base_url, head_only, identity_policy, lookup_ready, negotiate_format, ok, streamed,
@@ -66,7 +66,7 @@ async fn page(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, kind.grant)?;
+    let (scope, tenancy) = require_for_kind(&req, kind, kind.grant)?;
     let query = ListingQuery::parse(req.query_string())?;
     let events = super::events::wanted(&req, query.format.as_deref());
     // An event stream's records are NDJSON lines, each an event's data.
@@ -92,7 +92,8 @@ async fn page(
             Cursor::decode(kind, text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
         ),
     };
-    let selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    selection.restrict(&tenancy)?;
     let zone = super::listing::zone_of(&query)?;
     if !state.options.changes.check(&state.pool, kind).await? {
         return Err(not_tracked(kind));

@@ -9,7 +9,7 @@ use actix_web::{
 };
 
 use super::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     listing::{base_url, head_only, lookup_ready, negotiate_format, ok, window_of},
     paging::link_header,
@@ -57,13 +57,14 @@ async fn counts(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, kind.grant)?;
+    let (scope, tenancy) = require_for_kind(&req, kind, kind.grant)?;
     let base = path(kind);
     let (window, query) = window_of(&req, state.public_url.as_deref(), &base)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let (start, end) = window.bounds();
     let counts = Counts::parse(kind, &query.pairs, end - start)?;
-    let selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    selection.restrict(&tenancy)?;
     let mut link_query = counts.link_query(kind);
     let filters = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     if !filters.is_empty() {

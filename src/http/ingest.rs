@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    auth::require,
+    auth::require_in_tenant,
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
     resource::{not_allowed, options, POST_ALLOW},
@@ -76,13 +76,23 @@ async fn ingest(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&req, Grant::Write)?;
+    let (_, tenancy) = require_in_tenant(&req, Grant::Write)?;
+    if tenancy.only().is_some() && schema.tenant.is_none() {
+        return Err(super::auth::not_per_tenant());
+    }
     let format = body_format(req.headers())?;
     let limit = state.options.ingest.max_body_bytes;
     let mut body = LimitedBody::new(&req, payload, limit)?;
     let started = Instant::now();
     let metrics = &state.options.metrics;
-    let stored = db_ingest::ingest(&state.pool, schema, &state.pseudonymiser, format, &mut body);
+    let stored = db_ingest::ingest(
+        &state.pool,
+        schema,
+        &state.pseudonymiser,
+        format,
+        tenancy.writes_to(),
+        &mut body,
+    );
     match stored.await {
         Ok(summary) => {
             metrics.ingest_accepted(summary.received);

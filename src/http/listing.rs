@@ -13,7 +13,7 @@ use actix_web::{
 use chrono::Utc;
 
 use super::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     paging::link_header,
     resource::{get_or_head, get_resource},
@@ -152,10 +152,11 @@ async fn window(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, kind.grant)?;
+    let (scope, tenancy) = require_for_kind(&req, kind, kind.grant)?;
     let (window, query) = window_of(&req, state.public_url.as_deref(), kind.path)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
+    selection.restrict(&tenancy)?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(
@@ -170,7 +171,7 @@ async fn window(
     );
     let mut link = link_header(&links);
     let feed = feed_state(&state, kind, &window).await?;
-    if let Some((changes, etag)) = &feed {
+    if let Some((changes, made_of)) = &feed {
         let mut url = format!(
             "{}{}?after={changes}",
             base_url(&req, state.public_url.as_deref()),
@@ -186,30 +187,36 @@ async fn window(
         ))
         .unwrap_or(link);
         // One tag per representation: the window, its filters and format
-        // (all in the self link), who sees identities, the coding.
-        let etag = format!(
-            "\"{}\"",
-            crate::core::kind::feed::tag(&[
-                links.self_link.as_bytes(),
-                format.as_str().as_bytes(),
-                if scope.has(Grant::Identities) {
-                    b"identities"
-                } else {
-                    b"pseudonyms"
-                },
-                accepted_coding(&req).unwrap_or("identity").as_bytes(),
-                etag.as_bytes(),
-            ])
-        );
-        if none_match(&req, &etag) {
-            let mut not_modified = HttpResponse::NotModified();
-            not_modified
-                .insert_header((header::ETAG, etag))
-                .insert_header((header::LINK, link))
-                .insert_header((header::VARY, "Accept, Accept-Encoding"));
-            return Ok(not_modified.finish());
+        // (all in the self link), who sees identities, the coding. None
+        // for a caller of one organization: what the tag is made of
+        // changes with every organization's records (issue 28).
+        let etag = tenancy.only().is_none().then(|| {
+            format!(
+                "\"{}\"",
+                crate::core::kind::feed::tag(&[
+                    links.self_link.as_bytes(),
+                    format.as_str().as_bytes(),
+                    if scope.has(Grant::Identities) {
+                        b"identities"
+                    } else {
+                        b"pseudonyms"
+                    },
+                    accepted_coding(&req).unwrap_or("identity").as_bytes(),
+                    made_of.as_bytes(),
+                ])
+            )
+        });
+        if let Some(etag) = etag {
+            if none_match(&req, &etag) {
+                let mut not_modified = HttpResponse::NotModified();
+                not_modified
+                    .insert_header((header::ETAG, etag))
+                    .insert_header((header::LINK, link))
+                    .insert_header((header::VARY, "Accept, Accept-Encoding"));
+                return Ok(not_modified.finish());
+            }
+            response.insert_header((header::ETAG, etag));
         }
-        response.insert_header((header::ETAG, etag));
     }
     response.insert_header((header::LINK, link));
     if req.method() == Method::HEAD {

@@ -26,6 +26,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// True when the deployment has tenants (issue 28): a static token
+    /// names its organization, or access tokens carry one.
+    pub fn has_tenants(&self) -> bool {
+        self.tokens.names_tenants()
+            || self
+                .options
+                .oauth
+                .as_ref()
+                .is_some_and(|oauth| oauth.policy().tenant_claim.is_some())
+    }
+
     /// The pool a read that may lag (by at most
     /// `ACCTSTREAM_MAX_REPLICA_LAG`) takes its connection from: a usable
     /// replica's, else the primary's.

@@ -675,6 +675,7 @@ async fn server_sent_events_push_each_commit_and_resume_after_the_last_id() {
     options.http.audit = Some(sink);
     options.http.limits = Arc::new(acctstream::core::limits::Limits {
         rate: None,
+        rate_per_tenant: None,
         streams: Some(acctstream::core::limits::StreamLimiter::new(1)),
     });
     let app = crate::helpers::spawn_app_with(options).await;

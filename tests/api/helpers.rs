@@ -115,6 +115,9 @@ pub struct AppOptions {
     /// Run the background jobs as `serve` does (the audit writer,
     /// retention, the rollups; quickly, for tests).
     pub jobs: bool,
+    /// Static tokens beside the test's own (`ACCTSTREAM_API_TOKENS`
+    /// entries, e.g. of organizations).
+    pub more_tokens: &'static str,
 }
 
 impl Default for AppOptions {
@@ -129,6 +132,7 @@ impl Default for AppOptions {
             workers: 1,
             jobs: false,
             read_database: None,
+            more_tokens: "",
         }
     }
 }
@@ -237,7 +241,8 @@ pub async fn spawn_app_on(
         workers: Some(options.workers),
         pseudonymiser: pseudonymiser.clone(),
         tokens: ApiTokens::parse(&format!(
-            "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities,auditor={AUDIT_TOKEN}:read+audit"
+            "{TOKEN},{WRITE_TOKEN}:read+write,{IDENTITIES_TOKEN}:read+identities,auditor={AUDIT_TOKEN}:read+audit,{}",
+            options.more_tokens
         ))
         .expect("tokens"),
         public_url: options.public_url,

@@ -26,5 +26,6 @@ mod sessions;
 mod shutdown;
 mod streaming;
 mod telemetry;
+mod tenants;
 mod tls;
 mod zones;

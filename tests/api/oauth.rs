@@ -147,6 +147,7 @@ fn oauth(url: &str, scopes: &str) -> Arc<OAuth> {
             audience: AUDIENCE.into(),
             scopes: ScopeMap::parse(scopes).unwrap(),
             leeway: 5,
+            tenant_claim: None,
         },
         KeySource::Url(url.into()),
     ))
@@ -297,6 +298,7 @@ async fn rsa_keys_and_a_jwks_file() {
             audience: AUDIENCE.into(),
             scopes: ScopeMap::default(),
             leeway: 5,
+            tenant_claim: None,
         },
         KeySource::File(file),
     ));
@@ -446,6 +448,7 @@ async fn rate_limits_answer_429_with_headers_per_client() {
     let jwks = jwks_server(vec![key.jwk.clone()]).await;
     let limits = Limits {
         rate: Some(RateLimiter::new(Rate::parse("3/min").unwrap())),
+        rate_per_tenant: None,
         streams: None,
     };
     let app = app_with(oauth(&jwks.url, ""), limits).await;
@@ -502,6 +505,7 @@ async fn a_client_at_its_stream_limit_gets_429_and_others_stream_on() {
     let mut options = AppOptions::default();
     options.http.limits = Arc::new(Limits {
         rate: None,
+        rate_per_tenant: None,
         streams: Some(StreamLimiter::new(1)),
     });
     let app = spawn_app_with(options).await;
@@ -550,6 +554,7 @@ pub fn signing_in_at(issuer: String, client: &str) -> Arc<OAuth> {
                 audience: acctstream::demo::issuer::AUDIENCE.into(),
                 scopes: ScopeMap::default(),
                 leeway: 5,
+                tenant_claim: None,
             },
             KeySource::Discover,
         )

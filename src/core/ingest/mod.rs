@@ -219,6 +219,10 @@ pub struct IngestSchema {
     /// Record the pseudonyms of identity fields in the identity directory
     /// (so listings can be narrowed by them).
     pub record_identities: bool,
+    /// The column holding each record's organization (issue 28), filled by
+    /// its default from the writing transaction's `acctstream.tenant`:
+    /// `eventId`s are then unique per organization.
+    pub tenant: Option<&'static str>,
     time: usize,
     event_id: usize,
 }
@@ -255,8 +259,27 @@ impl IngestSchema {
             table,
             fields,
             record_identities: false,
+            tenant: None,
             time,
             event_id,
+        }
+    }
+
+    /// The same schema, its records' organization in `column`.
+    pub const fn with_tenant(self, column: &'static str) -> IngestSchema {
+        IngestSchema {
+            tenant: Some(column),
+            ..self
+        }
+    }
+
+    /// The columns an `eventId` is unique among: `event_id`, or the
+    /// organization and `event_id` (`ON CONFLICT`'s target).
+    pub fn event_id_target(&self) -> String {
+        let event_id = self.fields[self.event_id].column;
+        match self.tenant {
+            Some(tenant) => format!("{tenant}, {event_id}"),
+            None => event_id.to_owned(),
         }
     }
 
@@ -280,10 +303,14 @@ impl IngestSchema {
     }
 
     /// The unique constraint on the `eventId` column: PostgreSQL's default
-    /// name for `UNIQUE (<column>)` on the table, as every kind's migration
-    /// declares it.
+    /// name for `UNIQUE (<column>)` (or `UNIQUE (<tenant>, <column>)`) on
+    /// the table, as every kind's migration declares it.
     pub fn event_id_constraint(&self) -> String {
-        format!("{}_{}_key", self.table, self.fields[self.event_id].column)
+        format!(
+            "{}_{}_key",
+            self.table,
+            self.event_id_target().replace(", ", "_")
+        )
     }
 
     /// The index of the field called exactly `name`.
@@ -838,6 +865,10 @@ mod tests {
         static S: IngestSchema = IngestSchema::new("thing", &FIELDS);
         assert_eq!((S.time(), S.event_id()), (2, 0));
         assert_eq!(S.event_id_constraint(), "thing_id_key");
+        assert_eq!(S.event_id_target(), "id");
+        static T: IngestSchema = IngestSchema::new("thing", &FIELDS).with_tenant("tenant");
+        assert_eq!(T.event_id_constraint(), "thing_tenant_id_key");
+        assert_eq!(T.event_id_target(), "tenant, id");
         assert!(!S.record_identities);
         assert!(
             IngestSchema::new("thing", &FIELDS)

@@ -337,7 +337,7 @@ impl FeedPage {
         // sort), or when there are fewer, the last one below the horizon
         // (read backwards from it). The first branch that finds a row ends
         // the search.
-        let (first, probe) = if self.selection.filters.is_empty() {
+        let (first, probe) = if self.selection.is_unfiltered() {
             (
                 format!(
                     "LEFT JOIN LATERAL (SELECT {xid} AS xid, {id} AS id FROM {source} \

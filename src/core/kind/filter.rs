@@ -7,6 +7,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{Column, ColumnType, Filter, FilterType, Kind};
 use crate::core::identity::is_pseudonym;
+use crate::core::tenant::{is_tenant_name, Tenancy, TENANT_NAME_RULE};
+
+/// The query parameter narrowing a kind that keeps organizations apart to
+/// some of them.
+pub const TENANT_PARAM: &str = "tenant";
 
 /// The most values one filter parameter may have.
 pub const MAX_FILTER_VALUES: usize = 100;
@@ -27,9 +32,32 @@ pub enum FilterValue {
 pub struct Selection {
     /// `(index into Kind::filters, values)`, only filters that were given.
     pub filters: Vec<(usize, Vec<FilterValue>)>,
+    /// The organizations `tenant=` asked for (issue 28; in links).
+    pub tenants: Vec<String>,
+    /// The one organization the caller may read ([`Selection::restrict`];
+    /// not in links: its token says it).
+    pub tenant: Option<std::sync::Arc<str>>,
 }
 
 impl Selection {
+    /// True when nothing narrows the records: no filter, no organization.
+    pub fn is_unfiltered(&self) -> bool {
+        self.filters.is_empty() && self.tenants.is_empty() && self.tenant.is_none()
+    }
+
+    /// Narrows the selection to what a caller of `tenancy` may read: one
+    /// organization's records only, when it reads one (asking for another
+    /// one is a 403).
+    pub fn restrict(&mut self, tenancy: &Tenancy) -> Result<(), FilterError> {
+        if let Tenancy::One(own) = tenancy {
+            if self.tenants.iter().any(|t| **t != **own) {
+                return Err(FilterError::OtherTenant);
+            }
+            self.tenant = Some(own.clone());
+        }
+        Ok(())
+    }
+
     /// True when some value is a pseudonym (resolved through the identity
     /// directory).
     pub fn has_pseudonyms(&self) -> bool {
@@ -66,6 +94,12 @@ pub enum FilterError {
         /// The parameter.
         param: &'static str,
     },
+    /// Not the name of an organization.
+    #[error("Invalid value for filter `tenant`: {TENANT_NAME_RULE}.")]
+    Tenant,
+    /// An organization the token may not read.
+    #[error("This token reads its own organization's records only: leave out `tenant`, or name its own.")]
+    OtherTenant,
     /// A raw identity given by a token without the `identities` scope.
     #[error("Filter `{param}` takes a pseudonym (64 lowercase hex digits); raw values need a token with the identities scope.")]
     RawIdentity {
@@ -77,7 +111,10 @@ pub enum FilterError {
 impl FilterError {
     /// True when the request was well-formed but the token may not make it (403).
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, FilterError::RawIdentity { .. })
+        matches!(
+            self,
+            FilterError::RawIdentity { .. } | FilterError::OtherTenant
+        )
     }
 }
 
@@ -123,6 +160,19 @@ impl Kind {
                 selection.filters.push((index, values));
             }
         }
+        if self.tenant.is_some() {
+            for (_, value) in pairs.iter().filter(|(k, _)| k == TENANT_PARAM) {
+                if selection.tenants.len() == MAX_FILTER_VALUES {
+                    return Err(FilterError::TooMany {
+                        param: TENANT_PARAM,
+                    });
+                }
+                if !is_tenant_name(value) {
+                    return Err(FilterError::Tenant);
+                }
+                selection.tenants.push(value.clone());
+            }
+        }
         Ok(selection)
     }
 
@@ -148,6 +198,9 @@ impl Kind {
                     FilterValue::Integer(n) => add(param, &n.to_string()),
                 }
             }
+        }
+        for tenant in &selection.tenants {
+            add(TENANT_PARAM, tenant);
         }
         query
     }

@@ -297,7 +297,8 @@ impl Listing {
 impl Kind {
     /// The conditions of `selection`'s filters, numbering their parameters
     /// from `n` on (one each: an array, or a scalar when the filter has one
-    /// value); `n` ends at the next parameter.
+    /// value), then of its organizations (those asked for, an array; the
+    /// caller's own, a scalar); `n` ends at the next parameter.
     pub fn filter_terms(&self, selection: &Selection, n: &mut usize) -> Vec<String> {
         let mut terms = Vec::new();
         for (index, values) in &selection.filters {
@@ -315,6 +316,16 @@ impl Kind {
                 format!("{} = ANY(${n}::{ty}[])", filter.column)
             });
             *n += 1;
+        }
+        if let Some(column) = self.tenant {
+            if !selection.tenants.is_empty() {
+                terms.push(format!("{column} = ANY(${n}::text[])"));
+                *n += 1;
+            }
+            if selection.tenant.is_some() {
+                terms.push(format!("{column} = ${n}::text"));
+                *n += 1;
+            }
         }
         terms
     }

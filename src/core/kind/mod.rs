@@ -11,7 +11,9 @@ pub mod feed;
 mod filter;
 mod listing;
 
-pub use filter::{FilterError, FilterValue, Selection, MAX_FILTER_VALUES, QUERY_VALUE};
+pub use filter::{
+    FilterError, FilterValue, Selection, MAX_FILTER_VALUES, QUERY_VALUE, TENANT_PARAM,
+};
 pub use listing::{long_span_sql, Bound, Keyset, Listing, Page, Seek, LONG_SPANS};
 
 use crate::core::identity::IdentityType;
@@ -309,6 +311,11 @@ pub struct Kind {
     /// audit trail keeps their parameters by this kind's filters (a path
     /// parameter `user`, `device` or `client` is the filter of that name).
     pub audit_routes: &'static [&'static str],
+    /// The SQL of a record's organization (issue 28), when the kind keeps
+    /// organizations apart: a caller of one organization then reads its
+    /// records only, and every caller may narrow to some by `tenant=`. A
+    /// kind without it refuses callers of one organization (403).
+    pub tenant: Option<&'static str>,
 }
 
 impl Kind {
@@ -333,6 +340,7 @@ impl Kind {
         indexes: &[],
         retention: &[],
         audit_routes: &[],
+        tenant: None,
     };
 
     /// True when some output column is a personal identifier.

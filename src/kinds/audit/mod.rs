@@ -67,6 +67,7 @@ pub static KIND: Kind = Kind {
     filters: &FILTERS,
     grant: Grant::Audit,
     retention: &RETENTION,
+    tenant: Some("tenant"),
     ..Kind::BASE
 };
 

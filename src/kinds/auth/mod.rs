@@ -73,7 +73,7 @@ static INGEST_FIELDS: [IngestField; 6] =
 /// How authentication events are ingested (`POST /api/v1/events`). User ids
 /// are not recorded in the identity directory: no listing filters by user,
 /// and a large import would hold every distinct one in memory.
-pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS);
+pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS).with_tenant("tenant");
 
 /// Authentication events (`auth_event`).
 pub static KIND: Kind = Kind {
@@ -94,6 +94,7 @@ pub static KIND: Kind = Kind {
         openapi: "IngestEvent",
     }),
     retention: &RETENTION,
+    tenant: Some("tenant"),
     ..Kind::BASE
 };
 

@@ -217,7 +217,9 @@ static INGEST_FIELDS: [IngestField; 28] =
 /// field names of the controller API (`timestamp` RFC 3339 or epoch
 /// microseconds). Client MAC and IP pseudonyms go into the identity
 /// directory, so listings can be narrowed by them.
-pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS).recording_identities();
+pub static INGEST: IngestSchema = IngestSchema::new(TABLE, &INGEST_FIELDS)
+    .with_tenant("tenant")
+    .recording_identities();
 
 /// Wi-Fi client connectivity events (`client_event`).
 pub static KIND: Kind = Kind {
@@ -239,6 +241,7 @@ pub static KIND: Kind = Kind {
     }),
     retention: &RETENTION,
     audit_routes: &[HISTORY_PREFIX],
+    tenant: Some("tenant"),
     ..Kind::BASE
 };
 

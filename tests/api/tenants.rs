@@ -1,0 +1,320 @@
+//! Organizations (issue 28): a token that names one reads and writes that
+//! organization's records only, on every route of the kinds that keep
+//! organizations apart (events, client events, the audit trail), and is
+//! refused (403) by every other route; the `tenants` grant reads them all
+//! and narrows by `tenant=`.
+
+use acctstream::core::identity::{pseudonym_of, IdentityType};
+use serde_json::{json, Value};
+
+use crate::helpers::{body_of, eventually, spawn_app_with, AppOptions, TestApp, TOKEN};
+
+const TOKENS: &str = "acme-w=acme-write:read+write@acme,acme=acme-read:read@acme,\
+globex-w=globex-write:read+write@globex,globex=globex-read:read@globex,\
+operator=op-read:read+tenants,acme-audit=acme-audit:read+audit@acme,\
+op-audit=op-audit:read+audit+tenants";
+
+const DAY: &str = "2026-03-02";
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Option<String>, Value) {
+    let mut response = app
+        .get_as(token, path)
+        .insert_header(("Accept", "application/json"))
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = body_of(&mut response).await;
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&body)));
+    (status, etag, value)
+}
+
+async fn post(app: &TestApp, token: &str, path: &str, lines: &[Value]) -> (u16, Value) {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let mut response = app
+        .client()
+        .post(format!("{}{path}", app.address))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("Content-Type", "application/x-ndjson"))
+        .send_body(body)
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let body = body_of(&mut response).await;
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+fn auth_event(second: u32, user: &str, id: &str) -> Value {
+    json!({"timestamp": format!("{DAY}T10:00:{second:02}Z"), "authMethodType": "PASSWORD",
+           "authMethodName": "password.1", "authRequestOrigin": "CN=App",
+           "userId": user, "eventId": id})
+}
+
+fn client_event(second: u32, mac: &str) -> Value {
+    json!({"timestamp": format!("{DAY}T10:00:{second:02}Z"), "macAddress": mac,
+           "eventType": "Success", "ssid": "corp"})
+}
+
+fn users(body: &Value, envelope: &str, field: &str) -> Vec<String> {
+    body[envelope]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {envelope} in {body}"))
+        .iter()
+        .map(|r| r[field].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
+    let app = spawn_app_with(AppOptions {
+        more_tokens: TOKENS,
+        ..AppOptions::default()
+    })
+    .await;
+    const EVENTS: &str = "/api/v1/statistics/events";
+    const CLIENTS: &str = "/api/v1/statistics/client-events";
+    const POST_EVENTS: &str = "/api/v1/events";
+    const POST_CLIENTS: &str = "/api/v1/client-events";
+
+    // Interleaved in time, and the same event ids in both: each
+    // organization's are its own (not duplicates of the other's).
+    let acme = [
+        auth_event(1, "ann@acme", "e1"),
+        auth_event(3, "ada@acme", "e2"),
+        auth_event(5, "al@acme", "e3"),
+    ];
+    let globex = [
+        auth_event(2, "gus@globex", "e1"),
+        auth_event(4, "gil@globex", "e2"),
+    ];
+    let (status, stored) = post(&app, "acme-write", POST_EVENTS, &acme).await;
+    assert_eq!(
+        (status, stored["inserted"].clone()),
+        (200, json!(3)),
+        "{stored}"
+    );
+    let (status, stored) = post(&app, "globex-write", POST_EVENTS, &globex).await;
+    assert_eq!(
+        (
+            status,
+            stored["inserted"].clone(),
+            stored["duplicates"].clone()
+        ),
+        (200, json!(2), json!(0)),
+        "{stored}"
+    );
+    // Sent again: duplicates within the organization.
+    let (_, again) = post(&app, "globex-write", POST_EVENTS, &globex[..1]).await;
+    assert_eq!(again["duplicates"], 1, "{again}");
+    for (token, mac) in [
+        ("acme-write", "02:00:00:00:00:0a"),
+        ("globex-write", "02:00:00:00:00:0b"),
+    ] {
+        let (status, stored) = post(&app, token, POST_CLIENTS, &[client_event(1, mac)]).await;
+        assert_eq!(status, 200, "{stored}");
+    }
+    let stored: Vec<(String, i64)> = app
+        .db
+        .query(
+            "SELECT tenant, count(*) FROM auth_event GROUP BY tenant ORDER BY tenant",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(stored, [("acme".into(), 3), ("globex".into(), 2)]);
+
+    let pseudonym = |user: &str| app.pseudonym(user);
+    let acme_users: Vec<String> = ["ann@acme", "ada@acme", "al@acme"].map(pseudonym).to_vec();
+    let globex_users: Vec<String> = ["gus@globex", "gil@globex"].map(pseudonym).to_vec();
+
+    // Windows: each organization its own, in order; no ETag (what it is
+    // made of changes with the other organization's records).
+    let window = format!("{EVENTS}/day/{DAY}");
+    let (status, etag, body) = get(&app, "acme-read", &window).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(users(&body, "events", "userId"), acme_users);
+    assert_eq!(etag, None);
+    let text = body.to_string();
+    assert!(globex_users.iter().all(|g| !text.contains(g.as_str())));
+    let (_, _, body) = get(&app, "globex-read", &window).await;
+    assert_eq!(users(&body, "events", "userId"), globex_users);
+    // Narrowing to its own organization is allowed; another one is a 403,
+    // a name that is none a 400.
+    let (status, _, body) = get(&app, "acme-read", &format!("{window}?tenant=acme")).await;
+    assert_eq!(
+        (status, users(&body, "events", "userId")),
+        (200, acme_users.clone())
+    );
+    let (status, _, body) = get(&app, "acme-read", &format!("{window}?tenant=globex")).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (403, json!("insufficient_scope")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("gus"), "{body}");
+    let (status, _, body) = get(&app, "acme-read", &format!("{window}?tenant=a%2Fb")).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The operator (`tenants`) reads both, and narrows to one or several.
+    let (status, etag, body) = get(&app, "op-read", &window).await;
+    assert_eq!(status, 200);
+    assert_eq!(users(&body, "events", "userId").len(), 5);
+    assert!(etag.is_some(), "the operator's windows keep their ETag");
+    let (_, _, body) = get(&app, "op-read", &format!("{window}?tenant=globex")).await;
+    assert_eq!(users(&body, "events", "userId"), globex_users);
+    assert!(body["links"]["self"]
+        .as_str()
+        .unwrap()
+        .ends_with("?tenant=globex"));
+    let (_, _, body) = get(
+        &app,
+        "op-read",
+        &format!("{window}?tenant=globex&tenant=acme"),
+    )
+    .await;
+    assert_eq!(users(&body, "events", "userId").len(), 5);
+    // A token that names no organization reads the default one's: none here.
+    let (status, _, body) = get(&app, TOKEN, &window).await;
+    assert_eq!((status, users(&body, "events", "userId")), (200, vec![]));
+
+    // The change feed, and the counts of a window.
+    let (status, _, body) = get(&app, "acme-read", &format!("{EVENTS}/changes")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(users(&body, "events", "userId"), acme_users);
+    let (_, _, body) = get(&app, "globex-read", &format!("{EVENTS}/changes?limit=1")).await;
+    assert_eq!(users(&body, "events", "userId"), globex_users[..1]);
+    let next = body["links"]["next"].as_str().unwrap().to_owned();
+    let next = next.trim_start_matches(&app.address);
+    let (_, _, body) = get(&app, "globex-read", next).await;
+    assert_eq!(users(&body, "events", "userId"), globex_users[1..]);
+    let (_, _, body) = get(&app, "acme-read", &format!("{EVENTS}/counts/day/{DAY}")).await;
+    assert_eq!(body["counts"], json!([{"count": 3}]), "{body}");
+    let (_, _, body) = get(&app, "globex-read", &format!("{CLIENTS}/day/{DAY}")).await;
+    assert_eq!(
+        users(&body, "clientEvents", "macAddress"),
+        [pseudonym_of(
+            &app.pseudonymiser,
+            IdentityType::Mac,
+            "02:00:00:00:00:0b"
+        )]
+    );
+
+    // Routes that do not keep organizations apart refuse a token of one,
+    // whatever they would have shown; the operator reads them.
+    for path in [
+        format!("/api/v1/statistics/sessions/day/{DAY}"),
+        "/api/v1/statistics/sessions/changes".to_owned(),
+        format!("/api/v1/statistics/client-events/summary/day/{DAY}"),
+        "/api/v1/accounting/report/2026-03".to_owned(),
+        "/api/v1/sessions/online".to_owned(),
+    ] {
+        let (status, _, body) = get(&app, "acme-read", &path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("tenants grant"),
+            "{path}: {body}"
+        );
+    }
+    let (status, _, _) = get(
+        &app,
+        "op-read",
+        &format!("/api/v1/statistics/sessions/day/{DAY}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn the_audit_trail_of_an_organization_holds_its_own_accesses() {
+    let app = spawn_app_with(AppOptions {
+        more_tokens: TOKENS,
+        jobs: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for token in ["acme-read", "globex-read", "op-read"] {
+        let (status, _, _) =
+            get(&app, token, &format!("/api/v1/statistics/events/day/{day}")).await;
+        assert_eq!(status, 200);
+    }
+    let trail = format!("/api/v1/audit/day/{day}");
+    eventually("the three reads are audited", || async {
+        let (_, _, body) = get(&app, "op-audit", &trail).await;
+        body["entries"].as_array().map_or(0, Vec::len) >= 3
+    })
+    .await;
+    let clients = |body: &Value| -> Vec<String> { users(body, "entries", "client") };
+    let (status, _, body) = get(&app, "acme-audit", &trail).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(clients(&body), ["acme"], "{body}");
+    let (_, _, body) = get(&app, "op-audit", &format!("{trail}?tenant=globex")).await;
+    assert_eq!(clients(&body), ["globex"], "{body}");
+    // The operator's trail holds every organization's accesses, the
+    // audit readers' own included (written a moment after their response).
+    eventually("the operator sees every access", || async {
+        let (_, _, body) = get(&app, "op-audit", &trail).await;
+        let all = clients(&body);
+        ["acme", "globex", "operator", "acme-audit"]
+            .iter()
+            .all(|client| all.iter().any(|c| c == client))
+    })
+    .await;
+    let (_, _, body) = get(&app, "acme-audit", &trail).await;
+    let own = clients(&body);
+    assert!(
+        own.iter().all(|c| c == "acme" || c == "acme-audit") && own.len() >= 2,
+        "{own:?}"
+    );
+}
+
+#[actix_web::test]
+async fn an_organization_has_its_own_request_limit_across_its_clients() {
+    use acctstream::core::limits::{Limits, Rate, RateLimiter};
+    let mut options = AppOptions {
+        more_tokens: TOKENS,
+        ..AppOptions::default()
+    };
+    options.http.limits = std::sync::Arc::new(Limits {
+        rate: Some(RateLimiter::new(Rate::parse("100/min").unwrap())),
+        rate_per_tenant: Some(RateLimiter::new(Rate::parse("3/min").unwrap())),
+        streams: None,
+    });
+    let app = spawn_app_with(options).await;
+    let window = format!("/api/v1/statistics/events/day/{DAY}");
+    // Two clients of acme share its three requests.
+    for token in ["acme-read", "acme-write", "acme-read"] {
+        let (status, _, body) = get(&app, token, &window).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let response = app.get_as("acme-write", &window).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers().get("ratelimit-remaining").unwrap(), "0");
+    assert_eq!(response.headers().get("ratelimit-limit").unwrap(), "3");
+    let (status, _, body) = get(&app, "acme-read", &window).await;
+    assert_eq!(status, 429);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("organization"),
+        "{body}"
+    );
+    // Another organization is not held back.
+    let (status, _, body) = get(&app, "globex-read", &window).await;
+    assert_eq!(status, 200, "{body}");
+}
