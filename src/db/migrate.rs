@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_tenants.sql",
         sql: include_str!("../../sql/0013_tenants.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_session_tenants.sql",
+        sql: include_str!("../../sql/0014_session_tenants.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -122,6 +127,34 @@ pub async fn run(
     }
     track_changes(client, kinds, false).await?;
     Ok(done)
+}
+
+/// The index a kind that stores its organization in a column of its own
+/// table needs once the deployment has organizations (issue 28): it leads
+/// with the organization, then the kind's order, so that a window of a
+/// small organization among large ones reads only its own rows. `None`
+/// for a kind without one, or whose organization is derived (`radacct`).
+pub fn tenant_index(kind: &Kind) -> Option<(String, String)> {
+    let column = kind
+        .tenant
+        .filter(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))?;
+    let time = kind.time.order_column();
+    Some((
+        format!("{}_{column}_{time}", kind.table),
+        format!("{} ({column}, {time}, {})", kind.table, kind.id_column),
+    ))
+}
+
+/// Builds the [`tenant_index`] of every kind that has one and lacks it
+/// (`CONCURRENTLY`: writes go on). Run by the service at start when the
+/// deployment has organizations; a single-organization deployment never
+/// pays for these indexes.
+pub async fn ensure_tenant_indexes(
+    client: &impl GenericClient,
+    kinds: &[&'static Kind],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let indexes: Vec<(String, String)> = kinds.iter().filter_map(|k| tenant_index(k)).collect();
+    ensure_indexes(client, &indexes).await
 }
 
 /// Makes what each kind's change feed needs where it is missing

@@ -229,6 +229,7 @@ struct AuthorizationRequest {
     write: Option<String>,
     identities: Option<String>,
     audit: Option<String>,
+    tenants: Option<String>,
 }
 
 /// What an acceptable authorization request asks for.
@@ -421,7 +422,13 @@ async fn decide(flow: web::Data<Flow>, form: web::Form<AuthorizationRequest>) ->
     if subject.is_empty() || subject.chars().count() > 64 {
         return bad_request("the name must have 1 to 64 characters");
     }
-    let chosen = [&form.read, &form.write, &form.identities, &form.audit];
+    let chosen = [
+        &form.read,
+        &form.write,
+        &form.identities,
+        &form.audit,
+        &form.tenants,
+    ];
     let scopes: Vec<&'static str> = crate::core::scope::Grant::ALL
         .iter()
         .zip(chosen)

@@ -69,7 +69,7 @@ async fn get(app: &TestApp, token: &str, url: &str) -> Page {
 /// Waits until every transaction that committed before the call is below
 /// the feed's horizon: tests share one cluster, whose transactions all
 /// hold the horizon back while they run.
-async fn settled(app: &TestApp) {
+pub async fn settled(app: &TestApp) {
     let mine: String = app
         .db
         .query_one("SELECT pg_current_xact_id()::text", &[])

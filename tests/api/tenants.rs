@@ -188,7 +188,10 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     let (status, _, body) = get(&app, TOKEN, &window).await;
     assert_eq!((status, users(&body, "events", "userId")), (200, vec![]));
 
-    // The change feed, and the counts of a window.
+    // The change feed (once every transaction that began before now has
+    // ended: the feed hands out nothing a running one may still precede),
+    // and the counts of a window.
+    crate::changes::settled(&app).await;
     let (status, _, body) = get(&app, "acme-read", &format!("{EVENTS}/changes")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(users(&body, "events", "userId"), acme_users);
@@ -213,11 +216,8 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     // Routes that do not keep organizations apart refuse a token of one,
     // whatever they would have shown; the operator reads them.
     for path in [
-        format!("/api/v1/statistics/sessions/day/{DAY}"),
-        "/api/v1/statistics/sessions/changes".to_owned(),
-        format!("/api/v1/statistics/client-events/summary/day/{DAY}"),
         "/api/v1/accounting/report/2026-03".to_owned(),
-        "/api/v1/sessions/online".to_owned(),
+        "/api/v1/accounting/radius/rejected".to_owned(),
     ] {
         let (status, _, body) = get(&app, "acme-read", &path).await;
         assert_eq!(status, 403, "{path}: {body}");
@@ -229,13 +229,172 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
             "{path}: {body}"
         );
     }
-    let (status, _, _) = get(
+    let (status, _, _) = get(&app, "op-read", "/api/v1/accounting/report/2026-03").await;
+    assert_eq!(status, 200);
+    // The Wi-Fi summary counts the organization's events only.
+    let (status, _, body) = get(
+        &app,
+        "acme-read",
+        &format!("/api/v1/statistics/client-events/summary/day/{DAY}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("\"count\":1"), "{body}");
+    let (_, _, body) = get(
         &app,
         "op-read",
-        &format!("/api/v1/statistics/sessions/day/{DAY}"),
+        &format!("/api/v1/statistics/client-events/summary/day/{DAY}"),
+    )
+    .await;
+    assert!(body.to_string().contains("\"count\":2"), "{body}");
+    // A client of another organization has no history here (404, as one
+    // never seen).
+    let (status, _, _) = get(
+        &app,
+        "acme-read",
+        "/api/v1/clients/02:00:00:00:00:0b/events",
+    )
+    .await;
+    assert!(status == 403 || status == 404, "{status}");
+    let globex_mac = pseudonym_of(&app.pseudonymiser, IdentityType::Mac, "02:00:00:00:00:0b");
+    let (status, _, body) = get(
+        &app,
+        "acme-read",
+        &format!("/api/v1/clients/{globex_mac}/events"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = get(
+        &app,
+        "globex-read",
+        &format!("/api/v1/clients/{globex_mac}/events"),
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn sessions_belong_to_the_organization_their_nas_or_realm_maps_to() {
+    let app = spawn_app_with(AppOptions {
+        more_tokens: TOKENS,
+        ..AppOptions::default()
+    })
+    .await;
+    // Rules first (FreeRADIUS's rows are never altered: the organization
+    // is derived from them), then sessions written as FreeRADIUS does.
+    app.db
+        .batch_execute(
+            "INSERT INTO acctstream_session_tenant (position, nas, realm, tenant) VALUES \
+                 (10, '10.1.0.0/16', NULL, 'acme'), (20, NULL, 'globex.example', 'globex'); \
+             INSERT INTO radacct (acctsessionid, acctuniqueid, username, realm, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime) VALUES \
+                 ('a', 'ua', 'ann', '', '10.1.2.3', '2026-03-02T10:00:00Z', '2026-03-02T10:00:00Z', NULL), \
+                 ('g', 'ug', 'gus', 'globex.example', '10.9.9.9', '2026-03-02T10:01:00Z', '2026-03-02T10:01:00Z', NULL), \
+                 ('d', 'ud', 'dan', '', '10.9.9.9', '2026-03-02T10:02:00Z', '2026-03-02T10:02:00Z', '2026-03-02T11:00:00Z'), \
+                 ('b', 'ub', 'bea', 'globex.example', '10.1.7.7', '2026-03-02T10:03:00Z', '2026-03-02T10:03:00Z', NULL)",
+        )
+        .await
+        .unwrap();
+    let id = |unique: &'static str| {
+        let db = &app.db;
+        async move {
+            db.query_one(
+                "SELECT radacctid FROM radacct WHERE acctuniqueid = $1",
+                &[&unique],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    let user = |name: &str| app.pseudonym(name);
+    let names = |body: &Value| users(body, "sessions", "userName");
+    let window = format!("/api/v1/statistics/sessions/day/{DAY}");
+    // The first rule that matches wins: `bea` is on acme's NAS, whatever
+    // her realm.
+    let (status, etag, body) = get(&app, "acme-read", &window).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body), [user("ann"), user("bea")]);
+    assert_eq!(etag, None);
+    let (_, _, body) = get(&app, "globex-read", &window).await;
+    assert_eq!(names(&body), [user("gus")]);
+    let (_, _, body) = get(&app, TOKEN, &window).await;
+    assert_eq!(
+        names(&body),
+        [user("dan")],
+        "unmapped: the default organization"
+    );
+    let (_, _, body) = get(&app, "op-read", &window).await;
+    assert_eq!(names(&body).len(), 4);
+    let (_, _, body) = get(&app, "op-read", &format!("{window}?tenant=globex")).await;
+    assert_eq!(names(&body), [user("gus")]);
+
+    // One session by id: another organization's is a 404, as a missing one.
+    let (status, _, _) = get(
+        &app,
+        "acme-read",
+        &format!("/api/v1/sessions/{}", id("ua").await),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, missing) = get(&app, "acme-read", "/api/v1/sessions/999999").await;
+    assert_eq!(status, 404);
+    let gus = id("ug").await;
+    let (status, _, other) = get(&app, "acme-read", &format!("/api/v1/sessions/{gus}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(other["error"], missing["error"]);
+    assert_eq!(
+        other["error_description"],
+        format!("No session has radAcctId {gus}."),
+        "the same answer as a missing session"
+    );
+    // Who is online (updated lately); a user's history; the list.
+    app.db
+        .batch_execute("UPDATE radacct SET acctupdatetime = now() WHERE acctstoptime IS NULL")
+        .await
+        .unwrap();
+    let (_, _, body) = get(&app, "acme-read", "/api/v1/sessions/online").await;
+    assert_eq!(names(&body), [user("bea"), user("ann")]);
+    let (status, _, _) = get(
+        &app,
+        "acme-read",
+        &format!(
+            "/api/v1/users/{}/sessions?from=2026-03-01T00:00:00Z",
+            user("gus")
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = get(
+        &app,
+        "globex-read",
+        &format!(
+            "/api/v1/users/{}/sessions?from=2026-03-01T00:00:00Z",
+            user("gus")
+        ),
+    )
+    .await;
+    assert_eq!((status, names(&body)), (200, vec![user("gus")]));
+    let (_, _, body) = get(&app, "globex-read", "/api/v1/sessions").await;
+    assert_eq!(users(&body, "results", "userName"), [user("gus")]);
+    assert_eq!(body["count"], 1, "{body}");
+    let (_, _, body) = get(
+        &app,
+        "acme-read",
+        &format!("/api/v1/statistics/sessions/counts/day/{DAY}"),
+    )
+    .await;
+    assert_eq!(body["counts"], json!([{"count": 2}]), "{body}");
+
+    // The rules change: what they map moves at once, for every read.
+    app.db
+        .batch_execute("DELETE FROM acctstream_session_tenant WHERE position = 20")
+        .await
+        .unwrap();
+    let (_, _, body) = get(&app, "globex-read", &window).await;
+    assert_eq!(names(&body), Vec::<String>::new());
+    let (_, _, body) = get(&app, TOKEN, &window).await;
+    assert_eq!(names(&body), [user("gus"), user("dan")]);
 }
 
 #[actix_web::test]
@@ -244,6 +403,23 @@ async fn the_audit_trail_of_an_organization_holds_its_own_accesses() {
         more_tokens: TOKENS,
         jobs: true,
         ..AppOptions::default()
+    })
+    .await;
+    // A deployment with organizations gets its indexes by organization
+    // (built by the service's jobs, concurrently).
+    eventually("the indexes by organization are built", || async {
+        let built: i64 = app
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE indexname IN \
+                 ('auth_event_tenant_occurred_at', 'client_event_tenant_occurred_at', \
+                  'access_audit_tenant_at')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        built == 3
     })
     .await;
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();

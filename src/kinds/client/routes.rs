@@ -10,7 +10,7 @@ use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
 use crate::http::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
     paging::page_links,
@@ -132,7 +132,7 @@ fn page_link(base: &str, client: &str, raw_query: &str, offset: i64) -> String {
 
 /// `GET /api/v1/clients/{client}/events`.
 async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let (scope, tenancy) = require_for_kind(&req, &KIND, Grant::Read)?;
     let client = req
         .match_info()
         .get("client")
@@ -142,13 +142,17 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let history = parse_history_query(&query)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
 
-    let who = KIND.parse_filters(
+    // Another organization's client is unknown here, exactly as one never
+    // seen.
+    let mut who = KIND.parse_filters(
         &[("client".to_owned(), client.clone())],
         scope.has(Grant::Identities),
     )?;
+    who.restrict(&tenancy)?;
     let mut pairs = vec![("client".to_owned(), client.clone())];
     pairs.extend(history.filters.iter().cloned());
-    let selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
+    let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
+    selection.restrict(&tenancy)?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: history.from.map(|at| Bound {

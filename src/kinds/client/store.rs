@@ -29,8 +29,13 @@ pub async fn client_summary(
         .chain(listing.upper.iter())
         .map(|b| b.at)
         .collect();
-    let params: Vec<&(dyn ToSql + Sync)> =
-        bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+    // Then the organizations (the summary has no other filter).
+    let filters = crate::db::records::filter_params(&client, &KIND, &listing.selection).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = bounds
+        .iter()
+        .map(|b| b as &(dyn ToSql + Sync))
+        .chain(filters.iter().map(|p| p.as_sql()))
+        .collect();
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

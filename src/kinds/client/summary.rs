@@ -5,10 +5,10 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use super::KIND;
-use crate::core::kind::{Listing, Selection};
+use crate::core::kind::{Listing, TENANT_PARAM};
 use crate::core::scope::Grant;
 use crate::http::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     listing::{base_url, negotiate_format, ok, window_of},
     paging::link_header,
@@ -30,13 +30,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    require(&req, Grant::Read)?;
+    let (_, tenancy) = require_for_kind(&req, &KIND, Grant::Read)?;
     let (window, query) = window_of(&req, state.public_url.as_deref(), SUMMARY_PATH)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
-    let link_query = KIND.link_query(
-        query.format.as_ref().map(|_| format.as_str()),
-        &Selection::default(),
-    );
+    // The summary takes no filter but the organizations (`tenant=`).
+    let tenants: Vec<(String, String)> = query
+        .pairs
+        .iter()
+        .filter(|(k, _)| k == TENANT_PARAM)
+        .cloned()
+        .collect();
+    let mut selection = KIND.parse_filters(&tenants, false)?;
+    selection.restrict(&tenancy)?;
+    let link_query = KIND.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(
             &base_url(&req, state.public_url.as_deref()),
@@ -44,7 +50,7 @@ async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             &link_query,
         )
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let listing = Listing::window(&window, Selection::default());
+    let listing = Listing::window(&window, selection);
     let header = link_header(&links);
     let summary = super::store::client_summary(state.read_pool().await, &listing, links).await?;
     Ok(ok(

@@ -236,6 +236,9 @@ pub static KIND: Kind = Kind {
     indexes: &INDEXES,
     retention: &RETENTION,
     audit_routes: &["/api/v1/sessions", "/api/v1/users/", "/api/v1/devices/"],
+    // radacct is never altered: the organization is derived from the row by
+    // the rules of acctstream_session_tenant (sql/0014), inlined.
+    tenant: Some("acctstream_session_tenant(nasipaddress, realm)"),
     ..Kind::BASE
 };
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::http::{
-    auth::require,
+    auth::{require, require_for_kind},
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
     listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
@@ -46,6 +46,7 @@ use crate::{
         negotiate::OutputFormat,
         paging::{self, Place},
         scope::{Grant, Scope},
+        tenant::Tenancy,
         window::Direction,
     },
     db::{
@@ -456,14 +457,25 @@ fn parse_instant_in(
 
 /// The kind's filters among the query's pairs, leaving out `skip`
 /// (parameters that are not filters here).
-fn filters(query: &ListingQuery, scope: Scope, skip: &[&str]) -> Result<Selection, ApiError> {
+fn filters(
+    query: &ListingQuery,
+    (scope, tenancy): &(Scope, Tenancy),
+    skip: &[&str],
+) -> Result<Selection, ApiError> {
     let pairs: Vec<(String, String)> = query
         .pairs
         .iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
         .cloned()
         .collect();
-    Ok(KIND.parse_filters(&pairs, scope.has(Grant::Identities))?)
+    let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
+    selection.restrict(tenancy)?;
+    Ok(selection)
+}
+
+/// A reader of sessions: its grants, and whose sessions it reads.
+fn reader(req: &HttpRequest) -> Result<(Scope, Tenancy), ApiError> {
+    require_for_kind(req, &KIND, Grant::Read)
 }
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
@@ -537,7 +549,8 @@ fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) ->
 /// sessions are inserted and updated), `start_date`/`end_date` (sessions
 /// overlapping the range), the session filters, `limit`, `cursor`.
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let reader = reader(&req)?;
+    let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -564,7 +577,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     };
     let selection = filters(
         &query,
-        scope,
+        &reader,
         &[
             "limit",
             "cursor",
@@ -655,14 +668,15 @@ async fn ids_of(pool: &Pool, listing: &Listing, limit: i64) -> Result<Vec<i64>, 
 /// position in that order, so a page neither skips nor repeats a session
 /// while others start and stop).
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let reader = reader(&req)?;
+    let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
         .integer("limit", 1, i64::MAX)?
         .unwrap_or(DEFAULT_LIMIT);
     let seek = cursor(query.single("cursor")?, paging::decode_position)?;
-    let selection = filters(&query, scope, &["limit", "cursor", "format", "sort"])?;
+    let selection = filters(&query, &reader, &["limit", "cursor", "format", "sort"])?;
     let pool = catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Descending,
@@ -736,7 +750,8 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
 /// row or one NDJSON line).
 async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let reader = reader(&req)?;
+    let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req
@@ -747,7 +762,9 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         .ok_or_else(|| {
             ApiError::InvalidRequest("`radAcctId` must be a positive integer.".into())
         })?;
-    let selection = KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?;
+    let mut selection = KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?;
+    // Another organization's session is a 404, exactly as a missing one.
+    selection.restrict(&reader.1)?;
     let listing = Listing {
         direction: Direction::Ascending,
         lower: None,
@@ -820,7 +837,8 @@ async fn history(
     state: web::Data<AppState>,
     who: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let reader = reader(&req)?;
+    let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req.match_info().get(who).unwrap_or_default().to_owned();
@@ -838,13 +856,16 @@ async fn history(
         }
         (from, to) => (from, to),
     };
-    let who_selection = KIND.parse_filters(
+    let mut who_selection = KIND.parse_filters(
         &[(who.to_owned(), id.clone())],
         scope.has(Grant::Identities),
     )?;
+    // Another organization's user or device is unknown here, exactly as
+    // one never seen.
+    who_selection.restrict(&reader.1)?;
     let mut selection = filters(
         &query,
-        scope,
+        &reader,
         &["period", "from", "to", "format", "sort", who],
     )?;
     selection
@@ -911,7 +932,8 @@ fn colour(status: &str) -> &'static str {
 /// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
 /// `status`). Open sessions end now; stale ones at their last update.
 async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let reader = reader(&req)?;
+    let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     if format != OutputFormat::Json {
@@ -937,7 +959,11 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "`end` must be after `start`, at most {MAX_CALENDAR_DAYS} days later."
         )));
     }
-    let selection = filters(&query, scope, &["start", "end", "format", "timeZone", "tz"])?;
+    let selection = filters(
+        &query,
+        &reader,
+        &["start", "end", "format", "timeZone", "tz"],
+    )?;
     let pool = catch_up(&req, &state, &selection).await?;
     let listing = Listing {
         direction: Direction::Ascending,

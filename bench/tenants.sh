@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Organizations (issue 28): what the organization condition costs a week
+# window, and whether a small organization's window reads only its rows.
+#
+#   bench/tenants.sh                 # EVENTS=2000000 RUNS=5
+#
+# Seeds EVENTS authentication events over October 2026 into an embedded
+# cluster under bench/out/.data-tenants (once), then gives 1 % of them (every
+# hundredth id) to organization `small` and the rest to `big`, and starts
+# `acctstream serve` with an operator token (`read+tenants`) and a token of
+# each organization, so the service builds its indexes by organization.
+# Then, median of RUNS interleaved runs of the week window 2026-10-08 as
+# CSV:
+#   - the operator (no organization condition) against `big`'s token (the
+#     condition on every row; `big` holds 99 % of them): rows/s and ratio;
+#   - `small`'s token: its rows, time and rows/s, beside the operator's
+#     time for all of them;
+# and the plan of the small organization's window query (which index, and
+# how many rows it reads).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVENTS=${EVENTS:-2000000}
+RUNS=${RUNS:-5}
+PORT=${PORT:-18087}
+DATA_DIR=${DATA_DIR:-$PWD/bench/out/.data-tenants}
+export ACCTSTREAM_PSEUDONYM_KEY=bench-key
+export ACCTSTREAM_API_TOKENS="op=op-token:read+tenants,big=big-token:read@big,small=small-token:read@small"
+export ACCTSTREAM_DATA_DIR=$DATA_DIR ACCTSTREAM_BIND=127.0.0.1:$PORT RUST_LOG=${RUST_LOG:-warn}
+export ACCTSTREAM_RETENTION_DAYS=0
+unset DATABASE_URL
+for tool in curl psql python3; do
+    command -v $tool >/dev/null || { echo "bench: needs $tool on PATH" >&2; exit 1; }
+done
+
+echo "building the release binary..." >&2
+cargo build --release --quiet
+BIN=target/release/acctstream
+PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"
+marker="$DATA_DIR/seeded-$EVENTS"
+if [ ! -e "$marker" ]; then
+    rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
+    "$BIN" seed --rows events="$EVENTS" --days 31 --end 2026-11-01T00:00:00Z
+    touch "$marker"
+fi
+"$BIN" serve &
+SERVER=$!
+trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break
+    sleep 0.2
+done
+sql() { psql "$PSQL_URL" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+
+if [ "$(sql -c "SELECT count(*) FROM auth_event WHERE tenant = 'small'")" = 0 ]; then
+    echo "giving 1 % of the events to 'small', the rest to 'big'..." >&2
+    # Triggers off: the rows' organization is all that changes.
+    sql -c "SET session_replication_role = replica; \
+        UPDATE auth_event SET tenant = CASE WHEN id % 100 = 0 THEN 'small' ELSE 'big' END"
+    sql -c "VACUUM (FULL, ANALYZE) auth_event"
+fi
+echo "waiting for the indexes by organization and the background work..." >&2
+for _ in $(seq 1 3600); do
+    behind=$(sql -c "SELECT (SELECT count(*) FROM usage_rollup_queue) + \
+        (SELECT count(*) FROM auth_event WHERE (change_xid, id) > \
+            (SELECT xid, id FROM acctstream_change_summarised WHERE kind = 'events')) + \
+        (1 - (SELECT count(*) FROM pg_indexes WHERE indexname = 'auth_event_tenant_occurred_at'))" \
+        2>/dev/null || echo 1)
+    [ "$behind" = 0 ] && break
+    sleep 1
+done
+[ "$behind" = 0 ] || { echo "bench: background work did not finish" >&2; exit 1; }
+sql -c "ANALYZE auth_event"
+
+W="http://127.0.0.1:$PORT/api/v1/statistics/events/week/2026-10-08"
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+declare -a op big small
+for _ in $(seq "$RUNS"); do
+    op+=("$(python3 bench/changes.py window "$W" op-token csv)")
+    big+=("$(python3 bench/changes.py window "$W" big-token csv)")
+    small+=("$(python3 bench/changes.py window "$W" small-token csv)")
+done
+rate() { awk '{ printf "%.0f\n", $1 / $2 }'; }
+secs() { awk '{ print $2 }'; }
+rows_of() { printf '%s\n' "$1" | awk '{ print $1 }'; }
+o=$(printf '%s\n' "${op[@]}" | rate | median)
+b=$(printf '%s\n' "${big[@]}" | rate | median)
+s=$(printf '%s\n' "${small[@]}" | rate | median)
+ot=$(printf '%s\n' "${op[@]}" | secs | median)
+st=$(printf '%s\n' "${small[@]}" | secs | median)
+echo "week window 2026-10-08 as CSV, median of $RUNS interleaved runs:"
+printf '  %-44s %8s rows %10s rows/s  %6s s\n' "operator, every organization (no condition)" "$(rows_of "${op[0]}")" "$o" "$ot"
+printf '  %-44s %8s rows %10s rows/s  ratio %s\n' "big's token (the condition, 99 % of rows)" "$(rows_of "${big[0]}")" "$b" "$(python3 -c "print(f'{$b / $o:.3f}')")"
+printf '  %-44s %8s rows %10s rows/s  %6s s (%s of the operator'"'"'s time)\n' "small's token (1 % of rows)" "$(rows_of "${small[0]}")" "$s" "$st" "$(python3 -c "print(f'{$st / $ot:.3f}')")"
+echo "the small organization's window query:"
+sql -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id FROM auth_event \
+    WHERE occurred_at >= '2026-10-08' AND occurred_at < '2026-10-15' AND tenant = 'small' \
+    ORDER BY occurred_at, id" | sed 's/^/  /'
