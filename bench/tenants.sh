@@ -15,8 +15,10 @@
 #     condition on every row; `big` holds 99 % of them): rows/s and ratio;
 #   - `small`'s token: its rows, time and rows/s, beside the operator's
 #     time for all of them;
-# and the plan of the small organization's window query (which index, and
-# how many rows it reads).
+# the plan of the small organization's window query (which index, and
+# how many rows it reads); and what the organization costs ingest: COPY of
+# a million rows into copies of auth_event without the column, with it,
+# and with it and its index (best of 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,3 +98,49 @@ echo "the small organization's window query:"
 sql -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id FROM auth_event \
     WHERE occurred_at >= '2026-10-08' AND occurred_at < '2026-10-15' AND tenant = 'small' \
     ORDER BY occurred_at, id" | sed 's/^/  /'
+
+# What the organization costs ingest: COPY of 1,000,000 rows (best of 3)
+# into copies of auth_event without the column (its eventId unique alone),
+# with it (filled by its default from the session's acctstream.tenant, as
+# ingest sets it for a token of one organization), and with it and the
+# index by organization that a deployment with organizations gets.
+echo "COPY of 1,000,000 events into auth_event's copies (best of 3):"
+sql <<'SQL'
+DROP TABLE IF EXISTS bench_no_tenant, bench_tenant, bench_tenant_index;
+CREATE TABLE bench_tenant_index (LIKE auth_event INCLUDING ALL);
+CREATE TABLE bench_tenant (LIKE auth_event INCLUDING ALL);
+DROP INDEX bench_tenant_tenant_occurred_at_id_idx;
+CREATE TABLE bench_no_tenant (LIKE auth_event INCLUDING ALL);
+DROP INDEX bench_no_tenant_tenant_occurred_at_id_idx;
+ALTER TABLE bench_no_tenant DROP COLUMN tenant;
+ALTER TABLE bench_no_tenant ADD UNIQUE (event_id);
+SQL
+rows_file=$(mktemp)
+sql -c "\\copy (SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id FROM auth_event ORDER BY id LIMIT 1000000) TO '$rows_file'"
+copy_into() {
+    sql -c "TRUNCATE $1" >/dev/null
+    sql -c "CHECKPOINT" >/dev/null
+    local t0 t1
+    t0=$(date +%s.%N)
+    PGOPTIONS="-c acctstream.tenant=big" psql "$PSQL_URL" -qAtX -v ON_ERROR_STOP=1 \
+        -c "\\copy $1 (occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id) FROM '$rows_file'"
+    t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)"
+}
+best() { printf '%s\n' "$@" | sort -g | head -1; }
+declare -a none column indexed
+for _ in 1 2 3; do
+    none+=("$(copy_into bench_no_tenant)")
+    column+=("$(copy_into bench_tenant)")
+    indexed+=("$(copy_into bench_tenant_index)")
+done
+stored=$(sql -c "SELECT DISTINCT tenant FROM bench_tenant")
+python3 - "$(best "${none[@]}")" "$(best "${column[@]}")" "$(best "${indexed[@]}")" "$stored" <<'PY'
+import sys
+none, column, indexed = map(float, sys.argv[1:4])
+print(f"  {'without the organization':<46} {1e6 / none:>10.0f} rows/s")
+print(f"  {'with its column (stored: ' + sys.argv[4] + ')':<46} {1e6 / column:>10.0f} rows/s  ratio {none / column:.2f}")
+print(f"  {'with its column and index':<46} {1e6 / indexed:>10.0f} rows/s  ratio {none / indexed:.2f}")
+PY
+rm -f "$rows_file"
+sql -c "DROP TABLE bench_no_tenant, bench_tenant, bench_tenant_index"

@@ -220,28 +220,11 @@ impl Application {
                 .as_ref()
                 .is_some_and(|oauth| oauth.policy().tenant_claim.is_some());
         if let (Some(jobs_pool), true) = (&jobs_pool, has_tenants) {
-            let (pool, kinds, stop) =
-                (jobs_pool.clone(), settings.kinds.kinds(), stop_jobs.clone());
-            handles.push(tokio::spawn(async move {
-                let build = async {
-                    let client = pool.get().await.map_err(|e| e.to_string())?;
-                    db::migrate::ensure_tenant_indexes(&**client, &kinds)
-                        .await
-                        .map_err(|e| e.to_string())
-                };
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    built = build => match built {
-                        Ok(built) if !built.is_empty() => {
-                            tracing::info!(?built, "indexes by organization built");
-                        }
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, "indexes by organization not built");
-                        }
-                    },
-                }
-            }));
+            handles.push(tokio::spawn(db::migrate::build_tenant_indexes(
+                jobs_pool.clone(),
+                settings.kinds.kinds(),
+                stop_jobs.clone(),
+            )));
         }
         // Each replica gets a pool per worker as large as the primary's.
         let replicas = match &settings.read_database {

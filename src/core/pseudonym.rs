@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt};
+use aes::{Aes256, Block};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -31,6 +33,9 @@ struct Key {
     /// HMAC's padded keys of the usage-rollup key derived from this key.
     rollup_ipad: [u8; 64],
     rollup_opad: [u8; 64],
+    /// An organization's permutation of the pseudonyms of this key
+    /// ([`Pseudonymiser::in_tenant`]).
+    seal: Option<Aes256>,
 }
 
 impl Key {
@@ -57,9 +62,44 @@ impl Key {
             mac,
             rollup_ipad,
             rollup_opad,
+            seal: None,
         })
     }
+
+    /// This key for `tenant`'s pseudonyms: AES-256 under a key derived
+    /// from it (HMAC of a label and the organization's name).
+    fn sealed(&self, tenant: &str) -> Key {
+        let mut derive = self.mac.clone();
+        derive.update(TENANT_KEY_LABEL);
+        derive.update(tenant.as_bytes());
+        let key = derive.finalize().into_bytes();
+        Key {
+            seal: Some(Aes256::new(&key)),
+            ..self.clone()
+        }
+    }
+
+    /// The pseudonym of `data` under this key.
+    fn pseudonym(&self, data: &[u8]) -> Pseudonym {
+        let mut mac = self.mac.clone();
+        mac.update(data);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&mac.finalize().into_bytes());
+        if let Some(seal) = &self.seal {
+            for half in digest.chunks_exact_mut(16) {
+                let mut block = Block::default();
+                block.copy_from_slice(half);
+                seal.encrypt_block(&mut block);
+                half.copy_from_slice(&block);
+            }
+        }
+        hex(&digest)
+    }
 }
+
+/// What an organization's pseudonym key is derived with (HMAC under the
+/// pseudonym key, then the organization's name).
+const TENANT_KEY_LABEL: &[u8] = b"acctstream tenant pseudonym key v1\0";
 
 /// What the usage-rollup key is derived with (HMAC under the pseudonym key).
 const ROLLUP_KEY_LABEL: &[u8] = b"acctstream usage-rollup user key v1";
@@ -178,7 +218,7 @@ impl Pseudonymiser {
     /// lowercase hex HMAC-SHA256 of its UTF-8 bytes.
     pub fn pseudonymise(&self, raw_user_id: &str) -> Pseudonym {
         match &*self.keys {
-            [only] => finish(only.mac.clone(), raw_user_id.as_bytes()),
+            [only] => only.pseudonym(raw_user_id.as_bytes()),
             _ => self.pseudonymise_at(raw_user_id, Utc::now()),
         }
     }
@@ -186,7 +226,53 @@ impl Pseudonymiser {
     /// The pseudonym of `raw_user_id` under the key in force at `at`.
     pub fn pseudonymise_at(&self, raw_user_id: &str, at: DateTime<Utc>) -> Pseudonym {
         let key = &self.keys[self.index_at(at).min(self.keys.len() - 1)];
-        finish(key.mac.clone(), raw_user_id.as_bytes())
+        key.pseudonym(raw_user_id.as_bytes())
+    }
+
+    /// The pseudonymiser of organization `tenant`'s pseudonyms (issue 28):
+    /// each pseudonym of this one, permuted by AES-256 (its two halves)
+    /// under a key derived from the pseudonym key and the organization. So
+    /// one person's pseudonyms in two organizations are unrelated (they
+    /// cannot join their data on them), equal within one across kinds, and
+    /// [`Pseudonymiser::unseal`] finds the pseudonym they stand for. The
+    /// default organization's are this one's.
+    pub fn in_tenant(&self, tenant: &str) -> Pseudonymiser {
+        if tenant == crate::core::tenant::DEFAULT_TENANT {
+            return self.clone();
+        }
+        Pseudonymiser {
+            keys: self.keys.iter().map(|k| k.sealed(tenant)).collect(),
+        }
+    }
+
+    /// The pseudonyms (of the unpermuted pseudonymiser) an organization's
+    /// pseudonym `shown` may stand for: one per key of the schedule, the
+    /// month of the record being unknown (the others stand for nothing).
+    /// `shown` itself for a pseudonymiser that permutes nothing; none for
+    /// a text that is no pseudonym.
+    pub fn unseal(&self, shown: &str) -> Vec<String> {
+        let mut digest = [0u8; 32];
+        if shown.len() != 64 || hex_decode(shown, &mut digest).is_none() {
+            return Vec::new();
+        }
+        let mut found: Vec<String> = Vec::new();
+        for key in self.keys.iter() {
+            let Some(seal) = &key.seal else {
+                return vec![shown.to_owned()];
+            };
+            let mut open = digest;
+            for half in open.chunks_exact_mut(16) {
+                let mut block = Block::default();
+                block.copy_from_slice(half);
+                seal.decrypt_block(&mut block);
+                half.copy_from_slice(&block);
+            }
+            let text = hex(&open).as_str().to_owned();
+            if !found.contains(&text) {
+                found.push(text);
+            }
+        }
+        found
     }
 
     /// The usage-rollup keys, as `usage_rollup_range` takes them: the first
@@ -222,15 +308,31 @@ impl fmt::Debug for RollupKeys {
     }
 }
 
-fn finish(mut mac: HmacSha256, data: &[u8]) -> Pseudonym {
-    mac.update(data);
-    let digest = mac.finalize().into_bytes();
+/// 64 lowercase hex digits of `digest`.
+fn hex(digest: &[u8; 32]) -> Pseudonym {
     let mut out = [0u8; 64];
     for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
         let hex = HEX_PAIRS[usize::from(*byte)];
         pair.copy_from_slice(&hex);
     }
     Pseudonym(out)
+}
+
+/// The bytes of lowercase hex `text` into `out` (`None` unless it is
+/// exactly twice as long, of lowercase hex digits).
+fn hex_decode(text: &str, out: &mut [u8]) -> Option<()> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if text.len() != out.len() * 2 {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(())
 }
 
 /// Lowercase hex digit pairs for every byte value.
@@ -505,10 +607,56 @@ mod tests {
     /// vectors include empty keys, which a `Pseudonymiser` refuses); test-only.
     fn hmac_hex(key: &[u8], data: &[u8]) -> Pseudonym {
         match HmacSha256::new_from_slice(key) {
-            Ok(mac) => finish(mac, data),
+            Ok(mut mac) => {
+                mac.update(data);
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&mac.finalize().into_bytes());
+                hex(&digest)
+            }
             // Unreachable: HMAC accepts keys of any length (long keys are hashed first).
             Err(_) => Pseudonym([b'0'; 64]),
         }
+    }
+
+    #[test]
+    fn an_organization_has_its_own_pseudonyms_and_they_unseal() {
+        let schedule = Pseudonymiser::schedule("k-first,2026-06:k-june").unwrap();
+        let (acme, globex) = (schedule.in_tenant("acme"), schedule.in_tenant("globex"));
+        let may = DateTime::parse_from_rfc3339("2026-05-10T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let july = DateTime::parse_from_rfc3339("2026-07-10T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        for at in [may, july] {
+            let plain = schedule.pseudonymise_at("jane", at);
+            let (a, g) = (
+                acme.pseudonymise_at("jane", at),
+                globex.pseudonymise_at("jane", at),
+            );
+            // Unrelated across organizations and to the plain one; the
+            // default organization's are the plain ones.
+            assert!(a != plain && g != plain && a != g);
+            assert_eq!(
+                schedule.in_tenant("default").pseudonymise_at("jane", at),
+                plain
+            );
+            // Equal within one organization, and deterministic.
+            assert_eq!(schedule.in_tenant("acme").pseudonymise_at("jane", at), a);
+            // Unsealed: one candidate per key, the plain pseudonym among them.
+            let candidates = acme.unseal(a.as_str());
+            assert_eq!(candidates.len(), 2);
+            assert!(candidates.contains(&plain.as_str().to_owned()));
+            assert!(!globex
+                .unseal(a.as_str())
+                .contains(&plain.as_str().to_owned()));
+        }
+        // Without a permutation a pseudonym stands for itself; a text that
+        // is none stands for nothing.
+        let p = schedule.pseudonymise("x");
+        assert_eq!(schedule.unseal(p.as_str()), [p.as_str()]);
+        assert!(acme.unseal("not hex").is_empty());
+        assert!(acme.unseal(&"A".repeat(64)).is_empty());
     }
 
     fn unhex(s: &str) -> Vec<u8> {

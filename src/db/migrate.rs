@@ -157,6 +157,48 @@ pub async fn ensure_tenant_indexes(
     ensure_indexes(client, &indexes).await
 }
 
+/// The service's job building the [`tenant_index`]es (once the deployment
+/// has organizations): tried again after a failure (5 s, doubling, at
+/// most every 5 minutes) until they exist or the service stops.
+pub async fn build_tenant_indexes(
+    pool: deadpool_postgres::Pool,
+    kinds: Vec<&'static Kind>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut pause = std::time::Duration::from_secs(5);
+    loop {
+        let build = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            ensure_tenant_indexes(&**client, &kinds)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                })
+        };
+        let built = tokio::select! {
+            () = stop.cancelled() => return,
+            built = build => built,
+        };
+        match built {
+            Ok(built) => {
+                if !built.is_empty() {
+                    tracing::info!(?built, "indexes by organization built");
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_s = pause.as_secs(), "indexes by organization not built yet");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(300));
+    }
+}
+
 /// Makes what each kind's change feed needs where it is missing
 /// ([`super::changes::ensure`]); on tables of other programs acctstream did
 /// not create only with `foreign` (`acctstream migrate --track-changes`).

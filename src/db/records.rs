@@ -400,18 +400,29 @@ pub(crate) async fn filter_params(
         let mut integers = Vec::new();
         let mut texts = Vec::new();
         for value in values {
-            let raw = match value {
+            let raws = match value {
                 FilterValue::Integer(n) => {
                     integers.push(*n);
                     continue;
                 }
-                FilterValue::Text(text) => Some(text.clone()),
-                FilterValue::Pseudonym(p) => directory::resolve(&***client, p).await?,
+                FilterValue::Text(text) => vec![text.clone()],
+                FilterValue::Pseudonym(p) => directory::resolve(&***client, p)
+                    .await?
+                    .into_iter()
+                    .collect(),
+                FilterValue::Sealed(_, candidates) => {
+                    let mut raws = Vec::new();
+                    for p in candidates {
+                        raws.extend(directory::resolve(&***client, p).await?);
+                    }
+                    raws
+                }
             };
-            match (identity, raw) {
-                (Some(ty), Some(raw)) => texts.extend(ty.stored_forms(&raw)),
-                (None, Some(raw)) => texts.push(raw),
-                (_, None) => {}
+            for raw in raws {
+                match identity {
+                    Some(ty) => texts.extend(ty.stored_forms(&raw)),
+                    None => texts.push(raw),
+                }
             }
         }
         params.push(if identity.is_some() {

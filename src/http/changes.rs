@@ -93,7 +93,7 @@ async fn page(
         ),
     };
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy)?;
+    selection.restrict(&tenancy, &state.pseudonymiser)?;
     let zone = super::listing::zone_of(&query)?;
     if !state.options.changes.check(&state.pool, kind).await? {
         return Err(not_tracked(kind));
@@ -158,11 +158,12 @@ async fn page(
             ));
         }
         let tally = stream_tally(&req, &state, kind.name, "event-stream");
+        let identities = identity_policy(scope, page.selection.tenant.as_deref(), &state);
         return Ok(super::events::respond(
             kind,
             state.clone(),
             page,
-            identity_policy(scope, &state),
+            identities,
             zone,
             start,
             tally,
@@ -202,7 +203,7 @@ async fn page(
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
     }
-    let identities = identity_policy(scope, &state);
+    let identities = identity_policy(scope, page.selection.tenant.as_deref(), &state);
     let tally = stream_tally(&req, &state, kind.name, format.as_str());
     let output = Output {
         format,

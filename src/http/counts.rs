@@ -64,7 +64,7 @@ async fn counts(
     let (start, end) = window.bounds();
     let counts = Counts::parse(kind, &query.pairs, end - start)?;
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy)?;
+    selection.restrict(&tenancy, &state.pseudonymiser)?;
     let mut link_query = counts.link_query(kind);
     let filters = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     if !filters.is_empty() {
@@ -102,7 +102,8 @@ async fn counts(
     // identity as its pseudonym (with the key of the window's start)
     // unless the token holds `identities`.
     if let Some(ColumnType::Identity(ty)) = counts.by.map(|by| kind.columns[by].ty) {
-        let policy = super::listing::identity_policy(scope, &state);
+        let policy =
+            super::listing::identity_policy(scope, listing.selection.tenant.as_deref(), &state);
         let mut writer = IdentityWriter::new(&policy);
         writer.at(start);
         for row in &mut rows {

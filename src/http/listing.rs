@@ -126,11 +126,18 @@ impl ListingQuery {
     }
 }
 
-pub fn identity_policy(scope: Scope, state: &AppState) -> IdentityPolicy {
+/// How identities are shown to a caller of `scope` reading `tenant`'s
+/// records only (`Selection::tenant`): raw with `identities`, else as
+/// that organization's pseudonyms (the default organization's, and a
+/// caller of every organization's, are the service's own).
+pub fn identity_policy(scope: Scope, tenant: Option<&str>, state: &AppState) -> IdentityPolicy {
     if scope.has(Grant::Identities) {
         IdentityPolicy::Reveal
     } else {
-        IdentityPolicy::Pseudonymise(state.pseudonymiser.clone())
+        IdentityPolicy::Pseudonymise(match tenant {
+            Some(tenant) => state.pseudonymiser.in_tenant(tenant),
+            None => state.pseudonymiser.clone(),
+        })
     }
 }
 
@@ -156,7 +163,7 @@ async fn window(
     let (window, query) = window_of(&req, state.public_url.as_deref(), kind.path)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy)?;
+    selection.restrict(&tenancy, &state.pseudonymiser)?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(
@@ -223,7 +230,7 @@ async fn window(
         return Ok(head_only(response));
     }
 
-    let identities = identity_policy(scope, &state);
+    let identities = identity_policy(scope, selection.tenant.as_deref(), &state);
     let tally = stream_tally(&req, &state, kind.name, format.as_str());
     let output = Output {
         format,

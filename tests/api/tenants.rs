@@ -63,6 +63,11 @@ fn client_event(second: u32, mac: &str) -> Value {
            "eventType": "Success", "ssid": "corp"})
 }
 
+/// The pseudonym organization `tenant` sees for `raw`.
+fn in_tenant(app: &TestApp, tenant: &str, ty: IdentityType, raw: &str) -> String {
+    pseudonym_of(&app.pseudonymiser.in_tenant(tenant), ty, raw)
+}
+
 fn users(body: &Value, envelope: &str, field: &str) -> Vec<String> {
     body[envelope]
         .as_array()
@@ -134,9 +139,16 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
         .collect();
     assert_eq!(stored, [("acme".into(), 3), ("globex".into(), 2)]);
 
-    let pseudonym = |user: &str| app.pseudonym(user);
-    let acme_users: Vec<String> = ["ann@acme", "ada@acme", "al@acme"].map(pseudonym).to_vec();
-    let globex_users: Vec<String> = ["gus@globex", "gil@globex"].map(pseudonym).to_vec();
+    // Each organization sees its own pseudonyms; the operator the service's.
+    let acme_users: Vec<String> = ["ann@acme", "ada@acme", "al@acme"]
+        .map(|u| in_tenant(&app, "acme", IdentityType::User, u))
+        .to_vec();
+    let globex_users: Vec<String> = ["gus@globex", "gil@globex"]
+        .map(|u| in_tenant(&app, "globex", IdentityType::User, u))
+        .to_vec();
+    let globex_plain: Vec<String> = ["gus@globex", "gil@globex"]
+        .map(|u| app.pseudonym(u))
+        .to_vec();
 
     // Windows: each organization its own, in order; no ETag (what it is
     // made of changes with the other organization's records).
@@ -172,7 +184,7 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     assert_eq!(users(&body, "events", "userId").len(), 5);
     assert!(etag.is_some(), "the operator's windows keep their ETag");
     let (_, _, body) = get(&app, "op-read", &format!("{window}?tenant=globex")).await;
-    assert_eq!(users(&body, "events", "userId"), globex_users);
+    assert_eq!(users(&body, "events", "userId"), globex_plain);
     assert!(body["links"]["self"]
         .as_str()
         .unwrap()
@@ -206,8 +218,9 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     let (_, _, body) = get(&app, "globex-read", &format!("{CLIENTS}/day/{DAY}")).await;
     assert_eq!(
         users(&body, "clientEvents", "macAddress"),
-        [pseudonym_of(
-            &app.pseudonymiser,
+        [in_tenant(
+            &app,
+            "globex",
             IdentityType::Mac,
             "02:00:00:00:00:0b"
         )]
@@ -256,7 +269,7 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     )
     .await;
     assert!(status == 403 || status == 404, "{status}");
-    let globex_mac = pseudonym_of(&app.pseudonymiser, IdentityType::Mac, "02:00:00:00:00:0b");
+    let globex_mac = in_tenant(&app, "globex", IdentityType::Mac, "02:00:00:00:00:0b");
     let (status, _, body) = get(
         &app,
         "acme-read",
@@ -271,6 +284,47 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
     )
     .await;
     assert_eq!(status, 200);
+
+    // One device in two organizations: two unrelated pseudonyms, neither
+    // the service's own; each finds the device by its own only.
+    for token in ["acme-write", "globex-write"] {
+        let mut shared = client_event(9, "02:00:00:00:00:0c");
+        shared["timestamp"] = json!("2026-03-03T10:00:09Z");
+        let (status, stored) = post(&app, token, POST_CLIENTS, &[shared]).await;
+        assert_eq!(status, 200, "{stored}");
+    }
+    let (a, g) = (
+        in_tenant(&app, "acme", IdentityType::Mac, "02:00:00:00:00:0c"),
+        in_tenant(&app, "globex", IdentityType::Mac, "02:00:00:00:00:0c"),
+    );
+    let plain = pseudonym_of(&app.pseudonymiser, IdentityType::Mac, "02:00:00:00:00:0c");
+    assert!(a != g && a != plain && g != plain);
+    let day2 = format!("{CLIENTS}/day/2026-03-03");
+    let (_, _, body) = get(&app, "acme-read", &day2).await;
+    assert_eq!(users(&body, "clientEvents", "macAddress"), [a.as_str()]);
+    let (_, _, body) = get(&app, "globex-read", &day2).await;
+    assert_eq!(users(&body, "clientEvents", "macAddress"), [g.as_str()]);
+    let (_, _, body) = get(&app, "acme-read", &format!("{day2}?client={a}")).await;
+    assert_eq!(
+        users(&body, "clientEvents", "macAddress"),
+        [a.as_str()],
+        "{body}"
+    );
+    assert!(body["links"]["self"].as_str().unwrap().contains(&a));
+    let (_, _, body) = get(&app, "acme-read", &format!("{day2}?client={g}")).await;
+    assert_eq!(
+        users(&body, "clientEvents", "macAddress"),
+        Vec::<String>::new()
+    );
+    let (_, _, body) = get(&app, "acme-read", &format!("{day2}?client={plain}")).await;
+    assert_eq!(
+        users(&body, "clientEvents", "macAddress"),
+        Vec::<String>::new()
+    );
+    let (status, _, _) = get(&app, "acme-read", &format!("/api/v1/clients/{a}/events")).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = get(&app, "acme-read", &format!("/api/v1/clients/{g}/events")).await;
+    assert_eq!(status, 404);
 }
 
 #[actix_web::test]
@@ -308,16 +362,18 @@ async fn sessions_belong_to_the_organization_their_nas_or_realm_maps_to() {
         }
     };
     let user = |name: &str| app.pseudonym(name);
+    let acme = |name: &str| in_tenant(&app, "acme", IdentityType::User, name);
+    let globex = |name: &str| in_tenant(&app, "globex", IdentityType::User, name);
     let names = |body: &Value| users(body, "sessions", "userName");
     let window = format!("/api/v1/statistics/sessions/day/{DAY}");
     // The first rule that matches wins: `bea` is on acme's NAS, whatever
     // her realm.
     let (status, etag, body) = get(&app, "acme-read", &window).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(names(&body), [user("ann"), user("bea")]);
+    assert_eq!(names(&body), [acme("ann"), acme("bea")]);
     assert_eq!(etag, None);
     let (_, _, body) = get(&app, "globex-read", &window).await;
-    assert_eq!(names(&body), [user("gus")]);
+    assert_eq!(names(&body), [globex("gus")]);
     let (_, _, body) = get(&app, TOKEN, &window).await;
     assert_eq!(
         names(&body),
@@ -354,13 +410,13 @@ async fn sessions_belong_to_the_organization_their_nas_or_realm_maps_to() {
         .await
         .unwrap();
     let (_, _, body) = get(&app, "acme-read", "/api/v1/sessions/online").await;
-    assert_eq!(names(&body), [user("bea"), user("ann")]);
+    assert_eq!(names(&body), [acme("bea"), acme("ann")]);
     let (status, _, _) = get(
         &app,
         "acme-read",
         &format!(
             "/api/v1/users/{}/sessions?from=2026-03-01T00:00:00Z",
-            user("gus")
+            globex("gus")
         ),
     )
     .await;
@@ -370,13 +426,13 @@ async fn sessions_belong_to_the_organization_their_nas_or_realm_maps_to() {
         "globex-read",
         &format!(
             "/api/v1/users/{}/sessions?from=2026-03-01T00:00:00Z",
-            user("gus")
+            globex("gus")
         ),
     )
     .await;
-    assert_eq!((status, names(&body)), (200, vec![user("gus")]));
+    assert_eq!((status, names(&body)), (200, vec![globex("gus")]));
     let (_, _, body) = get(&app, "globex-read", "/api/v1/sessions").await;
-    assert_eq!(users(&body, "results", "userName"), [user("gus")]);
+    assert_eq!(users(&body, "results", "userName"), [globex("gus")]);
     assert_eq!(body["count"], 1, "{body}");
     let (_, _, body) = get(
         &app,

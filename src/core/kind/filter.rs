@@ -7,7 +7,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{Column, ColumnType, Filter, FilterType, Kind};
 use crate::core::identity::is_pseudonym;
-use crate::core::tenant::{is_tenant_name, Tenancy, TENANT_NAME_RULE};
+use crate::core::pseudonym::Pseudonymiser;
+use crate::core::tenant::{is_tenant_name, Tenancy, DEFAULT_TENANT, TENANT_NAME_RULE};
 
 /// The query parameter narrowing a kind that keeps organizations apart to
 /// some of them.
@@ -25,6 +26,10 @@ pub enum FilterValue {
     Integer(i64),
     /// An identity given as its pseudonym; the database layer resolves it.
     Pseudonym(String),
+    /// An identity given as an organization's pseudonym (issue 28): as
+    /// given (for links), and the pseudonyms it may stand for, which the
+    /// database layer resolves.
+    Sealed(String, Vec<String>),
 }
 
 /// The filters of one request, in the kind's filter order.
@@ -47,13 +52,30 @@ impl Selection {
 
     /// Narrows the selection to what a caller of `tenancy` may read: one
     /// organization's records only, when it reads one (asking for another
-    /// one is a 403).
-    pub fn restrict(&mut self, tenancy: &Tenancy) -> Result<(), FilterError> {
+    /// one is a 403); its pseudonyms are the organization's own
+    /// ([`Pseudonymiser::in_tenant`] of `pseudonymiser`), each then
+    /// standing for the pseudonyms it unseals to.
+    pub fn restrict(
+        &mut self,
+        tenancy: &Tenancy,
+        pseudonymiser: &Pseudonymiser,
+    ) -> Result<(), FilterError> {
         if let Tenancy::One(own) = tenancy {
             if self.tenants.iter().any(|t| **t != **own) {
                 return Err(FilterError::OtherTenant);
             }
             self.tenant = Some(own.clone());
+            if **own != *DEFAULT_TENANT && self.has_pseudonyms() {
+                let seal = pseudonymiser.in_tenant(own);
+                for (_, values) in &mut self.filters {
+                    for value in values.iter_mut() {
+                        if let FilterValue::Pseudonym(shown) = value {
+                            let open = seal.unseal(shown);
+                            *value = FilterValue::Sealed(std::mem::take(shown), open);
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -64,7 +86,7 @@ impl Selection {
         self.filters.iter().any(|(_, values)| {
             values
                 .iter()
-                .any(|v| matches!(v, FilterValue::Pseudonym(_)))
+                .any(|v| matches!(v, FilterValue::Pseudonym(_) | FilterValue::Sealed(..)))
         })
     }
 }
@@ -194,7 +216,9 @@ impl Kind {
             let param = self.filters[*index].param;
             for value in values {
                 match value {
-                    FilterValue::Text(text) | FilterValue::Pseudonym(text) => add(param, text),
+                    FilterValue::Text(text)
+                    | FilterValue::Pseudonym(text)
+                    | FilterValue::Sealed(text, _) => add(param, text),
                     FilterValue::Integer(n) => add(param, &n.to_string()),
                 }
             }

@@ -144,7 +144,7 @@ async fn day_events(
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let tally =
         crate::http::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
-    let identities = identity_policy(scope, &state);
+    let identities = identity_policy(scope, None, &state);
     let output = Output {
         format,
         head: JsonHead::Links(&links),

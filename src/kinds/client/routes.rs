@@ -148,11 +148,11 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         &[("client".to_owned(), client.clone())],
         scope.has(Grant::Identities),
     )?;
-    who.restrict(&tenancy)?;
+    who.restrict(&tenancy, &state.pseudonymiser)?;
     let mut pairs = vec![("client".to_owned(), client.clone())];
     pairs.extend(history.filters.iter().cloned());
     let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy)?;
+    selection.restrict(&tenancy, &state.pseudonymiser)?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: history.from.map(|at| Bound {
@@ -211,7 +211,7 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
     }
-    let identities = identity_policy(scope, &state);
+    let identities = identity_policy(scope, listing.selection.tenant.as_deref(), &state);
     let output = Output {
         format,
         head: JsonHead::Paged {

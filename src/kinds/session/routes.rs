@@ -45,6 +45,7 @@ use crate::{
         kind::{Bound, Keyset, Listing, Page, Seek, Selection},
         negotiate::OutputFormat,
         paging::{self, Place},
+        pseudonym::Pseudonymiser,
         scope::{Grant, Scope},
         tenant::Tenancy,
         window::Direction,
@@ -339,7 +340,7 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     }
     let rows = db_sessions::rejected(&state.pool, before, limit + 1).await?;
     let total = db_sessions::rejected_count(&state.pool).await?;
-    let policy = identity_policy(scope, &state);
+    let policy = identity_policy(scope, None, &state);
     let mut writer = IdentityWriter::new(&policy);
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
@@ -459,7 +460,7 @@ fn parse_instant_in(
 /// (parameters that are not filters here).
 fn filters(
     query: &ListingQuery,
-    (scope, tenancy): &(Scope, Tenancy),
+    (scope, tenancy, pseudonymiser): &Reader,
     skip: &[&str],
 ) -> Result<Selection, ApiError> {
     let pairs: Vec<(String, String)> = query
@@ -469,13 +470,17 @@ fn filters(
         .cloned()
         .collect();
     let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
-    selection.restrict(tenancy)?;
+    selection.restrict(tenancy, pseudonymiser)?;
     Ok(selection)
 }
 
-/// A reader of sessions: its grants, and whose sessions it reads.
-fn reader(req: &HttpRequest) -> Result<(Scope, Tenancy), ApiError> {
-    require_for_kind(req, &KIND, Grant::Read)
+/// A reader of sessions: its grants, whose sessions it reads, and the
+/// service's pseudonymiser.
+type Reader = (Scope, Tenancy, Pseudonymiser);
+
+fn reader(req: &HttpRequest, state: &AppState) -> Result<Reader, ApiError> {
+    let (scope, tenancy) = require_for_kind(req, &KIND, Grant::Read)?;
+    Ok((scope, tenancy, state.pseudonymiser.clone()))
 }
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
@@ -504,7 +509,7 @@ async fn stream(
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
     }
-    let identities = identity_policy(scope, state);
+    let identities = identity_policy(scope, listing.selection.tenant.as_deref(), state);
     let output = Output {
         format,
         head,
@@ -549,7 +554,7 @@ fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) ->
 /// sessions are inserted and updated), `start_date`/`end_date` (sessions
 /// overlapping the range), the session filters, `limit`, `cursor`.
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req)?;
+    let reader = reader(&req, &state)?;
     let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
@@ -668,7 +673,7 @@ async fn ids_of(pool: &Pool, listing: &Listing, limit: i64) -> Result<Vec<i64>, 
 /// position in that order, so a page neither skips nor repeats a session
 /// while others start and stop).
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req)?;
+    let reader = reader(&req, &state)?;
     let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
@@ -750,7 +755,7 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
 /// row or one NDJSON line).
 async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req)?;
+    let reader = reader(&req, &state)?;
     let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
@@ -764,7 +769,7 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         })?;
     let mut selection = KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?;
     // Another organization's session is a 404, exactly as a missing one.
-    selection.restrict(&reader.1)?;
+    selection.restrict(&reader.1, &reader.2)?;
     let listing = Listing {
         direction: Direction::Ascending,
         lower: None,
@@ -783,7 +788,7 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
     if req.method() == Method::HEAD {
         return Ok(head_only(response));
     }
-    let identities = identity_policy(scope, &state);
+    let identities = identity_policy(scope, listing.selection.tenant.as_deref(), &state);
     // Encoded as NDJSON (one line), which is the JSON object itself.
     let output = Output {
         format: if format == OutputFormat::Json {
@@ -837,7 +842,7 @@ async fn history(
     state: web::Data<AppState>,
     who: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req)?;
+    let reader = reader(&req, &state)?;
     let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
@@ -862,7 +867,7 @@ async fn history(
     )?;
     // Another organization's user or device is unknown here, exactly as
     // one never seen.
-    who_selection.restrict(&reader.1)?;
+    who_selection.restrict(&reader.1, &reader.2)?;
     let mut selection = filters(
         &query,
         &reader,
@@ -932,7 +937,7 @@ fn colour(status: &str) -> &'static str {
 /// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
 /// `status`). Open sessions end now; stale ones at their last update.
 async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req)?;
+    let reader = reader(&req, &state)?;
     let scope = reader.0;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
@@ -993,7 +998,8 @@ async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "More than {MAX_CALENDAR_ENTRIES} sessions in this range: narrow it or filter."
         )));
     }
-    let policy: IdentityPolicy = identity_policy(scope, &state);
+    let policy: IdentityPolicy =
+        identity_policy(scope, listing.selection.tenant.as_deref(), &state);
     let mut writer = IdentityWriter::new(&policy);
     let mut entries = Vec::with_capacity(rows.len());
     for row in &rows {
