@@ -319,10 +319,25 @@ pub(super) async fn run_demo(
     };
     let mut tokens = ApiTokens::from_env()?;
     let token = read_or_create_secret(&common.data_dir.join("api-token"))?;
-    // The demo's operator is also its auditor.
-    tokens.add_named("demo-read", &token, Scope::READ.with(Grant::Audit), None);
+    // The demo's operator reads every organization and is its auditor.
+    let operator = Scope::READ.with(Grant::Audit).with(Grant::Tenants);
+    tokens.add_named("demo-read", &token, operator, None);
     let write_token = read_or_create_secret(&common.data_dir.join("api-token-write"))?;
-    tokens.add_named("demo-write", &write_token, Scope::READ_WRITE, None);
+    let writer = Scope::READ_WRITE.with(Grant::Tenants);
+    tokens.add_named("demo-write", &write_token, writer, None);
+    // A read token of each of the demo's organizations.
+    let mut organization_tokens = Vec::new();
+    for organization in demo::ORGANIZATIONS {
+        let secret =
+            read_or_create_secret(&common.data_dir.join(format!("api-token-{organization}")))?;
+        tokens.add_named(
+            &format!("demo-{organization}"),
+            &secret,
+            Scope::READ,
+            Some(organization),
+        );
+        organization_tokens.push((organization, secret));
+    }
     let public_url = args.public_url()?;
 
     let database = Database::open(common, true).await?;
@@ -374,7 +389,8 @@ pub(super) async fn run_demo(
             )
             .with_sign_in(http::jwks::SignIn {
                 client_id: demo::issuer::DASHBOARD_CLIENT.to_owned(),
-                scope: "read".to_owned(),
+                // The demo's organizations: the dashboard shows them all.
+                scope: "read tenants".to_owned(),
             })
         });
         let issuer_handle = issuer_server.map(|(_, server)| {
@@ -382,7 +398,12 @@ pub(super) async fn run_demo(
             tokio::spawn(server);
             handle
         });
-        let banner = |base: &str| println!("{}", demo_banner(base, &token, &write_token));
+        let banner = |base: &str| {
+            println!(
+                "{}",
+                demo_banner(base, &token, &write_token, &organization_tokens)
+            )
+        };
         let served = serve_with(
             common,
             args,
@@ -486,10 +507,21 @@ async fn settle(
 
 /// What `demo` prints once it listens: the tokens and example commands,
 /// every one of them valid today (current times, a fresh `eventId`).
-fn demo_banner(base: &str, token: &str, write_token: &str) -> String {
+fn demo_banner(
+    base: &str,
+    token: &str,
+    write_token: &str,
+    organizations: &[(&str, String)],
+) -> String {
     let day = (Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
     let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     let month = Utc::now().format("%Y-%m");
+    let mut tenants = String::new();
+    for (organization, secret) in organizations {
+        tenants.push_str(&format!(
+            "  curl -H 'Authorization: Bearer {secret}' '{base}/api/v1/sessions/online?limit=3'   # {organization}\n"
+        ));
+    }
     format!(
         r#"
 acctstream demo is running at {base}  (Ctrl-C stops it)
@@ -516,8 +548,12 @@ acctstream demo is running at {base}  (Ctrl-C stops it)
   # the access audit trail: who read what today (the read token may read it)
   curl -H "Authorization: Bearer $T" "{base}/api/v1/audit/day/$(date -u +%F)?format=ndjson"
 
+  # three organizations (acme, globex, initech): each token reads its own records only, with its own pseudonyms;
+  # T reads them all (the tenants grant) and narrows with tenant=
+{tenants}  curl -H "Authorization: Bearer $T" '{base}/api/v1/statistics/events/hour?tenant=acme&format=ndjson'
+
   # OAuth2: an access token from the demo's local issuer (the static tokens keep working)
-  export J=$(cargo run --release -q -- token --scope read)
+  export J=$(cargo run --release -q -- token --scope read+tenants)
   curl -H "Authorization: Bearer $J" '{base}/api/v1/statistics/events/hour?format=ndjson'
 
   # ingest (needs the read+write token); a fresh eventId each time, so a rerun stores again
@@ -776,8 +812,17 @@ mod tests {
     /// no fixed dates or event IDs; the answer to expect is shown.
     #[test]
     fn the_demo_banner_examples_are_current() {
-        let banner = demo_banner("http://127.0.0.1:8080", "read-token", "write-token");
+        let banner = demo_banner(
+            "http://127.0.0.1:8080",
+            "read-token",
+            "write-token",
+            &[("acme", "acme-token".to_owned())],
+        );
         assert!(banner.contains("export T=read-token") && banner.contains("export W=write-token"));
+        assert!(
+            banner.contains("Bearer acme-token' 'http://127.0.0.1:8080/api/v1/sessions/online?limit=3'   # acme"),
+            "{banner}"
+        );
         assert!(
             banner.contains("$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
             "{banner}"

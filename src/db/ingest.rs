@@ -85,23 +85,10 @@ struct Statements {
     /// Some records had IDs and the body was not in time order: the first
     /// occurrence of each ID in the body is picked explicitly.
     insert_dedup: String,
-    /// Sets the organization of the transaction's records, when it is not
-    /// the default one.
+    /// The organization the records are written into, when it is not the
+    /// default one (the column's default): a last column of the direct
+    /// COPY, a constant of the inserts from the staging table.
     tenant: Option<String>,
-}
-
-impl Statements {
-    /// Begins the transaction of a request's records.
-    async fn begin<'c>(
-        &self,
-        client: &'c mut Client,
-    ) -> Result<deadpool_postgres::Transaction<'c>, tokio_postgres::Error> {
-        let tx = client.transaction().await?;
-        if let Some(tenant) = &self.tenant {
-            tx.batch_execute(tenant).await?;
-        }
-        Ok(tx)
-    }
 }
 
 impl Statements {
@@ -118,13 +105,15 @@ impl Statements {
         let time = schema.fields[schema.time()].column;
         let id = schema.fields[schema.event_id()].column;
         let event_id = schema.event_id_target();
-        // The records' organization, by the tenant column's default (a
-        // checked name: letters, digits, `.`, `_`, `-`).
-        let tenant = match schema.tenant {
-            Some(_) if tenant != DEFAULT_TENANT && is_tenant_name(tenant) => {
-                Some(format!("SET LOCAL acctstream.tenant = '{tenant}'"))
-            }
-            _ => None,
+        // The records' organization: a checked name (letters, digits, `.`,
+        // `_`, `-`), so it may be written into the inserts as a literal.
+        let (tenant, into, from) = match schema.tenant {
+            Some(column) if tenant != DEFAULT_TENANT && is_tenant_name(tenant) => (
+                Some(tenant.to_owned()),
+                format!("{columns}, {column}"),
+                format!("{columns}, '{tenant}'"),
+            ),
+            _ => (None, columns.clone(), columns.clone()),
         };
         Statements {
             tenant,
@@ -135,17 +124,17 @@ impl Statements {
                  ON COMMIT DELETE ROWS",
                 definitions.join(", ")
             ),
-            direct_copy: format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"),
+            direct_copy: format!("COPY {table} ({into}) FROM STDIN (FORMAT binary)"),
             staging_copy: format!("COPY {staging} (seq, {columns}) FROM STDIN (FORMAT binary)"),
             insert: format!(
-                "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ORDER BY {time}, seq"
+                "INSERT INTO {table} ({into}) SELECT {from} FROM {staging} ORDER BY {time}, seq"
             ),
             insert_in_order: format!(
-                "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} \
+                "INSERT INTO {table} ({into}) SELECT {from} FROM {staging} \
                  ORDER BY {time}, seq ON CONFLICT ({event_id}) DO NOTHING"
             ),
             insert_dedup: format!(
-                "INSERT INTO {table} ({columns}) SELECT {columns} FROM ( \
+                "INSERT INTO {table} ({into}) SELECT {from} FROM ( \
                      SELECT *, row_number() OVER (PARTITION BY {id} ORDER BY seq) AS nth \
                      FROM {staging} \
                  ) AS staged \
@@ -265,6 +254,9 @@ struct CopyEncoder {
     /// The times so far never decreased.
     in_time_order: bool,
     last: Option<DateTime<Utc>>,
+    /// The organization written after the fields of every tuple (a direct
+    /// COPY of a token's records that are not the default organization's).
+    tenant: Option<String>,
 }
 
 impl CopyEncoder {
@@ -288,10 +280,27 @@ impl CopyEncoder {
             with_ids: false,
             in_time_order: true,
             last: None,
+            tenant: None,
+        }
+    }
+
+    /// The same encoder, writing `tenant` after the fields of every tuple.
+    fn in_tenant(self, tenant: Option<&str>) -> CopyEncoder {
+        CopyEncoder {
+            tenant: tenant.map(str::to_owned),
+            ..self
         }
     }
 
     fn push(&mut self, seq: u64, record: &Record<'_>) {
+        let tenant = self.tenant.take();
+        self.push_with(seq, record, tenant.as_deref());
+        self.tenant = tenant;
+    }
+
+    /// [`CopyEncoder::push`], with one more text column after the fields
+    /// (a demo record's organization).
+    fn push_with(&mut self, seq: u64, record: &Record<'_>, extra: Option<&str>) {
         let time = record.time();
         if self.last.is_some_and(|last| time < last) {
             self.in_time_order = false;
@@ -303,7 +312,7 @@ impl CopyEncoder {
         let buffer = &mut self.buffer;
         let fields = self.schema.fields;
         // A schema has at most MAX_FIELDS (40) fields.
-        let count = i16::try_from(fields.len()).unwrap_or(i16::MAX);
+        let count = i16::try_from(fields.len() + usize::from(extra.is_some())).unwrap_or(i16::MAX);
         if self.with_seq {
             buffer.put_i16(count + 1);
             buffer.put_i32(8);
@@ -335,6 +344,9 @@ impl CopyEncoder {
                 }
             }
         }
+        if let Some(extra) = extra {
+            put_text(buffer, extra);
+        }
     }
 
     fn take(&mut self) -> Bytes {
@@ -362,6 +374,8 @@ impl CopyEncoder {
 pub struct CopyWriter {
     sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>,
     encoder: CopyEncoder,
+    /// Each record's organization, when the writer gives it.
+    organization: Option<fn(&Record<'_>) -> &'static str>,
 }
 
 impl CopyWriter {
@@ -376,12 +390,36 @@ impl CopyWriter {
         Ok(CopyWriter {
             sink: Box::pin(sink),
             encoder: CopyEncoder::direct(schema),
+            organization: None,
+        })
+    }
+
+    /// [`CopyWriter::start`], each record into the organization
+    /// `organization` names for it, when the schema keeps organizations
+    /// (else as `start`).
+    pub async fn start_by_organization(
+        client: &tokio_postgres::Client,
+        schema: &'static IngestSchema,
+        organization: fn(&Record<'_>) -> &'static str,
+    ) -> Result<CopyWriter, tokio_postgres::Error> {
+        let Some(column) = schema.tenant else {
+            return CopyWriter::start(client, schema).await;
+        };
+        let copy = Statements::new(schema, DEFAULT_TENANT)
+            .direct_copy
+            .replacen(") FROM STDIN", &format!(", {column}) FROM STDIN"), 1);
+        let sink = client.copy_in::<_, Bytes>(&copy).await?;
+        Ok(CopyWriter {
+            sink: Box::pin(sink),
+            encoder: CopyEncoder::direct(schema),
+            organization: Some(organization),
         })
     }
 
     /// Adds one record (of the writer's schema).
     pub async fn write(&mut self, record: &Record<'_>) -> Result<(), tokio_postgres::Error> {
-        self.encoder.push(0, record);
+        let organization = self.organization.map(|of| of(record));
+        self.encoder.push_with(0, record, organization);
         if self.encoder.buffer.len() >= SEND_AT {
             self.sink.send(self.encoder.take()).await?;
         }
@@ -561,11 +599,11 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     let schema = parser.schema();
-    let tx = statements.begin(client).await?;
+    let tx = client.transaction().await?;
     let copied = {
         let sink = tx.copy_in::<_, Bytes>(&statements.direct_copy).await?;
         let mut sink = std::pin::pin!(sink);
-        let mut batch = DirectBatch::new(schema, identities.as_mut());
+        let mut batch = DirectBatch::new(schema, statements.tenant.as_deref(), identities.as_mut());
         loop {
             let Some(chunk) = body.next().await else {
                 parser
@@ -640,10 +678,11 @@ struct DirectBatch<'i, 'p> {
 impl<'i, 'p> DirectBatch<'i, 'p> {
     fn new(
         schema: &'static IngestSchema,
+        tenant: Option<&str>,
         identities: Option<&'i mut Identities<'p>>,
     ) -> DirectBatch<'i, 'p> {
         DirectBatch {
-            encoder: CopyEncoder::direct(schema),
+            encoder: CopyEncoder::direct(schema).in_tenant(tenant),
             seen: SeenIds::new(),
             repeated: false,
             identities,
@@ -687,7 +726,7 @@ where
     S: Stream<Item = Result<Bytes, IngestError<E>>> + Unpin,
 {
     let started = Instant::now();
-    let tx = statements.begin(client).await?;
+    let tx = client.transaction().await?;
     tx.batch_execute(&statements.prepare).await?;
     let sink = tx.copy_in::<_, Bytes>(&statements.staging_copy).await?;
     let mut sink = std::pin::pin!(sink);
@@ -826,9 +865,36 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_an_organization_writes_it_after_the_fields() {
+        let statements = Statements::new(A, "acme");
+        assert!(
+            statements
+                .direct_copy
+                .ends_with("user_id, event_id, tenant) FROM STDIN (FORMAT binary)"),
+            "{}",
+            statements.direct_copy
+        );
+        assert!(statements.insert.contains("(occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id, event_id, tenant) SELECT occurred_at, auth_method_type, auth_method_name, auth_request_origin, user_id, event_id, 'acme' FROM"), "{}", statements.insert);
+        assert!(statements.insert_dedup.contains(", 'acme' FROM ("));
+        let mut batch = DirectBatch::new(A, statements.tenant.as_deref(), None);
+        batch.push(&record("2000-01-01T00:00:01Z", None, "u"));
+        let tuple = batch.encoder.take();
+        let tuple = &tuple[COPY_HEADER.len()..];
+        assert_eq!(&tuple[..2], &[0, 7], "six fields and the organization");
+        assert!(tuple.ends_with(&[0, 0, 0, 4, b'a', b'c', b'm', b'e']));
+        // The default organization, or a name that is none, is the column's
+        // default: nothing is written.
+        for tenant in [DEFAULT_TENANT, "a b", "x'y"] {
+            let statements = Statements::new(A, tenant);
+            assert!(statements.tenant.is_none());
+            assert!(!statements.direct_copy.contains("tenant"));
+        }
+    }
+
+    #[test]
     fn direct_tuples_have_no_sequence_number() {
         let at = "2000-01-01T00:00:01Z";
-        let mut batch = DirectBatch::new(A, None);
+        let mut batch = DirectBatch::new(A, None, None);
         batch.push(&record(at, Some("a"), "u"));
         batch.push(&record(at, None, "u"));
         batch.push(&record(at, None, "u"));

@@ -128,6 +128,40 @@ pub async fn fill(
     }
 }
 
+/// The demo's organizations (issue 28): each person or device belongs to
+/// one, by a hash of its identity, and every session to the one its NAS's
+/// network is mapped to ([`SESSION_RULES`]).
+pub const ORGANIZATIONS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// The rules mapping the demo NAS's networks to [`ORGANIZATIONS`]
+/// (`acctstream_session_tenant` rows: position, network, organization).
+pub const SESSION_RULES: [(i32, &str, &str); 3] = [
+    (10, "10.0.1.0/24", "acme"),
+    (20, "10.0.2.0/24", "globex"),
+    (30, "10.0.3.0/24", "initech"),
+];
+
+/// The organization of a demo record: by an FNV-1a hash of its first
+/// identity (stable across runs and kinds, so one person's events and
+/// client events are in one organization).
+fn organization(record: &crate::core::ingest::Record<'_>) -> &'static str {
+    use crate::core::ingest::{FieldType, Value};
+    let identity = record
+        .schema
+        .fields
+        .iter()
+        .zip(record.values.iter())
+        .find_map(|(field, value)| match (field.ty, value) {
+            (FieldType::Identity(_), Value::Text(text)) => Some(*text),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let hash = identity.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    ORGANIZATIONS[(hash % ORGANIZATIONS.len() as u64) as usize]
+}
+
 /// Writes `counts[i]` records of `source` into `buckets[i]`, in time order,
 /// one COPY (committed on its own) per ~50k rows; `progress(done, total)`
 /// every 100,000 rows and at the end. Returns the rows inserted.
@@ -144,7 +178,7 @@ pub(crate) async fn copy_buckets<S: Source>(
     let mut times: Vec<i64> = Vec::new();
     let mut index = 0;
     while index < buckets.len() {
-        let mut writer = CopyWriter::start(client, S::SCHEMA)
+        let mut writer = CopyWriter::start_by_organization(client, S::SCHEMA, organization)
             .await
             .map_err(db_err("starting the demo data COPY"))?;
         let mut chunk_rows = 0u64;
@@ -520,7 +554,7 @@ pub(crate) async fn insert_second<S: Source>(
         .get()
         .await
         .map_err(|e| format!("cannot get a connection: {e}"))?;
-    let mut writer = CopyWriter::start(&client, S::SCHEMA)
+    let mut writer = CopyWriter::start_by_organization(&client, S::SCHEMA, organization)
         .await
         .map_err(|e| describe(&e))?;
     for &t in times {

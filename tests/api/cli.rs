@@ -424,6 +424,46 @@ fn demo_accepts_tokens_from_its_local_issuer() {
     let read = mint("read");
     assert_eq!(read.split('.').count(), 3, "{read}");
     let response = http_get(&address, "/api/v1/statistics/events/hour", &read);
+    // Issue 28: the demo's three organizations. Each one's token counts
+    // exactly what the operator counts narrowed to it, and together what
+    // the operator counts, for every kind (sessions by their NAS's network).
+    let secret = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let operator = secret("api-token");
+    let last_month = (chrono::Utc::now() - chrono::Duration::days(28)).format("%Y-%m");
+    let count = |token: &str, kind: &str, query: &str| -> u64 {
+        let response = http_get(
+            &address,
+            &format!("/api/v1/statistics/{kind}/counts/month/{last_month}{query}"),
+            token,
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let at = response.find("\"count\":").expect("a count") + 8;
+        response[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    for kind in ["events", "client-events", "sessions"] {
+        let total = count(&operator, kind, "");
+        let mut sum = 0;
+        for organization in ["acme", "globex", "initech"] {
+            let own = count(&secret(&format!("api-token-{organization}")), kind, "");
+            assert_eq!(
+                own,
+                count(&operator, kind, &format!("?tenant={organization}"))
+            );
+            assert!(own > 0, "{kind}: {organization} has none of {total}");
+            sum += own;
+        }
+        assert_eq!(sum, total, "{kind}");
+    }
     let audit_only = mint("audit");
     let refused = http_get(&address, "/api/v1/statistics/events/hour", &audit_only);
     let bad = acctstream()

@@ -219,9 +219,9 @@ pub struct IngestSchema {
     /// Record the pseudonyms of identity fields in the identity directory
     /// (so listings can be narrowed by them).
     pub record_identities: bool,
-    /// The column holding each record's organization (issue 28), filled by
-    /// its default from the writing transaction's `acctstream.tenant`:
-    /// `eventId`s are then unique per organization.
+    /// The column holding each record's organization (issue 28): written
+    /// by ingest for a token of an organization other than the default one
+    /// (the column's default); `eventId`s are then unique per organization.
     pub tenant: Option<&'static str>,
     time: usize,
     event_id: usize,

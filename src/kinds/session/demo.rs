@@ -508,13 +508,40 @@ pub async fn trickle(
 /// RADIUS ingest path, so `online` changes live.
 pub struct SessionDemo;
 
+/// The demo NAS's networks mapped to the demo's organizations (rules an
+/// operator may have changed are kept).
+async fn map_organizations(fill: &Fill<'_>) -> Result<(), DemoError> {
+    let client = fill.client().await?;
+    for (position, network, organization) in crate::demo::SESSION_RULES {
+        client
+            .execute(
+                "INSERT INTO acctstream_session_tenant (position, nas, tenant) \
+                 VALUES ($1, $2::text::cidr, $3) ON CONFLICT (position) DO NOTHING",
+                &[&position, &network, &organization],
+            )
+            .await
+            .map_err(crate::demo::db_err("mapping the demo NAS to organizations"))?;
+    }
+    Ok(())
+}
+
 impl Demo for SessionDemo {
     fn rows(&self, options: &SeedOptions) -> u64 {
         options.events / EVENTS_PER_SESSION
     }
 
     fn seed<'a>(&'a self, fill: &'a Fill<'a>, rows: u64) -> Written<'a> {
-        Box::pin(async move { seed(fill.pool, fill.key()?, fill.options, rows).await })
+        Box::pin(async move {
+            map_organizations(fill).await?;
+            seed(fill.pool, fill.key()?, fill.options, rows).await
+        })
+    }
+
+    fn top_up<'a>(&'a self, fill: &'a Fill<'a>) -> Written<'a> {
+        Box::pin(async move {
+            map_organizations(fill).await?;
+            Ok(0)
+        })
     }
 
     fn trickle(
