@@ -214,11 +214,7 @@ impl Application {
         }
         // A deployment with organizations reads windows by organization:
         // their indexes are built (concurrently) when missing.
-        let has_tenants = settings.tokens.names_tenants()
-            || options
-                .oauth
-                .as_ref()
-                .is_some_and(|oauth| oauth.policy().tenant_claim.is_some());
+        let has_tenants = http::state::has_tenants(&settings.tokens, options.oauth.as_deref());
         if let (Some(jobs_pool), true) = (&jobs_pool, has_tenants) {
             handles.push(tokio::spawn(db::migrate::build_tenant_indexes(
                 jobs_pool.clone(),

@@ -95,8 +95,7 @@ impl Statements {
     fn new(schema: &IngestSchema, tenant: &str) -> Statements {
         let table = schema.table;
         let staging = format!("acctstream_ingest_{table}");
-        let columns: Vec<&str> = schema.fields.iter().map(|f| f.column).collect();
-        let columns = columns.join(", ");
+        let columns = copy_columns(schema, false);
         let definitions: Vec<String> = schema
             .fields
             .iter()
@@ -107,16 +106,16 @@ impl Statements {
         let event_id = schema.event_id_target();
         // The records' organization: a checked name (letters, digits, `.`,
         // `_`, `-`), so it may be written into the inserts as a literal.
-        let (tenant, into, from) = match schema.tenant {
-            Some(column) if tenant != DEFAULT_TENANT && is_tenant_name(tenant) => (
-                Some(tenant.to_owned()),
-                format!("{columns}, {column}"),
-                format!("{columns}, '{tenant}'"),
-            ),
-            _ => (None, columns.clone(), columns.clone()),
+        let tenant = (tenant != DEFAULT_TENANT && is_tenant_name(tenant))
+            .then_some(tenant)
+            .filter(|_| schema.tenant.is_some());
+        let into = copy_columns(schema, tenant.is_some());
+        let from = match tenant {
+            Some(tenant) => format!("{columns}, '{tenant}'"),
+            None => columns.clone(),
         };
         Statements {
-            tenant,
+            tenant: tenant.map(str::to_owned),
             prepare: format!(
                 "SET LOCAL client_min_messages = warning; \
                  SET LOCAL work_mem = '64MB'; \
@@ -124,7 +123,7 @@ impl Statements {
                  ON COMMIT DELETE ROWS",
                 definitions.join(", ")
             ),
-            direct_copy: format!("COPY {table} ({into}) FROM STDIN (FORMAT binary)"),
+            direct_copy: direct_copy(schema, tenant.is_some()),
             staging_copy: format!("COPY {staging} (seq, {columns}) FROM STDIN (FORMAT binary)"),
             insert: format!(
                 "INSERT INTO {table} ({into}) SELECT {from} FROM {staging} ORDER BY {time}, seq"
@@ -144,6 +143,23 @@ impl Statements {
             ),
         }
     }
+}
+
+/// The columns a direct COPY of `schema` writes: its fields', then, with
+/// `tenant`, the organization's column.
+fn copy_columns(schema: &IngestSchema, tenant: bool) -> String {
+    let mut columns: Vec<&str> = schema.fields.iter().map(|f| f.column).collect();
+    columns.extend(schema.tenant.filter(|_| tenant));
+    columns.join(", ")
+}
+
+/// The direct COPY of `schema` into its table ([`copy_columns`]).
+fn direct_copy(schema: &IngestSchema, tenant: bool) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        schema.table,
+        copy_columns(schema, tenant)
+    )
 }
 
 /// The spool file is written through a buffer of this size (the body
@@ -385,7 +401,7 @@ impl CopyWriter {
         schema: &'static IngestSchema,
     ) -> Result<CopyWriter, tokio_postgres::Error> {
         let sink = client
-            .copy_in::<_, Bytes>(&Statements::new(schema, DEFAULT_TENANT).direct_copy)
+            .copy_in::<_, Bytes>(&direct_copy(schema, false))
             .await?;
         Ok(CopyWriter {
             sink: Box::pin(sink),
@@ -402,13 +418,12 @@ impl CopyWriter {
         schema: &'static IngestSchema,
         organization: fn(&Record<'_>) -> &'static str,
     ) -> Result<CopyWriter, tokio_postgres::Error> {
-        let Some(column) = schema.tenant else {
+        if schema.tenant.is_none() {
             return CopyWriter::start(client, schema).await;
-        };
-        let copy = Statements::new(schema, DEFAULT_TENANT)
-            .direct_copy
-            .replacen(") FROM STDIN", &format!(", {column}) FROM STDIN"), 1);
-        let sink = client.copy_in::<_, Bytes>(&copy).await?;
+        }
+        let sink = client
+            .copy_in::<_, Bytes>(&direct_copy(schema, true))
+            .await?;
         Ok(CopyWriter {
             sink: Box::pin(sink),
             encoder: CopyEncoder::direct(schema),

@@ -140,6 +140,7 @@ pub fn pending<B>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::core::audit::representation);
+    let tenant = principal.organization(state.has_tenants()).to_owned();
     Some(Pending {
         sink,
         reserved,
@@ -157,10 +158,7 @@ pub fn pending<B>(
             completed: false,
             duration_ms: 0.0,
             request_id: request_id.to_owned(),
-            tenant: principal
-                .tenant
-                .filter(|_| state.has_tenants())
-                .unwrap_or_else(|| crate::core::tenant::DEFAULT_TENANT.to_owned()),
+            tenant,
         },
     })
 }

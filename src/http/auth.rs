@@ -63,6 +63,16 @@ impl Principal {
         }
     }
 
+    /// The organization its requests count against and its accesses are
+    /// audited under: its token's, in a deployment with tenants
+    /// (`has_tenants`), else the default one.
+    pub fn organization(&self, has_tenants: bool) -> &str {
+        match &self.tenant {
+            Some(tenant) if has_tenants => tenant,
+            _ => crate::core::tenant::DEFAULT_TENANT,
+        }
+    }
+
     /// The 403 for a request that needs `grant`.
     fn lacks(&self, grant: Grant) -> ApiError {
         match (&self.oauth, grant) {
@@ -269,11 +279,7 @@ pub async fn middleware(
     };
     // The organization every request of the caller counts against.
     let tenant = match &outcome {
-        Authenticated::Yes(principal) => principal
-            .tenant
-            .clone()
-            .filter(|_| state.has_tenants())
-            .unwrap_or_else(|| crate::core::tenant::DEFAULT_TENANT.to_owned()),
+        Authenticated::Yes(principal) => principal.organization(state.has_tenants()).to_owned(),
         _ => String::new(),
     };
     req.extensions_mut().insert(outcome);

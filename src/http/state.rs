@@ -25,16 +25,18 @@ pub struct AppState {
     pub replicas: Option<std::sync::Arc<crate::db::replicas::Replicas>>,
 }
 
+/// True when a deployment with these tokens and this OAuth2 verifier has
+/// tenants (issue 28): a static token names its organization, or access
+/// tokens carry one.
+pub fn has_tenants(tokens: &ApiTokens, oauth: Option<&super::jwks::OAuth>) -> bool {
+    tokens.names_tenants() || oauth.is_some_and(|oauth| oauth.policy().tenant_claim.is_some())
+}
+
 impl AppState {
     /// True when the deployment has tenants (issue 28): a static token
     /// names its organization, or access tokens carry one.
     pub fn has_tenants(&self) -> bool {
-        self.tokens.names_tenants()
-            || self
-                .options
-                .oauth
-                .as_ref()
-                .is_some_and(|oauth| oauth.policy().tenant_claim.is_some())
+        has_tenants(&self.tokens, self.options.oauth.as_deref())
     }
 
     /// The pool a read that may lag (by at most

@@ -458,29 +458,40 @@ fn parse_instant_in(
 
 /// The kind's filters among the query's pairs, leaving out `skip`
 /// (parameters that are not filters here).
-fn filters(
-    query: &ListingQuery,
-    (scope, tenancy, pseudonymiser): &Reader,
-    skip: &[&str],
-) -> Result<Selection, ApiError> {
+fn filters(query: &ListingQuery, reader: &Reader, skip: &[&str]) -> Result<Selection, ApiError> {
     let pairs: Vec<(String, String)> = query
         .pairs
         .iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
         .cloned()
         .collect();
-    let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
-    selection.restrict(tenancy, pseudonymiser)?;
-    Ok(selection)
+    let selection = KIND.parse_filters(&pairs, reader.scope.has(Grant::Identities))?;
+    reader.restrict(selection)
 }
 
 /// A reader of sessions: its grants, whose sessions it reads, and the
-/// service's pseudonymiser.
-type Reader = (Scope, Tenancy, Pseudonymiser);
+/// service's pseudonymiser (an organization's pseudonyms are its own).
+struct Reader {
+    scope: Scope,
+    tenancy: Tenancy,
+    pseudonymiser: Pseudonymiser,
+}
 
-fn reader(req: &HttpRequest, state: &AppState) -> Result<Reader, ApiError> {
-    let (scope, tenancy) = require_for_kind(req, &KIND, Grant::Read)?;
-    Ok((scope, tenancy, state.pseudonymiser.clone()))
+impl Reader {
+    fn of(req: &HttpRequest, state: &AppState) -> Result<Reader, ApiError> {
+        let (scope, tenancy) = require_for_kind(req, &KIND, Grant::Read)?;
+        Ok(Reader {
+            scope,
+            tenancy,
+            pseudonymiser: state.pseudonymiser.clone(),
+        })
+    }
+
+    /// `selection` narrowed to what this reader may see.
+    fn restrict(&self, mut selection: Selection) -> Result<Selection, ApiError> {
+        selection.restrict(&self.tenancy, &self.pseudonymiser)?;
+        Ok(selection)
+    }
 }
 
 /// Lets the identity directory catch up with rows FreeRADIUS wrote before a
@@ -554,8 +565,8 @@ fn cursor_link(base: &str, path: &str, raw_query: &str, cursor: Option<&str>) ->
 /// sessions are inserted and updated), `start_date`/`end_date` (sessions
 /// overlapping the range), the session filters, `limit`, `cursor`.
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req, &state)?;
-    let scope = reader.0;
+    let reader = Reader::of(&req, &state)?;
+    let scope = reader.scope;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -673,8 +684,8 @@ async fn ids_of(pool: &Pool, listing: &Listing, limit: i64) -> Result<Vec<i64>, 
 /// position in that order, so a page neither skips nor repeats a session
 /// while others start and stop).
 async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req, &state)?;
-    let scope = reader.0;
+    let reader = Reader::of(&req, &state)?;
+    let scope = reader.scope;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let limit = query
@@ -755,8 +766,8 @@ async fn online(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
 /// `GET /api/v1/sessions/{radAcctId}`: one session (a JSON object, one CSV
 /// row or one NDJSON line).
 async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req, &state)?;
-    let scope = reader.0;
+    let reader = Reader::of(&req, &state)?;
+    let scope = reader.scope;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req
@@ -767,9 +778,9 @@ async fn one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
         .ok_or_else(|| {
             ApiError::InvalidRequest("`radAcctId` must be a positive integer.".into())
         })?;
-    let mut selection = KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?;
     // Another organization's session is a 404, exactly as a missing one.
-    selection.restrict(&reader.1, &reader.2)?;
+    let selection =
+        reader.restrict(KIND.parse_filters(&[("radAcctId".into(), id.to_string())], false)?)?;
     let listing = Listing {
         direction: Direction::Ascending,
         lower: None,
@@ -842,8 +853,8 @@ async fn history(
     state: web::Data<AppState>,
     who: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req, &state)?;
-    let scope = reader.0;
+    let reader = Reader::of(&req, &state)?;
+    let scope = reader.scope;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let id = req.match_info().get(who).unwrap_or_default().to_owned();
@@ -861,13 +872,12 @@ async fn history(
         }
         (from, to) => (from, to),
     };
-    let mut who_selection = KIND.parse_filters(
-        &[(who.to_owned(), id.clone())],
-        scope.has(Grant::Identities),
-    )?;
     // Another organization's user or device is unknown here, exactly as
     // one never seen.
-    who_selection.restrict(&reader.1, &reader.2)?;
+    let who_selection = reader.restrict(KIND.parse_filters(
+        &[(who.to_owned(), id.clone())],
+        scope.has(Grant::Identities),
+    )?)?;
     let mut selection = filters(
         &query,
         &reader,
@@ -937,8 +947,8 @@ fn colour(status: &str) -> &'static str {
 /// `resourceId`, `start`, `end`, `title`, `color`, plus `tooltip` and
 /// `status`). Open sessions end now; stale ones at their last update.
 async fn calendar(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let reader = reader(&req, &state)?;
-    let scope = reader.0;
+    let reader = Reader::of(&req, &state)?;
+    let scope = reader.scope;
     let query = ListingQuery::parse(req.query_string())?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     if format != OutputFormat::Json {
