@@ -109,7 +109,9 @@ pub async fn ensure(
             tx.batch_execute(&format!(
                 "SET LOCAL client_min_messages = warning;
                  CREATE TABLE IF NOT EXISTS {side} ({id} bigint PRIMARY KEY, {xid} xid8 NOT NULL);
-                 CREATE INDEX IF NOT EXISTS {side}_idx ON {side} ({xid}, {id});"
+                 CREATE INDEX IF NOT EXISTS {side}_idx ON {side} ({xid}, {id});
+                 GRANT SELECT ON {side} TO {role};",
+                role = super::tenant::ROLE,
             ))
             .await?;
             let created: bool = tx
@@ -308,7 +310,7 @@ pub async fn head(
 /// kind with the position column ([`feed::with_position`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn open(
-    client: Object,
+    client: super::tenant::Reader,
     kind: &'static Kind,
     shown: &'static Kind,
     page: &FeedPage,

@@ -13,6 +13,10 @@ pub enum DbError {
     /// A statement failed.
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// A read for one organization could not be bound to it (a bug: the
+    /// name was not an organization's).
+    #[error("cannot read for an organization: {0}")]
+    Restrict(String),
 }
 
 impl DbError {
@@ -24,6 +28,7 @@ impl DbError {
         match self {
             DbError::Pool(_) => true,
             DbError::Query(e) => is_unavailable(e),
+            DbError::Restrict(_) => false,
         }
     }
 }

@@ -519,7 +519,7 @@ where
         .await
         .map_err(|e| failed(IngestError::Spool(e)))?;
 
-    let mut parser = IngestParser::new(schema, format);
+    let mut parser = IngestParser::new(schema, format).writing_to(tenant);
     let direct = copy_directly(
         &mut client,
         &statements,
@@ -553,7 +553,7 @@ where
     );
 
     // Replay the spooled body through the exact path.
-    let mut parser = IngestParser::new(schema, format);
+    let mut parser = IngestParser::new(schema, format).writing_to(tenant);
     let replay = match spool.replay().await {
         Ok(replay) => replay,
         Err(e) => return Err(failed(IngestError::Spool(e))),
@@ -851,7 +851,11 @@ mod tests {
         values[3] = Value::Text("o");
         values[4] = Value::Text(user);
         values[5] = id.map_or(Value::Null, Value::Text);
-        Record { schema: A, values }
+        Record {
+            schema: A,
+            values,
+            tenant: None,
+        }
     }
 
     #[test]

@@ -91,6 +91,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_session_tenants.sql",
         sql: include_str!("../../sql/0014_session_tenants.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_row_security.sql",
+        sql: include_str!("../../sql/0015_row_security.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "0016_tenant_rollups.sql",
+        sql: include_str!("../../sql/0016_tenant_rollups.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "0017_tenant_quarantine.sql",
+        sql: include_str!("../../sql/0017_tenant_quarantine.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -126,7 +141,77 @@ pub async fn run(
             })?;
     }
     track_changes(client, kinds, false).await?;
+    for kind in kinds {
+        row_security(client, kind)
+            .await
+            .map_err(|source| MigrateError {
+                name: "row security",
+                source,
+            })?;
+    }
     Ok(done)
+}
+
+/// Advisory lock serialising [`row_security`] between instances ("acctrls").
+const ROW_SECURITY_LOCK: i64 = 0x0061_6363_7472_6c73;
+
+/// Makes the second layer of organizations on `kind`'s table, from its
+/// entry (issue 28; [`super::tenant`]): the organizations' role may read
+/// it, row security is on, every role sees every row
+/// ([`super::tenant::EVERYONE`]) except the organizations' role, which
+/// sees the rows of its setting's organization only. Nothing for a kind
+/// without organizations. Done again only when the policy differs from
+/// the one made last (kept as its comment): a start takes no lock on a
+/// table that has it.
+pub async fn row_security(client: &mut Client, kind: &Kind) -> Result<(), tokio_postgres::Error> {
+    use super::tenant::{policy_sql, EVERYONE, ONE_ORGANIZATION, ROLE};
+    let Some(tenant) = kind.tenant else {
+        return Ok(());
+    };
+    let table = kind.table;
+    let policy = policy_sql(table, tenant);
+    let current = "SELECT c.relrowsecurity AND d.description IS NOT DISTINCT FROM $2                    FROM pg_class c                    LEFT JOIN pg_policy p ON p.polrelid = c.oid AND p.polname = $3                    LEFT JOIN pg_description d                      ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass                    WHERE c.oid = to_regclass($1)";
+    let made = |row: Option<tokio_postgres::Row>| -> Result<bool, tokio_postgres::Error> {
+        Ok(match row {
+            Some(row) => row.try_get::<_, Option<bool>>(0)?.unwrap_or(false),
+            None => true, // no such table: nothing to protect (yet)
+        })
+    };
+    if made(
+        client
+            .query_opt(current, &[&table, &policy, &ONE_ORGANIZATION])
+            .await?,
+    )? {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROW_SECURITY_LOCK])
+        .await?;
+    if made(
+        tx.query_opt(current, &[&table, &policy, &ONE_ORGANIZATION])
+            .await?,
+    )? {
+        return tx.commit().await;
+    }
+    tx.batch_execute(&format!(
+        "SET LOCAL client_min_messages = warning;
+         GRANT SELECT ON {table} TO {ROLE};
+         ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+         DROP POLICY IF EXISTS {EVERYONE} ON {table};
+         CREATE POLICY {EVERYONE} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC
+             USING (true) WITH CHECK (true);
+         DROP POLICY IF EXISTS {ONE_ORGANIZATION} ON {table};
+         {policy};
+         COMMENT ON POLICY {ONE_ORGANIZATION} ON {table} IS {comment};",
+        comment = quote_literal(&policy),
+    ))
+    .await?;
+    tx.commit().await
+}
+
+/// `text` as an SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The index a kind that stores its organization in a column of its own

@@ -17,6 +17,7 @@ pub mod pool;
 pub mod records;
 pub mod replicas;
 pub mod retention;
+pub mod tenant;
 pub mod tls;
 pub mod upkeep;
 

@@ -29,7 +29,7 @@ use deadpool_postgres::{Object, Pool};
 use futures_util::Stream;
 use tokio_postgres::{
     types::{FromSql, ToSql, Type},
-    CopyOutStream, NoTls, Row,
+    CopyOutStream, Row,
 };
 
 use crate::{
@@ -42,7 +42,9 @@ use crate::{
     },
     db::{
         copy::{FormatError, Next, Tuples},
-        directory, DbError,
+        directory,
+        tenant::Reader,
+        DbError,
     },
     metrics::StreamTally,
 };
@@ -96,10 +98,16 @@ pub async fn open(
     output: Output<'_>,
     tally: StreamTally,
 ) -> Result<RecordStream, DbError> {
-    let client = pool.get().await?;
+    let client = checkout(pool, listing).await?;
     let sql = listing.sql(kind);
     let params = params(&client, kind, listing).await?;
     start(client, kind, &sql, &params, output, tally, None).await
+}
+
+/// A connection for `listing`'s reads: bound to the caller's organization
+/// when it reads one only (row security, [`super::tenant`]).
+async fn checkout(pool: &Pool, listing: &Listing) -> Result<Reader, DbError> {
+    super::tenant::checkout(pool, listing.selection.tenant.as_deref()).await
 }
 
 /// Starts `sql` (the records of `kind`, in its columns' order, with these
@@ -110,7 +118,7 @@ pub async fn open(
 /// it costs a fraction of what text concatenation costs the database per
 /// row).
 pub(crate) async fn start(
-    client: Object,
+    client: Reader,
     kind: &'static Kind,
     sql: &str,
     params: &[Param],
@@ -179,7 +187,7 @@ pub async fn select(
     columns: &str,
     limit: i64,
 ) -> Result<Vec<Row>, DbError> {
-    let client = pool.get().await?;
+    let client = checkout(pool, listing).await?;
     let unpaged = Listing {
         page: None,
         ..listing.clone()
@@ -203,7 +211,7 @@ pub async fn select_page(
     listing: &Listing,
     columns: &str,
 ) -> Result<Vec<Row>, DbError> {
-    let client = pool.get().await?;
+    let client = checkout(pool, listing).await?;
     let statement = client
         .prepare_cached(&listing.select_sql(kind, columns))
         .await?;
@@ -227,7 +235,7 @@ pub async fn counts(
     counts: &crate::core::counts::Counts,
     zone: &str,
 ) -> Result<Vec<crate::core::counts::CountRow>, DbError> {
-    let client = pool.get().await?;
+    let client = checkout(pool, listing).await?;
     let statement = client.prepare_cached(&counts.sql(kind, listing)).await?;
     let mut params = params(&client, kind, listing).await?;
     let (with_zone, with_top) = counts.extra_parameters();
@@ -277,7 +285,7 @@ async fn one_value<T>(
 where
     T: for<'a> tokio_postgres::types::FromSql<'a>,
 {
-    let client = pool.get().await?;
+    let client = checkout(pool, listing).await?;
     let unpaged = Listing {
         page: None,
         keyset: None,
@@ -440,7 +448,11 @@ pub(crate) async fn filter_params(
         if !selection.tenants.is_empty() {
             params.push(Param::Texts(selection.tenants.clone()));
         }
-        if let Some(tenant) = &selection.tenant {
+        if let Some(tenant) = selection
+            .tenant
+            .as_ref()
+            .filter(|_| !selection.without_tenant_term)
+        {
             params.push(Param::Text(Some(tenant.to_string())));
         }
     }
@@ -648,7 +660,7 @@ pub struct RecordStream {
     tuples: Tuples,
     /// The PostgreSQL type of each column.
     types: Vec<Type>,
-    client: Option<Object>,
+    client: Option<Reader>,
     encoder: RecordEncoder,
     identities: IdentityWriter,
     /// The statement's column types are those [`decode`] reads.
@@ -737,7 +749,7 @@ impl RecordStream {
         self.tally.aborted_by_database();
         // The connection may be broken; do not hand it back to the pool.
         if let Some(client) = self.client.take() {
-            drop(Object::take(client));
+            client.discard();
         }
         self.state = if self
             .encoder
@@ -837,33 +849,14 @@ impl Drop for RecordStream {
         // Unfinished: the client went away mid-stream. Cancel the query so the
         // backend stops, and give the connection back only when it is idle.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            drop(Object::take(client));
+            client.discard();
             return;
         };
         tracing::info!(
             rows = self.rows_sent,
             "client went away; cancelling the query"
         );
-        let token = client.cancel_token();
-        runtime.spawn(async move {
-            if let Err(error) = token.cancel_query(NoTls).await {
-                tracing::warn!(%error, "cannot cancel the query; discarding its connection");
-                drop(Object::take(client));
-                return;
-            }
-            // Replies come in order: this answers after the cancelled query
-            // has ended. Should the cancel request land on this query instead,
-            // ask once more.
-            for _ in 0..2 {
-                if client.simple_query("").await.is_ok() {
-                    return; // idle and healthy: back to the pool
-                }
-                if client.is_closed() {
-                    break;
-                }
-            }
-            drop(Object::take(client));
-        });
+        runtime.spawn(super::tenant::cancel(client));
     }
 }
 

@@ -93,7 +93,7 @@ async fn page(
         ),
     };
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut selection, &tenancy)?;
     let zone = super::listing::zone_of(&query)?;
     if !state.options.changes.check(&state.pool, kind).await? {
         return Err(not_tracked(kind));
@@ -113,7 +113,7 @@ async fn page(
         After::Cursor(cursor) => cursor.position,
         _ => Position::START,
     };
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let client = crate::db::tenant::checkout(&state.pool, page.selection.tenant.as_deref()).await?;
     let head = changes::head(&client, kind, &page, from, limit).await?;
     let epoch = head.deletions.epoch;
     // The feed from its oldest retained record: where to start again.

@@ -64,7 +64,7 @@ async fn counts(
     let (start, end) = window.bounds();
     let counts = Counts::parse(kind, &query.pairs, end - start)?;
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut selection, &tenancy)?;
     let mut link_query = counts.link_query(kind);
     let filters = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     if !filters.is_empty() {

@@ -132,6 +132,15 @@ async fn ingest(
     }
 }
 
+/// `text` with its first letter upper-case.
+pub(crate) fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// The parser for the request's `Content-Type`; anything else is a 415.
 fn body_format(headers: &HeaderMap) -> Result<IngestFormat, ApiError> {
     headers
@@ -148,15 +157,15 @@ fn body_format(headers: &HeaderMap) -> Result<IngestFormat, ApiError> {
 
 fn api_error(error: IngestError<BodyError>, limit: u64) -> ApiError {
     match error {
-        IngestError::Invalid(record) => {
-            let text = record.to_string();
-            let mut chars = text.chars();
-            let capitalised: String = chars
-                .next()
-                .map(|first| first.to_uppercase().chain(chars).collect())
-                .unwrap_or_default();
-            ApiError::InvalidRequest(format!("{capitalised}. Nothing was stored."))
-        }
+        IngestError::Invalid(record) if record.other_tenant => ApiError::Forbidden(format!(
+            "{}: this token writes its own organization's records only (leave out `tenant`, or \
+             name its own). Nothing was stored.",
+            capitalise(&record.to_string())
+        )),
+        IngestError::Invalid(record) => ApiError::InvalidRequest(format!(
+            "{}. Nothing was stored.",
+            capitalise(&record.to_string())
+        )),
         IngestError::Body(BodyError::TooLarge) => too_large(limit),
         IngestError::Body(BodyError::Read(e)) => ApiError::InvalidRequest(format!(
             "The request body could not be read: {}; nothing was stored.",

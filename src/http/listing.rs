@@ -163,7 +163,7 @@ async fn window(
     let (window, query) = window_of(&req, state.public_url.as_deref(), kind.path)?;
     let format = negotiate_format(&req, query.format.as_deref())?;
     let mut selection = kind.parse_filters(&query.pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut selection, &tenancy)?;
     let link_query = kind.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(

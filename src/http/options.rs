@@ -48,6 +48,11 @@ pub struct AppOptions {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Which kinds' change feeds can be read (learnt once each).
     pub changes: std::sync::Arc<crate::db::changes::Tracking>,
+    /// Tests of the second layer of organizations only: a caller's
+    /// organization is left out of the queries, to row security alone.
+    /// Never set by the service.
+    #[doc(hidden)]
+    pub tenants_by_row_security_only: bool,
 }
 
 /// The default time in-flight responses get to finish after a stop signal.

@@ -39,6 +39,18 @@ impl AppState {
         has_tenants(&self.tokens, self.options.oauth.as_deref())
     }
 
+    /// Narrows `selection` to what a caller of `tenancy` may read
+    /// ([`Selection::restrict`]).
+    pub fn restrict(
+        &self,
+        selection: &mut crate::core::kind::Selection,
+        tenancy: &crate::core::tenant::Tenancy,
+    ) -> Result<(), crate::core::kind::FilterError> {
+        selection.restrict(tenancy, &self.pseudonymiser)?;
+        selection.without_tenant_term = self.options.tenants_by_row_security_only;
+        Ok(())
+    }
+
     /// The pool a read that may lag (by at most
     /// `ACCTSTREAM_MAX_REPLICA_LAG`) takes its connection from: a usable
     /// replica's, else the primary's.

@@ -663,7 +663,7 @@ fn each_kinds_schema_and_csv_columns_match_its_description() {
 }
 
 /// Each kind's ingest record schema in `openapi.yaml` lists exactly its
-/// ingest fields, in order, with exactly the required ones required, and
+/// ingest fields, in order (then `tenant` where the kind has organizations), with exactly the required ones required, and
 /// rejects unknown fields as the service does.
 #[test]
 fn each_kinds_ingest_schema_matches_its_fields() {
@@ -678,7 +678,20 @@ fn each_kinds_ingest_schema_matches_its_fields() {
             .keys()
             .map(|k| k.as_str().unwrap())
             .collect();
-        let fields: Vec<&str> = route.schema.fields.iter().map(|f| f.name).collect();
+        // Then the organization a record may name, for a kind that keeps
+        // organizations apart.
+        let fields: Vec<&str> = route
+            .schema
+            .fields
+            .iter()
+            .map(|f| f.name)
+            .chain(
+                route
+                    .schema
+                    .tenant
+                    .map(|_| acctstream::core::ingest::TENANT_FIELD),
+            )
+            .collect();
         assert_eq!(documented, fields, "{}", route.openapi);
         let required: Vec<&str> = schema["required"]
             .as_array()

@@ -15,6 +15,7 @@ mod freeradius;
 mod hardening;
 mod helpers;
 mod ingest;
+mod isolation;
 mod kinds;
 mod oauth;
 mod ops;

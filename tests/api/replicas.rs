@@ -267,6 +267,34 @@ async fn two_concurrent_downloads_split_between_the_replica_and_the_primary() {
         )
         .await
         .unwrap();
+    // A window goes to a replica that has replayed the primary's WAL up to
+    // the moment of the read, and that the monitor found usable since (it
+    // may have measured it while it replayed the load, and set it aside):
+    // let the load's aftermath (autovacuum of the fresh rows writes WAL for
+    // a while) be over and replayed first, then wait for the monitor.
+    app.db
+        .batch_execute("VACUUM (ANALYZE) auth_event")
+        .await
+        .unwrap();
+    let standby = connect(&replica.pg_config(DB)).await;
+    eventually("the replica to replay the primary's WAL", || async {
+        let now: String = app
+            .db
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        standby
+            .query_one(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                &[&now],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    tokio::time::sleep(acctstream::db::replicas::MONITOR_INTERVAL * 2).await;
     eventually("the replica to be usable", || async {
         metric(&app, "acctstream_replica_usable", &server).await == Some(1.0)
     })

@@ -15,6 +15,9 @@ use super::{
     MAX_RECORD_BYTES,
 };
 
+/// The column of [`super::TENANT_FIELD`] among a header's fields.
+const TENANT_COLUMN: usize = usize::MAX;
+
 /// More columns than this is not a header of ours.
 const MAX_COLUMNS: usize = 64;
 
@@ -159,7 +162,15 @@ impl CsvParser {
             .at(location));
         }
         let mut fields: RawFields<'_> = no_fields();
+        let mut tenant = None;
         for (index, &field) in columns.iter().enumerate() {
+            if field == TENANT_COLUMN {
+                let text = std::str::from_utf8(self.cell(index)).map_err(|_| {
+                    Problem::record("has a `tenant` that is not valid UTF-8").at(location)
+                })?;
+                tenant = (!text.is_empty()).then_some(text);
+                continue;
+            }
             let spec = &schema.fields[field];
             let text = std::str::from_utf8(self.cell(index))
                 .map_err(|_| Problem::field(spec, "is not valid UTF-8").at(location))?;
@@ -170,7 +181,8 @@ impl CsvParser {
             }
             fields[field] = Some(Raw::Str(Cow::Borrowed(text)));
         }
-        let event = validate(schema, &fields).map_err(|p| p.at(location))?;
+        let mut event = validate(schema, &fields).map_err(|p| p.at(location))?;
+        event.tenant = tenant;
         sink(&event);
         Ok(())
     }
@@ -179,6 +191,13 @@ impl CsvParser {
         let mut columns = Vec::with_capacity(self.ends_len);
         for index in 0..self.ends_len {
             let name = std::str::from_utf8(self.cell(index)).unwrap_or("");
+            if name == super::TENANT_FIELD && schema.tenant.is_some() {
+                if columns.contains(&TENANT_COLUMN) {
+                    return Err(Problem::record("names the column `tenant` more than once"));
+                }
+                columns.push(TENANT_COLUMN);
+                continue;
+            }
             let field = schema.index(name).ok_or_else(|| {
                 let optional: Vec<&str> = schema
                     .fields

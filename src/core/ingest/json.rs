@@ -26,7 +26,7 @@ const TOO_LARGE: &str = "is larger than 1 MiB";
 fn parse_record<'a>(
     schema: &'static IngestSchema,
     bytes: &'a [u8],
-) -> Result<RawFields<'a>, Problem> {
+) -> Result<(RawFields<'a>, Option<Cow<'a, str>>), Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let record = RecordSeed(schema)
         .deserialize(&mut deserializer)
@@ -46,13 +46,15 @@ fn parse_record<'a>(
         })?;
     match record.problem {
         Some(problem) => Err(problem),
-        None => Ok(record.fields),
+        None => Ok((record.fields, record.tenant)),
     }
 }
 
 /// One JSON record: its fields, or the first content problem found.
 struct JsonRecord<'a> {
     fields: RawFields<'a>,
+    /// The organization it names ([`super::TENANT_FIELD`]).
+    tenant: Option<Cow<'a, str>>,
     problem: Option<Problem>,
 }
 
@@ -60,6 +62,7 @@ impl Default for JsonRecord<'_> {
     fn default() -> Self {
         JsonRecord {
             fields: no_fields(),
+            tenant: None,
             problem: None,
         }
     }
@@ -99,6 +102,24 @@ impl<'de> Visitor<'de> for RecordVisitor {
         while let Some(key) = map.next_key_seed(KeySeed(schema))? {
             let index = match key {
                 Ok(index) => index,
+                Err(name) if name == super::TENANT_FIELD && schema.tenant.is_some() => {
+                    match map.next_value::<JsonText<'de>>()? {
+                        JsonText::Str(text) if record.tenant.is_none() => {
+                            record.tenant = Some(text)
+                        }
+                        JsonText::Str(_) => {
+                            record.problem.get_or_insert_with(|| {
+                                Problem::record("has the field `tenant` more than once")
+                            });
+                        }
+                        _ => {
+                            record.problem.get_or_insert_with(|| {
+                                Problem::record("has a field `tenant` that is not a string")
+                            });
+                        }
+                    }
+                    continue;
+                }
                 Err(name) => {
                     map.next_value::<IgnoredAny>()?;
                     record.problem.get_or_insert_with(|| {
@@ -308,8 +329,9 @@ fn emit_record(
     location: Location,
     sink: &mut impl FnMut(&Record<'_>),
 ) -> Result<(), RecordError> {
-    let raw = parse_record(schema, bytes).map_err(|p| p.at(location))?;
-    let event = validate(schema, &raw).map_err(|p| p.at(location))?;
+    let (raw, tenant) = parse_record(schema, bytes).map_err(|p| p.at(location))?;
+    let mut event = validate(schema, &raw).map_err(|p| p.at(location))?;
+    event.tenant = tenant.as_deref();
     sink(&event);
     Ok(())
 }

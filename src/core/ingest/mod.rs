@@ -328,6 +328,10 @@ impl IngestSchema {
     }
 }
 
+/// The field a record of a schema with organizations may name its
+/// organization in (it is not stored: the writer's organization is).
+pub const TENANT_FIELD: &str = "tenant";
+
 /// The name of the client's unique id of a record, in every kind.
 const EVENT_ID: &str = "eventId";
 
@@ -379,6 +383,9 @@ pub struct Record<'a> {
     pub schema: &'static IngestSchema,
     /// The values, in the schema's field order (then `Null`).
     pub values: [Value<'a>; MAX_FIELDS],
+    /// The organization the record names (its field `tenant`, for a schema
+    /// with organizations), when it names one: it must be the writer's.
+    pub tenant: Option<&'a str>,
 }
 
 impl<'a> Record<'a> {
@@ -427,6 +434,8 @@ pub enum Location {
     Header,
     /// A CSV data row, 1-based (the header is not counted).
     Row(u64),
+    /// A record of the body, 1-based, whatever its format.
+    Record(u64),
 }
 
 impl fmt::Display for Location {
@@ -437,6 +446,7 @@ impl fmt::Display for Location {
             Location::Element(n) => write!(f, "array element {n}"),
             Location::Header => f.write_str("the CSV header row"),
             Location::Row(n) => write!(f, "CSV row {n}"),
+            Location::Record(n) => write!(f, "record {n}"),
         }
     }
 }
@@ -451,6 +461,9 @@ pub struct RecordError {
     pub field: Option<&'static str>,
     /// What is wrong, as a sentence fragment that never quotes a value.
     pub reason: Cow<'static, str>,
+    /// The record names another organization than the writer's (a 403,
+    /// not a 400: the request is not malformed, the token may not).
+    pub other_tenant: bool,
 }
 
 /// A problem found before its location is known.
@@ -480,6 +493,7 @@ impl Problem {
             location,
             field: self.field,
             reason: self.reason,
+            other_tenant: false,
         }
     }
 }
@@ -510,7 +524,11 @@ fn validate<'a>(
         };
         values[i] = check(field, raw)?;
     }
-    Ok(Record { schema, values })
+    Ok(Record {
+        schema,
+        values,
+        tenant: None,
+    })
 }
 
 fn check<'a>(field: &IngestField, raw: &'a Raw<'_>) -> Result<Value<'a>, Problem> {
@@ -674,6 +692,11 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, &'static str> {
 #[derive(Debug)]
 pub struct IngestParser {
     schema: &'static IngestSchema,
+    /// The organization the records are written to: a record whose
+    /// `tenant` names another stops the parse ([`RecordError::other_tenant`]).
+    tenant: String,
+    /// The first record (its number) that named another organization.
+    other_tenant: Option<u64>,
     inner: Inner,
     received: u64,
     /// The first bytes of the body, held until it is known whether they are
@@ -700,10 +723,19 @@ impl IngestParser {
         };
         IngestParser {
             schema,
+            tenant: crate::core::tenant::DEFAULT_TENANT.to_owned(),
+            other_tenant: None,
             inner,
             received: 0,
             prefix: Some(Vec::new()),
         }
+    }
+
+    /// The same parser for records written to organization `tenant` (the
+    /// writing token's; the default organization's otherwise).
+    pub fn writing_to(mut self, tenant: &str) -> IngestParser {
+        tenant.clone_into(&mut self.tenant);
+        self
     }
 
     /// Parses the next chunk of the body.
@@ -734,17 +766,37 @@ impl IngestParser {
     where
         F: FnMut(u64, &Record<'_>),
     {
-        let received = &mut self.received;
+        let (received, tenant, other) = (&mut self.received, &self.tenant, &mut self.other_tenant);
         let mut counted = |event: &Record<'_>| {
             *received += 1;
-            sink(*received, event);
+            if other.is_none() && event.tenant.is_some_and(|named| named != tenant) {
+                *other = Some(*received);
+            }
+            if other.is_none() {
+                sink(*received, event);
+            }
         };
         let schema = self.schema;
-        match &mut self.inner {
+        let parsed = match &mut self.inner {
             Inner::Ndjson(p) => p.feed(schema, chunk, &mut counted),
             Inner::Array(p) => p.feed(schema, chunk, &mut counted),
             Inner::Csv(p) => p.feed(schema, chunk, &mut counted),
-        }
+        };
+        self.refuse_other_tenant(parsed)
+    }
+
+    /// `parsed`, unless a record named another organization: then the
+    /// error of that record (nothing of the request may be stored).
+    fn refuse_other_tenant(&self, parsed: Result<(), RecordError>) -> Result<(), RecordError> {
+        let Some(number) = self.other_tenant else {
+            return parsed;
+        };
+        Err(RecordError {
+            location: Location::Record(number),
+            field: Some(TENANT_FIELD),
+            reason: "names another organization than the token's".into(),
+            other_tenant: true,
+        })
     }
 
     /// Ends the body: parses a last record without a line end and checks that
@@ -756,17 +808,23 @@ impl IngestParser {
         if self.prefix.is_some() {
             self.feed_prefix(&mut sink)?;
         }
-        let received = &mut self.received;
+        let (received, tenant, other) = (&mut self.received, &self.tenant, &mut self.other_tenant);
         let mut counted = |event: &Record<'_>| {
             *received += 1;
-            sink(*received, event);
+            if other.is_none() && event.tenant.is_some_and(|named| named != tenant) {
+                *other = Some(*received);
+            }
+            if other.is_none() {
+                sink(*received, event);
+            }
         };
         let schema = self.schema;
-        match &mut self.inner {
+        let parsed = match &mut self.inner {
             Inner::Ndjson(p) => p.finish(schema, &mut counted),
             Inner::Array(p) => p.finish(schema, &mut counted),
             Inner::Csv(p) => p.finish(schema, &mut counted),
-        }
+        };
+        self.refuse_other_tenant(parsed)
     }
 
     /// The schema of the records parsed.
@@ -1069,5 +1127,60 @@ mod tests {
             assert!(!error.contains(secret), "{error}");
             assert!(!error.contains("12345"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_record_may_name_the_writer_s_organization_and_no_other() {
+        fn parse(format: IngestFormat, body: &str) -> Result<Vec<Option<String>>, RecordError> {
+            let mut named = Vec::new();
+            let mut parser = IngestParser::new(A, format).writing_to("acme");
+            let mut sink = |_: u64, r: &Record<'_>| named.push(r.tenant.map(str::to_owned));
+            parser.feed(body.as_bytes(), &mut sink)?;
+            parser.finish(&mut sink)?;
+            Ok(named)
+        }
+        let line = |tenant: &str| {
+            format!(
+                r#"{{"timestamp":"2021-04-10T00:00:01Z","authMethodType":"PASSWORD","authMethodName":"p","authRequestOrigin":"o","userId":"u"{tenant}}}"#
+            )
+        };
+        let own = format!("{}\n{}\n", line(""), line(r#","tenant":"acme""#));
+        assert_eq!(
+            parse(IngestFormat::Ndjson, &own).unwrap(),
+            [None, Some("acme".to_owned())]
+        );
+        let other = format!(
+            "{}\n{}\n",
+            line(r#","tenant":"acme""#),
+            line(r#","tenant":"globex""#)
+        );
+        let error = parse(IngestFormat::Ndjson, &other).unwrap_err();
+        assert!(error.other_tenant, "{error}");
+        assert_eq!(error.location, Location::Record(2));
+        assert!(!error.to_string().contains("globex"), "{error}");
+        let error = parse(IngestFormat::Ndjson, &line(r#","tenant":7"#)).unwrap_err();
+        assert!(
+            !error.other_tenant && error.reason.contains("not a string"),
+            "{error}"
+        );
+
+        let csv = "userId,timestamp,authMethodType,authMethodName,authRequestOrigin,tenant\r\n\
+                   u,2021-04-10T00:00:01Z,PASSWORD,p,o,acme\r\n\
+                   u,2021-04-10T00:00:02Z,PASSWORD,p,o,\r\n";
+        assert_eq!(
+            parse(IngestFormat::Csv, csv).unwrap(),
+            [Some("acme".to_owned()), None]
+        );
+        let error = parse(IngestFormat::Csv, &csv.replace(",acme", ",globex")).unwrap_err();
+        assert!(error.other_tenant, "{error}");
+        // Without organizations (the default one), `acme` is another.
+        let mut parser = IngestParser::new(A, IngestFormat::Ndjson);
+        let error = parser
+            .feed(
+                format!("{}\n", line(r#","tenant":"acme""#)).as_bytes(),
+                |_, _| {},
+            )
+            .unwrap_err();
+        assert!(error.other_tenant);
     }
 }

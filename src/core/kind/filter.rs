@@ -42,6 +42,11 @@ pub struct Selection {
     /// The one organization the caller may read ([`Selection::restrict`];
     /// not in links: its token says it).
     pub tenant: Option<std::sync::Arc<str>>,
+    /// Tests of the second layer only: the query leaves `tenant` to row
+    /// security alone ([`crate::http::options::AppOptions`]'s
+    /// `tenants_by_row_security_only`); never set otherwise.
+    #[doc(hidden)]
+    pub without_tenant_term: bool,
 }
 
 impl Selection {

@@ -322,7 +322,7 @@ impl Kind {
                 terms.push(format!("{column} = ANY(${n}::text[])"));
                 *n += 1;
             }
-            if selection.tenant.is_some() {
+            if selection.tenant.is_some() && !selection.without_tenant_term {
                 terms.push(format!("{column} = ${n}::text"));
                 *n += 1;
             }

@@ -167,6 +167,7 @@ impl Source for Generator {
         Record {
             schema: &INGEST,
             values,
+            tenant: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use super::{
     store,
 };
 use crate::http::{
-    auth::require,
+    auth::require_for_kind,
     error::ApiError,
     listing::{base_url, identity_policy, negotiate_format, ok},
     paging::link_header,
@@ -73,6 +73,51 @@ fn representation(req: &HttpRequest) -> Result<OutputFormat, ApiError> {
     negotiate_format(req, query.format.as_deref())
 }
 
+/// The caller's grants and the organizations a report of theirs counts:
+/// its own for a caller of one (row security binds its read too), those
+/// `tenant=` names for the operator, else every one.
+struct Organizations {
+    scope: crate::core::scope::Scope,
+    selection: Selection,
+    /// The query leaves the caller's organization to row security alone
+    /// (tests of the second layer).
+    without_term: bool,
+}
+
+impl Organizations {
+    fn of(req: &HttpRequest, state: &AppState) -> Result<Organizations, ApiError> {
+        let (scope, tenancy) = require_for_kind(req, &super::KIND, Grant::Read)?;
+        let query = crate::http::listing::ListingQuery::parse(req.query_string())?;
+        let pairs: Vec<(String, String)> = query
+            .pairs
+            .into_iter()
+            .filter(|(k, _)| k == crate::core::kind::TENANT_PARAM)
+            .collect();
+        let mut selection = super::KIND.parse_filters(&pairs, false)?;
+        state.restrict(&mut selection, &tenancy)?;
+        Ok(Organizations {
+            scope,
+            without_term: selection.without_tenant_term,
+            selection,
+        })
+    }
+
+    /// The organizations whose figures are summed (`None`: every one).
+    fn counted(&self) -> Option<Vec<String>> {
+        match &self.selection.tenant {
+            Some(_) if self.without_term => None,
+            Some(own) => Some(vec![own.to_string()]),
+            None if self.selection.tenants.is_empty() => None,
+            None => Some(self.selection.tenants.clone()),
+        }
+    }
+
+    /// The organization the read is bound to (row security).
+    fn reader(&self) -> Option<&str> {
+        self.selection.tenant.as_deref()
+    }
+}
+
 fn month_param(req: &HttpRequest) -> Result<Option<ReportMonth>, ApiError> {
     req.match_info()
         .get("month")
@@ -86,7 +131,7 @@ async fn accounting_report(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&req, Grant::Read)?;
+    let organizations = Organizations::of(&req, &state)?;
     let month = match month_param(&req)? {
         Some(month) => month,
         None => ReportMonth::previous(Utc::now()).ok_or_else(|| {
@@ -97,6 +142,8 @@ async fn accounting_report(
     let report = store::accounting_report(
         &state.pool,
         month,
+        organizations.counted().as_deref(),
+        organizations.reader(),
         &state.pseudonymiser.rollup_keys(),
         &state.options.metrics,
     )
@@ -111,12 +158,14 @@ async fn daily_users(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&req, Grant::Read)?;
+    let organizations = Organizations::of(&req, &state)?;
     let month = month_param(&req)?.ok_or(ApiError::NotFound)?;
     let format = representation(&req)?;
     let report = store::daily_users(
         &state.pool,
         month,
+        organizations.counted().as_deref(),
+        organizations.reader(),
         &state.pseudonymiser.rollup_keys(),
         &state.options.metrics,
     )
@@ -133,7 +182,9 @@ async fn day_events(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let Organizations {
+        scope, selection, ..
+    } = Organizations::of(&req, &state)?;
     let day = ReportDay::parse(req.match_info().get("day").unwrap_or_default())
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let window = Window::parse(Period::Day, &day.to_string(), Direction::Ascending)
@@ -144,7 +195,7 @@ async fn day_events(
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let tally =
         crate::http::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
-    let identities = identity_policy(scope, None, &state);
+    let identities = identity_policy(scope, selection.tenant.as_deref(), &state);
     let output = Output {
         format,
         head: JsonHead::Links(&links),
@@ -152,7 +203,7 @@ async fn day_events(
         guard: state.options.csv_formula_guard,
         zone: None,
     };
-    let listing = Listing::window(&window, Selection::default());
+    let listing = Listing::window(&window, selection);
     let pool = state.window_pool().await;
     let stream = db::records::open(pool, &super::KIND, &listing, output, tally).await?;
     let prefix = &state.options.reports.filename_prefix;

@@ -17,15 +17,21 @@ use super::rollup;
 use crate::{db::DbError, metrics::Metrics};
 
 /// The per-method rows and the total in one statement, so both come from
-/// the same snapshot. The total's row has a NULL method type.
+/// the same snapshot. The total's row has a NULL method type. The figures
+/// are kept per organization (issue 28): those of the organizations `$2`
+/// names, every one's when it is NULL, are summed (a person who uses two
+/// organizations is a user of each).
 const ACCOUNTING_SQL: &str = "\
-    SELECT auth_method_type, user_count FROM usage_monthly_count WHERE month = $1 \
+    SELECT auth_method_type, sum(user_count)::int8 FROM usage_monthly_count \
+    WHERE month = $1 AND ($2::text[] IS NULL OR tenant = ANY($2)) GROUP BY 1 \
     UNION ALL \
-    SELECT NULL, user_count FROM usage_monthly_total WHERE month = $1";
+    SELECT NULL, sum(user_count)::int8 FROM usage_monthly_total \
+    WHERE month = $1 AND ($2::text[] IS NULL OR tenant = ANY($2)) HAVING count(*) > 0";
 
 const DAILY_USERS_SQL: &str = "\
-    SELECT day, auth_method_type, user_count FROM usage_daily_count \
-    WHERE day >= $1 AND day < $2";
+    SELECT day, auth_method_type, sum(user_count)::int8 FROM usage_daily_count \
+    WHERE day >= $1 AND day < $2 AND ($3::text[] IS NULL OR tenant = ANY($3)) \
+    GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// Brings the rollups up to date (waiting), counting what they set aside.
 async fn caught_up(
@@ -39,17 +45,26 @@ async fn caught_up(
     Ok(())
 }
 
-/// Monthly unique users per method type and across methods.
+/// Monthly unique users per method type and across methods, of the
+/// organizations `tenants` names (every one's when `None`), read as a
+/// caller of organization `reader` when it has one (row security).
 pub async fn accounting_report(
     pool: &Pool,
     month: ReportMonth,
+    tenants: Option<&[String]>,
+    reader: Option<&str>,
     keys: &RollupKeys,
     metrics: &Metrics,
 ) -> Result<AccountingReport, DbError> {
-    let mut client = pool.get().await?;
-    caught_up(&mut client, keys, metrics).await?;
+    {
+        let mut jobs = pool.get().await?;
+        caught_up(&mut jobs, keys, metrics).await?;
+    }
+    let client = crate::db::tenant::checkout(pool, reader).await?;
     let statement = client.prepare_cached(ACCOUNTING_SQL).await?;
-    let rows = client.query(&statement, &[&month.first_day()]).await?;
+    let rows = client
+        .query(&statement, &[&month.first_day(), &tenants])
+        .await?;
     let mut methods = Vec::with_capacity(rows.len());
     let mut total = 0;
     for row in rows {
@@ -66,18 +81,28 @@ pub async fn accounting_report(
     Ok(AccountingReport::new(month, methods, total))
 }
 
-/// Distinct users per day and method type over one month.
+/// Distinct users per day and method type over one month, of the
+/// organizations `tenants` names (every one's when `None`), read as a
+/// caller of organization `reader` when it has one (row security).
 pub async fn daily_users(
     pool: &Pool,
     month: ReportMonth,
+    tenants: Option<&[String]>,
+    reader: Option<&str>,
     keys: &RollupKeys,
     metrics: &Metrics,
 ) -> Result<DailyUsersReport, DbError> {
-    let mut client = pool.get().await?;
-    caught_up(&mut client, keys, metrics).await?;
+    {
+        let mut jobs = pool.get().await?;
+        caught_up(&mut jobs, keys, metrics).await?;
+    }
+    let client = crate::db::tenant::checkout(pool, reader).await?;
     let statement = client.prepare_cached(DAILY_USERS_SQL).await?;
     let rows = client
-        .query(&statement, &[&month.first_day(), &month.end_day()])
+        .query(
+            &statement,
+            &[&month.first_day(), &month.end_day(), &tenants],
+        )
         .await?;
     let rows = rows
         .iter()

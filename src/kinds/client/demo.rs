@@ -309,6 +309,7 @@ impl Generator {
         Record {
             schema: &INGEST,
             values,
+            tenant: None,
         }
     }
 }

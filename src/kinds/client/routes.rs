@@ -148,11 +148,11 @@ async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         &[("client".to_owned(), client.clone())],
         scope.has(Grant::Identities),
     )?;
-    who.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut who, &tenancy)?;
     let mut pairs = vec![("client".to_owned(), client.clone())];
     pairs.extend(history.filters.iter().cloned());
     let mut selection = KIND.parse_filters(&pairs, scope.has(Grant::Identities))?;
-    selection.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut selection, &tenancy)?;
     let listing = Listing {
         direction: Direction::Descending,
         lower: history.from.map(|at| Bound {

@@ -41,7 +41,7 @@ async fn summary(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .cloned()
         .collect();
     let mut selection = KIND.parse_filters(&tenants, false)?;
-    selection.restrict(&tenancy, &state.pseudonymiser)?;
+    state.restrict(&mut selection, &tenancy)?;
     let link_query = KIND.link_query(query.format.as_ref().map(|_| format.as_str()), &selection);
     let links = window
         .links_under(

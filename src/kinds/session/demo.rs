@@ -343,8 +343,11 @@ async fn write(
         pseudonymiser,
         &crate::db::directory::Recorded::default(),
         &[Step::Sessions(rows)],
+        None,
     )
-    .await?;
+    .await?
+    // A writer of every organization is never refused.
+    .map_err(|m| DemoError::InvalidOptions(m.to_string()))?;
     Ok(n)
 }
 
@@ -491,7 +494,7 @@ pub async fn trickle(
         let outcome = match parsed {
             Ok(parsed) => {
                 let steps = merge_requests(parsed);
-                db_sessions::apply(&pool, &pseudonymiser, &recorded, &steps)
+                db_sessions::apply(&pool, &pseudonymiser, &recorded, &steps, None)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())

@@ -29,9 +29,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::http::{
-    auth::{require, require_for_kind},
+    auth::{require_for_kind, require_in_tenant},
     body::{too_large, BodyError, LimitedBody},
     error::ApiError,
+    ingest::capitalise,
     listing::{base_url, head_only, identity_policy, negotiate_format, ok, streamed, ListingQuery},
     paging::{cursor, page_links},
     resource::{get_or_head, get_resource, not_allowed, options, POST_ALLOW},
@@ -58,7 +59,8 @@ use crate::{
 
 use super::{
     radius::{self, merge_requests, parse_body, parse_request, Body},
-    store as db_sessions, INGEST_PATH, KIND, ONLINE_SQL, REJECTED_PATH,
+    store::{self as db_sessions, Misplaced},
+    INGEST_PATH, KIND, ONLINE_SQL, REJECTED_PATH,
 };
 
 /// Most records one page of `/api/v1/sessions` may hold.
@@ -135,13 +137,43 @@ fn warn_zone_once(nas: &str) {
     }
 }
 
+/// A request a token of one organization may not write (issue 28): a 403
+/// when it belongs to another organization, else (no rule maps it) a 400;
+/// nothing is stored.
+fn misplaced(why: &Misplaced) -> ApiError {
+    let text = format!("{}; nothing was stored.", capitalise(&why.to_string()));
+    match why {
+        Misplaced::Other(_) => ApiError::Forbidden(format!(
+            "{text} This token writes its own organization's sessions only."
+        )),
+        Misplaced::Unmapped(_) => ApiError::InvalidRequest(text),
+    }
+}
+
+/// Keeps a request with `reason` (a NAS retransmits a request that is not
+/// acknowledged for ever: it is kept and acknowledged).
+async fn quarantined(
+    state: &AppState,
+    reason: &str,
+    record: &Value,
+    tenant: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = db_sessions::quarantine(&state.pool, reason, record, tenant).await?;
+    state.options.metrics.radius_requests("quarantined", 1);
+    tracing::warn!(id, %reason, "RADIUS request quarantined");
+    Ok(HttpResponse::NoContent()
+        .insert_header(("Acctstream-Quarantined", id.to_string()))
+        .finish())
+}
+
 /// `POST /api/v1/accounting/radius`.
 async fn post_radius(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&req, Grant::Write)?;
+    let (_, tenancy) = require_in_tenant(&req, Grant::Write)?;
+    let writer = tenancy.only();
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -194,30 +226,36 @@ async fn post_radius(
                     warn_zone_once(&nas);
                 }
                 let steps = merge_requests([request]);
-                db_sessions::apply(
+                let reason = match db_sessions::apply(
                     &state.pool,
                     &state.pseudonymiser,
                     &state.options.directory,
                     &steps,
+                    writer,
                 )
-                .await?;
-                metrics.radius_requests("applied", 1);
-                Ok(HttpResponse::NoContent().finish())
+                .await?
+                {
+                    Ok(_) => {
+                        metrics.radius_requests("applied", 1);
+                        return Ok(HttpResponse::NoContent().finish());
+                    }
+                    Err(other @ Misplaced::Other(_)) => {
+                        metrics.radius_requests("refused", 1);
+                        return Err(misplaced(&other));
+                    }
+                    // Kept for the operator to map the NAS.
+                    Err(unmapped @ Misplaced::Unmapped(_)) => capitalise(&unmapped.to_string()),
+                };
+                quarantined(&state, &reason, &object.to_value(), tenancy.writes_to()).await
             }
             Err(rejection) => {
-                // A NAS retransmits a request that is not acknowledged for
-                // ever: keep it with the reason and acknowledge it.
-                let id = db_sessions::quarantine(
-                    &state.pool,
+                quarantined(
+                    &state,
                     &rejection.to_string(),
                     &object.to_value(),
+                    tenancy.writes_to(),
                 )
-                .await?;
-                metrics.radius_requests("quarantined", 1);
-                tracing::warn!(id, reason = %rejection, "RADIUS request quarantined");
-                Ok(HttpResponse::NoContent()
-                    .insert_header(("Acctstream-Quarantined", id.to_string()))
-                    .finish())
+                .await
             }
         },
         Body::Batch(objects) => {
@@ -240,13 +278,21 @@ async fn post_radius(
             }
             let received_count = requests.len() as u64;
             let steps = merge_requests(requests);
-            let applied = db_sessions::apply(
+            let applied = match db_sessions::apply(
                 &state.pool,
                 &state.pseudonymiser,
                 &state.options.directory,
                 &steps,
+                writer,
             )
-            .await?;
+            .await?
+            {
+                Ok(applied) => applied,
+                Err(misplaced_) => {
+                    metrics.radius_requests("refused", received_count);
+                    return Err(misplaced(&misplaced_));
+                }
+            };
             metrics.radius_requests("applied", received_count);
             Ok(HttpResponse::Ok()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -258,14 +304,6 @@ async fn post_radius(
                 }))
         }
     }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 /// The attributes of a quarantined request that hold identities.
@@ -324,7 +362,7 @@ fn show_value(value: Value, ty: IdentityType, writer: &mut IdentityWriter) -> Va
 /// `GET /api/v1/accounting/radius/rejected`: newest first, `limit` (1–1000,
 /// default 100) and `before` (an id) to page.
 async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scope = require(&req, Grant::Read)?;
+    let (scope, tenancy) = require_in_tenant(&req, Grant::Read)?;
     if !scope.has(Grant::Write) {
         return Err(ApiError::Forbidden(
             "Reading quarantined RADIUS requests needs a token with the read+write scope.".into(),
@@ -335,20 +373,43 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .integer("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
     let before = query.integer("before", 1, i64::MAX)?;
+    // A token of one organization lists its own; the operator all, or
+    // those `tenant=` names.
+    let tenant_pairs: Vec<(String, String)> = query
+        .pairs
+        .iter()
+        .filter(|(k, _)| k == crate::core::kind::TENANT_PARAM)
+        .cloned()
+        .collect();
+    let mut organizations = KIND.parse_filters(&tenant_pairs, false)?;
+    state.restrict(&mut organizations, &tenancy)?;
+    let reader = organizations.tenant.as_deref();
+    let tenants: Option<Vec<String>> = match reader {
+        Some(_) if organizations.without_tenant_term => None,
+        Some(own) => Some(vec![own.to_owned()]),
+        None => (!organizations.tenants.is_empty()).then(|| organizations.tenants.clone()),
+    };
     if req.method() == Method::HEAD {
         return Ok(head_only(ok(OutputFormat::Json, "rejected.json")));
     }
-    let rows = db_sessions::rejected(&state.pool, before, limit + 1).await?;
-    let total = db_sessions::rejected_count(&state.pool).await?;
-    let policy = identity_policy(scope, None, &state);
+    let rows =
+        db_sessions::rejected(&state.pool, before, limit + 1, tenants.as_deref(), reader).await?;
+    let total = db_sessions::rejected_count(&state.pool, tenants.as_deref(), reader).await?;
+    let policy = identity_policy(scope, reader, &state);
     let mut writer = IdentityWriter::new(&policy);
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let next = match (more, rows.last()) {
         (true, Some(last)) => Value::String(format!(
-            "{}{REJECTED_PATH}?limit={limit}&before={}",
+            "{}{REJECTED_PATH}?limit={limit}&before={}{}",
             base_url(&req, state.public_url.as_deref()),
-            last.id
+            last.id,
+            // `tenant=` names are checked: no escaping needed.
+            organizations
+                .tenants
+                .iter()
+                .map(|t| format!("&tenant={t}"))
+                .collect::<String>()
         )),
         _ => Value::Null,
     };
@@ -359,6 +420,7 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 "id": r.id,
                 "receivedAt": r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 "reason": r.reason,
+                "tenant": r.tenant,
                 "record": shown_record(r.record, &mut writer),
             })
         })
@@ -475,6 +537,8 @@ struct Reader {
     scope: Scope,
     tenancy: Tenancy,
     pseudonymiser: Pseudonymiser,
+    /// See `AppOptions::tenants_by_row_security_only` (tests only).
+    without_tenant_term: bool,
 }
 
 impl Reader {
@@ -484,12 +548,14 @@ impl Reader {
             scope,
             tenancy,
             pseudonymiser: state.pseudonymiser.clone(),
+            without_tenant_term: state.options.tenants_by_row_security_only,
         })
     }
 
     /// `selection` narrowed to what this reader may see.
     fn restrict(&self, mut selection: Selection) -> Result<Selection, ApiError> {
         selection.restrict(&self.tenancy, &self.pseudonymiser)?;
+        selection.without_tenant_term = self.without_tenant_term;
         Ok(selection)
     }
 }

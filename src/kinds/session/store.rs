@@ -142,7 +142,12 @@ const REBOOT: &str = "UPDATE radacct SET acctstoptime = $2, \
      acctupdatetime = greatest(acctupdatetime, $2), \
      acctsessiontime = greatest(acctsessiontime, extract(epoch FROM $2 - acctstarttime)::int8), \
      acctterminatecause = $3 \
-     WHERE acctstoptime IS NULL AND nasipaddress = $1 AND acctstarttime <= $2";
+     WHERE acctstoptime IS NULL AND nasipaddress = $1 AND acctstarttime <= $2 \
+     AND ($4::text IS NULL OR acctstream_session_tenant(nasipaddress, realm) = $4)";
+
+/// The organization of each `(NAS address, realm)` by the rules (issue 28).
+const ORGANIZATIONS: &str = "SELECT n, acctstream_session_tenant(n, r) \
+     FROM unnest($1::inet[], $2::text[]) AS u(n, r)";
 
 /// The columns of a set of rows, as the arrays of [`UNNEST`].
 #[derive(Default)]
@@ -257,18 +262,47 @@ pub struct Applied {
     pub closed: u64,
 }
 
+/// Why a token of one organization may not write a batch (issue 28):
+/// nothing of it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misplaced {
+    /// A session whose NAS address and realm map to another organization.
+    Other(std::net::IpAddr),
+    /// A session whose NAS address and realm map to no organization.
+    Unmapped(std::net::IpAddr),
+}
+
+impl std::fmt::Display for Misplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Misplaced::Other(nas) => write!(
+                f,
+                "the NAS {nas} (with this realm) belongs to another organization"
+            ),
+            Misplaced::Unmapped(nas) => write!(
+                f,
+                "the NAS {nas} (with this realm) maps to no organization: \
+                 add a rule to acctstream_session_tenant"
+            ),
+        }
+    }
+}
+
 /// Applies a batch's steps in one transaction, recording the identities of
-/// its rows in the identity directory.
+/// its rows in the identity directory. With a `writer` (a token of one
+/// organization), every session must map to it, and a NAS's reboot closes
+/// its sessions only; otherwise nothing is stored and the answer says why.
 pub async fn apply(
     pool: &Pool,
     pseudonymiser: &Pseudonymiser,
     recorded: &Recorded,
     steps: &[Step],
-) -> Result<Applied, DbError> {
+    writer: Option<&str>,
+) -> Result<Result<Applied, Misplaced>, DbError> {
     let mut client = pool.get().await?;
     let mut attempt = 0;
     loop {
-        match apply_once(&mut client, pseudonymiser, recorded, steps).await {
+        match apply_once(&mut client, pseudonymiser, recorded, steps, writer).await {
             Err(DbError::Query(e))
                 if attempt < 3
                     && matches!(
@@ -289,8 +323,34 @@ async fn apply_once(
     pseudonymiser: &Pseudonymiser,
     recorded: &Recorded,
     steps: &[Step],
-) -> Result<Applied, DbError> {
+    writer: Option<&str>,
+) -> Result<Result<Applied, Misplaced>, DbError> {
     let tx = client.transaction().await?;
+    if let Some(writer) = writer {
+        let (mut nas, mut realms) = (Vec::new(), Vec::new());
+        for step in steps {
+            if let Step::Sessions(rows) = step {
+                for row in rows {
+                    nas.push(row.nas);
+                    realms.push(row.realm.as_deref());
+                }
+            }
+        }
+        let statement = tx.prepare_cached(ORGANIZATIONS).await?;
+        for row in tx.query(&statement, &[&nas, &realms]).await? {
+            let (at, organization): (std::net::IpAddr, String) = (row.try_get(0)?, row.try_get(1)?);
+            if organization == writer {
+                continue;
+            }
+            return Ok(Err(
+                if organization == crate::core::tenant::DEFAULT_TENANT {
+                    Misplaced::Unmapped(at)
+                } else {
+                    Misplaced::Other(at)
+                },
+            ));
+        }
+    }
     let partitioned: bool = tx.query_one(PARTITIONED, &[]).await?.try_get(0)?;
     let insert = tx.prepare_cached(&insert_sql(partitioned)).await?;
     let update = tx.prepare_cached(&update_sql()).await?;
@@ -332,14 +392,14 @@ async fn apply_once(
                 }
             }
             Step::Reboot(NasReboot { nas, at, cause }) => {
-                applied.closed += tx.execute(&reboot, &[nas, at, cause]).await?;
+                applied.closed += tx.execute(&reboot, &[nas, at, cause, &writer]).await?;
             }
         }
     }
     entries.record_new(&*tx, recorded).await?;
     tx.commit().await?;
     recorded.remember(&entries);
-    Ok(applied)
+    Ok(Ok(applied))
 }
 
 fn record_identities(entries: &mut Entries, pseudonymiser: &Pseudonymiser, row: &SessionRow) {
@@ -357,17 +417,19 @@ fn record_identities(entries: &mut Entries, pseudonymiser: &Pseudonymiser, row: 
     }
 }
 
-/// Keeps a request acctstream could not use, with the reason.
+/// Keeps a request acctstream could not use, with the reason and the
+/// organization of the token that sent it.
 pub async fn quarantine(
     pool: &Pool,
     reason: &str,
     record: &serde_json::Value,
+    tenant: &str,
 ) -> Result<i64, DbError> {
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "INSERT INTO radius_rejected (reason, record) VALUES ($1, $2) RETURNING id",
-            &[&reason, &record.to_string()],
+            "INSERT INTO radius_rejected (reason, record, tenant) VALUES ($1, $2, $3) RETURNING id",
+            &[&reason, &record.to_string(), &tenant],
         )
         .await?;
     Ok(row.try_get(0)?)
@@ -382,22 +444,29 @@ pub struct Rejected {
     pub received_at: DateTime<Utc>,
     /// Why it was not used.
     pub reason: String,
+    /// The organization of the token that sent it.
+    pub tenant: String,
     /// The request as posted.
     pub record: serde_json::Value,
 }
 
-/// The newest quarantined requests, newest first, before `before` (an id).
+/// The newest quarantined requests of the organizations `tenants` names
+/// (every one's when `None`), newest first, before `before` (an id); read
+/// as a caller of organization `reader` when it has one (row security).
 pub async fn rejected(
     pool: &Pool,
     before: Option<i64>,
     limit: i64,
+    tenants: Option<&[String]>,
+    reader: Option<&str>,
 ) -> Result<Vec<Rejected>, DbError> {
-    let client = pool.get().await?;
+    let client = crate::db::tenant::checkout(pool, reader).await?;
     let rows = client
         .query(
-            "SELECT id, received_at, reason, record FROM radius_rejected \
-             WHERE id < coalesce($1, 9223372036854775807) ORDER BY id DESC LIMIT $2",
-            &[&before, &limit],
+            "SELECT id, received_at, reason, record, tenant FROM radius_rejected \
+             WHERE id < coalesce($1, 9223372036854775807) \
+             AND ($3::text[] IS NULL OR tenant = ANY($3)) ORDER BY id DESC LIMIT $2",
+            &[&before, &limit, &tenants],
         )
         .await?;
     rows.iter()
@@ -407,6 +476,7 @@ pub async fn rejected(
                 id: row.try_get(0)?,
                 received_at: row.try_get(1)?,
                 reason: row.try_get(2)?,
+                tenant: row.try_get(4)?,
                 // Written by serde_json, so it reads back; anything else
                 // is shown as an empty object rather than failing the list.
                 record: serde_json::from_str(&text)
@@ -416,11 +486,19 @@ pub async fn rejected(
         .collect()
 }
 
-/// How many requests are in quarantine.
-pub async fn rejected_count(pool: &Pool) -> Result<i64, DbError> {
-    let client = pool.get().await?;
+/// How many requests of the organizations `tenants` names (every one's
+/// when `None`) are in quarantine.
+pub async fn rejected_count(
+    pool: &Pool,
+    tenants: Option<&[String]>,
+    reader: Option<&str>,
+) -> Result<i64, DbError> {
+    let client = crate::db::tenant::checkout(pool, reader).await?;
     Ok(client
-        .query_one("SELECT count(*) FROM radius_rejected", &[])
+        .query_one(
+            "SELECT count(*) FROM radius_rejected WHERE $1::text[] IS NULL OR tenant = ANY($1)",
+            &[&tenants],
+        )
         .await?
         .try_get(0)?)
 }
