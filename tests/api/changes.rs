@@ -649,7 +649,7 @@ where
 }
 
 /// The `(id, data)` of every message event in `text`.
-fn messages(text: &str) -> Vec<(String, Value)> {
+pub(crate) fn messages(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|block| {
             let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;

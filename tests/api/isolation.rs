@@ -453,6 +453,16 @@ async fn acme_sees_its_own_only(app: &TestApp) {
     .await;
     assert!(summary.to_string().contains("\"count\":1"), "{summary}");
     assert!(!summary.to_string().contains("\"count\":2"), "{summary}");
+    // Server-sent events of each kind's feed: acme's records, no other.
+    for (path, own) in [
+        ("/api/v1/statistics/events/changes", 3),
+        ("/api/v1/statistics/client-events/changes", 1),
+        ("/api/v1/statistics/sessions/changes", 2),
+    ] {
+        let text = pushed(app, "acme-read", path).await;
+        assert_eq!(crate::changes::messages(&text).len(), own, "{path}: {text}");
+        assert!(!text.to_lowercase().contains(MARK), "{path}: {text}");
+    }
     // /metrics names no organization.
     let mut response = app.get("/metrics").send().await.unwrap();
     let metrics = String::from_utf8_lossy(&body_of(&mut response).await).into_owned();
@@ -461,6 +471,25 @@ async fn acme_sees_its_own_only(app: &TestApp) {
         !metrics.contains("acme") && !metrics.contains(MARK),
         "{metrics}"
     );
+}
+
+/// What the server-sent events of `path` push to `token` within two
+/// seconds (the feed's backlog comes at once).
+async fn pushed(app: &TestApp, token: &str, path: &str) -> String {
+    use futures_util::StreamExt;
+    let mut stream = app
+        .get_as(token, path)
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .expect("open the event stream");
+    assert_eq!(stream.status(), 200, "{path}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut text = String::new();
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
 }
 
 /// The monthly report's total and its daily figures, as `token` reads them.

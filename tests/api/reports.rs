@@ -998,8 +998,7 @@ async fn concurrent_transactions_with_rollbacks_and_catch_ups_stay_exact() {
                     acctstream::kinds::auth::store::accounting_report(
                         &pool,
                         acctstream::kinds::auth::report::ReportMonth::parse("2021-03").unwrap(),
-                        None,
-                        None,
+                        Default::default(),
                         &rollup_keys(),
                         &Default::default(),
                     )

@@ -79,9 +79,10 @@ fn representation(req: &HttpRequest) -> Result<OutputFormat, ApiError> {
 struct Organizations {
     scope: crate::core::scope::Scope,
     selection: Selection,
-    /// The query leaves the caller's organization to row security alone
-    /// (tests of the second layer).
-    without_term: bool,
+    /// The organizations whose figures are summed (`None`: every one):
+    /// the caller's own (unless a test leaves it to row security alone),
+    /// or those `tenant=` names.
+    tenants: Option<Vec<String>>,
 }
 
 impl Organizations {
@@ -95,26 +96,25 @@ impl Organizations {
             .collect();
         let mut selection = super::KIND.parse_filters(&pairs, false)?;
         state.restrict(&mut selection, &tenancy)?;
+        let tenants = match &selection.tenant {
+            Some(_) if selection.without_tenant_term => None,
+            Some(own) => Some(vec![own.to_string()]),
+            None => (!selection.tenants.is_empty()).then(|| selection.tenants.clone()),
+        };
         Ok(Organizations {
             scope,
-            without_term: selection.without_tenant_term,
             selection,
+            tenants,
         })
     }
 
-    /// The organizations whose figures are summed (`None`: every one).
-    fn counted(&self) -> Option<Vec<String>> {
-        match &self.selection.tenant {
-            Some(_) if self.without_term => None,
-            Some(own) => Some(vec![own.to_string()]),
-            None if self.selection.tenants.is_empty() => None,
-            None => Some(self.selection.tenants.clone()),
+    /// Whose figures a report counts: the caller's organization's, those
+    /// `tenant=` names, else every one's (`None`).
+    fn counted(&self) -> store::Counted<'_> {
+        store::Counted {
+            tenants: self.tenants.as_deref(),
+            reader: self.selection.tenant.as_deref(),
         }
-    }
-
-    /// The organization the read is bound to (row security).
-    fn reader(&self) -> Option<&str> {
-        self.selection.tenant.as_deref()
     }
 }
 
@@ -142,8 +142,7 @@ async fn accounting_report(
     let report = store::accounting_report(
         &state.pool,
         month,
-        organizations.counted().as_deref(),
-        organizations.reader(),
+        organizations.counted(),
         &state.pseudonymiser.rollup_keys(),
         &state.options.metrics,
     )
@@ -164,8 +163,7 @@ async fn daily_users(
     let report = store::daily_users(
         &state.pool,
         month,
-        organizations.counted().as_deref(),
-        organizations.reader(),
+        organizations.counted(),
         &state.pseudonymiser.rollup_keys(),
         &state.options.metrics,
     )

@@ -45,26 +45,56 @@ async fn caught_up(
     Ok(())
 }
 
-/// Monthly unique users per method type and across methods, of the
-/// organizations `tenants` names (every one's when `None`), read as a
-/// caller of organization `reader` when it has one (row security).
-pub async fn accounting_report(
+/// Whose figures a report counts (issue 28).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counted<'a> {
+    /// The organizations whose figures are summed (`None`: every one).
+    pub tenants: Option<&'a [String]>,
+    /// The organization the caller is bound to, if any: the read runs
+    /// under row security for it.
+    pub reader: Option<&'a str>,
+}
+
+/// The rows of one report statement (`$1`, `$2`: `dates`; then the
+/// organizations counted), once the rollups are up to date.
+async fn figures(
     pool: &Pool,
-    month: ReportMonth,
-    tenants: Option<&[String]>,
-    reader: Option<&str>,
+    counted: Counted<'_>,
     keys: &RollupKeys,
     metrics: &Metrics,
-) -> Result<AccountingReport, DbError> {
+    sql: &str,
+    dates: &[chrono::NaiveDate],
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
     {
         let mut jobs = pool.get().await?;
         caught_up(&mut jobs, keys, metrics).await?;
     }
-    let client = crate::db::tenant::checkout(pool, reader).await?;
-    let statement = client.prepare_cached(ACCOUNTING_SQL).await?;
-    let rows = client
-        .query(&statement, &[&month.first_day(), &tenants])
-        .await?;
+    let client = crate::db::tenant::checkout(pool, counted.reader).await?;
+    let statement = client.prepare_cached(sql).await?;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        dates.iter().map(|d| d as _).collect();
+    params.push(&counted.tenants);
+    Ok(client.query(&statement, &params).await?)
+}
+
+/// Monthly unique users per method type and across methods, of the
+/// organizations `counted` names.
+pub async fn accounting_report(
+    pool: &Pool,
+    month: ReportMonth,
+    counted: Counted<'_>,
+    keys: &RollupKeys,
+    metrics: &Metrics,
+) -> Result<AccountingReport, DbError> {
+    let rows = figures(
+        pool,
+        counted,
+        keys,
+        metrics,
+        ACCOUNTING_SQL,
+        &[month.first_day()],
+    )
+    .await?;
     let mut methods = Vec::with_capacity(rows.len());
     let mut total = 0;
     for row in rows {
@@ -82,28 +112,16 @@ pub async fn accounting_report(
 }
 
 /// Distinct users per day and method type over one month, of the
-/// organizations `tenants` names (every one's when `None`), read as a
-/// caller of organization `reader` when it has one (row security).
+/// organizations `counted` names.
 pub async fn daily_users(
     pool: &Pool,
     month: ReportMonth,
-    tenants: Option<&[String]>,
-    reader: Option<&str>,
+    counted: Counted<'_>,
     keys: &RollupKeys,
     metrics: &Metrics,
 ) -> Result<DailyUsersReport, DbError> {
-    {
-        let mut jobs = pool.get().await?;
-        caught_up(&mut jobs, keys, metrics).await?;
-    }
-    let client = crate::db::tenant::checkout(pool, reader).await?;
-    let statement = client.prepare_cached(DAILY_USERS_SQL).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[&month.first_day(), &month.end_day(), &tenants],
-        )
-        .await?;
+    let dates = [month.first_day(), month.end_day()];
+    let rows = figures(pool, counted, keys, metrics, DAILY_USERS_SQL, &dates).await?;
     let rows = rows
         .iter()
         .map(|row| {
