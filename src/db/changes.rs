@@ -443,23 +443,24 @@ pub struct WindowState {
 }
 
 /// The state of the window from `lower` to `upper` (both inclusive) of
-/// `kind`, in one statement.
+/// `kind`, in one statement: of `tenant`'s records only when given.
 pub async fn window_state(
     client: &Object,
     kind: &Kind,
     lower: chrono::DateTime<chrono::Utc>,
     upper: chrono::DateTime<chrono::Utc>,
+    tenant: Option<&str>,
 ) -> Result<WindowState, DbError> {
     use tokio_postgres::types::Type;
     // Typed: a kind of spans does not read the lower bound.
     let statement = client
         .prepare_typed_cached(
             &feed::window_state_sql(kind),
-            &[Type::TEXT, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ],
+            &[Type::TEXT, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TEXT],
         )
         .await?;
     let row = client
-        .query_one(&statement, &[&kind.name, &lower, &upper])
+        .query_one(&statement, &[&kind.name, &lower, &upper, &tenant])
         .await?;
     let horizon: Xid8 = row.try_get(0)?;
     let epoch: Option<i64> = row.try_get(1)?;

@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0017_tenant_quarantine.sql",
         sql: include_str!("../../sql/0017_tenant_quarantine.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_change_summary_tenants.sql",
+        sql: include_str!("../../sql/0018_change_summary_tenants.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).
@@ -220,9 +225,7 @@ fn quote_literal(text: &str) -> String {
 /// small organization among large ones reads only its own rows. `None`
 /// for a kind without one, or whose organization is derived (`radacct`).
 pub fn tenant_index(kind: &Kind) -> Option<(String, String)> {
-    let column = kind
-        .tenant
-        .filter(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))?;
+    let column = kind.tenant_column()?;
     let time = kind.time.order_column();
     Some((
         format!("{}_{column}_{time}", kind.table),

@@ -177,7 +177,14 @@ async fn window(
         &format!("{}.csv", window.file_stem_for(kind.file_name)),
     );
     let mut link = link_header(&links);
-    let feed = feed_state(&state, kind, &window).await?;
+    // A caller of one organization gets the tag of its own records' changes
+    // when the kind stores the organization (sessions derive it from rules
+    // an operator may edit, which no change records: no tag then).
+    let tagged = match tenancy.only() {
+        None => Some(None),
+        Some(own) => kind.tenant_column().map(|_| Some(own)),
+    };
+    let feed = feed_state(&state, kind, &window, tagged.flatten()).await?;
     if let Some((changes, made_of)) = &feed {
         let mut url = format!(
             "{}{}?after={changes}",
@@ -194,10 +201,9 @@ async fn window(
         ))
         .unwrap_or(link);
         // One tag per representation: the window, its filters and format
-        // (all in the self link), who sees identities, the coding. None
-        // for a caller of one organization: what the tag is made of
-        // changes with every organization's records (issue 28).
-        let etag = tenancy.only().is_none().then(|| {
+        // (all in the self link), who sees identities, the coding; for a
+        // caller of one organization, of its own records' changes.
+        let etag = tagged.is_some().then(|| {
             format!(
                 "\"{}\"",
                 crate::core::kind::feed::tag(&[
@@ -261,13 +267,14 @@ async fn feed_state(
     state: &AppState,
     kind: &'static Kind,
     window: &Window,
+    tenant: Option<&str>,
 ) -> Result<Option<(String, String)>, ApiError> {
     if !state.options.changes.check(&state.pool, kind).await? {
         return Ok(None);
     }
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let (lower, upper) = window.bounds();
-    let now = crate::db::changes::window_state(&client, kind, lower, upper).await?;
+    let now = crate::db::changes::window_state(&client, kind, lower, upper, tenant).await?;
     let cursor = crate::core::kind::feed::Cursor {
         epoch: now.epoch,
         position: now.end,

@@ -565,6 +565,22 @@ async fn a_token_of_one_organization_sees_nothing_of_another_on_any_route() {
         (acme_total + globex_total, acme_daily + globex_daily)
     );
     assert_eq!(figures(&app, "op-read", "?tenant=globex").await, (2, 2));
+    // The operator's day of events narrowed to one organization keeps it in
+    // its links.
+    let (_, body) = json(
+        &app,
+        "op-read",
+        &format!("/api/v1/accounting/verify/events/{day}?tenant=globex"),
+    )
+    .await;
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(2), "{body}");
+    assert!(
+        body["links"]["next"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("?tenant=globex"),
+        "{body}"
+    );
     let (status, body) = json(
         &app,
         "acme-read",

@@ -149,13 +149,61 @@ async fn a_token_of_one_organization_reads_and_writes_its_own_records_only() {
         .map(|u| app.pseudonym(u))
         .to_vec();
 
-    // Windows: each organization its own, in order; no ETag (what it is
-    // made of changes with the other organization's records).
+    // Windows: each organization its own, in order, with a tag of its
+    // own records' changes: another organization's writes into the same
+    // window leave it as it is (a 304), its own change it.
     let window = format!("{EVENTS}/day/{DAY}");
     let (status, etag, body) = get(&app, "acme-read", &window).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(users(&body, "events", "userId"), acme_users);
-    assert_eq!(etag, None);
+    let acme_tag = etag.expect("a tag of acme's changes");
+    let conditional = |token: &'static str, tag: String| {
+        let app = &app;
+        let window = window.clone();
+        async move {
+            app.get_as(token, &window)
+                .insert_header(("Accept", "application/json"))
+                .insert_header(("If-None-Match", tag))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(conditional("acme-read", acme_tag.clone()).await, 304);
+    let (status, _) = post(
+        &app,
+        "globex-write",
+        POST_EVENTS,
+        &[auth_event(6, "gwen@globex", "e6")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conditional("acme-read", acme_tag.clone()).await,
+        304,
+        "globex's write leaves acme's tag"
+    );
+    let (_, op_tag, _) = get(&app, "op-read", &window).await;
+    let (status, _) = post(
+        &app,
+        "acme-write",
+        POST_EVENTS,
+        &[auth_event(7, "ann@acme", "e7")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conditional("acme-read", acme_tag).await,
+        200,
+        "acme's own write changes it"
+    );
+    assert_eq!(conditional("op-read", op_tag.unwrap()).await, 200);
+    app.db
+        .batch_execute("DELETE FROM auth_event WHERE event_id IN ('e6', 'e7')")
+        .await
+        .unwrap();
     let text = body.to_string();
     assert!(globex_users.iter().all(|g| !text.contains(g.as_str())));
     let (_, _, body) = get(&app, "globex-read", &window).await;

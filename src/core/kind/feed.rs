@@ -225,22 +225,26 @@ const SUMMARISED: &str =
 pub fn summary_sql(kind: &Kind) -> String {
     let (xid, id) = position_columns(kind);
     let at = kind.time.order_column();
+    // Stamps are per organization (issue 28): a window read for one
+    // organization is tagged by its own changes only.
     let stamp = match kind.time {
-        TimeModel::Instant { .. } => "stamped AS (INSERT INTO acctstream_change_hour (kind, hour, xid, id) \
-             SELECT $1, hours.hour, last.xid, last.id FROM (SELECT DISTINCT \
-             date_trunc('hour', at, 'UTC') AS hour FROM batch WHERE at IS NOT NULL) AS hours, last \
-             ON CONFLICT (kind, hour) DO UPDATE SET xid = excluded.xid, id = excluded.id RETURNING 1)"
+        TimeModel::Instant { .. } => "stamped AS (INSERT INTO acctstream_change_hour (kind, hour, tenant, xid, id) \
+             SELECT $1, hours.hour, hours.tenant, last.xid, last.id FROM (SELECT DISTINCT \
+             date_trunc('hour', at, 'UTC') AS hour, tenant FROM batch WHERE at IS NOT NULL) AS hours, last \
+             ON CONFLICT (kind, hour, tenant) DO UPDATE SET xid = excluded.xid, id = excluded.id RETURNING 1)"
             .to_owned(),
-        TimeModel::Interval { .. } => "first AS (SELECT min(date_trunc('hour', at, 'UTC')) AS hour FROM batch), \
-             stamped AS (INSERT INTO acctstream_change_since (kind, hour, xid, id) \
-             SELECT $1, first.hour, last.xid, last.id FROM first, last WHERE first.hour IS NOT NULL \
-             ON CONFLICT (kind, hour) DO UPDATE SET xid = excluded.xid, id = excluded.id RETURNING 1), \
+        TimeModel::Interval { .. } => "first AS (SELECT tenant, min(date_trunc('hour', at, 'UTC')) AS hour \
+             FROM batch GROUP BY tenant), \
+             stamped AS (INSERT INTO acctstream_change_since (kind, hour, tenant, xid, id) \
+             SELECT $1, first.hour, first.tenant, last.xid, last.id FROM first, last WHERE first.hour IS NOT NULL \
+             ON CONFLICT (kind, hour, tenant) DO UPDATE SET xid = excluded.xid, id = excluded.id RETURNING 1), \
              pruned AS (DELETE FROM acctstream_change_since AS d USING first \
-             WHERE d.kind = $1 AND d.hour > first.hour RETURNING 1)"
+             WHERE d.kind = $1 AND d.tenant = first.tenant AND d.hour > first.hour RETURNING 1)"
             .to_owned(),
     };
     format!(
-        "WITH batch AS MATERIALIZED (SELECT {xid} AS xid, {id} AS id, {at} AS at FROM {source} \
+        "WITH batch AS MATERIALIZED (SELECT {xid} AS xid, {id} AS id, {at} AS at, \
+         {tenant} AS tenant FROM {source} \
          WHERE {xid} < pg_snapshot_xmin(pg_current_snapshot()) AND ({xid}, {id}) > {SUMMARISED} \
          ORDER BY {xid}, {id} LIMIT $2), \
          last AS (SELECT xid, id FROM batch ORDER BY xid DESC, id DESC LIMIT 1), \
@@ -249,6 +253,7 @@ pub fn summary_sql(kind: &Kind) -> String {
          FROM last WHERE s.kind = $1 RETURNING 1) \
          SELECT count(*) FROM batch",
         source = source(kind),
+        tenant = kind.tenant_sql(),
     )
 }
 
@@ -259,7 +264,8 @@ pub fn summary_sql(kind: &Kind) -> String {
 pub const PENDING_READ: u32 = 50_000;
 
 /// What a window's tag is made of, read in one statement (`$1` the kind's
-/// name, `$2` and `$3` the window's bounds, both taken as inclusive): the
+/// name, `$2` and `$3` the window's bounds, both taken as inclusive, `$4`
+/// the organization it is read for, NULL for every one): the
 /// horizon, the kind's epoch, the greatest summary stamp covering the
 /// window, the greatest position of a change the summary has not reached
 /// that may touch it, (spans) whether a span still open starts before its
@@ -271,18 +277,22 @@ pub fn window_state_sql(kind: &Kind) -> String {
     let (stamps, pending, live) = match kind.time {
         TimeModel::Instant { .. } => (
             "SELECT xid, id FROM acctstream_change_hour WHERE kind = $1 \
-             AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3::timestamptz"
+             AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3::timestamptz \
+             AND ($4::text IS NULL OR tenant = $4::text)"
                 .to_owned(),
             "at >= $2::timestamptz AND at <= $3::timestamptz",
             "false".to_owned(),
         ),
         TimeModel::Interval { start, stop } => (
-            "SELECT xid, id FROM acctstream_change_since WHERE kind = $1 AND hour <= $3::timestamptz"
+            "SELECT xid, id FROM acctstream_change_since WHERE kind = $1 AND hour <= $3::timestamptz \
+             AND ($4::text IS NULL OR tenant = $4::text)"
                 .to_owned(),
             "at <= $3::timestamptz",
             format!(
-                "EXISTS (SELECT 1 FROM {table} WHERE {stop} IS NULL AND {start} <= $3::timestamptz)",
-                table = kind.table
+                "EXISTS (SELECT 1 FROM {table} WHERE {stop} IS NULL AND {start} <= $3::timestamptz \
+                 AND ($4::text IS NULL OR {tenant} = $4::text))",
+                table = kind.table,
+                tenant = kind.tenant_sql(),
             ),
         ),
     };
@@ -295,11 +305,13 @@ pub fn window_state_sql(kind: &Kind) -> String {
          THEN pg_current_snapshot()::text END \
          FROM (SELECT 1) AS one \
          LEFT JOIN LATERAL ({stamps} ORDER BY xid DESC, id DESC LIMIT 1) AS stamp ON true \
-         LEFT JOIN LATERAL (SELECT xid, id FROM (SELECT {xid} AS xid, {id} AS id, {at} AS at \
-         FROM {source} WHERE ({xid}, {id}) > {SUMMARISED} \
+         LEFT JOIN LATERAL (SELECT xid, id FROM (SELECT {xid} AS xid, {id} AS id, {at} AS at, \
+         {tenant} AS tenant FROM {source} WHERE ({xid}, {id}) > {SUMMARISED} \
          ORDER BY {xid} DESC, {id} DESC LIMIT {PENDING_READ} OFFSET 0) AS p \
-         WHERE {pending} ORDER BY xid DESC, id DESC LIMIT 1) AS pending ON true",
+         WHERE {pending} AND ($4::text IS NULL OR tenant = $4::text) \
+         ORDER BY xid DESC, id DESC LIMIT 1) AS pending ON true",
         source = source(kind),
+        tenant = kind.tenant_sql(),
     )
 }
 

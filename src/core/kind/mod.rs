@@ -343,6 +343,20 @@ impl Kind {
         tenant: None,
     };
 
+    /// The column a record's organization is stored in, when the kind
+    /// stores it (rather than deriving it, as sessions do from rules that
+    /// may change: then only the expression is known).
+    pub fn tenant_column(&self) -> Option<&'static str> {
+        self.tenant
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    }
+
+    /// The SQL of a record's organization: `'default'` for a kind that
+    /// keeps none.
+    pub fn tenant_sql(&self) -> &'static str {
+        self.tenant.unwrap_or("'default'::text")
+    }
+
     /// True when some output column is a personal identifier.
     pub fn holds_identities(&self) -> bool {
         self.columns

@@ -188,8 +188,13 @@ async fn day_events(
     let window = Window::parse(Period::Day, &day.to_string(), Direction::Ascending)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let format = representation(&req)?;
+    // The canonical window's links, with the organizations asked for.
     let links = window
-        .links(&base_url(&req, state.public_url.as_deref()))
+        .links_under(
+            &base_url(&req, state.public_url.as_deref()),
+            super::KIND.path,
+            &super::KIND.link_query(None, &selection),
+        )
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let tally =
         crate::http::telemetry::stream_tally(&req, &state, "verify_events", format.as_str());
