@@ -440,6 +440,9 @@ pub struct WindowState {
     /// The database's snapshot, when the summary is too far behind for
     /// the pending changes to be read.
     pub behind: Option<String>,
+    /// The version of how records map to organizations, for a kind that
+    /// derives them ([`Kind::tenant_version`]).
+    pub tenancy: Option<i64>,
 }
 
 /// The state of the window from `lower` to `upper` (both inclusive) of
@@ -475,6 +478,7 @@ pub async fn window_state(
         stamp: position(2, 3)?,
         pending: position(4, 5)?,
         live: row.try_get(6)?,
-        behind: row.try_get(7)?,
+        tenancy: row.try_get(7)?,
+        behind: row.try_get(8)?,
     })
 }

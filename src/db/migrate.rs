@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0018_change_summary_tenants.sql",
         sql: include_str!("../../sql/0018_change_summary_tenants.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_session_tenant_version.sql",
+        sql: include_str!("../../sql/0019_session_tenant_version.sql"),
+    },
 ];
 
 /// Arbitrary constant naming our advisory lock ("acctstrm" in ASCII).

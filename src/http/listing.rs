@@ -177,12 +177,12 @@ async fn window(
         &format!("{}.csv", window.file_stem_for(kind.file_name)),
     );
     let mut link = link_header(&links);
-    // A caller of one organization gets the tag of its own records' changes
-    // when the kind stores the organization (sessions derive it from rules
-    // an operator may edit, which no change records: no tag then).
+    // A caller of one organization gets the tag of its own records'
+    // changes (and, for a kind that derives the organization, of the
+    // derivation's version); a kind that cannot say gives it none.
     let tagged = match tenancy.only() {
         None => Some(None),
-        Some(own) => kind.tenant_column().map(|_| Some(own)),
+        Some(own) => kind.tags_per_tenant().then_some(Some(own)),
     };
     let feed = feed_state(&state, kind, &window, tagged.flatten()).await?;
     if let Some((changes, made_of)) = &feed {
@@ -285,6 +285,11 @@ async fn feed_state(
     let mut made_of = format!("{}:{}:{}", now.epoch, show(now.stamp), show(now.pending));
     if now.live {
         made_of.push_str(&format!(":{}", Utc::now().timestamp()));
+    }
+    // How records map to organizations changes what a window holds for an
+    // organization (or under `tenant=`): part of every tag of such a kind.
+    if let Some(version) = now.tenancy {
+        made_of.push_str(&format!(":t{version}"));
     }
     if let Some(snapshot) = &now.behind {
         made_of.push(':');

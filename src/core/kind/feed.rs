@@ -299,7 +299,7 @@ pub fn window_state_sql(kind: &Kind) -> String {
     format!(
         "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
          (SELECT epoch FROM acctstream_change_horizon WHERE kind = $1), \
-         stamp.xid, stamp.id, pending.xid, pending.id, {live}, \
+         stamp.xid, stamp.id, pending.xid, pending.id, {live}, {version}::int8, \
          CASE WHEN (SELECT count(*) FROM (SELECT 1 FROM {source} \
          WHERE ({xid}, {id}) > {SUMMARISED} LIMIT {PENDING_READ}) AS c) >= {PENDING_READ} \
          THEN pg_current_snapshot()::text END \
@@ -312,6 +312,7 @@ pub fn window_state_sql(kind: &Kind) -> String {
          ORDER BY xid DESC, id DESC LIMIT 1) AS pending ON true",
         source = source(kind),
         tenant = kind.tenant_sql(),
+        version = kind.tenant_version.unwrap_or("NULL"),
     )
 }
 

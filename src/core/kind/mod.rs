@@ -316,6 +316,12 @@ pub struct Kind {
     /// records only, and every caller may narrow to some by `tenant=`. A
     /// kind without it refuses callers of one organization (403).
     pub tenant: Option<&'static str>,
+    /// For a kind whose organization is derived (not stored), the SQL of a
+    /// value that changes whenever the derivation does (sessions: the
+    /// version of the rules): a window's tag for one organization includes
+    /// it. A kind with a derived organization and none gives such a caller
+    /// no tag.
+    pub tenant_version: Option<&'static str>,
 }
 
 impl Kind {
@@ -341,6 +347,7 @@ impl Kind {
         retention: &[],
         audit_routes: &[],
         tenant: None,
+        tenant_version: None,
     };
 
     /// The column a record's organization is stored in, when the kind
@@ -349,6 +356,13 @@ impl Kind {
     pub fn tenant_column(&self) -> Option<&'static str> {
         self.tenant
             .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    }
+
+    /// Whether a window of this kind can be tagged for a caller of one
+    /// organization: its organization is stored, or derived by rules whose
+    /// version the tag includes.
+    pub fn tags_per_tenant(&self) -> bool {
+        self.tenant_column().is_some() || self.tenant_version.is_some()
     }
 
     /// The SQL of a record's organization: `'default'` for a kind that

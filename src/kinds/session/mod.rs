@@ -239,6 +239,8 @@ pub static KIND: Kind = Kind {
     // radacct is never altered: the organization is derived from the row by
     // the rules of acctstream_session_tenant (sql/0014), inlined.
     tenant: Some("acctstream_session_tenant(nasipaddress, realm)"),
+    // Edits of the rules move sessions: windows' tags include their version.
+    tenant_version: Some("(SELECT version FROM acctstream_session_tenant_version)"),
     ..Kind::BASE
 };
 
