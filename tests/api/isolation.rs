@@ -825,3 +825,69 @@ async fn a_record_naming_another_organization_is_a_403_and_stores_nothing() {
     assert_eq!(status, 403);
     assert_eq!(stored().await, 2);
 }
+
+/// A read of one organization runs in a transaction bound to it: however
+/// it ends (in full, or the client gone mid-stream), the connection goes
+/// back to the pool without the role or the organization, so the next
+/// request on it (here the only one: a pool of one) reads as its own caller.
+#[actix_web::test]
+async fn a_connection_leaves_an_organization_s_read_unbound() {
+    use futures_util::StreamExt;
+    let app = spawn_app_with(AppOptions {
+        more_tokens: TOKENS,
+        pool_size: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let day = day();
+    app.db
+        .execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id, tenant) \
+             SELECT $1::date + i * interval '1 millisecond', 'PASSWORD', 'p', 'CN=App', \
+                    'user' || i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END \
+             FROM generate_series(1, 60000) AS i",
+            &[&chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").unwrap()],
+        )
+        .await
+        .unwrap();
+    let window = format!("/api/v1/statistics/events/day/{day}");
+    let rows = |text: &str| text.lines().count() - 1;
+    // Read in full by acme, then by the operator: every organization's.
+    let (status, body) = get(&app, "acme-read", &window, "text/csv").await;
+    assert_eq!((status, rows(&body)), (200, 30_000));
+    let (status, body) = get(&app, "op-read", &window, "text/csv").await;
+    assert_eq!((status, rows(&body)), (200, 60_000));
+    // Acme goes away after the first chunk (its query is cancelled).
+    let mut response = app
+        .get_as("acme-read", &window)
+        .insert_header(("Accept", "text/csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(response);
+    for token in ["op-read", "globex-read"] {
+        let (status, body) = get(&app, token, &window, "text/csv").await;
+        let expected = if token == "op-read" { 60_000 } else { 30_000 };
+        assert_eq!((status, rows(&body)), (200, expected), "{token}");
+    }
+    // And nothing of the transaction is left open on the connection (its
+    // ROLLBACK follows the response by a moment).
+    crate::helpers::eventually("no transaction is left open", || async {
+        let open: i64 = app
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        open == 0
+    })
+    .await;
+}
