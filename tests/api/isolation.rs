@@ -700,36 +700,58 @@ async fn a_token_of_one_organization_cannot_write_another_s_sessions() {
         "{quarantine}"
     );
     assert_eq!(quarantine["rejected"][0]["tenant"], "acme");
-    let status = post(
-        &app,
-        "acme-write",
-        "/api/v1/accounting/radius",
-        "application/json",
-        json!([unmapped]).to_string(),
-    )
-    .await;
-    assert_eq!(status, 400);
+    let send = |token: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            post(
+                app,
+                token,
+                "/api/v1/accounting/radius",
+                "application/json",
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    assert_eq!(send("acme-write", json!([unmapped])).await, 400);
     assert_eq!(count().await, 0);
-    // Its own NAS: stored. A reboot of a NAS closes its own sessions only.
-    let status = post(
-        &app,
-        "acme-write",
-        "/api/v1/accounting/radius",
-        "application/json",
-        json!([radius("acme", "Start", "a1", "ann", 0)]).to_string(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let status = post(
-        &app,
-        "globex-write",
-        "/api/v1/accounting/radius",
-        "application/json",
-        json!([radius("globex", "Start", "g1", "gus", 1)]).to_string(),
-    )
-    .await;
-    assert_eq!(status, 200);
+    // Its own NAS: stored.
+    let own = json!([radius("acme", "Start", "a1", "ann", 0)]);
+    assert_eq!(send("acme-write", own).await, 200);
+    let theirs = json!([radius("globex", "Start", "g1", "gus", 1)]);
+    assert_eq!(send("globex-write", theirs).await, 200);
     assert_eq!(count().await, 2);
+    // One NAS serving both (globex's by realm): acme's Accounting-On closes
+    // acme's sessions of that NAS only.
+    app.db
+        .batch_execute(
+            "INSERT INTO acctstream_session_tenant (position, nas, realm, tenant) VALUES \
+             (5, '10.1.0.0/16', 'globex.example', 'globex')",
+        )
+        .await
+        .unwrap();
+    let mut guest = radius("acme", "Start", "g2", "gil", 2);
+    guest["Realm"] = json!("globex.example");
+    assert_eq!(send("globex-write", json!([guest])).await, 200);
+    let reboot = json!([{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "10.1.0.1",
+                         "Event-Timestamp": radius("acme", "Start", "x", "x", 30)["Event-Timestamp"]}]);
+    assert_eq!(send("acme-write", reboot).await, 200);
+    let open: Vec<String> = app
+        .db
+        .query(
+            "SELECT acctsessionid FROM radacct WHERE acctstoptime IS NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        open,
+        ["g1", "g2"],
+        "acme's a1 closed, globex's g2 on the same NAS open"
+    );
     // The operator's quarantine list holds every organization's; globex's
     // token sees none of acme's.
     let (_, theirs) = json(&app, "globex-write", "/api/v1/accounting/radius/rejected").await;
