@@ -155,7 +155,8 @@ pub async fn run(
         row_security(client, kind)
             .await
             .map_err(|source| MigrateError {
-                name: "row security",
+                name: "row security (the service's login must own every kind's table, \
+                       radacct included; see docs/tenants.md)",
                 source,
             })?;
     }
