@@ -80,9 +80,8 @@ fn radius(org: &str, status: &str, sid: &str, user: &str, second: i64) -> Value 
     })
 }
 
-/// The records of both organizations, of every kind, interleaved in time.
-async fn load(app: &TestApp) {
-    let day = day();
+/// Sessions of NASes in 10.1/16 are acme's, in 10.2/16 globex's.
+async fn map_nases(app: &TestApp) {
     app.db
         .batch_execute(
             "INSERT INTO acctstream_session_tenant (position, nas, realm, tenant) VALUES \
@@ -90,6 +89,12 @@ async fn load(app: &TestApp) {
         )
         .await
         .unwrap();
+}
+
+/// The records of both organizations, of every kind, interleaved in time.
+async fn load(app: &TestApp) {
+    let day = day();
+    map_nases(app).await;
     let event = |second: u32, user: &str, origin: &str, id: &str| {
         json!({"timestamp": format!("{day}T10:00:{second:02}Z"), "authMethodType": "PASSWORD",
                "authMethodName": "password.1", "authRequestOrigin": origin,
@@ -635,13 +640,7 @@ async fn a_token_of_one_organization_cannot_write_another_s_sessions() {
         ..AppOptions::default()
     })
     .await;
-    app.db
-        .batch_execute(
-            "INSERT INTO acctstream_session_tenant (position, nas, realm, tenant) VALUES \
-             (10, '10.1.0.0/16', NULL, 'acme'), (20, '10.2.0.0/16', NULL, 'globex')",
-        )
-        .await
-        .unwrap();
+    map_nases(&app).await;
     let count = || async {
         app.db
             .query_one("SELECT count(*) FROM radacct", &[])
