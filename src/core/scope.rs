@@ -1,7 +1,7 @@
 //! What a caller may do: a [`Scope`] is a set of [`Grant`]s. Static tokens
 //! (`token:read+write`) and OAuth2 access tokens (`core::jwt::ScopeMap`)
 //! both come down to one; a handler asks for the grant it needs
-//! (`http::auth::require`).
+//! (`http::auth::require_in_tenant`).
 
 use std::fmt;
 

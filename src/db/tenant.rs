@@ -43,6 +43,13 @@ pub fn restrict_sql(tenant: &str) -> Option<String> {
     })
 }
 
+/// [`restrict_sql`], or the error of a name that is no organization's (a
+/// bug: names are checked where tokens are read).
+pub fn restrict(tenant: &str) -> Result<String, DbError> {
+    restrict_sql(tenant)
+        .ok_or_else(|| DbError::Restrict(format!("{tenant:?} is not an organization's name")))
+}
+
 /// The restrictive policy of a table whose rows' organization is the SQL
 /// expression `tenant` (a kind's [`crate::core::kind::Kind::tenant`]):
 /// the setting is read once per statement (an init plan), so that the
@@ -73,14 +80,12 @@ pub async fn checkout(pool: &Pool, tenant: Option<&str>) -> Result<Reader, DbErr
             open: false,
         });
     };
-    let restrict = restrict_sql(tenant)
-        .ok_or_else(|| DbError::Restrict(format!("{tenant:?} is not an organization's name")))?;
-    let mut reader = Reader {
+    let restrict = restrict(tenant)?;
+    // One round trip; should it fail, the drop ends the transaction.
+    let reader = Reader {
         client: Some(client),
-        open: false,
+        open: true,
     };
-    // One round trip; should it fail, the drop below ends the transaction.
-    reader.open = true;
     reader
         .batch_execute(&format!("BEGIN READ ONLY; {restrict}"))
         .await?;

@@ -5,7 +5,8 @@
 //! The middleware runs for every `/api/` request: it authenticates the
 //! bearer token once (a JWT's key may have to be fetched, so this is async)
 //! and leaves the outcome in the request's extensions; handlers then ask
-//! [`require`] with the grant they need, synchronously. An authenticated
+//! [`require_in_tenant`] (or [`require_for_kind`]) with the grant they
+//! need, synchronously. An authenticated
 //! client is counted against its rate limit and its open streams; the
 //! permit of a stream is held by the response body until it is sent or
 //! dropped.
@@ -120,24 +121,8 @@ pub fn principal(req: &HttpRequest) -> Option<Principal> {
     }
 }
 
-/// Accepts a caller holding `grant`, and says what else it may do (see
-/// raw identities, …). A missing or unknown token is a 401; a valid one
-/// without the grant a 403 naming the scope it lacks.
-///
-/// For a route that does not keep organizations apart (issue 28): in a
-/// deployment with tenants, a caller that reads one organization only is
-/// refused (403) rather than shown another's records. A route that keeps
-/// them apart asks [`require_in_tenant`] instead.
-pub fn require(req: &HttpRequest, grant: Grant) -> Result<Scope, ApiError> {
-    let (scope, tenancy) = require_in_tenant(req, grant)?;
-    if let Tenancy::One(_) = tenancy {
-        return Err(not_per_tenant());
-    }
-    Ok(scope)
-}
-
-/// The 403 of a route that does not keep organizations apart, to a caller
-/// of one organization.
+/// The 403 of a route that does not keep organizations apart (a kind
+/// without them), to a caller of one organization.
 pub fn not_per_tenant() -> ApiError {
     ApiError::Forbidden(
         "This route does not keep organizations apart yet: it needs a token with the tenants \
@@ -162,8 +147,10 @@ pub fn require_for_kind(
     Ok((scope, tenancy))
 }
 
-/// [`require`] for a route that keeps organizations apart: the caller's
-/// grants, and whose records it reads and writes.
+/// Accepts a caller holding `grant`, and says what else it may do (see
+/// raw identities, …) and whose records it reads and writes (issue 28). A
+/// missing or unknown token is a 401; a valid one without the grant a 403
+/// naming the scope it lacks.
 pub fn require_in_tenant(req: &HttpRequest, grant: Grant) -> Result<(Scope, Tenancy), ApiError> {
     let outcome = outcome(req);
     let principal = outcome.principal()?;

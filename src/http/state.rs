@@ -51,6 +51,25 @@ impl AppState {
         Ok(())
     }
 
+    /// The organizations `tenant=` names among `pairs` (the other pairs
+    /// are left: they are no filters of the route), as a selection of
+    /// `kind` narrowed to what a caller of `tenancy` may read.
+    pub fn organizations(
+        &self,
+        kind: &crate::core::kind::Kind,
+        pairs: &[(String, String)],
+        tenancy: &crate::core::tenant::Tenancy,
+    ) -> Result<crate::core::kind::Selection, crate::core::kind::FilterError> {
+        let asked: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(k, _)| k == crate::core::kind::TENANT_PARAM)
+            .cloned()
+            .collect();
+        let mut selection = kind.parse_filters(&asked, false)?;
+        self.restrict(&mut selection, tenancy)?;
+        Ok(selection)
+    }
+
     /// The pool a read that may lag (by at most
     /// `ACCTSTREAM_MAX_REPLICA_LAG`) takes its connection from: a usable
     /// replica's, else the primary's.

@@ -766,22 +766,19 @@ impl IngestParser {
     where
         F: FnMut(u64, &Record<'_>),
     {
-        let (received, tenant, other) = (&mut self.received, &self.tenant, &mut self.other_tenant);
-        let mut counted = |event: &Record<'_>| {
-            *received += 1;
-            if other.is_none() && event.tenant.is_some_and(|named| named != tenant) {
-                *other = Some(*received);
-            }
-            if other.is_none() {
-                sink(*received, event);
-            }
-        };
+        let mut counted = counting(
+            &mut self.received,
+            &self.tenant,
+            &mut self.other_tenant,
+            &mut sink,
+        );
         let schema = self.schema;
         let parsed = match &mut self.inner {
             Inner::Ndjson(p) => p.feed(schema, chunk, &mut counted),
             Inner::Array(p) => p.feed(schema, chunk, &mut counted),
             Inner::Csv(p) => p.feed(schema, chunk, &mut counted),
         };
+        drop(counted);
         self.refuse_other_tenant(parsed)
     }
 
@@ -808,22 +805,19 @@ impl IngestParser {
         if self.prefix.is_some() {
             self.feed_prefix(&mut sink)?;
         }
-        let (received, tenant, other) = (&mut self.received, &self.tenant, &mut self.other_tenant);
-        let mut counted = |event: &Record<'_>| {
-            *received += 1;
-            if other.is_none() && event.tenant.is_some_and(|named| named != tenant) {
-                *other = Some(*received);
-            }
-            if other.is_none() {
-                sink(*received, event);
-            }
-        };
+        let mut counted = counting(
+            &mut self.received,
+            &self.tenant,
+            &mut self.other_tenant,
+            &mut sink,
+        );
         let schema = self.schema;
         let parsed = match &mut self.inner {
             Inner::Ndjson(p) => p.finish(schema, &mut counted),
             Inner::Array(p) => p.finish(schema, &mut counted),
             Inner::Csv(p) => p.finish(schema, &mut counted),
         };
+        drop(counted);
         self.refuse_other_tenant(parsed)
     }
 
@@ -835,6 +829,29 @@ impl IngestParser {
     /// The number of valid events handed to the sink so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+}
+
+/// The sink the format parsers feed: numbers each record and hands it on
+/// to `sink`, unless it (or one before it) names another organization
+/// than `tenant`; `other` keeps the first such record's number.
+fn counting<'s, F>(
+    received: &'s mut u64,
+    tenant: &'s str,
+    other: &'s mut Option<u64>,
+    sink: &'s mut F,
+) -> impl FnMut(&Record<'_>) + 's
+where
+    F: FnMut(u64, &Record<'_>),
+{
+    move |event: &Record<'_>| {
+        *received += 1;
+        if other.is_none() && event.tenant.is_some_and(|named| named != tenant) {
+            *other = Some(*received);
+        }
+        if other.is_none() {
+            sink(*received, event);
+        }
     }
 }
 

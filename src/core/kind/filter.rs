@@ -85,6 +85,18 @@ impl Selection {
         Ok(())
     }
 
+    /// The organizations a read of tables beside the kind's own (report
+    /// figures, the quarantine) names: the caller's own (unless a test
+    /// leaves it to row security alone), else those `tenant=` asked for;
+    /// `None` for every one.
+    pub fn organizations(&self) -> Option<Vec<String>> {
+        match &self.tenant {
+            Some(_) if self.without_tenant_term => None,
+            Some(own) => Some(vec![own.to_string()]),
+            None => (!self.tenants.is_empty()).then(|| self.tenants.clone()),
+        }
+    }
+
     /// True when some value is a pseudonym (resolved through the identity
     /// directory).
     pub fn has_pseudonyms(&self) -> bool {

@@ -89,18 +89,8 @@ impl Organizations {
     fn of(req: &HttpRequest, state: &AppState) -> Result<Organizations, ApiError> {
         let (scope, tenancy) = require_for_kind(req, &super::KIND, Grant::Read)?;
         let query = crate::http::listing::ListingQuery::parse(req.query_string())?;
-        let pairs: Vec<(String, String)> = query
-            .pairs
-            .into_iter()
-            .filter(|(k, _)| k == crate::core::kind::TENANT_PARAM)
-            .collect();
-        let mut selection = super::KIND.parse_filters(&pairs, false)?;
-        state.restrict(&mut selection, &tenancy)?;
-        let tenants = match &selection.tenant {
-            Some(_) if selection.without_tenant_term => None,
-            Some(own) => Some(vec![own.to_string()]),
-            None => (!selection.tenants.is_empty()).then(|| selection.tenants.clone()),
-        };
+        let selection = state.organizations(&super::KIND, &query.pairs, &tenancy)?;
+        let tenants = selection.organizations();
         Ok(Organizations {
             scope,
             selection,

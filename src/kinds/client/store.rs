@@ -45,10 +45,8 @@ pub async fn client_summary(
     if let Some(tenant) = listing.selection.tenant.as_deref() {
         // The second layer of organizations (row security), as every read
         // of one organization has it (crate::db::tenant).
-        let restrict = crate::db::tenant::restrict_sql(tenant).ok_or_else(|| {
-            DbError::Restrict(format!("{tenant:?} is not an organization's name"))
-        })?;
-        tx.batch_execute(&restrict).await?;
+        tx.batch_execute(&crate::db::tenant::restrict(tenant)?)
+            .await?;
     }
     let table = KIND.table;
     let types = tx

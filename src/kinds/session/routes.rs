@@ -375,20 +375,9 @@ async fn rejected(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let before = query.integer("before", 1, i64::MAX)?;
     // A token of one organization lists its own; the operator all, or
     // those `tenant=` names.
-    let tenant_pairs: Vec<(String, String)> = query
-        .pairs
-        .iter()
-        .filter(|(k, _)| k == crate::core::kind::TENANT_PARAM)
-        .cloned()
-        .collect();
-    let mut organizations = KIND.parse_filters(&tenant_pairs, false)?;
-    state.restrict(&mut organizations, &tenancy)?;
+    let organizations = state.organizations(&KIND, &query.pairs, &tenancy)?;
     let reader = organizations.tenant.as_deref();
-    let tenants: Option<Vec<String>> = match reader {
-        Some(_) if organizations.without_tenant_term => None,
-        Some(own) => Some(vec![own.to_owned()]),
-        None => (!organizations.tenants.is_empty()).then(|| organizations.tenants.clone()),
-    };
+    let tenants = organizations.organizations();
     if req.method() == Method::HEAD {
         return Ok(head_only(ok(OutputFormat::Json, "rejected.json")));
     }
