@@ -40,7 +40,7 @@ impl AppState {
     }
 
     /// Narrows `selection` to what a caller of `tenancy` may read
-    /// ([`Selection::restrict`]).
+    /// ([`Selection::restrict`](crate::core::kind::Selection::restrict)).
     pub fn restrict(
         &self,
         selection: &mut crate::core::kind::Selection,
