@@ -67,6 +67,9 @@ pub struct Settings {
     pub rollup_interval: Option<Duration>,
     /// Read-only servers for reads (`ACCTSTREAM_READ_DATABASE_URL`).
     pub read_database: Option<ReadDatabase>,
+    /// Time partitions (`ACCTSTREAM_PARTITIONS`): the job makes them ahead
+    /// on the partitioned tables; `None`: no job.
+    pub partitions: Option<crate::core::partition::Interval>,
 }
 
 /// Streaming replicas that serve reads (issue 25).
@@ -211,6 +214,16 @@ impl Application {
                     options.metrics.clone(),
                 )));
             }
+        }
+        if let (Some(jobs_pool), Some(interval)) = (&jobs_pool, settings.partitions) {
+            handles.push(tokio::spawn(db::partition::run_job(
+                jobs_pool.clone(),
+                settings.kinds.kinds(),
+                interval,
+                (settings.retention.policy, settings.retention.audit_policy),
+                options.metrics.clone(),
+                stop_jobs.clone(),
+            )));
         }
         // A deployment with organizations reads windows by organization:
         // their indexes are built (concurrently) when missing.

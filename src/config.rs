@@ -11,6 +11,7 @@
 //! | `ACCTSTREAM_PSEUDONYM_KEYS` | a key schedule by month, `2027-01:<key B>,<key A>` (key B from January 2027, key A before) |
 //! | `ACCTSTREAM_API_TOKENS` | comma-separated bearer tokens, `[name=]token[:scope]`: `token` may read, `token:read+write` may also ingest, `+identities` sees raw identities, `+audit` reads the audit trail |
 //! | `ACCTSTREAM_POOL_SIZE` | maximum database connections (default 16) |
+//! | `ACCTSTREAM_PARTITIONS` | time partitions of the instant kinds' tables: `monthly` (default), `daily` or `none` |
 //! | `ACCTSTREAM_READ_DATABASE_URL` | streaming replicas (one or several hosts, libpq syntax) that serve reads |
 //! | `ACCTSTREAM_MAX_REPLICA_LAG` | a replica lagging more is skipped (default 30 s) |
 //! | `ACCTSTREAM_MAX_BODY_BYTES` | largest ingest request body in bytes (default 64 MiB) |

@@ -25,6 +25,7 @@
 //! | `acctstream_reads_total` | `server` | reads (windows, histories, counts, sessions) served by `primary` or a replica's `host:port` (with `ACCTSTREAM_READ_DATABASE_URL`; sampled at scrape) |
 //! | `acctstream_replica_lag_seconds` | `server` | a replica's replay lag as last measured (absent while unknown) |
 //! | `acctstream_replica_usable` | `server` | 1 when reads may go to the replica (reachable, lag within `ACCTSTREAM_MAX_REPLICA_LAG`) |
+//! | `acctstream_default_partition_rows` | `kind` | rows in the default partition of a partitioned kind's table (times no partition covers: far ahead, or older than retention keeps), as last counted by the partitions job |
 //! | `acctstream_upkeep_set_aside_total` | `upkeep` | rows a kind's upkeep could not take and set aside (`usage rollups`: events dated outside the years 0001 to 9999 or before the first key; see `usage_rollup_set_aside`) |
 
 use std::{
@@ -136,6 +137,13 @@ pub struct Metrics {
     reads: Family<ServerLabels, Counter>,
     replica_lag: Family<ServerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     replica_usable: Family<ServerLabels, Gauge>,
+    default_partition_rows: Family<KindLabels, Gauge>,
+}
+
+/// Labels of the metrics of one kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 /// Labels of the read-server metrics.
@@ -198,6 +206,7 @@ impl Metrics {
             reads: Family::default(),
             replica_lag: Family::default(),
             replica_usable: Family::default(),
+            default_partition_rows: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -292,10 +301,23 @@ impl Metrics {
             "1 when reads may go to the replica",
             metrics.replica_usable.clone(),
         );
+        registry.register(
+            "default_partition_rows",
+            "Rows in the default partition of a partitioned kind's table (times no \
+             partition covers), as last counted",
+            metrics.default_partition_rows.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Records how many rows the default partition of `kind`'s table holds.
+    pub fn default_partition_rows(&self, kind: &'static str, rows: i64) {
+        self.default_partition_rows
+            .get_or_create(&KindLabels { kind })
+            .set(rows);
     }
 
     /// Samples the servers that serve reads (with replicas only).

@@ -29,6 +29,7 @@ use crate::{
 /// Where the data lives: a server named by URL, or our own embedded cluster
 /// (stopped when this is dropped).
 pub(super) struct Database {
+    partitions: Option<crate::core::partition::Interval>,
     config: tokio_postgres::Config,
     tls: db::tls::Tls,
     embedded: Option<EmbeddedPostgres>,
@@ -40,6 +41,7 @@ impl Database {
             let (config, settings) = db::tls::parse(url).map_err(CliError::DatabaseUrl)?;
             let tls = db::tls::connector(&settings).map_err(CliError::DatabaseUrl)?;
             return Ok(Database {
+                partitions: common.partitions.0,
                 config,
                 tls,
                 embedded: None,
@@ -58,6 +60,7 @@ impl Database {
                     "using the embedded PostgreSQL that another acctstream process runs"
                 );
                 return Ok(Database {
+                    partitions: common.partitions.0,
                     config,
                     tls: db::tls::default_connector(),
                     embedded: None,
@@ -95,6 +98,7 @@ impl Database {
         tracing::info!(url = %embedded.url("acctstream"), "embedded PostgreSQL ready");
         let config = embedded.pg_config("acctstream");
         let database = Database {
+            partitions: common.partitions.0,
             config,
             tls: db::tls::default_connector(),
             embedded: Some(embedded),
@@ -129,7 +133,12 @@ impl Database {
     /// rollups to keyed digests when that is still to do (migration 0009).
     pub(super) async fn migrate(&self, key: Option<&Pseudonymiser>) -> Result<(), CliError> {
         let mut client = connect_with(&self.config, &self.tls).await?;
-        let applied = db::migrate::run(&mut client, &crate::kinds::REGISTRY.kinds()).await?;
+        let applied = db::migrate::run_with(
+            &mut client,
+            &crate::kinds::REGISTRY.kinds(),
+            self.partitions,
+        )
+        .await?;
         tracing::info!(?applied, "migrations up to date");
         if let Some(key) = key {
             db::upkeep::prepare_all(&client, &crate::kinds::REGISTRY.upkeeps(), key).await?;
@@ -145,6 +154,78 @@ impl Database {
         let tracked = db::migrate::track_changes(&mut client, &kinds, true).await?;
         tracing::info!(?tracked, "change feeds installed");
         println!("change feeds installed: {}", tracked.join(", "));
+        Ok(())
+    }
+
+    /// Makes the partitions of every partitioned kind's table from
+    /// `keep_from` to those ahead ([`db::partition::prepare`]).
+    pub(super) async fn prepare_partitions(
+        &self,
+        keep_from: chrono::DateTime<Utc>,
+    ) -> Result<(), CliError> {
+        let Some(interval) = self.partitions else {
+            return Ok(());
+        };
+        let mut client = connect_with(&self.config, &self.tls).await?;
+        for kind in crate::kinds::REGISTRY.kinds() {
+            db::partition::prepare(&mut client, kind, interval, Utc::now(), Some(keep_from))
+                .await
+                .map_err(|source| db::migrate::MigrateError {
+                    name: "partitions",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Converts the table of every partitioned kind that is not yet into
+    /// time partitions (`migrate --partition`), printing each step.
+    pub(super) async fn partition(&self) -> Result<(), CliError> {
+        let Some(interval) = self.partitions else {
+            println!("ACCTSTREAM_PARTITIONS=none: no table is converted");
+            return Ok(());
+        };
+        let mut client = connect_with(&self.config, &self.tls).await?;
+        for kind in crate::kinds::REGISTRY.kinds() {
+            if kind.partition_column().is_none() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let converted =
+                db::partition::convert(&mut client, kind, interval, false, &mut |step| {
+                    println!("{:>7.1} s  {step}", started.elapsed().as_secs_f64());
+                })
+                .await
+                .map_err(|source| db::migrate::MigrateError {
+                    name: "partitions",
+                    source,
+                })?;
+            match converted {
+                db::partition::Converted::Already => {
+                    println!("{}: partitioned already", kind.table);
+                }
+                db::partition::Converted::Missing => {
+                    println!("{}: no such table", kind.table);
+                }
+                db::partition::Converted::HasRows | db::partition::Converted::Now { .. } => {}
+            }
+            let now = chrono::Utc::now();
+            let prepared = db::partition::prepare(
+                &mut client,
+                kind,
+                interval,
+                now,
+                Some(interval.start_of(now)),
+            )
+            .await
+            .map_err(|source| db::migrate::MigrateError {
+                name: "partitions",
+                source,
+            })?;
+            if !prepared.made.is_empty() {
+                println!("{}: made {}", kind.table, prepared.made.join(", "));
+            }
+        }
         Ok(())
     }
 
@@ -291,6 +372,7 @@ async fn serve_with(
         retention: args.retention.options(),
         rollup_interval: Some(std::time::Duration::from_millis(args.rollup_interval_ms)),
         read_database: read_database(args)?,
+        partitions: common.partitions.0,
     };
     let listener =
         TcpListener::bind(&args.bind).map_err(io(format!("cannot listen on {}", args.bind)))?;
@@ -351,6 +433,10 @@ pub(super) async fn run_demo(
         if let Some(days) = days {
             options.days = days;
         }
+        // The demo's span gets its partitions before its records come.
+        database
+            .prepare_partitions(options.end - chrono::Duration::days(i64::from(options.days) + 1))
+            .await?;
         fill_demo(&demo_pool, options, &pseudonymiser).await?;
         let (stop_trickle, stopped) = tokio::sync::watch::channel(false);
         let trickles: Vec<_> = kinds::REGISTRY

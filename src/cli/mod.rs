@@ -51,6 +51,26 @@ struct Common {
         default_value_t = 16
     )]
     pool_size: usize,
+    /// Time partitions of the tables of authentication events, Wi-Fi client
+    /// events and the audit trail: `monthly`, `daily` or `none`. A new
+    /// database's tables are made so at its first migration; an existing
+    /// one's by `migrate --partition`. The service makes partitions ahead.
+    #[arg(
+        long,
+        env = "ACCTSTREAM_PARTITIONS",
+        global = true,
+        default_value = "monthly",
+        value_parser = parse_partitions
+    )]
+    partitions: Partitions,
+}
+
+/// The value of `ACCTSTREAM_PARTITIONS`.
+#[derive(Debug, Clone, Copy)]
+struct Partitions(Option<crate::core::partition::Interval>);
+
+fn parse_partitions(text: &str) -> Result<Partitions, String> {
+    crate::core::partition::Interval::parse(text).map(Partitions)
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +325,11 @@ struct MigrateArgs {
     /// side table and three statement triggers, never a new column.
     #[arg(long)]
     track_changes: bool,
+    /// Also convert the tables of partitioned kinds that have rows into
+    /// time partitions (ACCTSTREAM_PARTITIONS, monthly unless set), while
+    /// reads and writes go on; prints each step.
+    #[arg(long)]
+    partition: bool,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +427,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             };
             let result = match result {
                 Ok(()) if args.track_changes => database.track_changes().await,
+                other => other,
+            };
+            let result = match result {
+                Ok(()) if args.partition => database.partition().await,
                 other => other,
             };
             database.stop().await;

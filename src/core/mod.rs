@@ -15,6 +15,7 @@ pub mod kind;
 pub mod limits;
 pub mod negotiate;
 pub mod paging;
+pub mod partition;
 pub mod pseudonym;
 pub mod retention;
 pub mod scope;

@@ -78,6 +78,11 @@ pub struct Rule {
     /// An SQL condition on the table's row (never built from input) of rows
     /// kept whatever their age.
     pub keep: Option<&'static str>,
+    /// An SQL condition that holds when a whole partition (`{partition}`
+    /// in it) may hold a row `keep` holds, cheaper than asking each row
+    /// (which reads the whole partition): it may hold when no such row is
+    /// there (the partition then goes in batches), never the other way.
+    pub keep_partition: Option<&'static str>,
 }
 
 impl Rule {
@@ -96,6 +101,7 @@ impl Rule {
             id,
             days: Days::Records,
             keep: None,
+            keep_partition: None,
         }
     }
 
@@ -103,6 +109,16 @@ impl Rule {
     pub const fn keeping(self, condition: &'static str) -> Rule {
         Rule {
             keep: Some(condition),
+            ..self
+        }
+    }
+
+    /// The same rule, asking `condition` (`{partition}`: the partition's
+    /// name) instead of every row's `keep` whether a partition may hold a
+    /// kept row ([`Rule::keep_partition`]).
+    pub const fn keeping_partition(self, condition: &'static str) -> Rule {
+        Rule {
+            keep_partition: Some(condition),
             ..self
         }
     }
@@ -173,8 +189,18 @@ impl Rule {
              AND NOT EXISTS (SELECT 1 {from} WHERE {table}.{time} >= $1) \
              AND NOT EXISTS (SELECT 1 {from} WHERE {table}.{time} IS NULL)"
         );
-        if let Some(keep) = self.keep {
-            let _ = write!(sql, " AND NOT EXISTS (SELECT 1 {from} WHERE {keep})");
+        match (self.keep_partition, self.keep) {
+            (Some(whole), _) => {
+                let _ = write!(
+                    sql,
+                    " AND NOT ({})",
+                    whole.replace("{partition}", partition)
+                );
+            }
+            (None, Some(keep)) => {
+                let _ = write!(sql, " AND NOT EXISTS (SELECT 1 {from} WHERE {keep})");
+            }
+            (None, None) => {}
         }
         sql
     }
@@ -234,6 +260,12 @@ mod tests {
              WHERE auth_event.occurred_at IS NULL) \
              AND NOT EXISTS (SELECT 1 FROM public.auth_event_2026_01 AS auth_event WHERE queued(id))"
         );
+        // A rule that says how to ask a whole partition asks it so.
+        let whole = rule.keeping_partition("queued_between((SELECT min(id) FROM {partition}))");
+        assert!(whole.droppable_sql("public.auth_event_2026_01").ends_with(
+            "WHERE auth_event.occurred_at IS NULL) \
+             AND NOT (queued_between((SELECT min(id) FROM public.auth_event_2026_01)))"
+        ));
     }
 
     #[test]

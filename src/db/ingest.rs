@@ -25,7 +25,7 @@
 //!    session's staging table (created once per connection,
 //!    `ON COMMIT DELETE ROWS`).
 //! 2. One `INSERT INTO auth_event … SELECT … ORDER BY occurred_at, seq
-//!    ON CONFLICT (event_id) DO NOTHING`: events whose `event_id` is already
+//!    ON CONFLICT DO NOTHING`: events whose `event_id` is already
 //!    stored are skipped; when the body repeats an `event_id`, only its first
 //!    occurrence is inserted. (Rows are inserted in time order, so the first
 //!    occurrence wins by itself when the body is in time order, the usual
@@ -103,7 +103,6 @@ impl Statements {
             .collect();
         let time = schema.fields[schema.time()].column;
         let id = schema.fields[schema.event_id()].column;
-        let event_id = schema.event_id_target();
         // The records' organization: a checked name (letters, digits, `.`,
         // `_`, `-`), so it may be written into the inserts as a literal.
         let tenant = (tenant != DEFAULT_TENANT && is_tenant_name(tenant))
@@ -130,7 +129,7 @@ impl Statements {
             ),
             insert_in_order: format!(
                 "INSERT INTO {table} ({into}) SELECT {from} FROM {staging} \
-                 ORDER BY {time}, seq ON CONFLICT ({event_id}) DO NOTHING"
+                 ORDER BY {time}, seq ON CONFLICT DO NOTHING"
             ),
             insert_dedup: format!(
                 "INSERT INTO {table} ({into}) SELECT {from} FROM ( \
@@ -139,7 +138,7 @@ impl Statements {
                  ) AS staged \
                  WHERE {id} IS NULL OR nth = 1 \
                  ORDER BY {time}, seq \
-                 ON CONFLICT ({event_id}) DO NOTHING"
+                 ON CONFLICT DO NOTHING"
             ),
         }
     }
@@ -180,7 +179,7 @@ pub enum IngestPath {
     /// already or repeated in the request.
     Copy,
     /// The spooled body replayed through the staging table and
-    /// `INSERT … ON CONFLICT (event_id) DO NOTHING`.
+    /// `INSERT … ON CONFLICT DO NOTHING`.
     Merge,
 }
 
@@ -270,6 +269,13 @@ struct CopyEncoder {
     /// The times so far never decreased.
     in_time_order: bool,
     last: Option<DateTime<Utc>>,
+    /// The `eventId`s so far (staging only): an `eventId` that repeats
+    /// must keep its first occurrence whatever the times, which on a
+    /// partitioned table (whose key includes the time) only the
+    /// deduplicating insert does.
+    seen: Option<SeenIds>,
+    /// Some `eventId` repeated.
+    repeated: bool,
     /// The organization written after the fields of every tuple (a direct
     /// COPY of a token's records that are not the default organization's).
     tenant: Option<String>,
@@ -296,6 +302,8 @@ impl CopyEncoder {
             with_ids: false,
             in_time_order: true,
             last: None,
+            seen: with_seq.then(SeenIds::new),
+            repeated: false,
             tenant: None,
         }
     }
@@ -322,8 +330,11 @@ impl CopyEncoder {
             self.in_time_order = false;
         }
         self.last = Some(time);
-        if record.event_id().is_some() {
+        if let Some(id) = record.event_id() {
             self.with_ids = true;
+            if let Some(seen) = &mut self.seen {
+                self.repeated |= !seen.insert(id);
+            }
         }
         let buffer = &mut self.buffer;
         let fields = self.schema.fields;
@@ -376,7 +387,7 @@ impl CopyEncoder {
 
     /// The insert statement for what was encoded.
     fn insert_sql<'s>(&self, statements: &'s Statements) -> &'s str {
-        match (self.with_ids, self.in_time_order) {
+        match (self.with_ids, self.in_time_order && !self.repeated) {
             (false, _) => &statements.insert,
             (true, true) => &statements.insert_in_order,
             (true, false) => &statements.insert_dedup,
@@ -546,6 +557,14 @@ where
             })
         }
     };
+    if fallback == Fallback::Converting {
+        super::partition::wait_for_conversion(&**client, schema.table)
+            .await
+            .map_err(|e| IngestFailure {
+                error: e.into(),
+                received: parser.received(),
+            })?;
+    }
     tracing::debug!(
         reason = fallback.describe(),
         copy_ms = started.elapsed().as_millis() as u64,
@@ -580,6 +599,9 @@ enum Fallback {
     RepeatedInRequest,
     /// An `eventId` was stored already (or by a concurrent request).
     AlreadyStored,
+    /// A record lies past the bound of a table being converted into time
+    /// partitions (`migrate --partition`): replayed once it is done.
+    Converting,
 }
 
 impl Fallback {
@@ -587,6 +609,7 @@ impl Fallback {
         match self {
             Fallback::RepeatedInRequest => "an eventId repeats within the request",
             Fallback::AlreadyStored => "an eventId is stored already",
+            Fallback::Converting => "a record lies past the bound of the table's conversion",
         }
     }
 }
@@ -662,13 +685,14 @@ where
                 })),
                 // Only a deferred constraint could fail here; the rollback
                 // has happened, and the body is spooled in full.
-                Err(e) if is_event_id_conflict(schema, &e) => {
-                    Ok(Direct::Fallback(Fallback::AlreadyStored))
-                }
+                Err(e) if is_event_id_conflict(&e) => Ok(Direct::Fallback(Fallback::AlreadyStored)),
                 Err(e) => Err(e.into()),
             };
         }
-        Some(Err(e)) if is_event_id_conflict(schema, &e) => Fallback::AlreadyStored,
+        Some(Err(e)) if is_event_id_conflict(&e) => Fallback::AlreadyStored,
+        Some(Err(e)) if super::partition::is_conversion_bound(&e, schema.table) => {
+            Fallback::Converting
+        }
         Some(Err(e)) => return Err(e.into()),
     };
     // Release the rows (and their unique keys) at once, then read the rest
@@ -720,13 +744,12 @@ impl<'i, 'p> DirectBatch<'i, 'p> {
 }
 
 /// The COPY met an `eventId` that is stored already (or was stored by a
-/// transaction that committed while this one waited).
-fn is_event_id_conflict(schema: &IngestSchema, error: &tokio_postgres::Error) -> bool {
+/// transaction that committed while this one waited): a unique violation,
+/// since the `eventId` key is the table's only unique constraint a record
+/// can break (the id is generated). On a partitioned table the violated
+/// constraint is its partition's, named after the partition.
+fn is_event_id_conflict(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
-        && error
-            .as_db_error()
-            .and_then(|db| db.constraint())
-            .is_some_and(|name| *name == schema.event_id_constraint())
 }
 
 /// The exact path: staging COPY, then one deduplicating insert.
@@ -955,6 +978,12 @@ mod tests {
         encoder.push(3, &record("2021-04-10T00:00:02Z", None, "u"));
         assert_eq!(encoder.insert_sql(&statements), statements.insert_in_order);
         encoder.push(4, &record("2021-04-10T00:00:00Z", None, "u"));
+        assert_eq!(encoder.insert_sql(&statements), statements.insert_dedup);
+        // In time order, but an eventId repeats: its first occurrence is
+        // picked explicitly (the key of a partitioned table has the time).
+        let mut encoder = CopyEncoder::staging(A);
+        encoder.push(1, &record("2021-04-10T00:00:01Z", Some("a"), "u"));
+        encoder.push(2, &record("2021-04-10T00:00:02Z", Some("a"), "u"));
         assert_eq!(encoder.insert_sql(&statements), statements.insert_dedup);
     }
 

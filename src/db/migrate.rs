@@ -6,7 +6,7 @@
 
 use tokio_postgres::{Client, GenericClient};
 
-use crate::core::kind::Kind;
+use crate::core::{kind::Kind, partition::Interval};
 
 /// One migration: its version (the file's numeric prefix), name and SQL.
 #[derive(Debug, Clone, Copy)]
@@ -132,12 +132,25 @@ pub struct MigrateError {
     pub source: tokio_postgres::Error,
 }
 
-/// Applies every migration not yet recorded, each in its own transaction,
-/// then creates the indexes `kinds` declare ([`Kind::indexes`]) that are
-/// missing, and returns the names of the migrations applied now.
+/// [`run_with`] monthly partitions, the default of `ACCTSTREAM_PARTITIONS`.
 pub async fn run(
     client: &mut Client,
     kinds: &[&'static Kind],
+) -> Result<Vec<&'static str>, MigrateError> {
+    run_with(client, kinds, Some(Interval::Monthly)).await
+}
+
+/// Applies every migration not yet recorded, each in its own transaction,
+/// then creates the indexes `kinds` declare ([`Kind::indexes`]) that are
+/// missing, the change feeds and row security; with `partitions`, makes
+/// the still empty table of every partitioned kind ([`Kind::partitioned`])
+/// range partitions of that interval, and the partitions ahead of each
+/// partitioned one ([`super::partition`]). Returns the names of the
+/// migrations applied now.
+pub async fn run_with(
+    client: &mut Client,
+    kinds: &[&'static Kind],
+    partitions: Option<Interval>,
 ) -> Result<Vec<&'static str>, MigrateError> {
     let done = run_to(client, i32::MAX).await?;
     // Outside any transaction: built CONCURRENTLY, never blocking the
@@ -159,6 +172,35 @@ pub async fn run(
                        radacct included; see docs/tenants.md)",
                 source,
             })?;
+    }
+    if let Some(interval) = partitions {
+        for kind in kinds.iter().filter(|k| k.partition_column().is_some()) {
+            let error = |source| MigrateError {
+                name: "partitions",
+                source,
+            };
+            let converted = super::partition::convert(client, kind, interval, true, &mut |step| {
+                tracing::debug!(kind = kind.name, step, "partitions");
+            })
+            .await
+            .map_err(error)?;
+            if converted == super::partition::Converted::HasRows {
+                tracing::info!(
+                    kind = kind.name,
+                    table = kind.table,
+                    "the table has rows and is not partitioned: `acctstream migrate --partition` converts it"
+                );
+            }
+            // Partitions ahead: a failure (say, the default partition's lock
+            // not had within its timeout) is the hourly job's to retry.
+            let now = chrono::Utc::now();
+            if let Err(error) =
+                super::partition::prepare(client, kind, interval, now, Some(interval.start_of(now)))
+                    .await
+            {
+                tracing::warn!(kind = kind.name, %error, "partitions ahead not made at start: the job tries again");
+            }
+        }
     }
     Ok(done)
 }

@@ -13,6 +13,7 @@ pub mod directory;
 mod error;
 pub mod ingest;
 pub mod migrate;
+pub mod partition;
 pub mod pool;
 pub mod records;
 pub mod replicas;

@@ -102,9 +102,22 @@ impl Reader {
         }
     }
 
-    /// True when reads on this connection see one organization only.
-    pub fn is_restricted(&self) -> bool {
-        self.open
+    /// Plans the reads that follow on this connection to come in their
+    /// query's order without sorting (`enable_sort = off` for the
+    /// transaction, which is opened read-only when none is; it ends as the
+    /// reader's does). A window's rows then stream from its index at once
+    /// and in constant memory, where the planner would otherwise rather
+    /// sort a table it reads a good part of (a month's partition, or a
+    /// large table): a sort reads everything before the first row and
+    /// spills to disk. Only for reads whose order an index gives.
+    pub async fn in_order(&mut self) -> Result<(), tokio_postgres::Error> {
+        let sql = if self.open {
+            "SET LOCAL enable_sort = off"
+        } else {
+            "BEGIN READ ONLY; SET LOCAL enable_sort = off"
+        };
+        self.open = true;
+        self.batch_execute(sql).await
     }
 }
 

@@ -260,6 +260,9 @@ pub async fn spawn_app_on(
             .jobs
             .then_some(std::time::Duration::from_millis(50)),
         read_database: options.read_database,
+        partitions: options
+            .jobs
+            .then_some(acctstream::core::partition::Interval::Monthly),
     };
     let application =
         acctstream::app::Application::build(settings, listener).expect("start the app");

@@ -844,13 +844,13 @@ async fn a_batch_mixing_new_and_stored_ids_gets_exact_counts() {
         .summary();
     assert_eq!(stored_first.inserted, 10);
 
-    // IDs 5..20 as CSV (5..10 stored already, with other content), plus two
-    // events without an ID.
+    // IDs 5..20 as CSV (5..10 stored already at the same times, with other
+    // content: a producer's retry), plus two events without an ID.
     let mut csv =
         String::from("timestamp,authMethodType,authMethodName,authRequestOrigin,userId,eventId\n");
     for i in 5..20 {
         csv.push_str(&format!(
-            "2021-04-11T00:00:{i:02}Z,OTP,otp.1,o,new{i},m-{i}\n"
+            "2021-04-10T00:00:{i:02}Z,OTP,otp.1,o,new{i},m-{i}\n"
         ));
     }
     csv.push_str("2021-04-11T00:01:00Z,OTP,otp.1,o,nobody,\n");
@@ -875,6 +875,16 @@ async fn a_batch_mixing_new_and_stored_ids_gets_exact_counts() {
     assert_eq!(user_of("m-10").as_deref(), Some("new10"));
     assert_eq!(user_of("m-19").as_deref(), Some("new19"));
     assert_eq!(rows.iter().filter(|r| r.4 == "nobody").count(), 2);
+
+    // The table is partitioned by time, and its key is the organization,
+    // the eventId and the time (docs/ingest.md): a stored eventId sent
+    // again with another time is another event.
+    let later = object("2021-04-12T00:00:00Z", "later", Some("m-5"));
+    let summary = post(&app, NDJSON, later).await.summary();
+    assert_eq!((summary.inserted, summary.duplicates), (1, 0));
+    let again = object("2021-04-12T00:00:00Z", "again", Some("m-5"));
+    let summary = post(&app, NDJSON, again).await.summary();
+    assert_eq!((summary.inserted, summary.duplicates), (0, 1));
 }
 
 #[actix_web::test]

@@ -19,6 +19,7 @@ mod isolation;
 mod kinds;
 mod oauth;
 mod ops;
+mod partitions;
 mod registry;
 mod replicas;
 mod reports;

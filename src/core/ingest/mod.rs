@@ -273,16 +273,6 @@ impl IngestSchema {
         }
     }
 
-    /// The columns an `eventId` is unique among: `event_id`, or the
-    /// organization and `event_id` (`ON CONFLICT`'s target).
-    pub fn event_id_target(&self) -> String {
-        let event_id = self.fields[self.event_id].column;
-        match self.tenant {
-            Some(tenant) => format!("{tenant}, {event_id}"),
-            None => event_id.to_owned(),
-        }
-    }
-
     /// The same schema, recording the pseudonyms of its identity fields in
     /// the identity directory.
     pub const fn recording_identities(self) -> IngestSchema {
@@ -300,17 +290,6 @@ impl IngestSchema {
     /// The index of the optional `eventId` field.
     pub fn event_id(&self) -> usize {
         self.event_id
-    }
-
-    /// The unique constraint on the `eventId` column: PostgreSQL's default
-    /// name for `UNIQUE (<column>)` (or `UNIQUE (<tenant>, <column>)`) on
-    /// the table, as every kind's migration declares it.
-    pub fn event_id_constraint(&self) -> String {
-        format!(
-            "{}_{}_key",
-            self.table,
-            self.event_id_target().replace(", ", "_")
-        )
     }
 
     /// The index of the field called exactly `name`.
@@ -939,11 +918,8 @@ mod tests {
     fn a_schema_finds_its_time_and_event_id_fields_by_type_and_name() {
         static S: IngestSchema = IngestSchema::new("thing", &FIELDS);
         assert_eq!((S.time(), S.event_id()), (2, 0));
-        assert_eq!(S.event_id_constraint(), "thing_id_key");
-        assert_eq!(S.event_id_target(), "id");
         static T: IngestSchema = IngestSchema::new("thing", &FIELDS).with_tenant("tenant");
-        assert_eq!(T.event_id_constraint(), "thing_tenant_id_key");
-        assert_eq!(T.event_id_target(), "tenant, id");
+        assert_eq!(T.tenant, Some("tenant"));
         assert!(!S.record_identities);
         assert!(
             IngestSchema::new("thing", &FIELDS)

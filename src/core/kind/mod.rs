@@ -322,6 +322,12 @@ pub struct Kind {
     /// it. A kind with a derived organization and none gives such a caller
     /// no tag.
     pub tenant_version: Option<&'static str>,
+    /// The table is kept as range partitions by its time (issue 25;
+    /// `crate::core::partition`): made so on a new database, converted by
+    /// `acctstream migrate --partition`, retention drops whole partitions.
+    /// Only a kind whose records lie at instants, in a table acctstream
+    /// owns.
+    pub partitioned: bool,
 }
 
 impl Kind {
@@ -348,7 +354,17 @@ impl Kind {
         audit_routes: &[],
         tenant: None,
         tenant_version: None,
+        partitioned: false,
     };
+
+    /// The column the kind's table is partitioned by, when its entry says
+    /// it is partitioned ([`Kind::partitioned`]): its time.
+    pub fn partition_column(&self) -> Option<&'static str> {
+        match self.time {
+            TimeModel::Instant { column } if self.partitioned => Some(column),
+            _ => None,
+        }
+    }
 
     /// The column a record's organization is stored in, when the kind
     /// stores it (rather than deriving it, as sessions do from rules that

@@ -68,6 +68,7 @@ pub static KIND: Kind = Kind {
     grant: Grant::Audit,
     retention: &RETENTION,
     tenant: Some("tenant"),
+    partitioned: true,
     ..Kind::BASE
 };
 

@@ -242,6 +242,7 @@ pub static KIND: Kind = Kind {
     retention: &RETENTION,
     audit_routes: &[HISTORY_PREFIX],
     tenant: Some("tenant"),
+    partitioned: true,
     ..Kind::BASE
 };
 
