@@ -6,6 +6,7 @@
 
 use tokio_postgres::{Client, GenericClient};
 
+use super::partition::{quote_literal, relkind};
 use crate::core::{kind::Kind, partition::Interval};
 
 /// One migration: its version (the file's numeric prefix), name and SQL.
@@ -262,11 +263,6 @@ pub async fn row_security(client: &mut Client, kind: &Kind) -> Result<(), tokio_
     tx.commit().await
 }
 
-/// `text` as an SQL string literal.
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The index a kind that stores its organization in a column of its own
 /// table needs once the deployment has organizations (issue 28): it leads
 /// with the organization, then the kind's order, so that a window of a
@@ -502,21 +498,6 @@ async fn create_missing<S: AsRef<str>>(
         created.push(name.to_owned());
     }
     Ok(created)
-}
-
-/// The `relkind` of the table or index `name` (`None`: there is none).
-async fn relkind(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    client
-        .query_opt(
-            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
-            &[&name],
-        )
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()
 }
 
 /// The index `name` on the partitioned table `table` (`columns`: the rest

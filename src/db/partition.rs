@@ -38,6 +38,7 @@
 //! (`acctstream_default_partition_rows`) and logged.
 
 use chrono::{DateTime, Datelike, Utc};
+
 use tokio_postgres::{error::SqlState, Client, GenericClient};
 
 use crate::core::{
@@ -65,15 +66,7 @@ pub async fn layout(
     client: &impl GenericClient,
     table: &str,
 ) -> Result<Layout, tokio_postgres::Error> {
-    let kind: Option<String> = client
-        .query_opt(
-            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
-            &[&table],
-        )
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?;
-    Ok(match kind.as_deref() {
+    Ok(match relkind(client, table).await?.as_deref() {
         None => Layout::Missing,
         Some("p") => Layout::Partitioned,
         Some(_) => {
@@ -636,8 +629,8 @@ async fn swap(
     Ok(true)
 }
 
-/// The `relkind` of `name`.
-async fn relkind(
+/// The `relkind` of the table or index `name` (`None`: there is none).
+pub(crate) async fn relkind(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<Option<String>, tokio_postgres::Error> {
@@ -652,7 +645,7 @@ async fn relkind(
 }
 
 /// `text` as an SQL string literal.
-fn quote_literal(text: &str) -> String {
+pub(crate) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
