@@ -32,7 +32,10 @@
 //! cutoff to the last partition made ahead whose records the default
 //! partition holds, a partition they are moved into. A partition is made
 //! as a table of its own and attached, which locks neither reads nor
-//! writes of the partitioned table (only the default partition, briefly).
+//! writes of the partitioned table (only the default partition, briefly),
+//! except while records move into it: then the table is locked for the
+//! move, since a read planned before the attach would not scan the new
+//! partition and, run after the move, would miss them.
 //! What the default partition still holds (times far ahead, or older than
 //! retention keeps) is counted in `/metrics`
 //! (`acctstream_default_partition_rows`) and logged.
@@ -813,7 +816,8 @@ pub async fn prepare(
 }
 
 /// Makes the partition `name` of `range`, moving into it the rows of that
-/// range the default partition holds (their ids and feed positions kept).
+/// range the default partition holds (their ids and feed positions kept;
+/// the table is locked while they move).
 /// Returns how many were moved; `None` when another instance made a
 /// partition of that range meanwhile (instances take turns, and wait for
 /// a conversion of the table).
@@ -839,11 +843,25 @@ async fn make_partition(
     {
         return Ok(None);
     }
+    // Rows that move must never be missed by a read planned before the
+    // attach (it would not scan the new partition) and run after the
+    // move (the rows gone from the default one): with rows to move, the
+    // whole table is locked for the move; without, only the default
+    // partition, and a row of the range that came meanwhile leaves the
+    // partition to the next pass.
+    let in_range = format!(
+        "SELECT EXISTS (SELECT 1 FROM {default} WHERE {column} >= '{from}' AND {column} < '{to}')"
+    );
+    let waiting: bool = tx.query_one(&in_range, &[]).await?.try_get(0)?;
+    let lock = if waiting { table } else { default };
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SET LOCAL client_min_messages = warning; \
-         LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE"
+         LOCK TABLE {lock} IN ACCESS EXCLUSIVE MODE"
     ))
     .await?;
+    if !waiting && tx.query_one(&in_range, &[]).await?.try_get::<_, bool>(0)? {
+        return Ok(None);
+    }
     let columns: String = tx
         .query_one(
             "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \

@@ -398,6 +398,20 @@ impl TestApp {
             .insert_header(("Authorization", format!("Bearer {token}")))
     }
 
+    /// `GET path` with the read token, as JSON; a status other than 200
+    /// fails the test with the body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let mut response = self.get(path).send().await.expect("GET");
+        let body = body_of(&mut response).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("a JSON body")
+    }
+
     /// Inserts Wi-Fi client events and records their clients' pseudonyms
     /// in the identity directory, as ingest and the demo do.
     pub async fn insert_client_events(&self, events: &[ClientEvent]) {

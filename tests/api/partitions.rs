@@ -23,8 +23,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    body_of, connect, database_url, eventually, fresh_database, fresh_database_unmigrated,
-    pseudonymiser, spawn_app, spawn_app_on, AppOptions, TestApp, WRITE_TOKEN,
+    body_of, connect, database_config, database_url, eventually, fresh_database,
+    fresh_database_unmigrated, pseudonymiser, spawn_app, spawn_app_on, AppOptions, TestApp,
+    WRITE_TOKEN,
 };
 
 const INGEST: &str = "/api/v1/events";
@@ -59,19 +60,6 @@ async fn ingest(app: &TestApp, body: String) -> (u16, Value) {
         response.status().as_u16(),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
-}
-
-/// `GET path` as JSON (200 asserted).
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    let mut response = app.get(path).send().await.expect("GET");
-    let body = body_of(&mut response).await;
-    assert_eq!(
-        response.status(),
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    serde_json::from_slice(&body).expect("JSON")
 }
 
 /// The partition holding the event with `event_id`.
@@ -151,7 +139,9 @@ async fn a_new_database_keeps_each_instant_kind_in_monthly_partitions_made_ahead
     assert_eq!(partition_of(&app.db, "ahead").await, "auth_event_default");
     assert_eq!(partition_of(&app.db, "back").await, "auth_event_default");
     for (month, user) in [("2090-01", "bob"), ("1999-02", "carol")] {
-        let window = get_json(&app, &format!("/api/v1/statistics/events/month/{month}")).await;
+        let window = app
+            .get_json(&format!("/api/v1/statistics/events/month/{month}"))
+            .await;
         let events = window["events"].as_array().unwrap();
         assert_eq!(events.len(), 1, "{window}");
         assert_eq!(events[0]["userId"], app.pseudonym(user));
@@ -224,7 +214,9 @@ async fn the_job_moves_what_retention_keeps_out_of_the_default_partition_and_rep
     assert_eq!(partition_of(&app.db, "ahead").await, "auth_event_default");
     // Moved with its id: the window of its day still has it, once.
     let day = back.format("%Y-%m-%d");
-    let window = get_json(&app, &format!("/api/v1/statistics/events/day/{day}")).await;
+    let window = app
+        .get_json(&format!("/api/v1/statistics/events/day/{day}"))
+        .await;
     assert_eq!(window["events"].as_array().unwrap().len(), 1, "{window}");
 }
 
@@ -291,7 +283,7 @@ async fn retention_drops_whole_partitions_and_trims_the_one_at_the_cutoff() {
     assert!(outcome.dropped.is_empty(), "{:?}", outcome.dropped);
     assert_eq!(outcome.deleted("events"), 0);
     let report_path = format!("/api/v1/accounting/report/{}", m3.format("%Y-%m"));
-    let report = get_json(&app, &report_path).await;
+    let report = app.get_json(&report_path).await;
 
     let options = RetentionOptions {
         upkeep: acctstream::kinds::REGISTRY.upkeeps(),
@@ -341,7 +333,7 @@ async fn retention_drops_whole_partitions_and_trims_the_one_at_the_cutoff() {
         .get(0);
     assert_eq!(gone, None, "the partition is dropped");
     // The report of the dropped month keeps its figures.
-    assert_eq!(get_json(&app, &report_path).await, report);
+    assert_eq!(app.get_json(&report_path).await, report);
     // The change feed knows rows went: a cursor from before is 410.
     let stale = app
         .get("/api/v1/statistics/events/changes?after=events.0.1.1")
@@ -426,12 +418,12 @@ async fn migrate_partition_converts_a_populated_database_while_ingest_and_reads_
     .await;
     let before = figures(&app.db).await;
     let report_path = format!("/api/v1/accounting/report/{}", base.format("%Y-%m"));
-    let report = get_json(&app, &report_path).await;
+    let report = app.get_json(&report_path).await;
     let window_path = format!(
         "/api/v1/statistics/events/day/{}",
         (base + TimeDelta::days(10)).format("%Y-%m-%d")
     );
-    let window = get_json(&app, &window_path).await;
+    let window = app.get_json(&window_path).await;
     assert!(!window["events"].as_array().unwrap().is_empty());
 
     // Ingest and reads go on while the binary converts the tables.
@@ -553,8 +545,8 @@ async fn migrate_partition_converts_a_populated_database_while_ingest_and_reads_
         .unwrap()
         .get(0);
     assert_eq!(live as u64, ingested.load(Ordering::Relaxed));
-    assert_eq!(get_json(&app, &report_path).await, report);
-    assert_eq!(get_json(&app, &window_path).await, window);
+    assert_eq!(app.get_json(&report_path).await, report);
+    assert_eq!(app.get_json(&window_path).await, window);
     // The old table is the partition of everything before the bound; new
     // months have theirs; ingest goes on after, retries are duplicates.
     let partitions = db::partition::partitions(&app.db, "auth_event")
@@ -578,7 +570,9 @@ async fn migrate_partition_converts_a_populated_database_while_ingest_and_reads_
     // The rollups still follow inserts (their triggers moved to the
     // partitioned table): the new event is in this month's report.
     let month = Utc::now().format("%Y-%m");
-    let report = get_json(&app, &format!("/api/v1/accounting/report/{month}")).await;
+    let report = app
+        .get_json(&format!("/api/v1/accounting/report/{month}"))
+        .await;
     assert!(report.to_string().contains("PASSWORD"), "{report}");
     // Converting again does nothing.
     let url = database_url(&name);
@@ -647,4 +641,54 @@ async fn a_record_past_the_bound_of_a_running_conversion_waits_for_it_and_is_sto
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"inserted\":1"), "{body}");
     assert_eq!(partition_of(&app.db, "far").await, "auth_event");
+}
+
+#[actix_web::test]
+async fn reads_while_records_move_out_of_the_default_partition_see_each_exactly_once() {
+    let app = spawn_app().await;
+    // Two months back: no partition made ahead covers it.
+    let month = months_back(2);
+    app.db
+        .execute(
+            "INSERT INTO auth_event (occurred_at, auth_method_type, auth_method_name, \
+             auth_request_origin, user_id) \
+             SELECT $1::timestamptz + i * interval '1 minute', 'PASSWORD', 'p', 'o', 'u' || i \
+             FROM generate_series(0, 19999) AS i",
+            &[&month],
+        )
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_, config) = (app.db_name.clone(), database_config(&app.db_name));
+    let reader = {
+        let stop = stop.clone();
+        actix_web::rt::spawn(async move {
+            let db = connect(&config).await;
+            let mut counts = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let count: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM auth_event WHERE occurred_at >= $1",
+                        &[&month],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                counts.push(count);
+            }
+            counts
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut client = app.pool.get().await.unwrap();
+    let prepared = db::partition::prepare(&mut client, AUTH, Interval::Monthly, Utc::now(), None)
+        .await
+        .unwrap();
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let counts = reader.await.unwrap();
+    assert_eq!(prepared.moved, 20_000, "{prepared:?}");
+    assert!(counts.len() > 2);
+    assert!(counts.iter().all(|&n| n == 20_000), "{counts:?}");
 }
