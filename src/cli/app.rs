@@ -704,6 +704,10 @@ pub(super) async fn seed(common: &Common, args: &SeedArgs) -> Result<(), CliErro
             rng_seed: args.rng_seed,
             ..demo::SeedOptions::default()
         };
+        // The seeded span gets its partitions before its rows come.
+        database
+            .prepare_partitions(options.end - chrono::Duration::days(i64::from(options.days) + 1))
+            .await?;
         let fill = demo::Fill {
             pool: &pool,
             options: &options,
