@@ -692,3 +692,49 @@ async fn reads_while_records_move_out_of_the_default_partition_see_each_exactly_
     assert!(counts.len() > 2);
     assert!(counts.iter().all(|&n| n == 20_000), "{counts:?}");
 }
+
+#[actix_web::test]
+async fn daily_partitions_are_made_by_the_day() {
+    let (_, config) = fresh_database_unmigrated().await;
+    let mut db = connect(&config).await;
+    let kinds = acctstream::kinds::REGISTRY.kinds();
+    let before = Utc::now();
+    db::migrate::run_with(&mut db, &kinds, Some(Interval::Daily))
+        .await
+        .unwrap();
+    let after = Utc::now();
+    let partitions = db::partition::partitions(&db, "client_event")
+        .await
+        .unwrap();
+    let days: Vec<&str> = partitions
+        .iter()
+        .filter(|p| !p.default)
+        .map(|p| p.name.as_str())
+        .collect();
+    let expected = |now| -> Vec<String> {
+        Interval::Daily
+            .ahead_of(now)
+            .iter()
+            .map(|r| r.name("client_event", Interval::Daily))
+            .collect()
+    };
+    // (Midnight may pass while it runs.)
+    assert!(
+        days == expected(before) || days == expected(after),
+        "{days:?}"
+    );
+    assert_eq!(days.len(), 15);
+    assert!(partitions.iter().any(|p| p.default));
+    // A second run changes nothing.
+    let again = db::migrate::run_with(&mut db, &kinds, Some(Interval::Daily))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(
+        db::partition::partitions(&db, "client_event")
+            .await
+            .unwrap()
+            .len(),
+        partitions.len()
+    );
+}
