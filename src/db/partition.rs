@@ -130,14 +130,8 @@ pub enum Converted {
     Already,
     /// There is no such table.
     Missing,
-    /// Converted: the old table is now this partition, of every time
-    /// before `bound`.
-    Now {
-        /// The partition the old table became.
-        before: String,
-        /// The first instant after it.
-        bound: DateTime<Utc>,
-    },
+    /// Converted now (its progress said where the old rows are).
+    Now,
     /// `only_empty` was asked and the table has rows: left as it is.
     HasRows,
 }
@@ -156,12 +150,6 @@ pub async fn convert(
         return Ok(Converted::Already);
     };
     let table = kind.table;
-    match layout(&*client, table).await? {
-        Layout::Missing => return Ok(Converted::Missing),
-        Layout::Partitioned => return Ok(Converted::Already),
-        Layout::Plain { empty: false } if only_empty => return Ok(Converted::HasRows),
-        Layout::Plain { .. } => {}
-    }
     client
         .execute(
             "SELECT pg_advisory_lock($1, hashtext($2))",
@@ -264,7 +252,7 @@ async fn convert_locked(
     } else {
         format!("{table}: partitioned; every row before {bound} is in {before}")
     });
-    Ok(Converted::Now { before, bound })
+    Ok(Converted::Now)
 }
 
 /// Adds and validates the check that every row of `table` is before

@@ -98,16 +98,16 @@ pub async fn open(
     output: Output<'_>,
     tally: StreamTally,
 ) -> Result<RecordStream, DbError> {
-    let mut client = checkout(pool, listing).await?;
     // A window of every record at instants between two times comes in
     // the order of the kind's (time, id) index: planned so
-    // ([`Reader::in_order`]). Not spans: their windows also reach back.
-    if listing.selection.filters.is_empty()
+    // ([`super::tenant::checkout_reading`]). Not spans: their windows also
+    // reach back.
+    let in_order = listing.selection.filters.is_empty()
         && listing.condition.is_none()
-        && matches!(kind.time, crate::core::kind::TimeModel::Instant { .. })
-    {
-        client.in_order().await?;
-    }
+        && matches!(kind.time, crate::core::kind::TimeModel::Instant { .. });
+    let client =
+        super::tenant::checkout_reading(pool, listing.selection.tenant.as_deref(), in_order)
+            .await?;
     let sql = listing.sql(kind);
     let params = params(&client, kind, listing).await?;
     start(client, kind, &sql, &params, output, tally, None).await

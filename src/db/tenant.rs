@@ -73,21 +73,42 @@ pub struct Reader {
 /// Checks out a connection from `pool` for the reads of `tenant`'s caller
 /// (`None`: every organization's, as the service's own login).
 pub async fn checkout(pool: &Pool, tenant: Option<&str>) -> Result<Reader, DbError> {
+    checkout_reading(pool, tenant, false).await
+}
+
+/// [`checkout`], with `in_order` planning the reads that follow to come in
+/// their query's order without sorting (`enable_sort = off` for a
+/// read-only transaction that ends as the reader's does). A window's rows
+/// then stream from its index at once and in constant memory, where the
+/// planner would otherwise rather sort a table it reads a good part of (a
+/// month's partition, or a large table): a sort reads everything before
+/// the first row and spills to disk. Only for reads whose order an index
+/// gives.
+pub async fn checkout_reading(
+    pool: &Pool,
+    tenant: Option<&str>,
+    in_order: bool,
+) -> Result<Reader, DbError> {
     let client = pool.get().await?;
-    let Some(tenant) = tenant else {
+    let settings: Vec<String> = tenant
+        .map(restrict)
+        .transpose()?
+        .into_iter()
+        .chain(in_order.then(|| "SET LOCAL enable_sort = off".to_owned()))
+        .collect();
+    if settings.is_empty() {
         return Ok(Reader {
             client: Some(client),
             open: false,
         });
-    };
-    let restrict = restrict(tenant)?;
+    }
     // One round trip; should it fail, the drop ends the transaction.
     let reader = Reader {
         client: Some(client),
         open: true,
     };
     reader
-        .batch_execute(&format!("BEGIN READ ONLY; {restrict}"))
+        .batch_execute(&format!("BEGIN READ ONLY; {}", settings.join("; ")))
         .await?;
     Ok(reader)
 }
@@ -100,24 +121,6 @@ impl Reader {
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
         }
-    }
-
-    /// Plans the reads that follow on this connection to come in their
-    /// query's order without sorting (`enable_sort = off` for the
-    /// transaction, which is opened read-only when none is; it ends as the
-    /// reader's does). A window's rows then stream from its index at once
-    /// and in constant memory, where the planner would otherwise rather
-    /// sort a table it reads a good part of (a month's partition, or a
-    /// large table): a sort reads everything before the first row and
-    /// spills to disk. Only for reads whose order an index gives.
-    pub async fn in_order(&mut self) -> Result<(), tokio_postgres::Error> {
-        let sql = if self.open {
-            "SET LOCAL enable_sort = off"
-        } else {
-            "BEGIN READ ONLY; SET LOCAL enable_sort = off"
-        };
-        self.open = true;
-        self.batch_execute(sql).await
     }
 }
 
