@@ -23,6 +23,7 @@ use futures_util::future::BoxFuture;
 
 use super::{
     records::{self, filter_params, Output, Param, RecordStream, Xid8},
+    tenant::{Planning, Reader},
     upkeep::{Caught, Upkeep},
     DbError,
 };
@@ -261,6 +262,29 @@ impl Head {
     pub fn end(&self) -> Position {
         Position::end_at(self.horizon)
     }
+}
+
+/// A connection for a page of `kind`'s feed (bound to the organization
+/// the page's selection reads), and the page's [`head`], in one round
+/// trip. The head is a prepared statement of index lookups over every
+/// partition of the kind's table: it runs by its generic plan
+/// ([`Planning::Generic`]), planned once per connection instead of at every
+/// page (1.2 ms against its 0.1 ms execution on 8 partitions).
+pub async fn begin(
+    pool: &Pool,
+    kind: &'static Kind,
+    page: &FeedPage,
+    after: Position,
+    limit: i64,
+) -> Result<(Reader, Head), DbError> {
+    let owned = page.clone();
+    super::tenant::checkout_with(
+        pool,
+        page.selection.tenant.as_deref(),
+        Planning::Generic,
+        move |client| Box::pin(async move { head(client, kind, &owned, after, limit).await }),
+    )
+    .await
 }
 
 /// The head of the page of at most `limit` rows after `after`: the

@@ -102,11 +102,16 @@ pub async fn open(
     // the order of the kind's (time, id) index: planned so
     // ([`super::tenant::checkout_reading`]). Not spans: their windows also
     // reach back.
-    let in_order = listing.selection.filters.is_empty()
+    let planning = if listing.selection.filters.is_empty()
         && listing.condition.is_none()
-        && matches!(kind.time, crate::core::kind::TimeModel::Instant { .. });
+        && matches!(kind.time, crate::core::kind::TimeModel::Instant { .. })
+    {
+        super::tenant::Planning::InOrder
+    } else {
+        super::tenant::Planning::Estimated
+    };
     let client =
-        super::tenant::checkout_reading(pool, listing.selection.tenant.as_deref(), in_order)
+        super::tenant::checkout_reading(pool, listing.selection.tenant.as_deref(), planning)
             .await?;
     let sql = listing.sql(kind);
     let params = params(&client, kind, listing).await?;

@@ -113,8 +113,7 @@ async fn page(
         After::Cursor(cursor) => cursor.position,
         _ => Position::START,
     };
-    let client = crate::db::tenant::checkout(&state.pool, page.selection.tenant.as_deref()).await?;
-    let head = changes::head(&client, kind, &page, from, limit).await?;
+    let (client, head) = changes::begin(&state.pool, kind, &page, from, limit).await?;
     let epoch = head.deletions.epoch;
     // The feed from its oldest retained record: where to start again.
     let first = link(

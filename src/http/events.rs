@@ -180,13 +180,15 @@ impl Feed {
 
     /// Reads the page after the cursor into events; whether it had any.
     async fn read_page(&mut self) -> Result<bool, String> {
-        let client =
-            crate::db::tenant::checkout(&self.state.pool, self.page.selection.tenant.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
-        let head = changes::head(&client, self.kind, &self.page, self.cursor.position, PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (client, head) = changes::begin(
+            &self.state.pool,
+            self.kind,
+            &self.page,
+            self.cursor.position,
+            PAGE,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if feed::overtaken(&self.cursor, &head.deletions) {
             self.done = true;
             self.ready.push_back(event(
