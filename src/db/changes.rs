@@ -264,52 +264,85 @@ impl Head {
     }
 }
 
-/// A connection for a page of `kind`'s feed (bound to the organization
-/// the page's selection reads), and the page's [`head`], in one round
-/// trip. The head is a prepared statement of index lookups over every
-/// partition of the kind's table: it runs by its generic plan
-/// ([`Planning::Generic`]), planned once per connection instead of at every
-/// page (1.2 ms against its 0.1 ms execution on 8 partitions).
+/// A page of a feed under way: its connection, its head, and its rows
+/// coming ([`open`] streams them).
+pub struct Begun {
+    /// The connection, in the page's transaction.
+    pub reader: Reader,
+    /// What the page's first statement learnt.
+    pub head: Head,
+    /// The rows' statement (its column types).
+    statement: tokio_postgres::Statement,
+    /// The rows.
+    rows: tokio_postgres::RowStream,
+}
+
+/// A page of `kind`'s feed begun: a connection (bound to the organization
+/// the page's selection reads), the page's [`head`], and its rows
+/// ([`FeedPage::rows_sql`]: after `after` when `rows`, else none), all
+/// three in one round trip. Both statements are prepared once per
+/// connection and run by their generic plans ([`Planning::Generic`]):
+/// index lookups and scans over every partition of the kind's table, which
+/// planning at every page made cost more than the head's execution.
 pub async fn begin(
     pool: &Pool,
     kind: &'static Kind,
     page: &FeedPage,
     after: Position,
     limit: i64,
-) -> Result<(Reader, Head), DbError> {
+    rows: bool,
+) -> Result<Begun, DbError> {
     let owned = page.clone();
-    super::tenant::checkout_with(
+    let (reader, (head, (statement, rows))) = super::tenant::checkout_with(
         pool,
         page.selection.tenant.as_deref(),
         Planning::Generic,
-        move |client| Box::pin(async move { head(client, kind, &owned, after, limit).await }),
+        move |client| {
+            Box::pin(async move {
+                let (head_statement, rows_statement) = futures_util::future::try_join(
+                    client.prepare_cached(&owned.head_sql(kind)),
+                    client.prepare_cached(&owned.rows_sql(kind)),
+                )
+                .await?;
+                let filters = filter_params(client, kind, &owned.selection).await?;
+                let head_params: Vec<Param> = [
+                    Param::Text(Some(kind.name.to_owned())),
+                    Param::Xid(Xid8(after.xid)),
+                    Param::Integer(after.id),
+                    Param::Integer(limit),
+                ]
+                .into_iter()
+                .chain(filters.iter().cloned())
+                .collect();
+                // Without rows: after every position there is.
+                let from = if rows { after } else { Position::END };
+                let rows_params: Vec<Param> = [Param::Xid(Xid8(from.xid)), Param::Integer(from.id)]
+                    .into_iter()
+                    .chain(filters)
+                    .collect();
+                let (row, rows) = futures_util::future::join(
+                    client.query_one(
+                        &head_statement,
+                        &head_params.iter().map(Param::as_sql).collect::<Vec<_>>(),
+                    ),
+                    client.query_raw(&rows_statement, rows_params.iter().map(Param::as_sql)),
+                )
+                .await;
+                Ok((read_head(&row?)?, (rows_statement, rows?)))
+            })
+        },
     )
-    .await
+    .await?;
+    Ok(Begun {
+        reader,
+        head,
+        statement,
+        rows,
+    })
 }
 
-/// The head of the page of at most `limit` rows after `after`: the
-/// horizon, the deletions, the page's last position.
-pub async fn head(
-    client: &Object,
-    kind: &Kind,
-    page: &FeedPage,
-    after: Position,
-    limit: i64,
-) -> Result<Head, DbError> {
-    let statement = client.prepare_cached(&page.head_sql(kind)).await?;
-    let mut params = vec![
-        Param::Text(Some(kind.name.to_owned())),
-        Param::Xid(Xid8(after.xid)),
-        Param::Integer(after.id),
-        Param::Integer(limit),
-    ];
-    params.extend(filter_params(client, kind, &page.selection).await?);
-    let row = client
-        .query_one(
-            &statement,
-            &params.iter().map(Param::as_sql).collect::<Vec<_>>(),
-        )
-        .await?;
+/// A page's head out of its statement's row ([`FeedPage::head_sql`]).
+fn read_head(row: &tokio_postgres::Row) -> Result<Head, DbError> {
     let horizon: Xid8 = row.try_get(0)?;
     let epoch: Option<i64> = row.try_get(1)?;
     let deleted_xid: Option<Xid8> = row.try_get(2)?;
@@ -329,31 +362,27 @@ pub async fn head(
     })
 }
 
-/// Streams the page's records: those after `after` up to `upto`, in feed
-/// order, each with its position as a cursor of `epoch`. `shown` is the
-/// kind with the position column ([`feed::with_position`]).
-#[allow(clippy::too_many_arguments)]
-pub async fn open(
-    client: super::tenant::Reader,
+/// Streams the page's rows, in feed order, each with its position as a
+/// cursor of `epoch`. `shown` is the kind with the position column
+/// ([`feed::with_position`]).
+pub fn open(
+    begun: Begun,
     kind: &'static Kind,
     shown: &'static Kind,
-    page: &FeedPage,
     epoch: i64,
-    after: Position,
-    upto: Position,
     output: Output<'_>,
     tally: StreamTally,
-) -> Result<RecordStream, DbError> {
-    let mut params = vec![
-        Param::Xid(Xid8(after.xid)),
-        Param::Integer(after.id),
-        Param::Xid(Xid8(upto.xid)),
-        Param::Integer(upto.id),
-    ];
-    params.extend(filter_params(&client, kind, &page.selection).await?);
-    let sql = page.sql(kind, after.xid == upto.xid);
+) -> RecordStream {
     let prefix = format!("{}.{epoch}.", kind.name);
-    records::start(client, shown, &sql, &params, output, tally, Some(prefix)).await
+    records::stream_rows(
+        begun.reader,
+        shown,
+        &begun.statement,
+        begun.rows,
+        output,
+        tally,
+        Some(prefix),
+    )
 }
 
 /// Rows one summary step takes at most.

@@ -29,7 +29,7 @@ use deadpool_postgres::{Object, Pool};
 use futures_util::Stream;
 use tokio_postgres::{
     types::{FromSql, ToSql, Type},
-    CopyOutStream, Row,
+    CopyOutStream, Row, RowStream, Statement,
 };
 
 use crate::{
@@ -167,8 +167,10 @@ pub(crate) async fn start(
     let types: Vec<Type> = query.columns().iter().map(|c| c.type_().clone()).collect();
     Ok(RecordStream {
         kind,
-        data: Box::pin(data),
-        tuples: Tuples::new(types.len()),
+        source: Source::Copy {
+            data: Box::pin(data),
+            tuples: Tuples::new(types.len()),
+        },
         client: Some(client),
         encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
             .in_zone(output.zone.cloned()),
@@ -189,6 +191,151 @@ pub(crate) async fn start(
         error: None,
         tally,
     })
+}
+
+/// A record stream of `kind` over `rows`, the rows of `statement` (the
+/// records of `kind`, in its columns' order), already under way on
+/// `client`: a feed's page, whose query went out with its head in one
+/// round trip ([`super::changes::begin`]). `position` as for [`start`].
+pub(crate) fn stream_rows(
+    client: Reader,
+    kind: &'static Kind,
+    statement: &Statement,
+    rows: RowStream,
+    output: Output<'_>,
+    tally: StreamTally,
+    position: Option<String>,
+) -> RecordStream {
+    let types: Vec<Type> = statement
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    RecordStream {
+        kind,
+        source: Source::Rows {
+            data: Box::pin(rows),
+            row: None,
+            fresh: false,
+            ended: false,
+        },
+        client: Some(client),
+        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
+            .in_zone(output.zone.cloned()),
+        identities: IdentityWriter::new(output.identities),
+        by_bytes: decodable(
+            &kind.columns[..shown_columns(kind, position.is_some())],
+            statement.columns(),
+        ),
+        types,
+        position: position.map(|prefix| Position {
+            text: prefix.clone(),
+            prefix: prefix.len(),
+        }),
+        time_column: kind.time_column(),
+        flush_timer: None,
+        rows_sent: 0,
+        state: State::Streaming,
+        error: None,
+        tally,
+    }
+}
+
+/// Where a [`RecordStream`]'s tuples come from.
+enum Source {
+    /// `COPY … TO STDOUT (FORMAT binary)`: its data, message by message,
+    /// and the tuples in it.
+    Copy {
+        data: Pin<Box<CopyOutStream>>,
+        tuples: Tuples,
+    },
+    /// A prepared statement's rows, in binary: a row's message has the
+    /// layout of a binary COPY tuple.
+    Rows {
+        data: Pin<Box<RowStream>>,
+        /// The last row received.
+        row: Option<Row>,
+        /// It has not been read yet.
+        fresh: bool,
+        /// The rows are complete.
+        ended: bool,
+    },
+}
+
+/// A field's bytes as they came, whatever its type.
+struct RawField<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for RawField<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(RawField(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+impl Source {
+    /// The next tuple out of the data received so far.
+    fn advance(&mut self) -> Result<Next, FormatError> {
+        match self {
+            Source::Copy { tuples, .. } => tuples.advance(),
+            Source::Rows { fresh, .. } => Ok(if std::mem::take(fresh) {
+                Next::Tuple
+            } else {
+                Next::NeedMore
+            }),
+        }
+    }
+
+    /// Receives more data: `Some(Ok(()))` when some came, `None` at the end.
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(), tokio_postgres::Error>>> {
+        match self {
+            Source::Copy { data, tuples } => data
+                .as_mut()
+                .poll_next(cx)
+                .map(|next| next.map(|message| message.map(|message| tuples.feed(message)))),
+            Source::Rows {
+                data,
+                row,
+                fresh,
+                ended,
+            } => data.as_mut().poll_next(cx).map(|next| match next {
+                Some(Ok(next)) => {
+                    *row = Some(next);
+                    *fresh = true;
+                    Some(Ok(()))
+                }
+                Some(Err(error)) => Some(Err(error)),
+                None => {
+                    *ended = true;
+                    None
+                }
+            }),
+        }
+    }
+
+    /// Whether the data is complete (a COPY's trailer was read).
+    fn ended(&self) -> bool {
+        match self {
+            Source::Copy { tuples, .. } => tuples.ended(),
+            Source::Rows { ended, .. } => *ended,
+        }
+    }
+
+    /// Field `i` of the current tuple (`None` for NULL).
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            Source::Copy { tuples, .. } => tuples.field(i),
+            Source::Rows { row, .. } => row
+                .as_ref()
+                .and_then(|row| row.try_get::<_, Option<RawField<'_>>>(i).ok().flatten())
+                .map(|field| field.0),
+        }
+    }
 }
 
 /// The rows of `SELECT {columns}` over the listing (its filters, bounds,
@@ -317,7 +464,7 @@ where
 }
 
 /// One query parameter of a listing.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Param {
     Time(DateTime<Utc>),
     /// A transaction id.
@@ -668,10 +815,8 @@ enum State {
 /// returns the connection to the pool only once it is idle again.
 pub struct RecordStream {
     kind: &'static Kind,
-    /// The COPY data, message by message.
-    data: Pin<Box<CopyOutStream>>,
-    /// The tuples in it.
-    tuples: Tuples,
+    /// Where the tuples come from.
+    source: Source,
     /// The PostgreSQL type of each column.
     types: Vec<Type>,
     client: Option<Reader>,
@@ -702,7 +847,7 @@ impl RecordStream {
 
     /// Encodes the tuple just read.
     fn push(&mut self) -> Result<(), BoxError> {
-        let tuples = &self.tuples;
+        let tuples = &self.source;
         if self.identities.needs_time() {
             // A key schedule: pseudonyms of the key of the record's month.
             if let Some(index) = self.time_column {
@@ -801,7 +946,7 @@ impl Stream for RecordStream {
                 }
                 State::Streaming => {}
             }
-            match this.tuples.advance() {
+            match this.source.advance() {
                 Ok(Next::Tuple) => {
                     if let Err(error) = this.push() {
                         this.fail(StreamError::Value(error));
@@ -818,10 +963,10 @@ impl Stream for RecordStream {
                     continue;
                 }
             }
-            match this.data.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(message))) => this.tuples.feed(message),
+            match this.source.poll_data(cx) {
+                Poll::Ready(Some(Ok(()))) => {}
                 Poll::Ready(Some(Err(error))) => this.fail(StreamError::Database(error)),
-                Poll::Ready(None) if !this.tuples.ended() => {
+                Poll::Ready(None) if !this.source.ended() => {
                     this.fail(FormatError::TRUNCATED.into());
                 }
                 Poll::Ready(None) => {

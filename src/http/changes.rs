@@ -113,7 +113,10 @@ async fn page(
         After::Cursor(cursor) => cursor.position,
         _ => Position::START,
     };
-    let (client, head) = changes::begin(&state.pool, kind, &page, from, limit).await?;
+    // Rows are read (in the head's round trip) only for a page that shows them.
+    let rows = !events && req.method() != Method::HEAD && !matches!(after, After::Latest);
+    let begun = changes::begin(&state.pool, kind, &page, from, limit, rows).await?;
+    let head = begun.head;
     let epoch = head.deletions.epoch;
     // The feed from its oldest retained record: where to start again.
     let first = link(
@@ -172,11 +175,11 @@ async fn page(
     // Where the next page starts: after this page's last record; for an
     // empty page the same place (renewed in the present epoch), or the
     // end of the feed for `after=latest`.
-    let (upto, next_position) = match (&after, head.last) {
-        (After::Latest, _) => (from, Some(head.end())),
-        (_, Some(last)) => (last, Some(last)),
-        (After::Cursor(cursor), None) => (from, Some(cursor.position)),
-        (After::Start, None) => (from, None),
+    let next_position = match (&after, head.last) {
+        (After::Latest, _) => Some(head.end()),
+        (_, Some(last)) => Some(last),
+        (After::Cursor(cursor), None) => Some(cursor.position),
+        (After::Start, None) => None,
     };
     let next = match next_position {
         Some(position) => {
@@ -214,18 +217,7 @@ async fn page(
         guard: state.options.csv_formula_guard,
         zone: zone.as_ref(),
     };
-    let stream = changes::open(
-        client,
-        kind,
-        feed::with_position(kind),
-        &page,
-        epoch,
-        from,
-        upto,
-        output,
-        tally,
-    )
-    .await?;
+    let stream = changes::open(begun, kind, feed::with_position(kind), epoch, output, tally);
     Ok(streamed(&req, &state, response, stream))
 }
 

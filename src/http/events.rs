@@ -180,15 +180,17 @@ impl Feed {
 
     /// Reads the page after the cursor into events; whether it had any.
     async fn read_page(&mut self) -> Result<bool, String> {
-        let (client, head) = changes::begin(
+        let begun = changes::begin(
             &self.state.pool,
             self.kind,
             &self.page,
             self.cursor.position,
             PAGE,
+            true,
         )
         .await
         .map_err(|e| e.to_string())?;
+        let head = begun.head;
         if feed::overtaken(&self.cursor, &head.deletions) {
             self.done = true;
             self.ready.push_back(event(
@@ -216,18 +218,13 @@ impl Feed {
             zone: self.zone.as_ref(),
         };
         let mut stream = changes::open(
-            client,
+            begun,
             self.kind,
             feed::with_position(self.kind),
-            &self.page,
             epoch,
-            self.cursor.position,
-            last,
             output,
             StreamTally::detached(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        );
         let mut text = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk {

@@ -35,6 +35,12 @@ impl Position {
     /// Before every row: where a feed read from its start begins.
     pub const START: Position = Position { xid: 0, id: 0 };
 
+    /// After every row there is (the greatest `xid8` and `int8`).
+    pub const END: Position = Position {
+        xid: u64::MAX,
+        id: i64::MAX,
+    };
+
     /// The end of the feed at `horizon`: after every row whose transaction
     /// id is below it, before every row of a later transaction (ids are
     /// positive: [`Kind::id_column`] is generated from 1 up).
@@ -370,7 +376,9 @@ impl FeedPage {
         };
         format!(
             "WITH now AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
-             SELECT now.horizon, h.epoch, h.upto_xid, h.upto_id, last.{xid}, last.{id} FROM now \
+             SELECT now.horizon, h.epoch, h.upto_xid, h.upto_id, last.{xid}, last.{id}, \
+             set_config('{UPTO_XID}', coalesce(last.{xid}::text, ''), true), \
+             set_config('{UPTO_ID}', coalesce(last.{id}::text, ''), true) FROM now \
              LEFT JOIN acctstream_change_horizon h ON h.kind = $1::text \
              {first}LEFT JOIN LATERAL ({probe}(SELECT {xid}, {id} FROM {source} WHERE {predicate} \
              ORDER BY {xid}, {id} OFFSET $4::int8 - 1 LIMIT 1) \
@@ -381,43 +389,60 @@ impl FeedPage {
 
     /// The query of the page's records, in feed order, each followed by its
     /// position's two parts (`xid8`, `int8`: the stream writes them as a
-    /// cursor, see `db::records::start`): the rows after `($1, $2)` up
-    /// to `($3, $4)`. The filters take `$5` on. `one_transaction`: both
-    /// ends are of one transaction (`$1 = $3`, a page inside a bulk insert).
+    /// cursor, see `db::records::start`): the rows after `($1, $2)` up to
+    /// the page's last position, which the head ([`FeedPage::head_sql`],
+    /// the statement before it in the same transaction) leaves in the
+    /// settings [`UPTO_XID`] and [`UPTO_ID`] (read once each, by init
+    /// plans; none when the page is empty). So the query does not wait for
+    /// the head's answer: both go in one round trip, and, prepared once per
+    /// connection, it is planned once too. The filters take `$3` on.
     ///
     /// An upper bound written as a row comparison does not stop an index
     /// scan within its first column's value (it read the rest of a bulk
-    /// insert's rows), so each form gives the index an exact stop: inside
-    /// one transaction, its id range; across several, the last one's id
-    /// (the scan stops after the last transaction, reading at most the
-    /// rest of its rows).
-    pub fn sql(&self, kind: &Kind, one_transaction: bool) -> String {
+    /// insert's rows), so each of two forms gives the index an exact stop,
+    /// and only the one that fits runs (the other's one-time filter is
+    /// false): when both ends are of one transaction (a page inside a bulk
+    /// insert), its id range; across several, the last one's id (the scan
+    /// stops after the last transaction, reading at most the rest of its
+    /// rows).
+    pub fn rows_sql(&self, kind: &Kind) -> String {
         let (xid, id) = position_columns(kind);
         let mut columns = String::new();
         for column in kind.columns {
             columns.push_str(column.sql);
             columns.push_str(", ");
         }
-        let mut n = 5;
-        let mut predicate = if one_transaction {
-            format!(
-                "{xid} = $1::xid8 AND {id} > $2::int8 AND {id} <= $4::int8 AND $3::xid8 = $1::xid8"
-            )
-        } else {
-            format!(
-                "({xid}, {id}) > ($1::xid8, $2::int8) AND {xid} <= $3::xid8 \
-                 AND ({xid}, {id}) <= ($3::xid8, $4::int8)"
-            )
+        let upto_xid = format!("(SELECT nullif(current_setting('{UPTO_XID}', true), '')::xid8)");
+        let upto_id = format!("(SELECT nullif(current_setting('{UPTO_ID}', true), '')::int8)");
+        let filters = || {
+            let mut n = 3;
+            let mut text = String::new();
+            for term in kind.filter_terms(&self.selection, &mut n) {
+                let _ = write!(text, " AND {term}");
+            }
+            text
         };
-        for term in kind.filter_terms(&self.selection, &mut n) {
-            let _ = write!(predicate, " AND {term}");
-        }
+        let source = source(kind);
         format!(
-            "SELECT {columns}{xid}, {id} FROM {source} WHERE {predicate} ORDER BY {xid}, {id}",
-            source = source(kind),
+            "(SELECT {columns}{xid}, {id} FROM {source} \
+             WHERE {xid} = $1::xid8 AND {id} > $2::int8 AND {id} <= {upto_id} \
+             AND {upto_xid} = $1::xid8{one} ORDER BY {xid}, {id}) \
+             UNION ALL \
+             (SELECT {columns}{xid}, {id} FROM {source} \
+             WHERE ({xid}, {id}) > ($1::xid8, $2::int8) AND {xid} <= {upto_xid} \
+             AND ({xid}, {id}) <= ({upto_xid}, {upto_id}) \
+             AND {upto_xid} <> $1::xid8{several} ORDER BY {xid}, {id})",
+            one = filters(),
+            several = filters(),
         )
     }
 }
+
+/// The setting a page's head leaves the transaction id of the page's last
+/// position in, for its rows ([`FeedPage::rows_sql`]).
+pub const UPTO_XID: &str = "acctstream.feed_upto_xid";
+/// The setting a page's head leaves the id of the page's last position in.
+pub const UPTO_ID: &str = "acctstream.feed_upto_id";
 
 #[cfg(test)]
 mod tests {
@@ -524,19 +549,26 @@ mod tests {
             .parse_filters(&[("name".into(), "x".into())], false)
             .unwrap();
         let page = FeedPage { selection: sel };
+        let upto_xid =
+            "(SELECT nullif(current_setting('acctstream.feed_upto_xid', true), '')::xid8)";
+        let upto_id = "(SELECT nullif(current_setting('acctstream.feed_upto_id', true), '')::int8)";
         assert_eq!(
-            page.sql(&THINGS, false),
-            "SELECT at, change_xid, id FROM thing \
-             WHERE (change_xid, id) > ($1::xid8, $2::int8) AND change_xid <= $3::xid8 \
-             AND (change_xid, id) <= ($3::xid8, $4::int8) \
-             AND name = $5::text ORDER BY change_xid, id"
+            page.rows_sql(&THINGS),
+            format!(
+                "(SELECT at, change_xid, id FROM thing \
+                 WHERE change_xid = $1::xid8 AND id > $2::int8 AND id <= {upto_id} \
+                 AND {upto_xid} = $1::xid8 AND name = $3::text ORDER BY change_xid, id) \
+                 UNION ALL \
+                 (SELECT at, change_xid, id FROM thing \
+                 WHERE (change_xid, id) > ($1::xid8, $2::int8) AND change_xid <= {upto_xid} \
+                 AND (change_xid, id) <= ({upto_xid}, {upto_id}) \
+                 AND {upto_xid} <> $1::xid8 AND name = $3::text ORDER BY change_xid, id)"
+            )
         );
-        assert_eq!(
-            page.sql(&THINGS, true),
-            "SELECT at, change_xid, id FROM thing \
-             WHERE change_xid = $1::xid8 AND id > $2::int8 AND id <= $4::int8 \
-             AND $3::xid8 = $1::xid8 AND name = $5::text ORDER BY change_xid, id"
-        );
+        // The head leaves the page's last position for the rows.
+        assert!(page.head_sql(&THINGS).contains(
+            "set_config('acctstream.feed_upto_xid', coalesce(last.change_xid::text, ''), true)"
+        ));
         // Unfiltered, a run of one transaction's ids is looked up first.
         let unfiltered = FeedPage {
             selection: Selection::default(),
