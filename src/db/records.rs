@@ -164,33 +164,19 @@ pub(crate) async fn start(
         }
     };
     let data = client.copy_out(&copy).await?;
-    let types: Vec<Type> = query.columns().iter().map(|c| c.type_().clone()).collect();
-    Ok(RecordStream {
+    let source = Source::Copy {
+        data: Box::pin(data),
+        tuples: Tuples::new(query.columns().len()),
+    };
+    Ok(RecordStream::new(
+        client,
         kind,
-        source: Source::Copy {
-            data: Box::pin(data),
-            tuples: Tuples::new(types.len()),
-        },
-        client: Some(client),
-        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
-            .in_zone(output.zone.cloned()),
-        identities: IdentityWriter::new(output.identities),
-        by_bytes: decodable(
-            &kind.columns[..shown_columns(kind, position.is_some())],
-            query.columns(),
-        ),
-        types,
-        position: position.map(|prefix| Position {
-            text: prefix.clone(),
-            prefix: prefix.len(),
-        }),
-        time_column: kind.time_column(),
-        flush_timer: None,
-        rows_sent: 0,
-        state: State::Streaming,
-        error: None,
+        query.columns(),
+        source,
+        output,
         tally,
-    })
+        position,
+    ))
 }
 
 /// A record stream of `kind` over `rows`, the rows of `statement` (the
@@ -206,38 +192,57 @@ pub(crate) fn stream_rows(
     tally: StreamTally,
     position: Option<String>,
 ) -> RecordStream {
-    let types: Vec<Type> = statement
-        .columns()
-        .iter()
-        .map(|c| c.type_().clone())
-        .collect();
-    RecordStream {
+    let source = Source::Rows {
+        data: Box::pin(rows),
+        row: None,
+        fresh: false,
+        ended: false,
+    };
+    RecordStream::new(
+        client,
         kind,
-        source: Source::Rows {
-            data: Box::pin(rows),
-            row: None,
-            fresh: false,
-            ended: false,
-        },
-        client: Some(client),
-        encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
-            .in_zone(output.zone.cloned()),
-        identities: IdentityWriter::new(output.identities),
-        by_bytes: decodable(
-            &kind.columns[..shown_columns(kind, position.is_some())],
-            statement.columns(),
-        ),
-        types,
-        position: position.map(|prefix| Position {
-            text: prefix.clone(),
-            prefix: prefix.len(),
-        }),
-        time_column: kind.time_column(),
-        flush_timer: None,
-        rows_sent: 0,
-        state: State::Streaming,
-        error: None,
+        statement.columns(),
+        source,
+        output,
         tally,
+        position,
+    )
+}
+
+impl RecordStream {
+    /// The stream of `source`'s tuples, of `columns` (the statement's).
+    fn new(
+        client: Reader,
+        kind: &'static Kind,
+        columns: &[tokio_postgres::Column],
+        source: Source,
+        output: Output<'_>,
+        tally: StreamTally,
+        position: Option<String>,
+    ) -> RecordStream {
+        RecordStream {
+            kind,
+            source,
+            client: Some(client),
+            encoder: RecordEncoder::new(kind, output.format, output.head, output.guard)
+                .in_zone(output.zone.cloned()),
+            identities: IdentityWriter::new(output.identities),
+            by_bytes: decodable(
+                &kind.columns[..shown_columns(kind, position.is_some())],
+                columns,
+            ),
+            types: columns.iter().map(|c| c.type_().clone()).collect(),
+            position: position.map(|prefix| Position {
+                text: prefix.clone(),
+                prefix: prefix.len(),
+            }),
+            time_column: kind.time_column(),
+            flush_timer: None,
+            rows_sent: 0,
+            state: State::Streaming,
+            error: None,
+            tally,
+        }
     }
 }
 
