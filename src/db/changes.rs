@@ -1,7 +1,7 @@
 //! The change feed's storage and reads (issue 23), for any kind: where a
 //! kind's positions live (see [`crate::core::kind::feed`]), made from its
 //! description, and the two statements of a page (its head, then its
-//! records as a stream).
+//! records as a stream), sent in one round trip.
 //!
 //! - A table acctstream owns gets a column `change_xid xid8` whose default
 //!   is the writing transaction's id (`pg_current_xact_id()`), rows already
