@@ -33,6 +33,15 @@ impl DbError {
     }
 }
 
+/// What a background job logs of a failed statement: the server's own
+/// message when there is one, else the error.
+pub fn message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => error.to_string(),
+    }
+}
+
 /// See [`DbError::is_unavailable`].
 pub fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {

@@ -303,10 +303,7 @@ pub async fn build_tenant_indexes(
             let client = pool.get().await.map_err(|e| e.to_string())?;
             ensure_tenant_indexes(&**client, &kinds)
                 .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(db) => db.message().to_owned(),
-                    None => e.to_string(),
-                })
+                .map_err(|e| super::error::message(&e))
         };
         let built = tokio::select! {
             () = stop.cancelled() => return,

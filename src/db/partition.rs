@@ -913,10 +913,7 @@ pub async fn run_job(
                 let mut client = pool.get().await.map_err(|e| e.to_string())?;
                 prepare(&mut client, kind, interval, now, policy.cutoff(now))
                     .await
-                    .map_err(|e| match e.as_db_error() {
-                        Some(db) => db.message().to_owned(),
-                        None => e.to_string(),
-                    })
+                    .map_err(|e| super::error::message(&e))
             };
             let prepared = tokio::select! {
                 () = stop.cancelled() => return,

@@ -852,12 +852,12 @@ impl RecordStream {
 
     /// Encodes the tuple just read.
     fn push(&mut self) -> Result<(), BoxError> {
-        let tuples = &self.source;
+        let source = &self.source;
         if self.identities.needs_time() {
             // A key schedule: pseudonyms of the key of the record's month.
             if let Some(index) = self.time_column {
                 let ty = self.types.get(index).ok_or("no time column")?;
-                if let Some(at) = read::<Option<DateTime<Utc>>>(ty, tuples.field(index))? {
+                if let Some(at) = read::<Option<DateTime<Utc>>>(ty, source.field(index))? {
                     self.identities.at(at);
                 }
             }
@@ -870,7 +870,7 @@ impl RecordStream {
             .zip(&self.types)
         {
             let identities = &mut self.identities;
-            let raw = tuples.field(i);
+            let raw = source.field(i);
             let value = match raw {
                 None => Value::Null,
                 Some(bytes) if self.by_bytes => match decode(column.ty, bytes) {
@@ -885,7 +885,7 @@ impl RecordStream {
             self.encoder.value(value);
         }
         if let Some(position) = &mut self.position {
-            let (xid, id) = (tuples.field(shown), tuples.field(shown + 1));
+            let (xid, id) = (source.field(shown), source.field(shown + 1));
             let cursor = xid
                 .zip(id)
                 .and_then(|(xid, id)| position.cursor(xid, id))

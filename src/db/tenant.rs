@@ -133,20 +133,10 @@ pub async fn checkout_reading(
     tenant: Option<&str>,
     planning: Planning,
 ) -> Result<Reader, DbError> {
-    let client = pool.get().await?;
-    let Some(begin) = begin_sql(tenant, planning)? else {
-        return Ok(Reader {
-            client: Some(client),
-            open: false,
-        });
-    };
-    // One round trip; should it fail, the drop ends the transaction.
-    let reader = Reader {
-        client: Some(client),
-        open: true,
-    };
-    reader.batch_execute(&begin).await?;
-    Ok(reader)
+    fn nothing(_: &Object) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(async { Ok(()) })
+    }
+    Ok(checkout_with(pool, tenant, planning, nothing).await?.0)
 }
 
 /// [`checkout_reading`], and the reader's first read, `first`, sent in the
@@ -164,22 +154,21 @@ pub async fn checkout_with<T, F>(
 where
     F: for<'c> FnOnce(&'c Object) -> BoxFuture<'c, Result<T, DbError>>,
 {
-    let client = pool.get().await?;
-    let Some(begin) = begin_sql(tenant, planning)? else {
-        let value = first(&client).await?;
-        let reader = Reader {
-            client: Some(client),
-            open: false,
-        };
-        return Ok((reader, value));
-    };
+    let begin = begin_sql(tenant, planning)?;
+    // Should the beginning or the read fail, the drop ends the transaction.
     let reader = Reader {
-        client: Some(client),
-        open: true,
+        client: Some(pool.get().await?),
+        open: begin.is_some(),
     };
-    let (begun, value) = join(reader.batch_execute(&begin), first(&reader)).await;
-    begun?;
-    Ok((reader, value?))
+    let value = match begin {
+        None => first(&reader).await?,
+        Some(begin) => {
+            let (begun, value) = join(reader.batch_execute(&begin), first(&reader)).await;
+            begun?;
+            value?
+        }
+    };
+    Ok((reader, value))
 }
 
 impl Reader {

@@ -76,18 +76,6 @@ fn screenshots() -> String {
         .to_string()
 }
 
-async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
-    let mut response = app.get_as(token, path).send().await.unwrap();
-    let body = body_of(&mut response).await;
-    assert_eq!(
-        response.status(),
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    serde_json::from_slice(&body).unwrap()
-}
-
 /// A chart's rows as key → value.
 fn rows(chart: &Value) -> BTreeMap<String, f64> {
     chart["rows"]
@@ -254,12 +242,12 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
 
     // Authentication: per method (the chart's totals), the month's report,
     // the top applications.
-    let by_method = get_json(
-        &app,
-        TOKEN,
-        &format!("/api/v1/statistics/events/counts/day/{day}?by=authMethodType"),
-    )
-    .await;
+    let by_method = app
+        .get_json_as(
+            TOKEN,
+            &format!("/api/v1/statistics/events/counts/day/{day}?by=authMethodType"),
+        )
+        .await;
     let per_hour = chart(auth, "auth-per-hour");
     assert_eq!(rows(per_hour), api_counts(&by_method));
     assert_eq!(
@@ -272,7 +260,9 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     );
     assert!(per_hour["canvas"].as_u64().unwrap() > 0, "no chart drawn");
     let month = &day[..7];
-    let report = get_json(&app, TOKEN, &format!("/api/v1/accounting/report/{month}")).await;
+    let report = app
+        .get_json_as(TOKEN, &format!("/api/v1/accounting/report/{month}"))
+        .await;
     let expected: BTreeMap<String, f64> = report["rows"]
         .as_array()
         .unwrap()
@@ -296,12 +286,12 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     );
 
     // Wi-Fi: the summary's success rates and failures, failures over time.
-    let summary = get_json(
-        &app,
-        TOKEN,
-        &format!("/api/v1/statistics/client-events/summary/day/{day}"),
-    )
-    .await;
+    let summary = app
+        .get_json_as(
+            TOKEN,
+            &format!("/api/v1/statistics/client-events/summary/day/{day}"),
+        )
+        .await;
     let ssids: BTreeMap<String, f64> = summary["ssids"]
         .as_array()
         .unwrap()
@@ -325,15 +315,15 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     );
 
     // Sessions: traffic per user as pseudonyms, online now.
-    let top_users = get_json(
-        &app,
-        TOKEN,
-        &format!(
-            "/api/v1/statistics/sessions/counts/day/{day}?by=userName\
+    let top_users = app
+        .get_json_as(
+            TOKEN,
+            &format!(
+                "/api/v1/statistics/sessions/counts/day/{day}?by=userName\
              &sum=acctInputOctets&sum=acctOutputOctets"
-        ),
-    )
-    .await;
+            ),
+        )
+        .await;
     let users = rows(chart(sessions, "sessions-top-users"));
     assert_eq!(users, api_counts(&top_users));
     assert_eq!(

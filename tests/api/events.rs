@@ -8,18 +8,6 @@ use crate::helpers::{body_of, event, spawn_app, spawn_app_with, AppOptions, NewE
 
 const EVENTS: &str = "/api/v1/statistics/events";
 
-async fn get_json(app: &crate::helpers::TestApp, path: &str) -> Value {
-    let mut response = app.get(path).send().await.expect("request");
-    assert_eq!(response.status(), 200, "GET {path}");
-    let body = body_of(&mut response).await;
-    serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {path}: invalid JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
-}
-
 fn timestamps(json: &Value) -> Vec<String> {
     json["events"]
         .as_array()
@@ -40,7 +28,7 @@ async fn ascending_window_includes_lower_bound_and_excludes_upper() {
         event("2021-04-10T02:00:00Z", "on-upper"),
     ])
     .await;
-    let json = get_json(&app, &format!("{EVENTS}/hour/2021-04-10T01")).await;
+    let json = app.get_json(&format!("{EVENTS}/hour/2021-04-10T01")).await;
     assert_eq!(
         timestamps(&json),
         [
@@ -62,7 +50,9 @@ async fn descending_window_excludes_lower_bound_and_includes_upper() {
         event("2021-04-10T01:00:00.000001Z", "after"),
     ])
     .await;
-    let json = get_json(&app, &format!("{EVENTS}/hour/2021-04-10T01?sort=-")).await;
+    let json = app
+        .get_json(&format!("{EVENTS}/hour/2021-04-10T01?sort=-"))
+        .await;
     assert_eq!(
         timestamps(&json),
         [
@@ -89,7 +79,9 @@ async fn equal_timestamps_follow_insertion_order_and_reverse_when_descending() {
             .map(|e| e["userId"].as_str().unwrap().to_owned())
             .collect()
     };
-    let asc = get_json(&app, &format!("{EVENTS}/minute/2021-04-10T00:00")).await;
+    let asc = app
+        .get_json(&format!("{EVENTS}/minute/2021-04-10T00:00"))
+        .await;
     assert_eq!(
         users(&asc),
         [
@@ -98,7 +90,9 @@ async fn equal_timestamps_follow_insertion_order_and_reverse_when_descending() {
             app.pseudonym("u3")
         ]
     );
-    let desc = get_json(&app, &format!("{EVENTS}/minute/2021-04-10T00:01?sort=-")).await;
+    let desc = app
+        .get_json(&format!("{EVENTS}/minute/2021-04-10T00:01?sort=-"))
+        .await;
     assert_eq!(
         users(&desc),
         [
@@ -119,12 +113,12 @@ async fn month_and_week_windows_cover_their_calendar_span() {
         event("2024-03-01T00:00:00Z", "march"),
     ])
     .await;
-    let feb = get_json(&app, &format!("{EVENTS}/MONTH/2024-02")).await;
+    let feb = app.get_json(&format!("{EVENTS}/MONTH/2024-02")).await;
     assert_eq!(
         timestamps(&feb),
         ["2024-02-01T00:00:00", "2024-02-29T23:59:59.9"]
     );
-    let week = get_json(&app, &format!("{EVENTS}/week/2024-02-24")).await;
+    let week = app.get_json(&format!("{EVENTS}/week/2024-02-24")).await;
     // 7 days from Saturday 24 February: through the leap day into March.
     assert_eq!(
         timestamps(&week),
@@ -241,7 +235,7 @@ async fn csv_parses_back_to_the_same_values() {
 #[actix_web::test]
 async fn empty_window_is_an_empty_list_or_a_header_row() {
     let app = spawn_app().await;
-    let json = get_json(&app, &format!("{EVENTS}/day/2020-01-01")).await;
+    let json = app.get_json(&format!("{EVENTS}/day/2020-01-01")).await;
     assert_eq!(json["events"], Value::Array(vec![]));
     assert_eq!(
         json["links"]["self"],
@@ -348,7 +342,7 @@ async fn following_next_walks_time_without_gaps_or_overlaps() {
     let mut seen = Vec::new();
     for _ in 0..5 {
         let path = url.strip_prefix(&app.address).unwrap().to_owned();
-        let json = get_json(&app, &path).await;
+        let json = app.get_json(&path).await;
         seen.extend(timestamps(&json));
         url = json["links"]["next"].as_str().unwrap().to_owned();
     }
@@ -381,7 +375,7 @@ async fn default_window_is_the_latest_complete_one() {
             ),
         ])
         .await;
-        let json = get_json(&app, &format!("{EVENTS}/minute?sort=-")).await;
+        let json = app.get_json(&format!("{EVENTS}/minute?sort=-")).await;
         if Window::latest(Period::Minute, Direction::Descending, Utc::now()).unwrap() != expected {
             continue;
         }
@@ -396,7 +390,7 @@ async fn default_window_is_the_latest_complete_one() {
             json["links"]["self"],
             format!("{}{}", app.address, expected.path())
         );
-        let asc = get_json(&app, &format!("{EVENTS}/day")).await;
+        let asc = app.get_json(&format!("{EVENTS}/day")).await;
         let day = Window::latest(Period::Day, Direction::Ascending, Utc::now()).unwrap();
         assert_eq!(
             asc["links"]["self"],
@@ -414,7 +408,7 @@ async fn public_url_is_used_for_links() {
         ..AppOptions::default()
     })
     .await;
-    let json = get_json(&app, &format!("{EVENTS}/day/2021-04-24")).await;
+    let json = app.get_json(&format!("{EVENTS}/day/2021-04-24")).await;
     assert_eq!(
         json["links"]["self"],
         "https://acct.example.com/api/v1/statistics/events/day/2021-04-24"
@@ -428,7 +422,9 @@ async fn public_url_is_used_for_links() {
 #[actix_web::test]
 async fn finer_datetime_on_the_boundary_is_canonicalised() {
     let app = spawn_app().await;
-    let json = get_json(&app, &format!("{EVENTS}/hour/2021-04-24T13:00")).await;
+    let json = app
+        .get_json(&format!("{EVENTS}/hour/2021-04-24T13:00"))
+        .await;
     assert_eq!(
         json["links"]["self"],
         format!("{}{EVENTS}/hour/2021-04-24T13", app.address)

@@ -398,10 +398,14 @@ impl TestApp {
             .insert_header(("Authorization", format!("Bearer {token}")))
     }
 
-    /// `GET path` with the read token, as JSON; a status other than 200
-    /// fails the test with the body.
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let mut response = self.get(path).send().await.expect("GET");
+    /// `GET path` with `token`: its headers and body; a status other than
+    /// 200 fails the test with the body.
+    pub async fn get_ok_as(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> (awc::http::header::HeaderMap, Vec<u8>) {
+        let mut response = self.get_as(token, path).send().await.expect("GET");
         let body = body_of(&mut response).await;
         assert_eq!(
             response.status(),
@@ -409,7 +413,23 @@ impl TestApp {
             "GET {path}: {}",
             String::from_utf8_lossy(&body)
         );
-        serde_json::from_slice(&body).expect("a JSON body")
+        (response.headers().clone(), body)
+    }
+
+    /// `GET path` with `token`, as JSON (see [`TestApp::get_ok_as`]).
+    pub async fn get_json_as(&self, token: &str, path: &str) -> serde_json::Value {
+        let (_, body) = self.get_ok_as(token, path).await;
+        serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "GET {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        })
+    }
+
+    /// `GET path` with the read token, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get_json_as(TOKEN, path).await
     }
 
     /// Inserts Wi-Fi client events and records their clients' pseudonyms

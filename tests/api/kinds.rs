@@ -12,23 +12,6 @@ use crate::helpers::{
 
 const CLIENT_EVENTS: &str = "/api/v1/statistics/client-events";
 
-async fn get_ok(app: &TestApp, token: &str, path: &str) -> (awc::http::header::HeaderMap, Vec<u8>) {
-    let mut response = app.get_as(token, path).send().await.expect("request");
-    let body = body_of(&mut response).await;
-    assert_eq!(
-        response.status(),
-        200,
-        "GET {path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    (response.headers().clone(), body)
-}
-
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    let (_, body) = get_ok(app, TOKEN, path).await;
-    serde_json::from_slice(&body).expect("JSON")
-}
-
 async fn status_and_error(app: &TestApp, token: &str, path: &str) -> (u16, String) {
     let mut response = app.get_as(token, path).send().await.expect("request");
     let body: Value = serde_json::from_slice(&body_of(&mut response).await).expect("JSON");
@@ -101,7 +84,9 @@ fn timestamps(json: &Value) -> Vec<&str> {
 async fn client_event_windows_follow_the_window_rules_in_both_orders() {
     let app = spawn_app().await;
     seed_day(&app).await;
-    let json = get_json(&app, &format!("{CLIENT_EVENTS}/day/2021-04-10")).await;
+    let json = app
+        .get_json(&format!("{CLIENT_EVENTS}/day/2021-04-10"))
+        .await;
     assert_eq!(
         timestamps(&json),
         [
@@ -117,7 +102,9 @@ async fn client_event_windows_follow_the_window_rules_in_both_orders() {
         format!("{}{CLIENT_EVENTS}/day/2021-04-11", app.address)
     );
     // Descending: (2021-04-10, 2021-04-11], newest first.
-    let json = get_json(&app, &format!("{CLIENT_EVENTS}/day/2021-04-11?sort=-")).await;
+    let json = app
+        .get_json(&format!("{CLIENT_EVENTS}/day/2021-04-11?sort=-"))
+        .await;
     assert_eq!(
         timestamps(&json),
         [
@@ -130,7 +117,9 @@ async fn client_event_windows_follow_the_window_rules_in_both_orders() {
     );
     // Fields of other event types are null; one device is one pseudonym
     // whichever notation stored it.
-    let json = get_json(&app, &format!("{CLIENT_EVENTS}/day/2021-04-10")).await;
+    let json = app
+        .get_json(&format!("{CLIENT_EVENTS}/day/2021-04-10"))
+        .await;
     let events = json["clientEvents"].as_array().unwrap();
     let device = app.pseudonym("68:05:71:a4:ef:0e");
     assert_eq!(events[0]["macAddress"], device);
@@ -149,7 +138,7 @@ async fn filters_narrow_and_links_keep_them_with_format_and_sort() {
     let path = format!(
         "{CLIENT_EVENTS}/day/2021-04-10?eventType=Failure&apName=AP-2&failureCode=7&failureCode=4&format=json"
     );
-    let json = get_json(&app, &path).await;
+    let json = app.get_json(&path).await;
     assert_eq!(
         timestamps(&json),
         ["2021-04-10T08:00:00.25", "2021-04-10T09:00:00"]
@@ -161,17 +150,17 @@ async fn filters_narrow_and_links_keep_them_with_format_and_sort() {
             app.address
         )
     );
-    let json = get_json(
-        &app,
-        &format!("{CLIENT_EVENTS}/day/2021-04-10?ssid=Guest&category=4"),
-    )
-    .await;
+    let json = app
+        .get_json(&format!(
+            "{CLIENT_EVENTS}/day/2021-04-10?ssid=Guest&category=4"
+        ))
+        .await;
     assert_eq!(timestamps(&json), ["2021-04-10T10:00:00"]);
 
     // By client pseudonym (resolved through the identity directory).
     let device = app.pseudonym("a4:83:e7:00:00:01");
     let path = format!("{CLIENT_EVENTS}/day/2021-04-11?sort=-&client={device}&format=csv");
-    let (headers, body) = get_ok(&app, TOKEN, &path).await;
+    let (headers, body) = app.get_ok_as(TOKEN, &path).await;
     let csv = String::from_utf8(body).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
     let link = headers.get("link").unwrap().to_str().unwrap();
@@ -182,11 +171,12 @@ async fn filters_narrow_and_links_keep_them_with_format_and_sort() {
         "{link}"
     );
     // An unknown pseudonym matches nothing.
-    let json = get_json(
-        &app,
-        &format!("{CLIENT_EVENTS}/day/2021-04-10?client={}", "0".repeat(64)),
-    )
-    .await;
+    let json = app
+        .get_json(&format!(
+            "{CLIENT_EVENTS}/day/2021-04-10?client={}",
+            "0".repeat(64)
+        ))
+        .await;
     assert_eq!(timestamps(&json), Vec::<&str>::new());
 
     // Authentication events filter by method and keep the filter in links.
@@ -195,11 +185,9 @@ async fn filters_narrow_and_links_keep_them_with_format_and_sort() {
         acctstream_event("2021-04-10T02:00:00Z", "OTP"),
     ])
     .await;
-    let json = get_json(
-        &app,
-        "/api/v1/statistics/events/day/2021-04-10?authMethodType=OTP",
-    )
-    .await;
+    let json = app
+        .get_json("/api/v1/statistics/events/day/2021-04-10?authMethodType=OTP")
+        .await;
     assert_eq!(json["events"].as_array().unwrap().len(), 1);
     assert_eq!(json["events"][0]["authMethodType"], "OTP");
     assert!(json["links"]["prev"]
@@ -239,7 +227,7 @@ async fn filter_values_with_quotes_and_array_syntax_match_exactly() {
             "/api/v1/statistics/events/day/2021-04-10?authMethodType={}",
             encode(method)
         );
-        let json = get_json(&app, &path).await;
+        let json = app.get_json(&path).await;
         let found: Vec<&str> = json["events"]
             .as_array()
             .unwrap()
@@ -253,15 +241,17 @@ async fn filter_values_with_quotes_and_array_syntax_match_exactly() {
         .map(|m| format!("authMethodType={}", encode(m)))
         .collect();
     let path = format!("/api/v1/statistics/events/day/2021-04-10?{}", all.join("&"));
-    let json = get_json(&app, &path).await;
+    let json = app.get_json(&path).await;
     assert_eq!(json["events"].as_array().unwrap().len(), methods.len());
     // Nothing was dropped, and OTP was not among them.
-    let json = get_json(&app, "/api/v1/statistics/events/day/2021-04-10").await;
+    let json = app
+        .get_json("/api/v1/statistics/events/day/2021-04-10")
+        .await;
     assert_eq!(json["events"].as_array().unwrap().len(), methods.len() + 1);
     // The extremes of a number filter (written into the COPY statement).
     for code in [i64::MIN, i64::MAX] {
         let path = format!("{CLIENT_EVENTS}/day/2021-04-10?failureCode={code}&format=json");
-        let json = get_json(&app, &path).await;
+        let json = app.get_json(&path).await;
         assert_eq!(json["clientEvents"].as_array().unwrap().len(), 0, "{path}");
     }
 }
@@ -469,7 +459,9 @@ async fn raw_identities_need_the_identities_scope() {
     ];
     for path in paths {
         for format in ["json", "csv", "ndjson"] {
-            let (_, body) = get_ok(&app, TOKEN, &format!("{path}?format={format}")).await;
+            let (_, body) = app
+                .get_ok_as(TOKEN, &format!("{path}?format={format}"))
+                .await;
             let text = String::from_utf8(body).unwrap().to_lowercase();
             for raw in RAW_IDENTITIES {
                 assert!(!text.contains(raw), "{path} {format} shows {raw}");
@@ -477,32 +469,26 @@ async fn raw_identities_need_the_identities_scope() {
         }
     }
     // With the scope: raw values, MACs in the one documented notation.
-    let (_, body) = get_ok(
-        &app,
-        IDENTITIES_TOKEN,
-        &format!("{CLIENT_EVENTS}/day/2021-04-10"),
-    )
-    .await;
+    let (_, body) = app
+        .get_ok_as(IDENTITIES_TOKEN, &format!("{CLIENT_EVENTS}/day/2021-04-10"))
+        .await;
     let json: Value = serde_json::from_slice(&body).unwrap();
     let events = json["clientEvents"].as_array().unwrap();
     assert_eq!(events[0]["macAddress"], "68:05:71:a4:ef:0e");
     assert_eq!(events[1]["macAddress"], "68:05:71:a4:ef:0e");
     assert_eq!(events[3]["ip"], "10.0.0.7");
-    let (_, body) = get_ok(
-        &app,
-        IDENTITIES_TOKEN,
-        "/api/v1/statistics/events/day/2021-04-10",
-    )
-    .await;
+    let (_, body) = app
+        .get_ok_as(IDENTITIES_TOKEN, "/api/v1/statistics/events/day/2021-04-10")
+        .await;
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["events"][0]["userId"], "alice@example.com");
     // ... and raw filters in any notation.
-    let (_, body) = get_ok(
-        &app,
-        IDENTITIES_TOKEN,
-        &format!("{CLIENT_EVENTS}/day/2021-04-10?client=6805.71A4.EF0E"),
-    )
-    .await;
+    let (_, body) = app
+        .get_ok_as(
+            IDENTITIES_TOKEN,
+            &format!("{CLIENT_EVENTS}/day/2021-04-10?client=6805.71A4.EF0E"),
+        )
+        .await;
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         timestamps(&json),
@@ -580,7 +566,7 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
                 4,
             ),
         ] {
-            let (_, body) = get_ok(&app, TOKEN, path).await;
+            let (_, body) = app.get_ok_as(TOKEN, path).await;
             let text = String::from_utf8(body).unwrap();
             let rows: Vec<&str> = text
                 .split("\r\n")
@@ -601,18 +587,17 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
             }
         }
         // JSON carries the exact values.
-        let json = get_json(&app, "/api/v1/statistics/events/day/2021-04-10").await;
+        let json = app
+            .get_json("/api/v1/statistics/events/day/2021-04-10")
+            .await;
         for (i, (value, _)) in FORMULAS.iter().enumerate() {
             assert_eq!(json["events"][i]["authMethodType"], *value);
         }
         // One client's history: newest first, the SSID is column 5.
         let device = app.pseudonym("68:05:71:a4:ef:0e");
-        let (_, body) = get_ok(
-            &app,
-            TOKEN,
-            &format!("{HISTORY}/{device}/events?format=csv"),
-        )
-        .await;
+        let (_, body) = app
+            .get_ok_as(TOKEN, &format!("{HISTORY}/{device}/events?format=csv"))
+            .await;
         let text = String::from_utf8(body).unwrap();
         let rows: Vec<&str> = text
             .split("\r\n")
@@ -632,12 +617,12 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
             );
         }
         // The summary: the SSID and AP rows name them (each one success).
-        let (_, body) = get_ok(
-            &app,
-            TOKEN,
-            "/api/v1/statistics/client-events/summary/day/2021-04-10?format=csv",
-        )
-        .await;
+        let (_, body) = app
+            .get_ok_as(
+                TOKEN,
+                "/api/v1/statistics/client-events/summary/day/2021-04-10?format=csv",
+            )
+            .await;
         let text = String::from_utf8(body).unwrap();
         for (i, (value, _)) in FORMULAS.iter().enumerate() {
             for section in ["ssid", "ap"] {
@@ -652,7 +637,7 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
             "/api/v1/accounting/report/2021-04?format=csv",
             "/api/v1/accounting/verify/daily-users/2021-04?format=csv",
         ] {
-            let (_, body) = get_ok(&app, TOKEN, path).await;
+            let (_, body) = app.get_ok_as(TOKEN, path).await;
             let text = String::from_utf8(body).unwrap();
             for (i, (value, _)) in FORMULAS.iter().enumerate() {
                 assert!(
@@ -666,11 +651,6 @@ async fn csv_formula_guard_on_every_csv_route_and_never_in_json() {
 
 const HISTORY: &str = "/api/v1/clients";
 
-async fn history_json(app: &TestApp, token: &str, path: &str) -> Value {
-    let (_, body) = get_ok(app, token, path).await;
-    serde_json::from_slice(&body).expect("JSON")
-}
-
 #[actix_web::test]
 async fn one_clients_history_pages_newest_first_like_the_seed_api() {
     let app = spawn_app().await;
@@ -678,7 +658,9 @@ async fn one_clients_history_pages_newest_first_like_the_seed_api() {
     let device = app.pseudonym("68:05:71:a4:ef:0e");
     let other = app.pseudonym("a4:83:e7:00:00:01");
 
-    let json = history_json(&app, TOKEN, &format!("{HISTORY}/{device}/events")).await;
+    let json = app
+        .get_json_as(TOKEN, &format!("{HISTORY}/{device}/events"))
+        .await;
     assert_eq!(
         timestamps(&json),
         [
@@ -692,7 +674,7 @@ async fn one_clients_history_pages_newest_first_like_the_seed_api() {
 
     // Pages of two with the total; links keep every other parameter.
     let first = format!("{HISTORY}/{other}/events?limit=2&totalcountrequired=true");
-    let json = history_json(&app, TOKEN, &first).await;
+    let json = app.get_json_as(TOKEN, &first).await;
     assert_eq!(json["totalCount"], 4);
     assert_eq!(
         timestamps(&json),
@@ -706,7 +688,7 @@ async fn one_clients_history_pages_newest_first_like_the_seed_api() {
             app.address
         )
     );
-    let json = history_json(&app, TOKEN, &next[app.address.len()..]).await;
+    let json = app.get_json_as(TOKEN, &next[app.address.len()..]).await;
     assert_eq!(
         timestamps(&json),
         ["2021-04-10T10:00:00", "2021-04-10T09:00:00"]
@@ -735,17 +717,19 @@ async fn one_clients_history_pages_newest_first_like_the_seed_api() {
             vec!["2021-04-10T10:00:00", "2021-04-10T09:00:00"],
         ),
     ] {
-        let json = history_json(&app, TOKEN, &format!("{HISTORY}/{other}/events?{query}")).await;
+        let json = app
+            .get_json_as(TOKEN, &format!("{HISTORY}/{other}/events?{query}"))
+            .await;
         assert_eq!(timestamps(&json), expected, "{query}");
     }
 
     // CSV and NDJSON hold the same page.
-    let (headers, body) = get_ok(
-        &app,
-        TOKEN,
-        &format!("{HISTORY}/{other}/events?limit=1&format=csv"),
-    )
-    .await;
+    let (headers, body) = app
+        .get_ok_as(
+            TOKEN,
+            &format!("{HISTORY}/{other}/events?limit=1&format=csv"),
+        )
+        .await;
     assert_eq!(String::from_utf8(body).unwrap().lines().count(), 2);
     assert!(headers
         .get("link")
@@ -766,12 +750,9 @@ async fn history_identifies_clients_by_pseudonym_or_by_mac_with_the_scope() {
         "680571a4ef0e",
         "6805.71a4.ef0e",
     ] {
-        let json = history_json(
-            &app,
-            IDENTITIES_TOKEN,
-            &format!("{HISTORY}/{notation}/events"),
-        )
-        .await;
+        let json = app
+            .get_json_as(IDENTITIES_TOKEN, &format!("{HISTORY}/{notation}/events"))
+            .await;
         assert_eq!(
             json["clientEvents"].as_array().unwrap().len(),
             3,
@@ -786,12 +767,9 @@ async fn history_identifies_clients_by_pseudonym_or_by_mac_with_the_scope() {
             "{notation}"
         );
     }
-    let json = history_json(
-        &app,
-        IDENTITIES_TOKEN,
-        &format!("{HISTORY}/{device}/events"),
-    )
-    .await;
+    let json = app
+        .get_json_as(IDENTITIES_TOKEN, &format!("{HISTORY}/{device}/events"))
+        .await;
     assert_eq!(json["clientEvents"].as_array().unwrap().len(), 3);
     for (path, status, code) in [
         (
@@ -867,11 +845,9 @@ async fn summary_counts_agree_with_sql() {
         client_event("2021-04-10T12:00:00Z", "a4:83:e7:00:00:02", "Corp", "AP-2"),
     ])
     .await;
-    let json = get_json(
-        &app,
-        "/api/v1/statistics/client-events/summary/day/2021-04-10",
-    )
-    .await;
+    let json = app
+        .get_json("/api/v1/statistics/client-events/summary/day/2021-04-10")
+        .await;
     let sql_count = |predicate: &'static str| {
         let db = &app.db;
         async move {
@@ -926,12 +902,12 @@ async fn summary_counts_agree_with_sql() {
             app.address
         )
     );
-    let (headers, body) = get_ok(
-        &app,
-        TOKEN,
-        "/api/v1/statistics/client-events/summary/day/2021-04-10?format=csv",
-    )
-    .await;
+    let (headers, body) = app
+        .get_ok_as(
+            TOKEN,
+            "/api/v1/statistics/client-events/summary/day/2021-04-10?format=csv",
+        )
+        .await;
     let csv = String::from_utf8(body).unwrap();
     assert!(csv.starts_with(
         "Section,Name,Code,Count,Successes,Failures,Success Rate\r\neventType,Success,,"
@@ -942,11 +918,9 @@ async fn summary_counts_agree_with_sql() {
         "attachment; filename=\"client-events-summary-day-2021-04-10.csv\""
     );
     // An empty window: every type with 0, empty lists.
-    let json = get_json(
-        &app,
-        "/api/v1/statistics/client-events/summary/month/2020-01",
-    )
-    .await;
+    let json = app
+        .get_json("/api/v1/statistics/client-events/summary/month/2020-01")
+        .await;
     assert_eq!(json["eventTypes"][1]["count"], 0);
     assert_eq!(json["aps"], serde_json::json!([]));
 }
@@ -991,12 +965,12 @@ async fn client_events_are_ingested_through_the_shared_path() {
     );
 
     // Stored as sent, MACs in one notation, times from microseconds or RFC 3339.
-    let (_, body) = get_ok(
-        &app,
-        IDENTITIES_TOKEN,
-        "/api/v1/statistics/client-events/hour/2017-09-11T06?format=ndjson",
-    )
-    .await;
+    let (_, body) = app
+        .get_ok_as(
+            IDENTITIES_TOKEN,
+            "/api/v1/statistics/client-events/hour/2017-09-11T06?format=ndjson",
+        )
+        .await;
     let rows: Vec<Value> = String::from_utf8(body)
         .unwrap()
         .lines()
@@ -1016,12 +990,12 @@ async fn client_events_are_ingested_through_the_shared_path() {
     }
     // The pseudonyms were recorded: the history finds the device by them.
     let device = app.pseudonym("68:05:71:a4:ef:0e");
-    let json = history_json(
-        &app,
-        TOKEN,
-        &format!("{HISTORY}/{device}/events?totalcountrequired=true"),
-    )
-    .await;
+    let json = app
+        .get_json_as(
+            TOKEN,
+            &format!("{HISTORY}/{device}/events?totalcountrequired=true"),
+        )
+        .await;
     assert_eq!(json["totalCount"], 4);
     let ip = app.pseudonym("10.9.1.17");
     let resolved: i64 = app
@@ -1052,11 +1026,9 @@ async fn client_events_are_ingested_through_the_shared_path() {
         (200, Some(2)),
         "{json}"
     );
-    let json = get_json(
-        &app,
-        "/api/v1/statistics/client-events/minute/2021-04-10T00:00",
-    )
-    .await;
+    let json = app
+        .get_json("/api/v1/statistics/client-events/minute/2021-04-10T00:00")
+        .await;
     let events = json["clientEvents"].as_array().unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[1]["ssid"], "Corp, 2nd");
@@ -1186,12 +1158,12 @@ async fn pseudonyms_follow_the_key_of_each_records_month() {
             mac,
         ),
     );
-    let (_, body) = get_ok(
-        &app,
-        TOKEN,
-        &format!("{CLIENT_EVENTS}/week/2027-01-28?format=json"),
-    )
-    .await;
+    let (_, body) = app
+        .get_ok_as(
+            TOKEN,
+            &format!("{CLIENT_EVENTS}/week/2027-01-28?format=json"),
+        )
+        .await;
     let json: Value = serde_json::from_slice(&body).unwrap();
     let shown: Vec<&str> = json["clientEvents"]
         .as_array()
@@ -1201,12 +1173,12 @@ async fn pseudonyms_follow_the_key_of_each_records_month() {
         .collect();
     assert_eq!(shown, [a.as_str(), a.as_str(), b.as_str()]);
     for pseudonym in [&a, &b] {
-        let (_, body) = get_ok(
-            &app,
-            TOKEN,
-            &format!("{CLIENT_EVENTS}/week/2027-01-28?client={pseudonym}"),
-        )
-        .await;
+        let (_, body) = app
+            .get_ok_as(
+                TOKEN,
+                &format!("{CLIENT_EVENTS}/week/2027-01-28?client={pseudonym}"),
+            )
+            .await;
         let json: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["clientEvents"].as_array().unwrap().len(), 3);
     }

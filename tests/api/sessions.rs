@@ -50,18 +50,6 @@ impl TestApp {
         response.status().as_u16()
     }
 
-    async fn json_as(&self, token: &str, path: &str) -> Value {
-        let mut response = self.get_as(token, path).send().await.expect("request");
-        let body = body_of(&mut response).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        serde_json::from_slice(&body).expect("JSON")
-    }
-
     /// Every stored session, in a comparable form (no radacctid, ordered by key).
     async fn session_rows(&self) -> Vec<Value> {
         let rows = self
@@ -294,7 +282,7 @@ async fn invalid_batches_store_nothing_and_single_posts_are_quarantined() {
     let (status, _) = app.post_radius("application/json", bad.to_string()).await;
     assert_eq!(status, 204);
     let quarantined = app
-        .json_as(WRITE_TOKEN, "/api/v1/accounting/radius/rejected")
+        .get_json_as(WRITE_TOKEN, "/api/v1/accounting/radius/rejected")
         .await;
     assert_eq!(quarantined["count"], 1);
     let item = &quarantined["rejected"][0];
@@ -362,21 +350,21 @@ async fn windows_hold_the_sessions_that_overlap_them() {
             .collect()
     };
     let day = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20")
+        .get_json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-20")
         .await;
     assert_eq!(ids(&day), vec!["before", "inside", "open"]);
     // The day before holds only the session that started then.
     let before = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-19")
+        .get_json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-11-19")
         .await;
     assert_eq!(ids(&before), vec!["before"]);
     // An hour window at the second bound: the session stopped exactly at 02:30.
     let hour = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T02")
+        .get_json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T02")
         .await;
     assert_eq!(ids(&hour), vec!["inside"]);
     let after = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T03")
+        .get_json_as(TOKEN, "/api/v1/statistics/sessions/hour/2026-11-20T03")
         .await;
     assert!(ids(&after).is_empty());
     let session = &day["sessions"][1];
@@ -407,7 +395,7 @@ async fn windows_hold_the_sessions_that_overlap_them() {
         ("realm=nowhere", vec![]),
     ] {
         let body = app
-            .json_as(
+            .get_json_as(
                 TOKEN,
                 &format!("/api/v1/statistics/sessions/day/2026-11-20?{query}"),
             )
@@ -416,7 +404,7 @@ async fn windows_hold_the_sessions_that_overlap_them() {
     }
     let alice = app.pseudonym("alice");
     let body = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/statistics/sessions/day/2026-11-20?user={alice}"),
         )
@@ -424,7 +412,7 @@ async fn windows_hold_the_sessions_that_overlap_them() {
     assert_eq!(ids(&body), vec!["before", "open"]);
     let device = app.pseudonym("68:05:71:a4:ef:0e");
     let body = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/statistics/sessions/day/2026-11-20?device={device}"),
         )
@@ -442,7 +430,7 @@ async fn windows_hold_the_sessions_that_overlap_them() {
     assert_eq!(r.status(), 403);
     let _ = body_of(&mut r).await;
     let body = app
-        .json_as(
+        .get_json_as(
             IDENTITIES_TOKEN,
             "/api/v1/statistics/sessions/day/2026-11-20?user=alice",
         )
@@ -470,13 +458,15 @@ async fn one_session_online_and_histories() {
     let now = chrono::Utc::now().timestamp();
     app.post_batch(&[packet("Start", "live", "carol", now - T0 - 60, json!({}))])
         .await;
-    let online = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    let online = app.get_json_as(TOKEN, "/api/v1/sessions/online").await;
     let online = online["sessions"].as_array().unwrap();
     assert_eq!(online.len(), 1, "{online:?}");
     assert_eq!(online[0]["acctSessionId"], "live");
     assert_eq!(online[0]["status"], "open");
     let id = online[0]["radAcctId"].as_i64().unwrap();
-    let one = app.json_as(TOKEN, &format!("/api/v1/sessions/{id}")).await;
+    let one = app
+        .get_json_as(TOKEN, &format!("/api/v1/sessions/{id}"))
+        .await;
     assert_eq!(one["acctSessionId"], "live");
     assert!(one.get("sessions").is_none());
     let mut r = app.get("/api/v1/sessions/999999").send().await.unwrap();
@@ -488,7 +478,7 @@ async fn one_session_online_and_histories() {
     // The stale session (open, not heard of for days) reads as stale with
     // its last update as the inferred stop.
     let stale = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             "/api/v1/statistics/sessions/day/2026-11-20?status=stale",
         )
@@ -506,7 +496,7 @@ async fn one_session_online_and_histories() {
             .collect()
     };
     let history = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/users/{alice}/sessions?from=2026-11-01&to=2026-11-30"),
         )
@@ -516,7 +506,7 @@ async fn one_session_online_and_histories() {
     // Bounds in any year PostgreSQL holds (year 0 is 1 BC, year 10000 needs
     // five digits): the same history.
     let history = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/users/{alice}/sessions?from=0000-06-01&to=%2B10000-01-01"),
         )
@@ -525,7 +515,7 @@ async fn one_session_online_and_histories() {
     assert!(all.starts_with(&ids), "{all:?}");
     let device = app.pseudonym("aa:bb:cc:dd:ee:ff");
     let history = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/devices/{device}/sessions?period=3660d"),
         )
@@ -544,7 +534,7 @@ async fn one_session_online_and_histories() {
     );
 
     let calendar = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             "/api/v1/devices/sessions/calendar?start=2026-11-20&end=2026-11-21",
         )
@@ -569,7 +559,7 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
         .map(|i| packet("Start", &format!("s{i:02}"), "alice", i * 60, json!({})))
         .collect();
     app.post_batch(&packets).await;
-    let first = app.json_as(TOKEN, "/api/v1/sessions?limit=10").await;
+    let first = app.get_json_as(TOKEN, "/api/v1/sessions?limit=10").await;
     assert_eq!(first["count"], 25);
     assert!(first["previous"].is_null());
     let names = |page: &Value| -> Vec<String> {
@@ -589,17 +579,17 @@ async fn the_keyset_list_stays_correct_while_sessions_change() {
     .await;
     let next = first["next"].as_str().unwrap();
     let path = &next[next.find("/api/").unwrap()..];
-    let second = app.json_as(TOKEN, path).await;
+    let second = app.get_json_as(TOKEN, path).await;
     assert_eq!(names(&second)[0], "s14", "no session skipped or repeated");
     let third_link = second["next"].as_str().unwrap();
     let third = app
-        .json_as(TOKEN, &third_link[third_link.find("/api/").unwrap()..])
+        .get_json_as(TOKEN, &third_link[third_link.find("/api/").unwrap()..])
         .await;
     assert_eq!(names(&third), vec!["s04", "s03", "s02", "s01", "s00"]);
     assert!(third["next"].is_null());
     let previous = third["previous"].as_str().unwrap();
     let back = app
-        .json_as(TOKEN, &previous[previous.find("/api/").unwrap()..])
+        .get_json_as(TOKEN, &previous[previous.find("/api/").unwrap()..])
         .await;
     assert_eq!(names(&back), names(&second));
     assert_eq!(app.status_of("/api/v1/sessions?cursor=bogus").await, 400);
@@ -643,10 +633,12 @@ async fn online_pages_newest_first_and_stays_correct_while_sessions_change() {
         link[link.find("/api/").unwrap()..].to_owned()
     };
     // A page of 100 by default: every session, no link.
-    let all = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    let all = app.get_json_as(TOKEN, "/api/v1/sessions/online").await;
     assert_eq!(names(&all).len(), 25);
     assert!(all["nextLink"].is_null() && all["previousLink"].is_null());
-    let first = app.json_as(TOKEN, "/api/v1/sessions/online?limit=10").await;
+    let first = app
+        .get_json_as(TOKEN, "/api/v1/sessions/online?limit=10")
+        .await;
     assert!(first["previousLink"].is_null());
     assert_eq!(names(&first)[..3], names(&all)[..3]);
     assert_eq!(names(&first), names(&all)[..10]);
@@ -657,18 +649,18 @@ async fn online_pages_newest_first_and_stays_correct_while_sessions_change() {
         stop("o12", now, 60, Some(5)),
     ])
     .await;
-    let second = app.json_as(TOKEN, &path(&first["nextLink"])).await;
+    let second = app.get_json_as(TOKEN, &path(&first["nextLink"])).await;
     let expected: Vec<String> = names(&all)[10..21]
         .iter()
         .filter(|n| *n != "o12")
         .cloned()
         .collect();
     assert_eq!(names(&second), expected);
-    let third = app.json_as(TOKEN, &path(&second["nextLink"])).await;
+    let third = app.get_json_as(TOKEN, &path(&second["nextLink"])).await;
     assert_eq!(names(&third), vec!["o03", "o02", "o01", "o00"]);
     assert!(third["nextLink"].is_null());
     // Back: the ten sessions just newer than the third page.
-    let back = app.json_as(TOKEN, &path(&third["previousLink"])).await;
+    let back = app.get_json_as(TOKEN, &path(&third["previousLink"])).await;
     assert_eq!(names(&back), names(&second));
     // CSV pages carry their links in `Link`.
     let mut csv = app
@@ -731,11 +723,11 @@ async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
         .await
         .unwrap();
     let events = app
-        .json_as(TOKEN, "/api/v1/statistics/events/day/2026-11-20")
+        .get_json_as(TOKEN, "/api/v1/statistics/events/day/2026-11-20")
         .await;
     let pseudonym = events["events"][0]["userId"].as_str().unwrap().to_owned();
     let sessions = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/users/{pseudonym}/sessions?period=3660d"),
         )
@@ -746,7 +738,7 @@ async fn a_person_has_one_pseudonym_in_authentication_events_and_sessions() {
         assert_eq!(s["userName"], pseudonym);
     }
     let raw = app
-        .json_as(
+        .get_json_as(
             IDENTITIES_TOKEN,
             "/api/v1/statistics/sessions/day/2026-11-20?user=jos%C3%A9%2Bo%27neil%40x",
         )
@@ -837,7 +829,7 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
     // directory catches up), with empty strings read as absent.
     let device = app.pseudonym("00:0a:95:9d:68:16");
     let history = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/devices/{device}/sessions?period=3660d"),
         )
@@ -860,7 +852,7 @@ async fn an_existing_freeradius_table_is_read_as_it_is() {
     ])
     .await;
     let one = app
-        .json_as(
+        .get_json_as(
             TOKEN,
             &format!("/api/v1/devices/{device}/sessions?period=3660d"),
         )
@@ -1025,15 +1017,17 @@ async fn a_radacct_partitioned_by_time_works_as_freeradiuss_own() {
     app.post_batch(&[packet("Start", "live", "dave", now - T0 - 60, json!({}))])
         .await;
     let day = app
-        .json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-10-31")
+        .get_json_as(TOKEN, "/api/v1/statistics/sessions/day/2026-10-31")
         .await;
     let sessions = day["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{day}");
     assert_eq!(sessions[0]["acctSessionId"], "M");
-    let online = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    let online = app.get_json_as(TOKEN, "/api/v1/sessions/online").await;
     assert_eq!(online["sessions"][0]["acctSessionId"], "live");
     let id = online["sessions"][0]["radAcctId"].as_i64().unwrap();
-    let one = app.json_as(TOKEN, &format!("/api/v1/sessions/{id}")).await;
+    let one = app
+        .get_json_as(TOKEN, &format!("/api/v1/sessions/{id}"))
+        .await;
     assert_eq!(one["acctSessionId"], "live");
     let place: String = app
         .db
@@ -1313,7 +1307,7 @@ async fn stale_means_unheard_for_three_intervals_or_the_configured_time() {
 /// Each session's status in the list, and how many are online.
 async fn statuses(app: TestApp, packets: &[Value]) -> (Vec<(String, String)>, usize) {
     app.post_batch(packets).await;
-    let list = app.json_as(TOKEN, "/api/v1/sessions").await;
+    let list = app.get_json_as(TOKEN, "/api/v1/sessions").await;
     let mut got: Vec<(String, String)> = list["results"]
         .as_array()
         .unwrap()
@@ -1326,7 +1320,7 @@ async fn statuses(app: TestApp, packets: &[Value]) -> (Vec<(String, String)>, us
         })
         .collect();
     got.sort();
-    let online = app.json_as(TOKEN, "/api/v1/sessions/online").await;
+    let online = app.get_json_as(TOKEN, "/api/v1/sessions/online").await;
     (got, online["sessions"].as_array().unwrap().len())
 }
 
@@ -1398,7 +1392,7 @@ async fn the_list_takes_the_seed_apis_date_forms_and_session_status() {
         ("end_date=2026-11-19", vec!["before"]),
     ] {
         let page = app
-            .json_as(TOKEN, &format!("/api/v1/sessions?{query}"))
+            .get_json_as(TOKEN, &format!("/api/v1/sessions?{query}"))
             .await;
         assert_eq!(names(page), expected, "{query}");
     }
@@ -1463,7 +1457,7 @@ async fn a_session_touching_a_window_bound_is_in_one_window_only() {
     };
     let window = |path: String| {
         let app = &app;
-        async move { ids(&app.json_as(TOKEN, &path).await) }
+        async move { ids(&app.get_json_as(TOKEN, &path).await) }
     };
     let day = |d: &str, sort: &str| format!("/api/v1/statistics/sessions/day/{d}{sort}");
     // Ascending, [D, D+1).
@@ -1709,7 +1703,7 @@ async fn windows_from_a_start_bound_hold_what_the_overlap_condition_selects() {
             } else {
                 (named, named + length)
             };
-            let body = app.json_as(TOKEN, &path).await;
+            let body = app.get_json_as(TOKEN, &path).await;
             {
                 let got: Vec<i64> = body["sessions"]
                     .as_array()
