@@ -1,7 +1,10 @@
 """Helpers of bench/changes.sh (standard library only).
 
   changes.py feed URL TOKEN ROWS FORMAT     follows the feed from URL in pages until ROWS records
-                                            came: "rows seconds pages"
+                                            came: "rows seconds pages ttfb body": ttfb is the
+                                            median ms from a page's request to its headers (its
+                                            head, when the rows start), body the seconds spent
+                                            receiving the pages' bodies
   changes.py window URL TOKEN FORMAT        one window: "rows seconds"
   changes.py latency URL TOKEN N STATUS [IF_NONE_MATCH]
                                             p50/p95 ms of N keep-alive GETs answered STATUS
@@ -50,12 +53,17 @@ def feed(url, token, rows, fmt):
     conn, _ = connect(url)
     headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT[fmt]}
     got = pages = 0
+    firsts, body_time = [], 0.0
     start = time.perf_counter()
     while got < rows:
         u = urllib.parse.urlsplit(url)
+        asked = time.perf_counter()
         conn.request("GET", path_of(u), headers=headers)
         response = conn.getresponse()
+        headed = time.perf_counter()
         body = response.read()
+        body_time += time.perf_counter() - headed
+        firsts.append((headed - asked) * 1000)
         if response.status != 200:
             sys.exit(f"GET {url}: {response.status} {body[:200]!r}")
         n, _ = records_in(body, fmt)
@@ -64,7 +72,8 @@ def feed(url, token, rows, fmt):
         got += n
         pages += 1
         url = next_link(response)
-    print(f"{got} {time.perf_counter() - start:.3f} {pages}")
+    firsts.sort()
+    print(f"{got} {time.perf_counter() - start:.3f} {pages} {firsts[len(firsts) // 2]:.2f} {body_time:.3f}")
 
 
 def window(url, token, fmt):

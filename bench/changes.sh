@@ -10,7 +10,9 @@
 #   1. the feed's throughput in pages of 10,000 (CSV and NDJSON, FEED_ROWS
 #      records from the start) beside the week window 2026-10-08 in the
 #      same representation (about the same number of rows), rows/s and
-#      ratios (median of RUNS, the four measurements interleaved);
+#      ratios (median of RUNS, the four measurements interleaved), and
+#      where a page's time goes: the median wait for its headers, and the
+#      rate of the bodies alone beside the window's;
 #   2. p50/p95 ms of 500 keep-alive GETs: an empty poll (the `next` of
 #      `after=latest`), and 304s of the month and of a day window
 #      (`If-None-Match` with their ETag), beside a 200 of the day window;
@@ -99,6 +101,21 @@ printf '  %-34s %10s rows/s\n' "week window, CSV" "$wc_"
 printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, CSV" "$fc" "$(ratio "$fc" "$wc_")"
 printf '  %-34s %10s rows/s\n' "week window, NDJSON" "$wn"
 printf '  %-34s %10s rows/s  ratio %s\n' "feed, pages of 10,000, NDJSON" "$fn" "$(ratio "$fn" "$wn")"
+# Where a page's time goes: the wait for its headers (request, head, the
+# first rows: hand-offs between client, service and PostgreSQL), then its
+# body, which streams at the window's pace when the ratio of the bodies
+# alone is about 1.
+split() {  # the feed's runs -> "ttfb_ms body_ratio"
+    local t b
+    t=$(printf '%s\n' "$@" | awk '{ print $4 }' | median)
+    b=$(printf '%s\n' "$@" | awk '{ printf "%.0f\n", $1 / $5 }' | median)
+    echo "$t $b"
+}
+read -r tc bc <<<"$(split "${f_csv[@]}")"
+read -r tn bn <<<"$(split "${f_nd[@]}")"
+printf '  %-34s CSV %s ms, NDJSON %s ms (p50 of a run'"'"'s pages, median of runs)\n' "a page's wait for its headers" "$tc" "$tn"
+printf '  %-34s CSV %s rows/s (ratio %s), NDJSON %s rows/s (ratio %s)\n' "the pages' bodies alone" \
+    "$bc" "$(ratio "$bc" "$wc_")" "$bn" "$(ratio "$bn" "$wn")"
 
 echo "latency (p50 ms, p95 ms), 500 keep-alive GETs each:"
 empty=$(curl -sf -H "Authorization: Bearer $TOKEN" "$B/changes?after=latest" | python3 -c "import json,sys; print(json.load(sys.stdin)['links']['next'])")
