@@ -389,7 +389,7 @@ impl FeedPage {
 
     /// The query of the page's records, in feed order, each followed by its
     /// position's two parts (`xid8`, `int8`: the stream writes them as a
-    /// cursor, see `db::records::start`): the rows after `($1, $2)` up to
+    /// cursor, see `db::records::stream_rows`): the rows after `($1, $2)` up to
     /// the page's last position, which the head ([`FeedPage::head_sql`],
     /// the statement before it in the same transaction) leaves in the
     /// settings [`UPTO_XID`] and [`UPTO_ID`] (read once each, by init
