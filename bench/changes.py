@@ -1,11 +1,6 @@
-"""Helpers of bench/changes.sh (standard library only).
+"""Helpers of bench/changes.sh (standard library only); the throughput of the
+feed and of windows is read by bench/client.rs.
 
-  changes.py feed URL TOKEN ROWS FORMAT     follows the feed from URL in pages until ROWS records
-                                            came: "rows seconds pages ttfb body": ttfb is the
-                                            median ms from a page's request to its headers (its
-                                            head, when the rows start), body the seconds spent
-                                            receiving the pages' bodies
-  changes.py window URL TOKEN FORMAT        one window: "rows seconds"
   changes.py latency URL TOKEN N STATUS [IF_NONE_MATCH]
                                             p50/p95 ms of N keep-alive GETs answered STATUS
   changes.py etag URL TOKEN                 the window's ETag
@@ -29,63 +24,6 @@ def connect(url):
 
 def path_of(u):
     return u.path + ("?" + u.query if u.query else "")
-
-
-ACCEPT = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
-
-
-def records_in(body, fmt):
-    if fmt == "json":
-        page = json.loads(body)
-        return next(len(v) for k, v in page.items() if isinstance(v, list)), page["links"]["next"]
-    lines = body.count(b"\n")
-    return (lines - 1 if fmt == "csv" else lines), None
-
-
-def next_link(response):
-    for part in response.getheader("Link", "").split(", "):
-        if part.endswith('rel="next"'):
-            return part[1 : part.index(">")]
-    sys.exit("no next link")
-
-
-def feed(url, token, rows, fmt):
-    conn, _ = connect(url)
-    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT[fmt]}
-    got = pages = 0
-    firsts, body_time = [], 0.0
-    start = time.perf_counter()
-    while got < rows:
-        u = urllib.parse.urlsplit(url)
-        asked = time.perf_counter()
-        conn.request("GET", path_of(u), headers=headers)
-        response = conn.getresponse()
-        headed = time.perf_counter()
-        body = response.read()
-        body_time += time.perf_counter() - headed
-        firsts.append((headed - asked) * 1000)
-        if response.status != 200:
-            sys.exit(f"GET {url}: {response.status} {body[:200]!r}")
-        n, _ = records_in(body, fmt)
-        if n == 0:
-            sys.exit(f"the feed ended after {got} records")
-        got += n
-        pages += 1
-        url = next_link(response)
-    firsts.sort()
-    print(f"{got} {time.perf_counter() - start:.3f} {pages} {firsts[len(firsts) // 2]:.2f} {body_time:.3f}")
-
-
-def window(url, token, fmt):
-    conn, u = connect(url)
-    start = time.perf_counter()
-    conn.request("GET", path_of(u), headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT[fmt]})
-    response = conn.getresponse()
-    body = response.read()
-    if response.status != 200:
-        sys.exit(f"GET {url}: {response.status}")
-    n, _ = records_in(body, fmt)
-    print(f"{n} {time.perf_counter() - start:.3f}")
 
 
 def latency(url, token, n, status, tag=None):
@@ -168,11 +106,7 @@ def sse(url, token, psql_url, n):
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    if command == "feed":
-        feed(args[0], args[1], int(args[2]), args[3])
-    elif command == "window":
-        window(args[0], args[1], args[2])
-    elif command == "latency":
+    if command == "latency":
         latency(args[0], args[1], int(args[2]), int(args[3]), args[4] if len(args) > 4 else None)
     elif command == "etag":
         etag(args[0], args[1])

@@ -10,7 +10,9 @@
 #   1. the feed's throughput in pages of 10,000 (CSV and NDJSON, FEED_ROWS
 #      records from the start) beside the week window 2026-10-08 in the
 #      same representation (about the same number of rows), rows/s and
-#      ratios (median of RUNS, the four measurements interleaved), and
+#      ratios (median of RUNS, the four measurements interleaved; read by
+#      bench/client.rs, which consumes bodies in constant memory as a
+#      streaming client does), and
 #      where a page's time goes: the median wait for its headers, and the
 #      rate of the bodies alone beside the window's;
 #   2. p50/p95 ms of 500 keep-alive GETs: an empty poll (the `next` of
@@ -45,8 +47,10 @@ for tool in curl psql python3; do
     command -v $tool >/dev/null || { echo "bench: needs $tool on PATH" >&2; exit 1; }
 done
 
-echo "building the release binary..." >&2
+echo "building the release binary and the bench's client..." >&2
 cargo build --release --quiet
+mkdir -p bench/out
+rustc -O --edition 2021 bench/client.rs -o bench/out/client
 BIN=target/release/acctstream
 mkdir -p "$DATA_DIR"
 marker="$DATA_DIR/seeded-$EVENTS"
@@ -85,11 +89,12 @@ total=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event")
 week_rows=$(psql "$PSQL_URL" -Atc "SELECT count(*) FROM auth_event WHERE occurred_at >= '2026-10-08' AND occurred_at < '2026-10-15'")
 echo "$total events; feed: the first $FEED_ROWS records in pages of 10,000; week 2026-10-08: $week_rows rows; median of $RUNS interleaved runs"
 declare -a f_csv f_nd w_csv w_nd
+CSV=text/csv ND=application/x-ndjson
 for _ in $(seq "$RUNS"); do
-    f_csv+=("$(python3 bench/changes.py feed "$B/changes?limit=10000" "$TOKEN" "$FEED_ROWS" csv)")
-    w_csv+=("$(python3 bench/changes.py window "$B/week/2026-10-08" "$TOKEN" csv)")
-    f_nd+=("$(python3 bench/changes.py feed "$B/changes?limit=10000" "$TOKEN" "$FEED_ROWS" ndjson)")
-    w_nd+=("$(python3 bench/changes.py window "$B/week/2026-10-08" "$TOKEN" ndjson)")
+    f_csv+=("$(bench/out/client feed "$B/changes?limit=10000" "$TOKEN" $CSV "$FEED_ROWS")")
+    w_csv+=("$(bench/out/client window "$B/week/2026-10-08" "$TOKEN" $CSV)")
+    f_nd+=("$(bench/out/client feed "$B/changes?limit=10000" "$TOKEN" $ND "$FEED_ROWS")")
+    w_nd+=("$(bench/out/client window "$B/week/2026-10-08" "$TOKEN" $ND)")
 done
 rate() { awk '{ printf "%.0f\n", $1 / $2 }'; }
 fc=$(printf '%s\n' "${f_csv[@]}" | rate | median)

@@ -38,6 +38,8 @@ done
 
 echo "building the release binary..." >&2
 cargo build --release --quiet
+mkdir -p bench/out
+rustc -O --edition 2021 bench/client.rs -o bench/out/client
 BIN=target/release/acctstream
 PSQL_URL="postgresql://acctstream@/acctstream?host=$DATA_DIR/sock&port=5432"
 marker="$DATA_DIR/seeded-$EVENTS"
@@ -80,9 +82,9 @@ W="http://127.0.0.1:$PORT/api/v1/statistics/events/week/2026-10-08"
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 declare -a op big small
 for _ in $(seq "$RUNS"); do
-    op+=("$(python3 bench/changes.py window "$W" op-token csv)")
-    big+=("$(python3 bench/changes.py window "$W" big-token csv)")
-    small+=("$(python3 bench/changes.py window "$W" small-token csv)")
+    op+=("$(bench/out/client window "$W" op-token text/csv)")
+    big+=("$(bench/out/client window "$W" big-token text/csv)")
+    small+=("$(bench/out/client window "$W" small-token text/csv)")
 done
 rate() { awk '{ printf "%.0f\n", $1 / $2 }'; }
 secs() { awk '{ print $2 }'; }
