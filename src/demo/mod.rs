@@ -329,7 +329,7 @@ impl Default for SeedOptions {
 }
 
 /// A stretch of time inside one UTC hour and its expected share of the traffic.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Bucket {
     pub(crate) start_us: i64,
     pub(crate) end_us: i64,
@@ -401,6 +401,63 @@ pub(crate) fn apportion(total: u64, buckets: &[Bucket]) -> Vec<u64> {
         assigned = target;
     }
     counts
+}
+
+/// How far back from its end a top-up writes at least the trickle's rate.
+pub(crate) const RECENT_US: i64 = 5 * 60 * MICROS_PER_SECOND;
+
+/// The buckets of a top-up (`buckets`, ending at the moment the demo
+/// serves) and their `counts`, with the last [`RECENT_US`] holding at least
+/// what the trickle that follows writes in that time (`share` of its rate,
+/// at least one record a second). The seeded history averages under one
+/// record a second while the trickle writes 2–30; topped up at the
+/// history's rate, a quiet hour's last minutes had seconds without records
+/// right before the trickle's first (a Wi-Fi kind: five records for a
+/// 90-second gap at 02:00 UTC). The bucket the stretch begins in is split
+/// there (its records shared by length), so records stay in time order.
+pub(crate) fn floor_recent(
+    buckets: &[Bucket],
+    counts: &[u64],
+    share: f64,
+) -> (Vec<Bucket>, Vec<u64>) {
+    let Some(end) = buckets.last().map(|b| b.end_us) else {
+        return (Vec::new(), Vec::new());
+    };
+    let recent = end - RECENT_US;
+    let floor = |b: &Bucket| {
+        let seconds = (b.end_us - b.start_us) as f64 / MICROS_PER_SECOND as f64;
+        (seconds * (trickle_rate(b.start_us) * share).max(1.0)).ceil() as u64
+    };
+    let (mut floored, mut floored_counts) = (Vec::new(), Vec::new());
+    for (bucket, &count) in buckets.iter().zip(counts) {
+        if bucket.end_us <= recent {
+            floored.push(*bucket);
+            floored_counts.push(count);
+            continue;
+        }
+        let mut tail = *bucket;
+        let mut tail_count = count;
+        if bucket.start_us < recent {
+            let share_before =
+                (recent - bucket.start_us) as f64 / (bucket.end_us - bucket.start_us) as f64;
+            let before = ((count as f64) * share_before).round() as u64;
+            floored.push(Bucket {
+                end_us: recent,
+                weight: bucket.weight * share_before,
+                ..*bucket
+            });
+            floored_counts.push(before);
+            tail = Bucket {
+                start_us: recent,
+                weight: bucket.weight * (1.0 - share_before),
+                ..*bucket
+            };
+            tail_count = count - before;
+        }
+        floored_counts.push(tail_count.max(floor(&tail)));
+        floored.push(tail);
+    }
+    (floored, floored_counts)
 }
 
 /// Cumulative Zipf weights for `n` ranks, normalised to end at 1.
@@ -625,6 +682,54 @@ pub(crate) mod test_db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A top-up's last minutes hold at least the trickle's rate, in time
+    /// order; what is older keeps its history's rate.
+    #[test]
+    fn a_top_up_ends_at_the_trickles_rate() {
+        // A weekday's quietest hour: the trickle writes 2.3 a second.
+        let quiet: i64 = "2026-12-08T02:30:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("time")
+            .timestamp_micros();
+        let gap = plan(quiet - 90 * MICROS_PER_SECOND, quiet, None);
+        let counts = apportion(5, &gap);
+        let (buckets, floored) = floor_recent(&gap, &counts, 0.25);
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(floored, vec![90], "one a second, at least");
+        let (_, floored) = floor_recent(&gap, &counts, 1.0);
+        let rate = trickle_rate(quiet);
+        assert!(rate > 2.0 && rate < 2.5, "{rate}");
+        assert_eq!(
+            floored,
+            vec![(90.0 * rate).ceil() as u64],
+            "the trickle's rate"
+        );
+        // Two hours: only the last five minutes change, split where they begin.
+        let gap = plan(quiet - 2 * MICROS_PER_HOUR, quiet, None);
+        let counts = apportion(1_000, &gap);
+        let (buckets, floored) = floor_recent(&gap, &counts, 0.25);
+        assert!(buckets.windows(2).all(|w| w[0].end_us == w[1].start_us));
+        assert_eq!(
+            buckets.first().map(|b| b.start_us),
+            gap.first().map(|b| b.start_us)
+        );
+        assert_eq!(buckets.last().map(|b| b.end_us), Some(quiet));
+        let recent: Vec<(Bucket, u64)> = buckets
+            .iter()
+            .copied()
+            .zip(floored.iter().copied())
+            .filter(|(b, _)| b.start_us >= quiet - RECENT_US)
+            .collect();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].0.start_us, quiet - RECENT_US);
+        assert_eq!(recent[0].1, 300);
+        // Before them, the history's rate: the five minutes had a few of
+        // the 1,000 (a quiet hour's sixth of an hour), now 300.
+        let before: u64 = floored[..floored.len() - 1].iter().sum();
+        assert!(before < 1_000 && 1_000 - before < 50, "{before}");
+        assert_eq!(floor_recent(&[], &[], 1.0), (Vec::new(), Vec::new()));
+    }
 
     /// Every trickle's rhythm: failures in a row end it, a success resets
     /// the count, and shutdown stops both the wait and the work.

@@ -214,7 +214,8 @@ fn event_seed(rng_seed: u64) -> u64 {
 }
 
 /// Fills the gap between the newest stored event and `now` (at most the last `max_days` days)
-/// at the rate of the day before the newest event; returns the number of rows inserted.
+/// at the rate of the day before the newest event, its last minutes at least at the trickle's
+/// ([`floor_recent`]); returns the number of rows inserted.
 ///
 /// An empty table gets nothing (use [`seed`] for that); every new event is after the newest
 /// stored one and before `now`. Events come from the default user population.
@@ -267,12 +268,13 @@ pub async fn backfill(
     let buckets = plan(start_us, now_us, Some(&mut generator.rng));
     let gap_weight: f64 = buckets.iter().map(|b| b.weight).sum();
     let total = (density * gap_weight).round() as u64;
-    if total == 0 {
-        return Ok(0);
-    }
-    let counts = apportion(total, &buckets);
+    let (buckets, counts) = floor_recent(&buckets, &apportion(total, &buckets), TRICKLE_SHARE);
     copy_buckets(&mut generator, client, &buckets, &counts, &mut progress).await
 }
+
+/// The share of the trickle's rate (2–30 a second) these events are
+/// written at, by the trickle and at the end of a top-up.
+const TRICKLE_SHARE: f64 = 1.0;
 
 /// Keeps inserting a few events every second, stamped with the current time, until `shutdown`
 /// resolves; the rate follows the daily rhythm (2–30 per second).
@@ -289,7 +291,7 @@ pub async fn trickle(
         DEFAULT_USERS,
         event_seed(start_us as u64).rotate_left(17),
     );
-    trickle_records(pool, generator, 1.0, shutdown).await
+    trickle_records(pool, generator, TRICKLE_SHARE, shutdown).await
 }
 
 /// The demo of authentication events (the registry entry's `demo`).

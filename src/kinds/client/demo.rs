@@ -358,8 +358,9 @@ pub async fn seed(
 }
 
 /// Fills the gap between the newest stored client event and `now` (at most
-/// `max_days` days) at the average rate of the stored ones; returns the rows
-/// inserted. An empty table gets nothing.
+/// `max_days` days) at the average rate of the stored ones, its last minutes
+/// at least at the trickle's ([`floor_recent`]); returns the rows inserted.
+/// An empty table gets nothing.
 pub async fn backfill(
     client: &tokio_postgres::Client,
     now: DateTime<Utc>,
@@ -405,9 +406,14 @@ pub async fn backfill(
     let buckets = plan(start_us, now_us, Some(&mut generator.rng));
     let gap_weight: f64 = buckets.iter().map(|b| b.weight).sum();
     let total = (count as f64 / stored_weight * gap_weight).round() as u64;
-    let counts = apportion(total, &buckets);
+    let (buckets, counts) = floor_recent(&buckets, &apportion(total, &buckets), TRICKLE_SHARE);
     copy_buckets(&mut generator, client, &buckets, &counts, &mut |_, _| {}).await
 }
+
+/// The share of the authentication trickle's rate these client events are
+/// written at (at least one a second), by the trickle and at the end of a
+/// top-up.
+const TRICKLE_SHARE: f64 = 0.25;
 
 /// Keeps inserting a few client events every second until `shutdown`
 /// resolves (a quarter of the authentication trickle's rate, at least one).
@@ -417,7 +423,7 @@ pub async fn trickle(
 ) -> Result<(), DemoError> {
     let start_us = Utc::now().timestamp_micros();
     let generator = Generator::new(DEFAULT_RNG_SEED, (start_us as u64).rotate_left(29));
-    trickle_records(pool, generator, 0.25, shutdown).await
+    trickle_records(pool, generator, TRICKLE_SHARE, shutdown).await
 }
 
 /// The demo of Wi-Fi client events (the registry entry's `demo`): one per
